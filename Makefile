@@ -1,0 +1,32 @@
+# snnc: `make demo` and `make test` each set up .venv on a fresh machine first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; plain `pip install torch` would pull a multi-GB CUDA build.
+TORCH_VERSION := 2.13.0
+TORCH_WHEEL ?= /opt/wheels/torch-$(TORCH_VERSION)+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+
+.PHONY: demo test setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if [ -f "$(TORCH_WHEEL)" ]; then \
+		$(PY) -m pip install -q "$(TORCH_WHEEL)"; \
+	else \
+		echo "note: $(TORCH_WHEEL) not found; installing torch==$(TORCH_VERSION) from the index"; \
+		$(PY) -m pip install -q "torch==$(TORCH_VERSION)"; \
+	fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/snnc demo --out out/demo
+
+test: setup
+	$(PY) -m pytest -q -n 2 tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,44 @@
+"""The CPU reference backend: the artifact is the IR itself; the runtime interprets it with torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from snnc.backends.artifact import Artifact, write_manifest
+from snnc.errors import LoweringError
+from snnc.fileio import atomic_path
+from snnc.ir.graph import Graph
+from snnc.ir.serialize import save
+from snnc.ir.verify import verify
+
+
+class Options(BaseModel):
+    """CPU target options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    time_steps: int | None = None  # default T recorded in the manifest
+
+
+def legalize(graph: Graph) -> Graph:
+    """Check every op has a CPU kernel; report all offenders at once."""
+    from snnc.runtime.interpreter import unsupported_ops
+
+    bad = unsupported_ops(graph)
+    if bad:
+        raise LoweringError("the cpu target cannot run: " + "; ".join(op.where() for op in bad))
+    return graph
+
+
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+    options = options or Options()
+    if output is None:
+        raise LoweringError("the cpu target needs an output folder")
+    g = legalize(verify(graph.copy()))
+    out = Path(output)
+    with atomic_path(out, directory=True) as tmp:
+        save(g, tmp / "graph.snnir")
+        manifest = write_manifest(tmp, "cpu", g, {"time_steps": options.time_steps})
+    return Artifact(out, "cpu", manifest)

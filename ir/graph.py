@@ -1,0 +1,195 @@
+"""The IR graph: ops in topological order, a parameter table, and inferred types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Iterator
+
+import networkx as nx
+import torch
+
+from snnc.errors import VerifyError
+from snnc.ir.ops import Input, OpBase, Output, ParamInfo, TypeInferenceError
+from snnc.ir.types import DType, TensorType
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+class Graph:
+    """A dataflow graph of IR ops.
+
+    `nodes` maps each value name to the op producing it, in topological order.
+    Parameters (weights) live in `params`, referenced by name from the ops.
+    Passes copy a graph (`copy()`) and edit the copy; ops themselves are immutable.
+    """
+
+    def __init__(self, name: str = "main", meta: dict[str, Any] | None = None):
+        self.name = name
+        self.nodes: dict[str, OpBase] = {}
+        self.params: dict[str, torch.Tensor] = {}
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._types: dict[str, TensorType] | None = None
+
+    # -- building ---------------------------------------------------------
+    def add(self, op: OpBase) -> str:
+        """Append an op (its inputs must already exist); returns its value name."""
+        if not _NAME.fullmatch(op.name):
+            raise VerifyError(f"invalid value name {op.name!r} for {op.kind} node",
+                              hint="names are identifiers, dots allowed")
+        if op.name in self.nodes:
+            raise VerifyError(f"value %{op.name} is defined twice")
+        self.nodes[op.name] = op
+        self._types = None
+        return op.name
+
+    def add_param(self, name: str, value: torch.Tensor) -> str:
+        """Store a parameter under a fresh name derived from `name`; returns the name used."""
+        base = name if _NAME.fullmatch(name) else re.sub(r"[^A-Za-z0-9_.]", "_", name) or "p"
+        unique, i = base, 1
+        while unique in self.params:
+            unique, i = f"{base}_{i}", i + 1
+        self.params[unique] = value.detach()
+        return unique
+
+    def fresh_name(self, base: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_.]", "_", base) or "v"
+        if not (base[0].isalpha() or base[0] == "_"):
+            base = "v" + base
+        if base not in self.nodes:
+            return base
+        i = 1
+        while f"{base}_{i}" in self.nodes:
+            i += 1
+        return f"{base}_{i}"
+
+    def replace_op(self, op: OpBase) -> None:
+        """Swap the op named op.name for `op` (same name, new attributes/inputs)."""
+        if op.name not in self.nodes:
+            raise KeyError(op.name)
+        self.nodes[op.name] = op
+        self._types = None
+
+    def replace_uses(self, old: str, new: str, *, except_in: Iterable[str] = ()) -> None:
+        """Make every user of value `old` read `new` instead."""
+        skip = set(except_in)
+        for name, op in list(self.nodes.items()):
+            if name in skip or old not in op.inputs:
+                continue
+            self.nodes[name] = op.replace(inputs=tuple(new if i == old else i for i in op.inputs))
+        self._types = None
+
+    def remove(self, name: str) -> None:
+        users = self.users(name)
+        if users:
+            raise VerifyError(f"cannot remove %{name}: still used by {', '.join('%' + u.name for u in users)}")
+        del self.nodes[name]
+        self._types = None
+
+    def insert_after(self, anchor: str, op: OpBase) -> str:
+        """Insert `op` right after `anchor` in the node order."""
+        if op.name in self.nodes:
+            raise VerifyError(f"value %{op.name} is defined twice")
+        items = list(self.nodes.items())
+        idx = [k for k, _ in items].index(anchor) + 1
+        self.nodes = dict(items[:idx] + [(op.name, op)] + items[idx:])
+        self._types = None
+        return op.name
+
+    def sort(self) -> None:
+        """Re-order nodes topologically (stable: ties keep insertion order)."""
+        order = {n: i for i, n in enumerate(self.nodes)}
+        g = self.to_networkx()
+        try:
+            names = list(nx.lexicographical_topological_sort(g, key=lambda n: order[n]))
+        except nx.NetworkXUnfeasible as e:
+            raise VerifyError(f"graph {self.name} has a cycle") from e
+        self.nodes = {n: self.nodes[n] for n in names}
+        self._types = None
+
+    def drop_unused_params(self) -> None:
+        """Forget parameters no op references; order the rest by first use."""
+        order = list(dict.fromkeys(p for op in self.nodes.values() for p in op.param_refs().values()))
+        self.params = {k: self.params[k] for k in order if k in self.params}
+
+    # -- queries ----------------------------------------------------------
+    def __iter__(self) -> Iterator[OpBase]:
+        return iter(self.nodes.values())
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, name: str) -> OpBase:
+        return self.nodes[name]
+
+    @property
+    def inputs(self) -> list[Input]:
+        return [op for op in self.nodes.values() if isinstance(op, Input)]
+
+    @property
+    def outputs(self) -> list[Output]:
+        return [op for op in self.nodes.values() if isinstance(op, Output)]
+
+    def users(self, name: str) -> list[OpBase]:
+        return [op for op in self.nodes.values() if name in op.inputs]
+
+    def to_networkx(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        for op in self.nodes.values():
+            for i in op.inputs:
+                g.add_edge(i, op.name)
+        return g
+
+    def param_info(self) -> dict[str, ParamInfo]:
+        return {k: ParamInfo(tuple(v.shape), DType.from_torch(v.dtype).value if v.is_floating_point() else str(v.dtype))
+                for k, v in self.params.items()}
+
+    # -- types ------------------------------------------------------------
+    @property
+    def types(self) -> dict[str, TensorType]:
+        """Inferred type of every value (computed once, cached until the graph changes)."""
+        if self._types is None:
+            self._types = self._infer()
+        return self._types
+
+    def type_of(self, name: str) -> TensorType:
+        return self.types[name]
+
+    def _infer(self) -> dict[str, TensorType]:
+        from snnc.ir.printer import format_op_line  # late import: the printer uses Graph
+
+        info = self.param_info()
+        types: dict[str, TensorType] = {}
+        for op in self.nodes.values():
+            missing = [i for i in op.inputs if i not in types]
+            if missing:
+                raise VerifyError(f"{op.where()} reads {', '.join('%' + m for m in missing)}, "
+                                  "which is not defined before it",
+                                  hint="nodes must be in topological order (Graph.sort())")
+            bad = [p for p in op.param_refs().values() if p not in info]
+            if bad:
+                raise VerifyError(f"{op.where()} references missing parameter(s) {', '.join('@' + b for b in bad)}",
+                                  hint=f"known parameters: {', '.join(sorted(info)[:12]) or 'none'}")
+            try:
+                types[op.name] = op.infer([types[i] for i in op.inputs], info)
+            except (TypeInferenceError, ValueError) as e:
+                line = format_op_line(op, types, None)
+                raise VerifyError(f"{op.where()}: {e}\n    {line}\n    {'^' * (len(op.name) + 1)}") from None
+        return types
+
+    # -- copying ----------------------------------------------------------
+    def copy(self, name: str | None = None) -> "Graph":
+        """A shallow copy: new node/param tables; ops and tensors are shared (both immutable by contract)."""
+        g = Graph(name or self.name, self.meta)
+        g.nodes = dict(self.nodes)
+        g.params = dict(self.params)
+        g._types = self._types
+        return g
+
+    def __str__(self) -> str:
+        from snnc.ir.printer import print_graph
+
+        return print_graph(self)
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.name}: {len(self.nodes)} nodes, {len(self.params)} params>"

@@ -1,0 +1,105 @@
+"""Spiking neurons. Every semantic choice is an explicit field (see snnc.dynamics).
+
+    IF:  H[t] = V[t-1] + X[t]
+    LIF: H[t] = V[t-1] + (X[t] - (V[t-1] - V_leak)) / tau      decay_input=True
+         H[t] = V[t-1] - (V[t-1] - V_leak) / tau + X[t]        decay_input=False
+    S[t] = H[t] >= V_th  (fire=ge)   or   H[t] > V_th  (fire=gt)
+    V[t] = V_reset where S else H (hard) | H - V_th S (soft) | H (none)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Mapping, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
+from snnc.ir.types import DType, TensorType
+
+
+class HardReset(BaseModel):
+    """After a spike, V <- v_reset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["hard"] = "hard"
+    v_reset: float = 0.0
+
+    def __str__(self) -> str:
+        return f"hard({self.v_reset!r})"
+
+
+class SoftReset(BaseModel):
+    """After a spike, V <- V - v_threshold (reset by subtraction)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["soft"] = "soft"
+
+    def __str__(self) -> str:
+        return "soft"
+
+
+class NoReset(BaseModel):
+    """V is not reset after a spike."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["none"] = "none"
+
+    def __str__(self) -> str:
+        return "none"
+
+
+Reset = Annotated[Union[HardReset, SoftReset, NoReset], Field(discriminator="kind")]
+
+
+class NeuronOp(OpBase):
+    """Common fields of spiking neurons: a time-major input, spikes out, state `v`."""
+
+    v_threshold: float = 1.0
+    reset: Reset = HardReset()
+    fire: FireCompare = FireCompare.GE
+    v_init: float | None = None  # V before the first step; None = the reset value (0 for soft/none)
+
+    state = (StateSpec("v", "membrane potential"),)
+    stateful = True
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x = ins[0]
+        need(x.layout.has_time, f"a neuron needs a layout with time (TNX, NXT or TN), got {x.layout.value}; "
+             "run the layout pass (or convert the ANN) first")
+        return x.with_dtype(DType.SPIKE)
+
+    def _params(self, kind: NeuronKind, **extra) -> NeuronParams:
+        r = self.reset
+        mode = ResetMode(r.kind)
+        return NeuronParams(kind=kind, v_threshold=self.v_threshold, reset=mode,
+                            v_reset=r.v_reset if isinstance(r, HardReset) else 0.0,
+                            compare=self.fire, **extra)
+
+    def initial_v(self) -> float:
+        return self.v_init if self.v_init is not None else self.to_params().initial_v
+
+    def to_params(self) -> NeuronParams:
+        raise NotImplementedError
+
+
+@register
+class IF(NeuronOp):
+    """Integrate-and-fire neuron."""
+
+    kind: Literal["if"] = "if"
+
+    def to_params(self) -> NeuronParams:
+        return self._params(NeuronKind.IF)
+
+
+@register
+class LIF(NeuronOp):
+    """Leaky integrate-and-fire neuron with time constant tau (in steps)."""
+
+    kind: Literal["lif"] = "lif"
+    tau: float = Field(default=2.0, ge=1.0)
+    decay_input: bool = True
+
+    def to_params(self) -> NeuronParams:
+        return self._params(NeuronKind.LIF, tau=self.tau, decay_input=self.decay_input)

@@ -1,0 +1,70 @@
+"""Pooling ops over [C, H, W] features."""
+
+from __future__ import annotations
+
+from typing import Literal, Mapping
+
+from pydantic import Field
+
+from snnc.ir.ops.base import OpBase, ParamInfo, need, register
+from snnc.ir.ops.linear import Pair, conv_out
+from snnc.ir.types import DType, TensorType
+
+
+def _pool_infer(op, x: TensorType, dilation: Pair = (1, 1)) -> tuple[int, int, int]:
+    need(len(x.features) == 3, f"{op.kind} needs input features [C, H, W], got {list(x.features)}")
+    c, h, w = x.features
+    for i in range(2):
+        need(op.padding[i] <= op.kernel_size[i] // 2,
+             f"padding {op.padding} must be at most half the kernel size {op.kernel_size}")
+    ho = conv_out(h, op.kernel_size[0], op.stride[0], op.padding[0], dilation[0], op.ceil_mode)
+    wo = conv_out(w, op.kernel_size[1], op.stride[1], op.padding[1], dilation[1], op.ceil_mode)
+    need(ho > 0 and wo > 0, f"output size {ho}x{wo} is empty for input {h}x{w}")
+    return c, ho, wo
+
+
+@register
+class AvgPool2d(OpBase):
+    """Average over kernel windows (zero padding counted unless count_include_pad=False)."""
+
+    kind: Literal["avg_pool2d"] = "avg_pool2d"
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = Field(default=None, ge=1)
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        out = ins[0].with_features(_pool_infer(self, ins[0]))
+        return out.with_dtype(DType.F32) if ins[0].dtype is DType.SPIKE else out
+
+
+@register
+class MaxPool2d(OpBase):
+    """Maximum over kernel windows. On spikes the output is again a spike."""
+
+    kind: Literal["max_pool2d"] = "max_pool2d"
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        return ins[0].with_features(_pool_infer(self, ins[0], self.dilation))
+
+
+@register
+class AdaptiveAvgPool2d(OpBase):
+    """Average pooling to a fixed output size [C, oh, ow]."""
+
+    kind: Literal["adaptive_avg_pool2d"] = "adaptive_avg_pool2d"
+    output_size: Pair
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x = ins[0]
+        need(len(x.features) == 3, f"adaptive_avg_pool2d needs features [C, H, W], got {list(x.features)}")
+        need(min(self.output_size) >= 1, f"output_size must be positive, got {self.output_size}")
+        out = x.with_features((x.features[0], *self.output_size))
+        return out.with_dtype(DType.F32) if x.dtype is DType.SPIKE else out

@@ -1,0 +1,117 @@
+"""The `.snnir` file format: one HDF5 file holding the graph (JSON) and its parameters.
+
+Layout:
+    attrs  format = "snnir", format_version = SNNIR_FORMAT_VERSION, snnc_version
+    /graph            UTF-8 JSON: {"name", "meta", "nodes": [op...], "params": [{"name","dtype","shape"}]}
+    /params/p00000    one dataset per parameter, in the order of "params"
+
+Files are deterministic: the same graph gives the same bytes (no timestamps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from snnc.errors import MalformedFileError
+from snnc.fileio import atomic_path
+from snnc.ir.graph import Graph
+from snnc.ir.ops import OP_ADAPTER
+
+SNNIR_FORMAT_VERSION = 1
+_MAX_PARAM_ELEMENTS = 2**31  # refuse absurd claims before allocating
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
+           "int64": torch.int64, "uint8": torch.uint8, "bool": torch.bool}
+
+
+def _version() -> str:
+    from snnc import __version__
+
+    return __version__
+
+
+def graph_to_json(graph: Graph) -> str:
+    doc = {
+        "name": graph.name,
+        "meta": graph.meta,
+        "nodes": [OP_ADAPTER.dump_python(op, mode="json") for op in graph],
+        "params": [{"name": k, "dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
+                   for k, v in graph.params.items()],
+    }
+    return json.dumps(doc, sort_keys=False, separators=(",", ":"))
+
+
+def save(graph: Graph, path: str | os.PathLike) -> Path:
+    """Write `graph` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["format"] = "snnir"
+            f.attrs["format_version"] = SNNIR_FORMAT_VERSION
+            f.attrs["snnc_version"] = _version()
+            f.create_dataset("graph", data=np.frombuffer(graph_to_json(graph).encode(), dtype=np.uint8),
+                             track_times=False)
+            grp = f.create_group("params", track_order=True)
+            for i, t in enumerate(graph.params.values()):
+                t = t.detach().cpu().contiguous()
+                arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
+                grp.create_dataset(f"p{i:05d}", data=arr, track_times=False)
+    return Path(path)
+
+
+def load(path: str | os.PathLike) -> Graph:
+    """Read a `.snnir` file, validating structure before allocating anything large."""
+    p = Path(path)
+    try:
+        f = h5py.File(p, "r")
+    except (OSError, ValueError) as e:
+        raise MalformedFileError(f"{p}: not a readable .snnir (HDF5) file: {e}") from None
+    with f:
+        if f.attrs.get("format") != "snnir":
+            raise MalformedFileError(f"{p}: not a .snnir file (missing format='snnir' attribute)")
+        version = int(f.attrs.get("format_version", -1))
+        if version != SNNIR_FORMAT_VERSION:
+            raise MalformedFileError(f"{p}: .snnir format version {version} is not supported "
+                                     f"(this snnc reads version {SNNIR_FORMAT_VERSION})")
+        try:
+            doc = json.loads(bytes(f["graph"][()]).decode())
+            nodes, specs = doc["nodes"], doc["params"]
+        except Exception as e:  # noqa: BLE001 - any corruption of the JSON record
+            raise MalformedFileError(f"{p}: graph record is corrupt: {e}") from None
+        graph = Graph(str(doc.get("name", "main")), doc.get("meta") or {})
+        for i, spec in enumerate(specs):
+            graph.params[spec["name"]] = _read_param(f, p, i, spec)
+        for i, node in enumerate(nodes):
+            try:
+                graph.add(OP_ADAPTER.validate_python(node))
+            except Exception as e:  # noqa: BLE001 - pydantic ValidationError or a duplicate name
+                raise MalformedFileError(f"{p}: node #{i} ({node.get('name', '?') if isinstance(node, dict) else '?'}) "
+                                         f"is invalid: {e}") from None
+    return graph
+
+
+def _read_param(f: h5py.File, p: Path, i: int, spec: dict) -> torch.Tensor:
+    name = spec.get("name", f"#{i}")
+    key = f"params/p{i:05d}"
+    if key not in f:
+        raise MalformedFileError(f"{p}: parameter @{name} is missing (no dataset {key})")
+    ds = f[key]
+    shape = tuple(int(d) for d in spec.get("shape", ()))
+    dtype = _DTYPES.get(str(spec.get("dtype")))
+    if dtype is None:
+        raise MalformedFileError(f"{p}: parameter @{name} has unsupported dtype {spec.get('dtype')!r}")
+    if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.float64)) > _MAX_PARAM_ELEMENTS:
+        raise MalformedFileError(f"{p}: parameter @{name} claims shape {list(shape)}, which is too large")
+    if tuple(ds.shape) != shape:
+        raise MalformedFileError(f"{p}: parameter @{name} has shape {list(ds.shape)}, header says {list(shape)}")
+    try:
+        arr = ds[()]
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt data
+        raise MalformedFileError(f"{p}: parameter @{name} cannot be read: {e}") from None
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    return t.view(torch.bfloat16) if dtype == torch.bfloat16 else t.to(dtype)

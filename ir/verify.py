@@ -1,0 +1,38 @@
+"""The IR verifier: structural checks, then type inference of every node."""
+
+from __future__ import annotations
+
+import torch
+
+from snnc.errors import VerifyError
+from snnc.ir.graph import Graph
+from snnc.ir.ops import Input, Output
+
+
+def verify(graph: Graph) -> Graph:
+    """Raise VerifyError naming the first offending node; return the graph when valid."""
+    if not graph.inputs:
+        raise VerifyError(f"graph {graph.name} has no input")
+    if not graph.outputs:
+        raise VerifyError(f"graph {graph.name} has no output")
+    for name, op in graph.nodes.items():
+        if op.name != name:
+            raise VerifyError(f"node stored as %{name} is named %{op.name}")
+        if op.arity is not None and len(op.inputs) != op.arity:
+            raise VerifyError(f"{op.where()} has {len(op.inputs)} input(s), expected {op.arity}")
+        if op.arity is None and not op.inputs:
+            raise VerifyError(f"{op.where()} needs at least one input")
+        if isinstance(op, Input) and op.type.layout.has_time and op.type.time is None:
+            raise VerifyError(f"{op.where()} has a time layout but no time dim")
+    for out in graph.outputs:
+        users = graph.users(out.name)
+        if users:
+            raise VerifyError(f"output {out.where()} is used by %{users[0].name}; outputs must be sinks")
+    graph._types = None
+    graph.types  # type inference raises VerifyError with the node and a caret
+    for name, t in graph.params.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            users = [op.name for op in graph if name in op.param_refs().values()]
+            raise VerifyError(f"parameter @{name} (used by {', '.join('%' + u for u in users) or 'nothing'}) "
+                              "contains NaN or Inf", hint="check the model's weights")
+    return graph

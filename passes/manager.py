@@ -1,0 +1,110 @@
+"""Pass registry, named pipelines and the PassManager.
+
+A pass is a named, pure `Graph -> Graph`. Passes with parameters are frozen
+models whose fields are their options: `normalize{mode=99.9%}` on the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from snnc.errors import PassError, SnncError
+from snnc.ir.graph import Graph
+from snnc.ir.verify import verify
+
+PassFn = Callable[[Graph], Graph]
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    name: str
+    factory: Callable[..., PassFn]  # called with the pass's options, returns the pass
+    doc: str
+
+
+PASSES: dict[str, PassInfo] = {}
+
+
+def register_pass(name: str):
+    """Register a pass function (no options) or a class whose instances are passes."""
+
+    def deco(obj):
+        if name in PASSES:
+            raise RuntimeError(f"pass {name!r} registered twice")
+        doc = (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+        if isinstance(obj, type):
+            factory = obj
+        else:
+            def factory(**opts: Any) -> PassFn:
+                if opts:
+                    raise PassError(f"pass {name!r} takes no options, got {sorted(opts)}")
+                return obj
+        PASSES[name] = PassInfo(name, factory, doc)
+        obj.pass_name = name
+        return obj
+
+    return deco
+
+
+# Named pipelines of graph-to-graph passes run by `snnc compile` after conversion.
+PIPELINES: dict[str, str] = {
+    "cpu": "fuse-bn,dce",
+}
+
+_SPEC = re.compile(r"\s*([a-z0-9-]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
+
+
+def parse_pipeline(spec: str) -> list[tuple[str, PassFn]]:
+    """'fuse-bn,dce' or 'normalize{mode=99.9%}' -> [(name, pass)]; unknown names are rejected."""
+    from snnc import passes as _registered  # noqa: F401 - make sure every pass module is imported
+
+    out: list[tuple[str, PassFn]] = []
+    pos = 0
+    spec = spec.strip()
+    while pos < len(spec):
+        m = _SPEC.match(spec, pos)
+        if not m or m.end() == pos:
+            raise PassError(f"cannot parse pass pipeline {spec!r} at {spec[pos:]!r}",
+                            hint="write passes as 'a,b{opt=value},c'")
+        name, opts = m.group(1), m.group(2)
+        if name not in PASSES:
+            raise PassError(f"unknown pass {name!r}", hint=f"known passes: {', '.join(sorted(PASSES))}")
+        kwargs = dict(kv.split("=", 1) for kv in opts.split(";") if kv.strip()) if opts else {}
+        try:
+            out.append((name, PASSES[name].factory(**{k.strip(): v.strip() for k, v in kwargs.items()})))
+        except SnncError:
+            raise
+        except Exception as e:  # noqa: BLE001 - pydantic validation of options
+            raise PassError(f"bad options for pass {name!r}: {e}") from None
+        pos = m.end()
+    return out
+
+
+@dataclass
+class PassManager:
+    """Runs passes in order; optionally verifies and prints after each, and times them."""
+
+    passes: list[tuple[str, PassFn]]
+    verify_each: bool = False
+    print_after: set[str] = field(default_factory=set)
+    printer: Callable[[str], None] = print
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    def run(self, graph: Graph) -> Graph:
+        for name, fn in self.passes:
+            start = time.perf_counter()
+            try:
+                graph = fn(graph)
+            except SnncError:
+                raise
+            except Exception as e:  # noqa: BLE001 - name the pass that failed
+                raise PassError(f"pass {name!r} failed: {type(e).__name__}: {e}") from e
+            self.timings.append((name, time.perf_counter() - start))
+            if self.verify_each:
+                verify(graph)
+            if name in self.print_after or "all" in self.print_after:
+                self.printer(f"// after {name}\n{graph}")
+        return graph

@@ -1,0 +1,68 @@
+"""charge / fire / reset as Triton device functions, mirroring `snnc.dynamics` op for op.
+
+The fp32 operations and their order are those of `snnc.dynamics`, so a kernel
+built from these functions gives the same bits as `dynamics.multi_step`:
+
+    IF:                  H = V + X
+    LIF, decay_input:    H = V + (X - (V - V_leak)) / tau
+    LIF, no decay_input: H = V - (V - V_leak) / tau + X
+    (ParametricLIF as in SpikingJelly multiplies by decay = 1/tau instead of dividing by tau)
+    hard reset:          V = H (1 - S) + V_reset S
+    soft reset:          V = H - V_th S
+
+Division uses `div_rn` (IEEE round-to-nearest): a plain `/` on fp32 may lower
+to an approximate division on NVIDIA GPUs, which would break bit-exactness.
+Subtracting V_leak = 0 is exact, so one formula covers both leak targets.
+Kernels using `charge` launch with FMA contraction off: `a * k + b` must round
+twice, as torch does.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from . import spec
+
+KIND_IF: tl.constexpr = tl.constexpr(spec.KIND_IF)
+RESET_HARD: tl.constexpr = tl.constexpr(spec.RESET_HARD)
+RESET_SOFT: tl.constexpr = tl.constexpr(spec.RESET_SOFT)
+
+
+@triton.jit
+def charge(v, x, k, v_leak, KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, LEAK_MULTIPLY: tl.constexpr):
+    """H[t] from V[t-1] and X[t]; k (an fp32 block like v) is tau, or decay = 1/tau if LEAK_MULTIPLY."""
+    if KIND == KIND_IF:
+        h = v + x
+    elif DECAY_INPUT:
+        if LEAK_MULTIPLY:
+            h = v + (x - (v - v_leak)) * k
+        else:
+            h = v + tl.math.div_rn(x - (v - v_leak), k)
+    elif LEAK_MULTIPLY:
+        h = v - (v - v_leak) * k + x
+    else:
+        h = v - tl.math.div_rn(v - v_leak, k) + x
+    return h
+
+
+@triton.jit
+def fire(h, v_threshold, COMPARE_GT: tl.constexpr):
+    """S[t] = Theta(H[t] - V_th) as an fp32 0/1 block (Theta(0) = 0 for gt, 1 for ge)."""
+    if COMPARE_GT:
+        s = (h > v_threshold).to(tl.float32)
+    else:
+        s = (h >= v_threshold).to(tl.float32)
+    return s
+
+
+@triton.jit
+def reset(h, s, v_threshold, v_reset, RESET: tl.constexpr):
+    """V[t] from H[t] and S[t]. With S in {0, 1} every product is exact, so FMA contraction is harmless."""
+    if RESET == RESET_HARD:
+        v = h * (1.0 - s) + v_reset * s
+    elif RESET == RESET_SOFT:
+        v = h - s * v_threshold
+    else:
+        v = h
+    return v

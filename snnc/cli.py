@@ -1,0 +1,234 @@
+"""The `snnc` command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from snnc.errors import InputError, SnncError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="snnc: compile spiking neural networks.\n\nExample: snnc compile model.snnir --calib digits "
+                       "-T 32 -o out/cpu")
+_state = {"verbose": 0, "quiet": False}
+
+
+@app.callback()
+def _main(verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More output; -v shows tracebacks."),
+          quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors.")) -> None:
+    _state["verbose"], _state["quiet"] = verbose, quiet
+
+
+def _say(msg: str) -> None:
+    if not _state["quiet"]:
+        typer.echo(msg)
+
+
+def parse_input_shape(spec: str) -> tuple[str | None, tuple[int, ...]]:
+    """'x:[1,1,8,8]' or '[1,1,8,8]' -> (name, per-sample shape); the leading batch dim is dropped."""
+    m = re.fullmatch(r"\s*(?:([A-Za-z_][\w.]*)\s*:)?\s*\[?\s*([0-9,\s]+?)\s*\]?\s*", spec)
+    if not m:
+        raise InputError(f"cannot parse input shape {spec!r}", hint="write it as x:[1,1,8,8] (batch first)")
+    dims = tuple(int(d) for d in m.group(2).split(",") if d.strip())
+    if len(dims) < 2:
+        raise InputError(f"input shape {spec!r} needs a batch dim and at least one feature dim")
+    return m.group(1), dims[1:]
+
+
+def load_array(spec: str, what: str):
+    """A .npy/.npz file (or a folder of them), or 'digits' for the bundled data set."""
+    import numpy as np
+
+    if spec == "digits":
+        from snnc import datasets
+
+        return datasets.digits().x_train[:512].numpy()
+    p = Path(spec)
+    if p.is_dir():
+        parts = [load_array(str(f), what) for f in sorted(p.iterdir()) if f.suffix in (".npy", ".npz")]
+        if not parts:
+            raise InputError(f"{what} folder {p} has no .npy/.npz files")
+        return np.concatenate(parts)
+    if not p.is_file():
+        raise InputError(f"{what} file {p} does not exist", hint="give a .npy/.npz file, a folder of them, or 'digits'")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"cannot read {what} file {p}: {e}") from None
+    if hasattr(data, "files"):
+        keys = list(data.files)
+        if not keys:
+            raise InputError(f"{what} file {p} is empty")
+        key = next((k for k in ("x", "inputs", "data") if k in keys), keys[0])
+        return data[key]
+    return data
+
+
+def _is_snn(graph) -> bool:
+    from snnc.ir import ops
+
+    return any(isinstance(op, ops.NeuronOp) for op in graph)
+
+
+def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str]):
+    from snnc.frontends.loader import load_model
+
+    shape = parse_input_shape(input_shape)[1] if input_shape else None
+    return load_model(model, input_shape=shape, weights=weights)
+
+
+@app.command()
+def convert(model: str = typer.Argument(..., help="Model: a .snnir file or package.module:attribute."),
+            calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz, a folder of them, or 'digits'."),
+            mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P% (e.g. 99.9%), or a float in (0,1]."),
+            output: Path = typer.Option(..., "-o", "--output", help="Output .snnir file."),
+            input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
+            weights: Optional[str] = typer.Option(None, "--weights", help="state_dict file for a Python model spec.")):
+    """Convert a ReLU ANN into an SNN and save it as .snnir.
+
+    Example: snnc convert out/demo/digits_ann.snnir --calib digits --mode 99.9% -o digits_snn.snnir
+    """
+    import snnc
+    from snnc.ir import save
+
+    graph = _load_graph(model, input_shape, weights)
+    snn = snnc.convert(graph, load_array(calib, "calibration"), mode)
+    save(snn, output)
+    _say(f"wrote {output}")
+
+
+@app.command()
+def compile(model: str = typer.Argument(..., help="Model: a .snnir file or package.module:attribute."),
+            target: str = typer.Option("cpu", "--target", help="Backend: cpu."),
+            output: Path = typer.Option(..., "-o", "--output", help="Output artifact folder."),
+            calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (converts an ANN first)."),
+            mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P%, or a float in (0,1]."),
+            time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Default number of time steps."),
+            input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
+            weights: Optional[str] = typer.Option(None, "--weights", help="state_dict for a Python model spec."),
+            passes: Optional[str] = typer.Option(None, "--passes", help="Comma-separated passes instead of the target's pipeline."),
+            print_after: Optional[str] = typer.Option(None, "--print-after", help="Print the IR after these passes (comma-separated, or 'all')."),
+            verify_each: bool = typer.Option(False, "--verify-each", help="Run the verifier after every pass."),
+            as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary.")):
+    """Compile a model for a target and write the artifact folder.
+
+    Example: snnc compile out/demo/digits_ann.snnir --calib digits -T 32 -o out/digits_cpu
+    """
+    import snnc
+    from snnc.passes import PIPELINES, PassManager, parse_pipeline
+
+    if time_steps is not None and time_steps <= 0:
+        raise InputError(f"-T must be positive, got {time_steps}")
+    graph = _load_graph(model, input_shape, weights)
+    if not _is_snn(graph):
+        if calib is None:
+            raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
+                             hint="e.g. --calib digits, or --calib calib.npy")
+        graph = snnc.convert(graph, load_array(calib, "calibration"), mode)
+    pm = PassManager(parse_pipeline(passes if passes is not None else PIPELINES.get(target, "")),
+                     verify_each=verify_each, print_after=set((print_after or "").split(",")) - {""},
+                     printer=typer.echo)
+    graph = pm.run(graph)
+    artifact = snnc.compile(graph, target=target, output=output, time_steps=time_steps)
+    if _state["verbose"]:
+        for name, secs in pm.timings:
+            typer.echo(f"  pass {name}: {secs * 1000:.1f} ms")
+    if as_json:
+        typer.echo(json.dumps({"artifact": str(artifact.path), "target": artifact.target,
+                               "inputs": artifact.manifest["inputs"], "outputs": artifact.manifest["outputs"],
+                               "passes": [n for n, _ in pm.timings]}, indent=2))
+    else:
+        _say(f"wrote {artifact.path} (target {target})")
+
+
+@app.command()
+def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir file)."),
+        inputs: Path = typer.Option(..., "-i", "--inputs", help=".npz (one array per input name) or .npy."),
+        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs to this .npz."),
+        time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Time steps (default: the artifact's).")):
+    """Run a compiled artifact on inputs and save the output sequences [T, N, *].
+
+    Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32
+    """
+    import numpy as np
+    import torch
+
+    import snnc
+    from snnc.fileio import atomic_path
+
+    session = snnc.load(artifact)
+    T = time_steps or (session.artifact.manifest.get("time_steps") if session.artifact else None)
+    data = np.load(inputs, allow_pickle=False) if inputs.is_file() else None
+    if data is None:
+        raise InputError(f"inputs file {inputs} does not exist")
+    if hasattr(data, "files"):
+        feeds = {k: torch.from_numpy(data[k]) for k in data.files}
+        if len(session.input_names) == 1 and session.input_names[0] not in feeds and len(feeds) == 1:
+            feeds = {session.input_names[0]: next(iter(feeds.values()))}
+    else:
+        feeds = {session.input_names[0]: torch.from_numpy(data)}
+    out = session.run(feeds, T)
+    out = out if isinstance(out, dict) else {session.output_names[0]: out}
+    if output is not None:
+        with atomic_path(output) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{k: v.numpy() for k, v in out.items()})
+        _say(f"wrote {output}")
+    for k, v in out.items():
+        _say(f"{k}: shape {list(v.shape)}, mean over T argmax (first 10): {v.mean(0).argmax(-1)[:10].tolist()}")
+
+
+@app.command()
+def inspect(path: Path = typer.Argument(..., help="A .snnir file or an artifact folder.")):
+    """Print the IR of a model file or artifact.
+
+    Example: snnc inspect out/demo/digits_snn.snnir
+    """
+    from snnc.backends.artifact import Artifact
+    from snnc.frontends.loader import load_model
+
+    graph = Artifact.open(path).graph() if path.is_dir() else load_model(path)
+    typer.echo(str(graph), nl=False)
+
+
+@app.command("passes")
+def list_passes():
+    """List the registered passes and the named pipelines."""
+    from snnc.passes import PASSES, PIPELINES
+
+    for name, info in sorted(PASSES.items()):
+        typer.echo(f"{name:20s} {info.doc}")
+    typer.echo("")
+    for target, spec in PIPELINES.items():
+        typer.echo(f"pipeline {target}: {spec}")
+
+
+@app.command()
+def demo(out: Optional[Path] = typer.Option(None, "--out", help="Also write the models and data here.")):
+    """Train (cached) a CNN on the digits data set, convert it, and print accuracy vs T."""
+    from snnc.demo import run_demo
+
+    run_demo(out)
+
+
+def main() -> None:
+    """Entry point: snnc errors print one line (`error: ...`, then a hint) and exit with their family's code."""
+    try:
+        app()  # standalone: usage errors exit 2 with click's message
+    except SnncError as e:
+        if _state["verbose"]:
+            traceback.print_exc()
+        typer.echo(f"error: {e.message}", err=True)
+        if e.hint:
+            typer.echo(f"hint: {e.hint}", err=True)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The digits demo: train a small CNN, convert it with `max` and `99.9%`, print accuracy vs T."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from snnc import datasets
+
+T_VALUES = (8, 16, 32, 64)
+MODES = ("max", "99.9%")
+_RECIPE = "digits-cnn-v1:epochs=30,lr=3e-3,bs=64,seed=0"
+
+
+class DigitsCNN(nn.Module):
+    """conv-bn-relu-pool x2 -> linear, for 1x8x8 digits."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AvgPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 2 * 2, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SNNC_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
+                                                            "snnc")
+    return Path(base)
+
+
+def train_digits_cnn(data: datasets.Split, *, epochs: int = 30, seed: int = 0) -> DigitsCNN:
+    """Train DigitsCNN deterministically (a few seconds on 2 cores)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = DigitsCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    n = data.x_train.shape[0]
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, 64):
+            idx = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    return model.eval()
+
+
+def pretrained_digits_cnn(data: datasets.Split | None = None, *, verbose: bool = False) -> DigitsCNN:
+    """The demo model, trained once and cached (state dict loaded with weights_only=True)."""
+    data = data or datasets.digits()
+    key = hashlib.sha256(f"{_RECIPE}:torch={torch.__version__.split('+')[0]}".encode()).hexdigest()[:16]
+    path = cache_dir() / f"digits_cnn-{key}.pt"
+    model = DigitsCNN()
+    if path.is_file():
+        try:
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.eval()
+        except Exception:  # noqa: BLE001 - a corrupt cache entry is retrained
+            pass
+    if verbose:
+        print(f"training the digits CNN (cached at {path}) ...", flush=True)
+    model = train_digits_cnn(data)
+    from snnc.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return model
+
+
+def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((pred == labels).float().mean()) * 100.0
+
+
+def run_demo(out_dir: str | os.PathLike | None = None, *, calib_samples: int = 512) -> dict:
+    """Train (or load), convert in each mode, evaluate at each T; print and return the table."""
+    import snnc
+    from snnc.runtime import Session
+
+    start = time.perf_counter()
+    data = datasets.digits()
+    model = pretrained_digits_cnn(data, verbose=True)
+    with torch.no_grad():
+        ann_acc = accuracy(model(data.x_test).argmax(-1), data.y_test)
+    calib = data.x_train[:calib_samples]
+    results: dict[str, dict[int, float]] = {}
+    graphs = {}
+    for mode in MODES:
+        graph = snnc.convert(model, calib, mode)
+        graphs[mode] = graph
+        session = Session(graph)
+        results[mode] = {T: accuracy(session.predict(data.x_test, T), data.y_test) for T in T_VALUES}
+    _print_table(ann_acc, results, data.x_test.shape[0])
+    if out_dir is not None:
+        _write_outputs(Path(out_dir), model, graphs, data)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return {"ann": ann_acc, "snn": results}
+
+
+def _print_table(ann_acc: float, results: dict[str, dict[int, float]], n_test: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"digits: ANN vs converted SNN accuracy (%) on {n_test} test images")
+    table.add_column("mode")
+    table.add_column("ANN", justify="right")
+    for T in T_VALUES:
+        table.add_column(f"T={T}", justify="right")
+    for mode, accs in results.items():
+        table.add_row(mode, f"{ann_acc:.2f}", *(f"{accs[T]:.2f}" for T in T_VALUES))
+    Console(width=100).print(table)
+
+
+def _write_outputs(out: Path, model: nn.Module, graphs: dict, data: datasets.Split) -> None:
+    import snnc
+    from snnc.ir import save
+
+    out.mkdir(parents=True, exist_ok=True)
+    save(snnc.trace(model, (1, 8, 8), name="digits_cnn"), out / "digits_ann.snnir")
+    save(graphs["99.9%"], out / "digits_snn.snnir")
+    snnc.compile(graphs["99.9%"], target="cpu", output=out / "digits_cpu")
+    np.save(out / "calib.npy", data.x_train[:512].numpy())
+    np.savez(out / "test_inputs.npz", x=data.x_test.numpy())
+    np.save(out / "test_labels.npy", data.y_test.numpy())
+    print(f"wrote {out}/: digits_ann.snnir, digits_snn.snnir, digits_cpu/, calib.npy, test_inputs.npz, "
+          "test_labels.npy")

@@ -1,0 +1,65 @@
+"""The snnc error hierarchy.
+
+Every error a user can cause is an `SnncError`; each family has its own class
+(and its own CLI exit code), and each message names the node or module it is
+about and what to do instead.
+"""
+
+from __future__ import annotations
+
+
+class SnncError(Exception):
+    """Base of every error snnc raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\nhint: {hint}")
+
+
+class FrontendError(SnncError):
+    """A model could not be read into the IR."""
+
+    exit_code = 3
+
+
+class UnsupportedOpError(FrontendError):
+    """The model uses a module, function or op that snnc cannot represent."""
+
+
+class UnsupportedAttributeError(FrontendError):
+    """A supported op uses an attribute value snnc cannot represent."""
+
+
+class MalformedFileError(FrontendError):
+    """A model file is truncated, has the wrong magic, or is internally inconsistent."""
+
+
+class UntrustedPickleError(FrontendError):
+    """A file would need unpickling arbitrary objects, which may execute code."""
+
+
+class VerifyError(SnncError):
+    """The IR graph is invalid (shape/type mismatch, dangling reference, ...)."""
+
+    exit_code = 4
+
+
+class PassError(SnncError):
+    """A pass could not transform the graph."""
+
+    exit_code = 5
+
+
+class LoweringError(SnncError):
+    """A backend cannot express the graph (unsupported op or attribute for the target)."""
+
+    exit_code = 6
+
+
+class InputError(SnncError):
+    """Bad user data: wrong shape or dtype, NaN/Inf, empty calibration set, T <= 0."""
+
+    exit_code = 7

@@ -1,0 +1,316 @@
+"""Spiking neuron layers.
+
+A neuron layer runs the three equations of `snnc.dynamics` at every step:
+
+    charge:  H[t] = f(V[t-1], X[t])                       (neuronal_charge, per class)
+    fire:    S[t] = Theta(H[t] - V_th)                     (the surrogate function)
+    reset:   V[t] = H[t] (1 - S[t]) + V_reset S[t]         hard reset (v_reset is a float)
+             V[t] = H[t] - V_th S[t]                       soft reset (v_reset=None)
+
+A custom neuron subclasses BaseNode and overrides `neuronal_charge` only.
+The multi-step forward is looked up by `backend` in a registry
+(`register_backend`), so faster implementations (Triton) plug in without
+changing the modules.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from snnc import dynamics
+from snnc.dynamics import NeuronKind, NeuronParams, ResetMode
+from snnc.nn import surrogate
+from snnc.nn.base import MemoryModule
+from snnc.nn.errors import BackendError, ConfigError, NoNeuronParamsError
+
+__all__ = ["BaseNode", "IFNode", "LIFNode", "ParametricLIFNode", "register_backend", "registered_backends"]
+
+MultiStepImpl = Callable[["BaseNode", Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class _Backend:
+    impl: MultiStepImpl
+    supports: Callable[["BaseNode"], bool]
+
+
+_BACKENDS: dict[str, _Backend] = {}
+
+
+def register_backend(name: str, impl: MultiStepImpl, supports: Callable[[BaseNode], bool] = lambda node: True) -> None:
+    """Make `node.backend = name` run `impl(node, x_seq) -> spike_seq` in multi-step mode.
+
+    `impl` must update `node.v` (and `node.v_seq` when `node.store_v_seq`) as
+    the torch backend does; `supports(node)` says which neurons it can run.
+    """
+    _BACKENDS[name] = _Backend(impl, supports)
+
+
+def registered_backends() -> tuple[str, ...]:
+    return tuple(_BACKENDS)
+
+
+def _as_float(owner: str, name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{owner}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _as_bool(owner: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}: {name} must be a bool, got {value!r}")
+    return value
+
+
+class BaseNode(MemoryModule):
+    """Base class of spiking neuron layers; subclasses define `neuronal_charge`.
+
+    Args:
+        v_threshold: firing threshold V_th.
+        v_reset: potential after a spike (hard reset), or None for soft reset
+            (subtract V_th).  Also the initial potential (0 for soft reset).
+        surrogate_function: Heaviside forward / surrogate backward; a fresh
+            `surrogate.Sigmoid()` when None.
+        detach_reset: cut the gradient through the reset's use of S[t].
+        store_v_seq: in multi-step mode keep V[t] of every step in `v_seq` [T, N, *].
+    """
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: Callable[[Tensor], Tensor] | None = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        backend: str = "torch",
+        store_v_seq: bool = False,
+    ) -> None:
+        super().__init__(step_mode)
+        owner = type(self).__name__
+        self.v_threshold = _as_float(owner, "v_threshold", v_threshold)
+        self.v_reset = None if v_reset is None else _as_float(owner, "v_reset", v_reset)
+        self.detach_reset = _as_bool(owner, "detach_reset", detach_reset)
+        self.surrogate_function = surrogate.Sigmoid() if surrogate_function is None else surrogate_function
+        self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
+        self.store_v_seq = store_v_seq
+        # Only the name is checked here: subclasses set their own attributes after this, and
+        # `supports(node)` may need them; multi_step_forward checks support on use.
+        if backend not in _BACKENDS:
+            raise BackendError(f"{owner}: backend {backend!r} is not registered; registered: {list(_BACKENDS)}")
+        self._backend = backend
+
+    # ---- options ---------------------------------------------------------------
+    @property
+    def store_v_seq(self) -> bool:
+        return self._store_v_seq
+
+    @store_v_seq.setter
+    def store_v_seq(self, value: bool) -> None:
+        self._store_v_seq = _as_bool(type(self).__name__, "store_v_seq", value)
+        self.v_seq: Tensor | None = None
+
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        """Backends that can run this neuron's multi-step forward ('torch' always)."""
+        return tuple(name for name, b in _BACKENDS.items() if b.supports(self))
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in self.supported_backends:
+            raise BackendError(
+                f"{type(self).__name__}: backend {name!r} is not available; supported: {list(self.supported_backends)}"
+            )
+        self._backend = name
+
+    def reset(self) -> None:
+        super().reset()
+        self.v_seq = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, detach_reset={self.detach_reset}, "
+            f"step_mode={self.step_mode}, backend={self.backend}"
+        )
+
+    # ---- the three equations ---------------------------------------------------
+    def neuronal_charge(self, x: Tensor) -> None:
+        """H[t] = f(V[t-1], X[t]): read self.v (V[t-1]) and write self.v (H[t])."""
+        raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
+
+    def neuronal_fire(self) -> Tensor:
+        """S[t] = Theta(H[t] - V_th) through the surrogate function."""
+        return self.surrogate_function(self.v - self.v_threshold)
+
+    def neuronal_reset(self, spike: Tensor) -> None:
+        """V[t] from H[t] (self.v) and S[t] (`snnc.dynamics.reset`)."""
+        spike_d = spike.detach() if self.detach_reset else spike
+        self.v = dynamics.reset(self._reset_params(), self.v, spike_d)
+
+    def v_float_to_tensor(self, x: Tensor) -> None:
+        """Broadcast the initial potential to x's shape on the first step after a reset."""
+        self.materialize_memory("v", x)
+
+    def single_step_forward(self, x: Tensor) -> Tensor:
+        self.v_float_to_tensor(x)
+        self.neuronal_charge(x)
+        spike = self.neuronal_fire()
+        self.neuronal_reset(spike)
+        return spike
+
+    def multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        """Run the whole sequence with the implementation registered for `self.backend`."""
+        backend = _BACKENDS.get(self.backend)
+        if backend is None or not backend.supports(self):
+            raise BackendError(
+                f"{type(self).__name__}: backend {self.backend!r} cannot run this neuron; "
+                f"supported: {list(self.supported_backends)}"
+            )
+        return backend.impl(self, x_seq)
+
+    # ---- description for the compiler ------------------------------------------
+    def _reset_params(self) -> NeuronParams:
+        if self.v_reset is None:
+            return NeuronParams(NeuronKind.IF, self.v_threshold, ResetMode.SOFT, 0.0)
+        return NeuronParams(NeuronKind.IF, self.v_threshold, ResetMode.HARD, self.v_reset)
+
+    def _require_own_charge(self, cls: type[BaseNode]) -> None:
+        if type(self).neuronal_charge is not cls.neuronal_charge:
+            raise NoNeuronParamsError(
+                f"{type(self).__name__} overrides neuronal_charge, so its dynamics are not {cls.__name__}'s; "
+                "NeuronParams can describe IFNode, LIFNode and ParametricLIFNode only"
+            )
+
+    def neuron_params(self) -> NeuronParams:
+        """The dynamics of this layer as `snnc.dynamics.NeuronParams`."""
+        raise NoNeuronParamsError(
+            f"{type(self).__name__} is a custom neuron; NeuronParams can describe IFNode, LIFNode and "
+            "ParametricLIFNode only"
+        )
+
+
+def _torch_multi_step(node: BaseNode, x_seq: Tensor) -> Tensor:
+    """The reference multi-step forward: the single-step forward in a loop over T."""
+    spikes, v_seq = [], []
+    for t in range(x_seq.shape[0]):
+        spikes.append(node.single_step_forward(x_seq[t]))
+        if node.store_v_seq:
+            v_seq.append(node.v)
+    if node.store_v_seq:
+        node.v_seq = torch.stack(v_seq)
+    return torch.stack(spikes)
+
+
+register_backend("torch", _torch_multi_step)
+
+
+class IFNode(BaseNode):
+    """Integrate-and-fire: H[t] = V[t-1] + X[t]."""
+
+    def neuronal_charge(self, x: Tensor) -> None:
+        self.v = dynamics.charge(self._reset_params(), self.v, x)
+
+    def neuron_params(self) -> NeuronParams:
+        self._require_own_charge(IFNode)
+        return self._reset_params()
+
+
+class LIFNode(BaseNode):
+    """Leaky integrate-and-fire with time constant tau > 1.
+
+        decay_input:     H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau
+        not decay_input: H[t] = V[t-1] - (V[t-1] - V_reset) / tau + X[t]
+
+    with V_reset = 0 for soft reset.
+    """
+
+    def __init__(
+        self,
+        tau: float = 2.0,
+        decay_input: bool = True,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: Callable[[Tensor], Tensor] | None = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        backend: str = "torch",
+        store_v_seq: bool = False,
+    ) -> None:
+        tau = _as_float(type(self).__name__, "tau", tau)
+        if not tau > 1.0:
+            raise ConfigError(f"{type(self).__name__}: tau must be > 1, got {tau!r}")
+        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq)
+        self.tau = tau
+        self.decay_input = _as_bool(type(self).__name__, "decay_input", decay_input)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", tau={self.tau}"
+
+    def _lif_params(self) -> NeuronParams:
+        r = self._reset_params()
+        return NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, tau=float(self.tau),
+                            decay_input=self.decay_input)
+
+    def neuron_params(self) -> NeuronParams:
+        self._require_own_charge(LIFNode)
+        return self._lif_params()
+
+    def neuronal_charge(self, x: Tensor) -> None:
+        self.v = dynamics.charge(self._lif_params(), self.v, x)
+
+
+class ParametricLIFNode(BaseNode):
+    """LIF with a learnable time constant: tau = 1 / sigmoid(w), w = -log(init_tau - 1).
+
+    The leak multiplies by sigmoid(w) (as SpikingJelly does) rather than dividing by tau.
+    """
+
+    def __init__(
+        self,
+        init_tau: float = 2.0,
+        decay_input: bool = True,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: Callable[[Tensor], Tensor] | None = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        backend: str = "torch",
+        store_v_seq: bool = False,
+    ) -> None:
+        init_tau = _as_float(type(self).__name__, "init_tau", init_tau)
+        if not init_tau > 1.0:
+            raise ConfigError(f"{type(self).__name__}: init_tau must be > 1, got {init_tau!r}")
+        super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq)
+        self.decay_input = _as_bool(type(self).__name__, "decay_input", decay_input)
+        self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
+
+    @property
+    def tau(self) -> float:
+        """The current time constant 1 / sigmoid(w)."""
+        with torch.no_grad():
+            return float(1.0 / torch.sigmoid(self.w.detach().double()))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", tau={self.tau}"
+
+    def neuron_params(self) -> NeuronParams:
+        """LIF parameters with the current tau."""
+        self._require_own_charge(ParametricLIFNode)
+        r = self._reset_params()
+        return NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, tau=self.tau,
+                            decay_input=self.decay_input)
+
+    def neuronal_charge(self, x: Tensor) -> None:
+        r = self._reset_params()
+        p = NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, decay_input=self.decay_input)
+        self.v = dynamics.charge(p, self.v, x, decay=self.w.sigmoid())
+

@@ -1,0 +1,120 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snnc.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends import trace
+from snnc.ir import ops
+from snnc.runtime import Interpreter
+from tests.conftest import randomize_bn
+
+
+def run_graph(graph, x):
+    return Interpreter(graph).run({graph.inputs[0].name: x})[graph.outputs[0].name]
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.side = nn.Conv2d(4, 2, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(6 * 4 * 4, 10)
+        self.idn = nn.Identity()
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = F.relu(self.block(x) + x)
+        y = torch.cat([y, self.side(y)], dim=1)
+        y = self.drop(self.idn(self.pool(y)))
+        return self.head(y.view(y.size(0), -1))
+
+
+def test_residual_concat_functional_forms_match_torch():
+    model = randomize_bn(Residual())
+    g = trace(model, (1, 8, 8))
+    kinds = [op.kind for op in g]
+    assert kinds.count("add") == 1 and kinds.count("concat") == 1 and "identity" not in kinds
+    x = torch.rand(5, 1, 8, 8)
+    torch.testing.assert_close(run_graph(g, x), model(x), rtol=0, atol=0)
+
+
+def test_every_node_remembers_its_source_module():
+    g = trace(randomize_bn(Residual()), (1, 8, 8))
+    locs = {}
+    for op in g:
+        if op.loc:
+            locs.setdefault(op.kind, op.loc)
+    assert locs["conv2d"].module_path == "stem.0" and locs["conv2d"].module_type == "torch.nn.Conv2d"
+    assert locs["linear"].module_path == "head"
+    add = next(op for op in g if op.kind == "add")
+    assert add.loc.module_type.endswith("Residual")  # a function call is attributed to its enclosing module
+
+
+def test_all_supported_modules_trace_and_match(small_cnn):
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding="same"), nn.BatchNorm2d(3), nn.ReLU(),
+                          nn.AvgPool2d(2, ceil_mode=True), nn.MaxPool2d(2, stride=1), nn.AdaptiveAvgPool2d((2, None)),
+                          nn.Flatten(), nn.Linear(3 * 2 * 4, 6), nn.BatchNorm1d(6), nn.Dropout(), nn.ReLU(),
+                          nn.Identity(), nn.Linear(6, 2))
+    model = randomize_bn(model)
+    g = trace(model, (1, 9, 9))
+    x = torch.rand(4, 1, 9, 9)
+    torch.testing.assert_close(run_graph(g, x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_shared_module_used_twice_shares_parameters():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.fc(x)))
+
+    m = Twice()
+    g = trace(m, (4,))
+    linears = [op for op in g if op.kind == "linear"]
+    assert len(linears) == 2 and linears[0].weight == linears[1].weight and len(g.params) == 2
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(run_graph(g, x), m(x))
+
+
+def test_multiple_inputs_and_outputs():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(5, 2)
+
+        def forward(self, x, y):
+            s = self.a(x) + self.b(y)
+            return s, torch.relu(s)
+
+    g = trace(Two(), [(3,), (5,)])
+    assert len(g.inputs) == 2 and len(g.outputs) == 2
+
+
+def test_unsupported_module_names_path_type_and_alternatives():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.GELU()))
+    with pytest.raises(UnsupportedOpError) as e:
+        trace(model, (4,))
+    msg = str(e.value)
+    assert "torch.nn.GELU at '1.0'" in msg and "torch.nn.Conv2d" in msg and "torch.nn.Linear" in msg
+
+
+def test_unsupported_function_and_attribute_errors():
+    class Sig(nn.Module):
+        def forward(self, x):
+            return torch.sigmoid(x)
+
+    with pytest.raises(UnsupportedOpError, match="sigmoid"):
+        trace(Sig(), (4,))
+    with pytest.raises(UnsupportedAttributeError, match="padding_mode"):
+        trace(nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), (1, 4, 4))
+
+
+def test_wrong_number_of_input_shapes():
+    with pytest.raises(FrontendError, match="1 input"):
+        trace(nn.Linear(3, 3), [(3,), (3,)])

@@ -1,0 +1,68 @@
+import pytest
+import torch
+from pydantic import ValidationError
+
+from snnc.ir import DType, Layout, TensorType, ops
+from snnc.ir.ops import OP_ADAPTER, REGISTRY
+
+
+def test_layout_features_and_casts():
+    t = TensorType(shape=("N", 3, 8, 8))
+    assert t.features == (3, 8, 8) and t.batch == "N" and t.time is None
+    tnx = t.with_layout(Layout.TNX)
+    assert tnx.shape == ("T", "N", 3, 8, 8) and tnx.features == (3, 8, 8)
+    nxt = tnx.with_layout(Layout.NXT)
+    assert nxt.shape == ("N", 3, 8, 8, "T") and nxt.time == "T"
+    tn = tnx.with_layout(Layout.TN)
+    assert tn.shape == ("T*N", 3, 8, 8) and tn.time == "T" and tn.batch == "N"
+    assert tn.with_layout(Layout.TNX) == tnx
+    assert str(tnx.with_dtype(DType.SPIKE)) == "spike[T,N,3,8,8] TNX"
+
+
+def test_tensor_type_rejects_symbolic_feature_dims():
+    with pytest.raises(ValidationError):
+        TensorType(shape=("N", "C", 8))
+
+
+def test_every_op_round_trips_through_json():
+    samples = [
+        ops.Input(name="x", type=TensorType(shape=("N", 1, 8, 8))),
+        ops.Conv2d(name="c", inputs=("x",), weight="w", bias="b", stride=(2, 2), padding=(1, 1)),
+        ops.LIF(name="l", inputs=("c",), tau=4.0, reset=ops.SoftReset(), fire="gt", decay_input=False),
+        ops.IF(name="i", inputs=("c",), reset=ops.HardReset(v_reset=-0.5), v_threshold=0.7),
+        ops.Scale(name="s", inputs=("i",), factor=0.25),
+        ops.LayoutCast(name="lc", inputs=("s",), to=Layout.NXT),
+    ]
+    for op in samples:
+        back = OP_ADAPTER.validate_json(OP_ADAPTER.dump_json(op))
+        assert back == op and hash(back) == hash(op) and type(back) is type(op)
+
+
+def test_registry_lists_the_foundation_ops():
+    need = {"input", "output", "conv2d", "linear", "batch_norm", "relu", "avg_pool2d", "max_pool2d",
+            "adaptive_avg_pool2d", "flatten", "add", "concat", "identity", "scale", "if", "lif", "layout_cast"}
+    assert need <= set(REGISTRY)
+
+
+def test_op_attributes_are_validated():
+    with pytest.raises(ValidationError, match="tau"):
+        ops.LIF(name="l", inputs=("x",), tau=0.5)
+    with pytest.raises(ValidationError):
+        ops.Scale(name="s", inputs=("x",), factor=float("nan"))
+    with pytest.raises(ValidationError):
+        ops.ReLU(name="r", inputs=("x",), bogus=1)
+
+
+def test_neuron_semantics_are_explicit_fields():
+    p = ops.LIF(name="l", inputs=("x",), tau=3.0, reset=ops.SoftReset(), fire="gt").to_params()
+    assert (p.reset.value, p.compare.value, p.tau, p.decay_input) == ("soft", "gt", 3.0, True)
+    hard = ops.IF(name="i", inputs=("x",), reset=ops.HardReset(v_reset=-1.0))
+    assert hard.to_params().v_reset == -1.0 and hard.initial_v() == -1.0
+    assert ops.IF.state[0].name == "v" and ops.IF.stateful and not ops.Conv2d.stateful
+
+
+def test_ops_are_immutable():
+    op = ops.ReLU(name="r", inputs=("x",))
+    with pytest.raises(ValidationError):
+        op.name = "q"
+    assert op.replace(name="q").name == "q" and op.name == "r"

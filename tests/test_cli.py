@@ -1,0 +1,74 @@
+"""The snnc command line, run as a subprocess like a user would."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from snnc.frontends import trace
+from snnc.ir import save
+
+SNNC = [sys.executable, "-m", "snnc.cli"]
+
+
+def snnc(*args, check=True):
+    r = subprocess.run([*SNNC, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture
+def ann_file(tmp_path, small_cnn):
+    save(trace(small_cnn, (1, 8, 8), name="small"), tmp_path / "ann.snnir")
+    np.save(tmp_path / "calib.npy", np.random.rand(32, 1, 8, 8).astype(np.float32))
+    np.savez(tmp_path / "inputs.npz", x=np.random.rand(3, 1, 8, 8).astype(np.float32))
+    return tmp_path / "ann.snnir"
+
+
+def test_compile_run_inspect(tmp_path, ann_file):
+    r = snnc("compile", ann_file, "--target", "cpu", "--calib", tmp_path / "calib.npy", "-T", "8",
+             "-o", tmp_path / "out", "--json")
+    summary = json.loads(r.stdout)
+    assert summary["target"] == "cpu" and summary["outputs"][0]["type"] == "f32[T,N,10] TNX"
+    snnc("run", tmp_path / "out", "-i", tmp_path / "inputs.npz", "-o", tmp_path / "outputs.npz")
+    out = np.load(tmp_path / "outputs.npz")
+    assert out["out"].shape == (8, 3, 10)
+    r = snnc("inspect", tmp_path / "out")
+    assert r.stdout.startswith("graph small(") and "= if(" in r.stdout
+
+
+def test_convert_then_compile_snn(tmp_path, ann_file):
+    snnc("convert", ann_file, "--calib", tmp_path / "calib.npy", "--mode", "max", "-o", tmp_path / "snn.snnir")
+    r = snnc("compile", tmp_path / "snn.snnir", "-o", tmp_path / "o2", "--print-after", "fuse-bn")
+    assert "// after fuse-bn" in r.stdout
+
+
+def test_ann_without_calib_is_an_input_error(tmp_path, ann_file):
+    r = snnc("compile", ann_file, "-o", tmp_path / "x", check=False)
+    assert r.returncode == 7 and r.stderr.startswith("error:") and "--calib" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_bad_mode_and_missing_file_exit_codes(tmp_path, ann_file):
+    r = snnc("convert", ann_file, "--calib", tmp_path / "calib.npy", "--mode", "120%", "-o", tmp_path / "s", check=False)
+    assert r.returncode == 7 and "'120%'" in r.stderr
+    r = snnc("inspect", tmp_path / "nope.snnir", check=False)
+    assert r.returncode == 3 and "no such file" in r.stderr
+    r = snnc("compile", check=False)
+    assert r.returncode == 2
+
+
+def test_unknown_pass_lists_known_ones(tmp_path, ann_file):
+    r = snnc("compile", ann_file, "--calib", tmp_path / "calib.npy", "-o", tmp_path / "o", "--passes", "fuse-bn,bogus",
+             check=False)
+    assert r.returncode == 5 and "bogus" in r.stderr and "fuse-bn" in r.stderr
+
+
+def test_passes_lists_pipelines():
+    r = snnc("passes")
+    assert "fuse-bn" in r.stdout and "pipeline cpu:" in r.stdout
