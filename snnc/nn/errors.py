@@ -1,4 +1,4 @@
-"""Errors raised by `snnc.nn`.
+"""Errors raised by `snnc.nn`, part of the `snnc.errors.SnncError` hierarchy.
 
 Each one also derives from the builtin a SpikingJelly user would catch
 (`ValueError`, `RuntimeError`, `TypeError`), so ported `except` clauses keep working.
@@ -6,8 +6,10 @@ Each one also derives from the builtin a SpikingJelly user would catch
 
 from __future__ import annotations
 
+from snnc import errors
 
-class NNError(Exception):
+
+class NNError(errors.SnncError):
     """Base class of every error raised by `snnc.nn`."""
 
 
@@ -19,7 +21,7 @@ class ConfigError(NNError, ValueError):
     """A constructor argument or attribute with an invalid value."""
 
 
-class InputError(NNError, ValueError):
+class InputError(NNError, errors.InputError, ValueError):
     """An input tensor with the wrong shape or values."""
 
 
