@@ -209,6 +209,69 @@ def list_passes():
         typer.echo(f"pipeline {target}: {spec}")
 
 
+def load_labelled(spec: str):
+    """(x, y) from 'digits' (the test split) or an .npz with arrays x/inputs and y/labels."""
+    import numpy as np
+    import torch
+
+    if spec == "digits":
+        from snnc import datasets
+
+        d = datasets.digits()
+        return d.x_test, d.y_test
+    p = Path(spec)
+    try:
+        data = np.load(p, allow_pickle=False)
+        keys = set(data.files)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"cannot read evaluation file {p}: {e}", hint="an .npz with arrays 'x' and 'y'") from None
+    xk = next((k for k in ("x", "inputs", "data") if k in keys), None)
+    yk = next((k for k in ("y", "labels", "targets") if k in keys), None)
+    if xk is None or yk is None:
+        raise InputError(f"evaluation file {p} needs arrays 'x' and 'y' (has {sorted(keys)})")
+    return torch.from_numpy(data[xk]).float(), torch.from_numpy(data[yk]).long()
+
+
+@app.command()
+def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr) or a converted SNN / artifact."),
+           calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (needed for an ANN)."),
+           eval_data: str = typer.Option("digits", "--eval", help="Labelled data: .npz with x and y, or 'digits'."),
+           output: Path = typer.Option(Path("report"), "-o", "--output", help="Output folder (report.html + PNGs)."),
+           time_steps: str = typer.Option("4,8,16,32,64", "-T", "--time-steps", help="Comma-separated T values."),
+           input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first).")):
+    """Write an HTML report: accuracy vs T per mode, firing rates, raster, traces, scatter, graph.
+
+    Example: snnc report out/demo/digits_ann.snnir --calib digits --eval digits -o out/report
+    """
+    from snnc.backends.artifact import Artifact
+    from snnc.report import collect, write_report
+
+    path = Path(model)
+    graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(model, input_shape, None)
+    x, y = load_labelled(eval_data)
+    try:
+        ts = tuple(int(t) for t in time_steps.split(",") if t.strip())
+    except ValueError:
+        raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}") from None
+    if not ts or min(ts) <= 0:
+        raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}")
+    if not _is_snn(graph) and calib is None:
+        raise InputError(f"{model} is an ANN: give --calib to convert it for the report")
+    data = collect(graph, x, y, load_array(calib, "calibration") if calib else None, t_values=ts)
+    out = write_report(data, output)
+    _say(f"wrote {out}")
+
+
+@app.command()
+def targets():
+    """List the compilation targets and whether each can be used on this machine."""
+    from snnc.backends import TARGETS, available
+
+    have = available()
+    for t in TARGETS:
+        typer.echo(f"{t:8s} {'available' if t in have else 'not built yet'}")
+
+
 @app.command()
 def demo(out: Optional[Path] = typer.Option(None, "--out", help="Also write the models and data here.")):
     """Train (cached) a CNN on the digits data set, convert it, and print accuracy vs T."""
