@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
 TORCH_WHEEL ?= /opt/wheels/torch-$(TORCH_VERSION)+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 
-.PHONY: demo test setup clean
+.PHONY: demo test fuzz setup clean
+FUZZ_SECONDS ?= 300
 
 setup: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 tests
+
+# Long fuzzing run of every file reader (CI runs a short budget inside `make test`).
+fuzz: setup
+	$(PY) -m snnc.fuzz --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

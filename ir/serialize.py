@@ -68,6 +68,16 @@ def load(path: str | os.PathLike) -> Graph:
     """Read a `.snnir` file, validating structure before allocating anything large."""
     p = Path(path)
     try:
+        return _load(p)
+    except MalformedFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
+        # h5py reports corrupt HDF5 structures with any of these
+        raise MalformedFileError(f"{p}: corrupt .snnir file: {type(e).__name__}: {e}") from None
+
+
+def _load(p: Path) -> Graph:
+    try:
         f = h5py.File(p, "r")
     except (OSError, ValueError) as e:
         raise MalformedFileError(f"{p}: not a readable .snnir (HDF5) file: {e}") from None
@@ -81,9 +91,14 @@ def load(path: str | os.PathLike) -> Graph:
         try:
             doc = json.loads(bytes(f["graph"][()]).decode())
             nodes, specs = doc["nodes"], doc["params"]
+            if not isinstance(nodes, list) or not isinstance(specs, list):
+                raise TypeError("'nodes' and 'params' must be lists")
         except Exception as e:  # noqa: BLE001 - any corruption of the JSON record
             raise MalformedFileError(f"{p}: graph record is corrupt: {e}") from None
-        graph = Graph(str(doc.get("name", "main")), doc.get("meta") or {})
+        meta = doc.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise MalformedFileError(f"{p}: graph meta must be a mapping")
+        graph = Graph(str(doc.get("name", "main")), meta)
         for i, spec in enumerate(specs):
             graph.params[spec["name"]] = _read_param(f, p, i, spec)
         for i, node in enumerate(nodes):
@@ -96,12 +111,16 @@ def load(path: str | os.PathLike) -> Graph:
 
 
 def _read_param(f: h5py.File, p: Path, i: int, spec: dict) -> torch.Tensor:
-    name = spec.get("name", f"#{i}")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("shape"), list):
+        raise MalformedFileError(f"{p}: parameter record #{i} is corrupt: {str(spec)[:80]}")
+    name = spec["name"]
     key = f"params/p{i:05d}"
     if key not in f:
         raise MalformedFileError(f"{p}: parameter @{name} is missing (no dataset {key})")
     ds = f[key]
-    shape = tuple(int(d) for d in spec.get("shape", ()))
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in spec["shape"]):
+        raise MalformedFileError(f"{p}: parameter @{name} has a non-integer shape {spec['shape']}")
+    shape = tuple(spec["shape"])
     dtype = _DTYPES.get(str(spec.get("dtype")))
     if dtype is None:
         raise MalformedFileError(f"{p}: parameter @{name} has unsupported dtype {spec.get('dtype')!r}")
