@@ -1,0 +1,69 @@
+"""Safe loading, atomic writes and reproducible artifacts (issue 11)."""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import snnc
+from snnc.errors import UntrustedPickleError
+from snnc.fileio import atomic_path
+from snnc.frontends.loader import load_state_dict
+
+
+class _Evil:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_malicious_pickle_is_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.pt"
+    torch.save({"weight": torch.ones(2), "payload": _Evil(str(marker))}, evil)
+    assert not marker.exists()
+    with pytest.raises(UntrustedPickleError, match="model.pt"):
+        load_state_dict(evil)
+    assert not marker.exists()
+    with open(evil, "wb") as f:  # a plain pickle, not even a torch zip file
+        pickle.dump(_Evil(str(marker)), f)
+    with pytest.raises(UntrustedPickleError):
+        load_state_dict(evil)
+    assert not marker.exists()
+
+
+def test_interrupted_write_leaves_the_old_file(tmp_path):
+    dst = tmp_path / "a.bin"
+    dst.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(b"half of the new cont")
+            raise KeyboardInterrupt
+    assert dst.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["a.bin"]
+
+
+def test_interrupted_artifact_leaves_no_folder(tmp_path, small_cnn, monkeypatch):
+    g = snnc.convert(small_cnn, torch.rand(8, 1, 8, 8), "max")
+    import snnc.backends.cpu as cpu
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cpu, "write_manifest", boom)
+    with pytest.raises(KeyboardInterrupt):
+        snnc.compile(g, "cpu", tmp_path / "art")
+    assert os.listdir(tmp_path) == []
+
+
+def test_compiling_twice_gives_identical_bytes(tmp_path, small_cnn):
+    g = snnc.convert(small_cnn, torch.rand(8, 1, 8, 8), "99%")
+    a = snnc.compile(g, "cpu", tmp_path / "a").path
+    b = snnc.compile(g, "cpu", tmp_path / "b").path
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir()) and "manifest.json" in names
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
