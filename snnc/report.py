@@ -269,7 +269,7 @@ def write_report(data: ReportData, out_dir: str | Path) -> Path:
     ts = sorted(next(iter(data.accuracy.values())))
     body = [f"<h1>snnc report: {html.escape(data.title)}</h1>",
             f"<p>ANN accuracy: {data.ann_accuracy:.2f}%</p>" if data.ann_accuracy is not None else "",
-            "<h2>Accuracy vs T</h2><table><tr><th>mode</th>" + "".join(f"<th>T={t}</th>" for t in ts) + "</tr>"
+            "<h2>Accuracy (%) by normalization mode and T</h2><table><tr><th>mode</th>" + "".join(f"<th>T={t}</th>" for t in ts) + "</tr>"
             + rows + "</table>"]
     captions = {"accuracy": "Accuracy vs T", "rates": "Per-layer firing rates",
                 "raster": "Spike raster and membrane potential (one sample)",
