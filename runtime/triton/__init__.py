@@ -10,6 +10,7 @@ Modules, each one concept:
 - `backward`   the multi-step backward kernel (BPTT with surrogate gradients)
 - `neuron`     `multi_step`: the differentiable entry point (torch.autograd.Function)
 - `fused`      fusion groups: scale/bias + neuron, neuron + spike count
+- `errors`     TritonRuntimeError (an SnncError) > KernelInputError (also InputError, ValueError)
 
 Importing this package does not import triton; the modules above do. Use
 `is_available()` to ask first. On a machine without a GPU, set

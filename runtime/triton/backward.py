@@ -60,9 +60,9 @@ def neuron_backward_kernel(
     else:
         k = tau_value
     if LEAK_MULTIPLY:
-        inv_tau = k  # decay
+        rate = k  # the leak factor: decay, or 1/tau
     else:
-        inv_tau = 1.0 / k
+        rate = 1.0 / k
     if HAS_GRAD_V_FINAL:
         gv = tl.load(grad_v_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     else:
@@ -79,16 +79,21 @@ def neuron_backward_kernel(
     grad_x_row = grad_x_ptr + LAST_ROW
     if HAS_GRAD_SPIKE:
         grad_spike_row = grad_spike_ptr + LAST_ROW
+        gs = tl.load(grad_spike_row + offs, mask=mask, other=0.0)
     if HAS_GRAD_V_SEQ:
         grad_v_seq_row = grad_v_seq_ptr + LAST_ROW
     if STORE_GRAD_LEAK and DECAY_INPUT:
         x_row = x_ptr + LAST_ROW
     h = tl.load(h_row + offs, mask=mask, other=0.0)
     for i in range(T):
-        has_prev = i + 1 < T  # row t-1 exists
-        h_row -= N
+        # Row t-1 of H and dL/dS is loaded one step ahead, to be in flight during step t.
+        has_prev = i + 1 < T
         n_prev = tl.where(has_prev, N, 0)  # an int limit, as `mask & has_prev` trips the interpreter
+        h_row -= N
         h_prev = tl.load(h_row + offs, mask=offs < n_prev, other=0.0)
+        if HAS_GRAD_SPIKE:
+            grad_spike_row -= N
+            gs_prev = tl.load(grad_spike_row + offs, mask=offs < n_prev, other=0.0)
 
         sg = surrogate_grad(h - v_threshold, sg_a, sg_b, SURROGATE)
         if HAS_GRAD_V_SEQ:
@@ -105,14 +110,14 @@ def neuron_backward_kernel(
         else:
             gh = gv
         if HAS_GRAD_SPIKE:
-            gh += tl.load(grad_spike_row + offs, mask=mask, other=0.0).to(tl.float32) * sg
-            grad_spike_row -= N
+            gh += gs.to(tl.float32) * sg
+            gs = gs_prev
 
         if KIND == KIND_IF:
             gx = gh
             gv = gh
         else:
-            gh_k = gh * inv_tau
+            gh_k = gh * rate
             gv = gh - gh_k
             if DECAY_INPUT:
                 gx = gh_k
@@ -129,7 +134,7 @@ def neuron_backward_kernel(
                 if LEAK_MULTIPLY:
                     grad_leak += gh * d
                 else:
-                    grad_leak -= gh_k * (d * inv_tau)
+                    grad_leak -= gh_k * (d * rate)
         tl.store(grad_x_row + offs, gx.to(grad_x_ptr.dtype.element_ty), mask=mask)
         grad_x_row -= N
         h = h_prev

@@ -1,19 +1,17 @@
-"""Typed errors of the Triton kernel layer.
+"""Typed errors of the Triton kernel layer, in the snnc hierarchy.
 
-`KernelInputError` is also a `ValueError`, so callers that already catch bad
-arguments as `ValueError` keep working.
+`KernelInputError` is also an `snnc.errors.InputError` and a `ValueError`, so
+callers that catch either keep working.
 """
 
 from __future__ import annotations
 
+from snnc import errors
 
-class TritonRuntimeError(Exception):
+
+class TritonRuntimeError(errors.SnncError):
     """Base class for errors raised by `snnc.runtime.triton`."""
 
 
-class TritonUnavailableError(TritonRuntimeError, ImportError):
-    """Triton cannot be imported, or there is no device to run the kernels on."""
-
-
-class KernelInputError(TritonRuntimeError, ValueError):
+class KernelInputError(TritonRuntimeError, errors.InputError, ValueError):
     """An argument of a kernel launcher has the wrong shape, dtype, device or value."""

@@ -7,8 +7,9 @@ registers. Optional parts, each a constexpr so unused ones cost nothing:
 - epilogue  V_seq and H_seq (fp32; H_seq is what the backward kernel needs),
             the spike count over T (fusion group "neuron + count"), the final V.
 
-X[t+1] is loaded before step t is computed and stored, so the load is in
-flight during the arithmetic and is not ordered behind the stores.
+X[t+1..t+PREFETCH] are loaded before step t is computed and stored, so the
+loads are in flight during the arithmetic and are not ordered behind the
+stores; deeper prefetch keeps enough bytes in flight when N is small.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def neuron_forward_kernel(
     SCALE: tl.constexpr, BIAS: tl.constexpr,
     STORE_SPIKES: tl.constexpr, STORE_V_FINAL: tl.constexpr, STORE_V_SEQ: tl.constexpr,
     STORE_H_SEQ: tl.constexpr, STORE_COUNT: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, PREFETCH: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
@@ -77,13 +78,33 @@ def neuron_forward_kernel(
     if STORE_COUNT:
         count = zero
 
-    x_row = x_ptr  # row pointers advance by N per step (64-bit, so T*N may exceed 2^31)
-    x_next = tl.load(x_row + offs, mask=mask, other=0.0)
-    for t in range(T):
-        x = x_next.to(tl.float32)
+    # X rows t+1 .. t+PREFETCH are in flight while step t runs: x1 holds row t, x2.. the next ones.
+    # Row pointers advance by N per step (64-bit, so T*N may exceed 2^31). Masks past row T-1 use an
+    # int limit (`offs < 0`), as `mask & scalar_cond` trips the interpreter.
+    x_row = x_ptr
+    x1 = tl.load(x_row + offs, mask=mask, other=0.0)
+    if PREFETCH >= 2:
         x_row += N
-        n_next = tl.where(t + 1 < T, N, 0)  # no row T; an int limit, as `mask & cond` trips the interpreter
-        x_next = tl.load(x_row + offs, mask=offs < n_next, other=0.0)
+        x2 = tl.load(x_row + offs, mask=offs < tl.where(1 < T, N, 0), other=0.0)
+    if PREFETCH == 4:
+        x_row += N
+        x3 = tl.load(x_row + offs, mask=offs < tl.where(2 < T, N, 0), other=0.0)
+        x_row += N
+        x4 = tl.load(x_row + offs, mask=offs < tl.where(3 < T, N, 0), other=0.0)
+    for t in range(T):
+        x = x1.to(tl.float32)
+        x_row += N
+        x_next = tl.load(x_row + offs, mask=offs < tl.where(t + PREFETCH < T, N, 0), other=0.0)
+        if PREFETCH == 1:
+            x1 = x_next
+        elif PREFETCH == 2:
+            x1 = x2
+            x2 = x_next
+        else:
+            x1 = x2
+            x2 = x3
+            x3 = x4
+            x4 = x_next
         if SCALE != 0:
             x = x * a
         if BIAS != 0:
@@ -188,6 +209,7 @@ def run_forward(
         STORE_H_SEQ=store_h_seq,
         STORE_COUNT=store_count,
         BLOCK=cfg.block,
+        PREFETCH=cfg.prefetch,
         num_warps=cfg.num_warps,
         enable_fp_fusion=False,  # a * x + b must round twice, as torch does (see dynamics.py)
     )  # fmt: skip

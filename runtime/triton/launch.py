@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import triton
 from torch import Tensor
 
 from .errors import KernelInputError
@@ -20,18 +20,32 @@ COUNT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int32)
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Neurons per program (a power of two) and warps per program."""
+    """Neurons per program (a power of two), warps per program, input rows loaded ahead (1, 2 or 4)."""
 
     block: int
     num_warps: int
+    prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        if self.block < 16 or self.block & (self.block - 1) or self.prefetch not in (1, 2, 4):
+            raise KernelInputError(f"invalid launch config {self}: block a power of two >= 16, prefetch 1, 2 or 4")
 
 
 _override: LaunchConfig | None = None
 
 
+@triton.jit
+def _probe():
+    pass
+
+
 def interpreting() -> bool:
-    """True when Triton runs kernels through its CPU interpreter (TRITON_INTERPRET=1)."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
+    """True when the kernels run in Triton's CPU interpreter.
+
+    Decided when triton decorated them (TRITON_INTERPRET=1 at import), which a
+    later change of the environment variable does not undo.
+    """
+    return not isinstance(_probe, triton.runtime.JITFunction)
 
 
 @contextlib.contextmanager
@@ -49,19 +63,22 @@ def choose_launch(n: int, device: torch.device) -> LaunchConfig:
     """Pick the block size for n neurons.
 
     On a GPU: the largest block (up to 1024) that still gives about four
-    programs per SM, so small layers keep enough loads in flight; 4-8 neurons
-    per thread for 128-bit accesses. Under the interpreter: one big block,
-    since each program is a Python loop.
+    programs per SM, 4-8 neurons per thread for 128-bit accesses, and X loaded
+    4 rows ahead when there are too few neurons per SM to keep the memory
+    system busy otherwise (about 32 KiB in flight per SM hides DRAM latency).
+    Under the interpreter: one big block, since each program is a Python loop.
+    `benchmarks/triton_gpu.py --sweep` measures the alternatives.
     """
     if _override is not None:
         return _override
     if interpreting() or device.type != "cuda":
-        return LaunchConfig(block=min(4096, max(16, _next_pow2(n))), num_warps=4)
+        return LaunchConfig(block=min(4096, max(16, _next_pow2(n))), num_warps=4, prefetch=2)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     block = 1024
     while block > 128 and -(-n // block) < 4 * sms:
         block //= 2
-    return LaunchConfig(block=block, num_warps=max(1, block // 256))
+    prefetch = 4 if n < 8192 * sms else 2
+    return LaunchConfig(block=block, num_warps=max(1, block // 256), prefetch=prefetch)
 
 
 def check_device(**tensors: Tensor | None) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from snnc.dynamics import NeuronKind, NeuronParams
 
@@ -64,6 +65,7 @@ class MultiStepNeuron(torch.autograd.Function):
         return out.spikes, out.v_final, v_seq
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_spikes: Tensor | None, grad_v_final: Tensor | None, grad_v_seq: Tensor | None):
         config: _Config = ctx.config
         h_seq, x2d, v0, leak = ctx.saved_tensors

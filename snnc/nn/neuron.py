@@ -314,3 +314,20 @@ class ParametricLIFNode(BaseNode):
         p = NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, decay_input=self.decay_input)
         self.v = dynamics.charge(p, self.v, x, decay=self.w.sigmoid())
 
+
+
+def _triton_supports(node: BaseNode) -> bool:
+    try:
+        from snnc.runtime.triton import nn_backend
+    except ImportError:  # triton is not installed (it has wheels for Linux only)
+        return False
+    return nn_backend.supports(node)
+
+
+def _triton_multi_step(node: BaseNode, x_seq: Tensor) -> Tensor:
+    from snnc.runtime.triton import nn_backend
+
+    return nn_backend.multi_step(node, x_seq)
+
+
+register_backend("triton", _triton_multi_step, _triton_supports)

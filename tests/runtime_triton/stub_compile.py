@@ -43,7 +43,7 @@ def _compile(kernel, args, kwargs):
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(names):
         value = values[name]
-        if i in kernel.constexprs or value is None:
+        if i in kernel.constexprs or value is None or (type(value) is int and value == 1):  # the JIT specializes 1
             signature[name] = "constexpr"
             constexprs[(i,)] = value
         elif isinstance(value, torch.Tensor):
@@ -91,8 +91,9 @@ def main() -> int:
 
     one = torch.ones(1)
     with launch.override(launch.LaunchConfig(block=1024, num_warps=4)):
-        forward.run_forward(NeuronSpec(NeuronParams()), x(), 0.0)
-        variants["fwd-if-inference-fp32"] = fwd
+        with launch.override(launch.LaunchConfig(block=256, num_warps=2, prefetch=4)):  # the small-N config
+            forward.run_forward(NeuronSpec(NeuronParams()), x(), 0.0)
+        variants["fwd-if-inference-fp32-prefetch4"] = fwd
         forward.run_forward(NeuronSpec(lif), x(torch.float16), torch.zeros(N), store_v_seq=True, store_h_seq=True)
         variants["fwd-lif-train-fp16"] = fwd
         none_nodecay = NeuronParams(NeuronKind.LIF, reset=ResetMode.NONE, decay_input=False)
@@ -114,11 +115,18 @@ def main() -> int:
         backward.run_backward(NeuronSpec(hard_nodecay, Leak.DECAY), parse_surrogate("sigmoid"), False, g,
                               x(torch.bfloat16), 0.0, one, g, None, None, want_grad_v0=False, want_grad_leak=True)  # fmt: skip
         variants["bwd-plif-decay-bf16"] = bwd
+        tiny = torch.zeros(1, 1)  # T = N = 1: the JIT turns both into constexprs
+        forward.run_forward(NeuronSpec(lif), tiny, 0.0, store_h_seq=True)
+        variants["fwd-T1-N1"] = fwd
+        backward.run_backward(NeuronSpec(lif, Leak.TAU), parse_surrogate("atan"), False, tiny, tiny, 0.0, one,
+                              tiny, None, None, want_grad_v0=False, want_grad_leak=True)  # fmt: skip
+        variants["bwd-T1-N1"] = bwd
     report = {}
-    names = iter(variants)
-    for recorder in (fwd, bwd):
-        for args, kwargs in recorder.calls:
-            report[next(names)] = _facts(_compile(recorder.kernel, args, dict(kwargs)))
+    fwd_names = [n for n, r in variants.items() if r is fwd]
+    bwd_names = [n for n, r in variants.items() if r is bwd]
+    for names, recorder in ((fwd_names, fwd), (bwd_names, bwd)):
+        for name, (args, kwargs) in zip(names, recorder.calls, strict=True):
+            report[name] = _facts(_compile(recorder.kernel, args, dict(kwargs)))
     print(json.dumps(report))
     return 0
 

@@ -13,7 +13,8 @@ from .triton_reference import autograd_multi_step  # noqa: E402
 
 from snnc import dynamics  # noqa: E402
 from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
-from snnc.runtime.triton import neuron  # noqa: E402
+from snnc.runtime.triton import launch, neuron  # noqa: E402
+from snnc.errors import InputError  # noqa: E402
 from snnc.runtime.triton.errors import KernelInputError  # noqa: E402
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -125,4 +126,17 @@ def _lif():
 def test_bad_arguments_raise_typed_errors(call, message, device):
     with pytest.raises(KernelInputError, match=message):
         call(device)
-    assert issubclass(KernelInputError, ValueError)
+    assert issubclass(KernelInputError, ValueError) and issubclass(KernelInputError, InputError)
+
+
+@pytest.mark.parametrize("prefetch", [1, 2, 4])
+def test_launch_configs(prefetch, device):
+    """Several programs with a ragged tail, and prefetch depths deeper than T."""
+    p = NeuronParams(NeuronKind.LIF, 0.7, ResetMode.HARD, -0.2, tau=1.7)
+    with launch.override(launch.LaunchConfig(block=32, num_warps=1, prefetch=prefetch)):
+        for T in (1, 2, 3, 6):
+            x = random_input(T=T, shape=(5, 21))
+            got = neuron.multi_step(p, x.to(device), return_v_seq=True)
+            assert all(torch.equal(a.cpu(), b) for a, b in zip(got, dynamics.multi_step(p, x, return_v_seq=True)))
+    with pytest.raises(KernelInputError, match="launch config"):
+        launch.LaunchConfig(block=48, num_warps=1)
