@@ -1,0 +1,59 @@
+"""lower(graph) for the lava target: a folder with the NetX hdf5 file Lava runs on Loihi."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.lava.netx import network_from_graph, write_netx
+from snnc.errors import LoweringError
+from snnc.fileio import atomic_path
+from snnc.ir.graph import Graph
+from snnc.ir.serialize import save
+from snnc.passes.quantize_loihi import QuantizeLoihi
+
+NETX_FILE = "net.net"
+
+
+class Options(BaseModel):
+    """lava target options (the quantization ones are those of the quantize-loihi pass)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    time_steps: int | None = Field(default=None, gt=0)  # recorded as /simulation/tSample and in the manifest
+    soft_reset: Literal["convert", "refuse"] = "convert"
+    readout_threshold: float | None = Field(default=None, gt=0)
+    input_bits: int = Field(default=7, ge=1, le=15)
+    input_max: float | None = Field(default=None, gt=0)
+
+    def quantizer(self) -> QuantizeLoihi:
+        return QuantizeLoihi(soft_reset=self.soft_reset, readout_threshold=self.readout_threshold,
+                             input_bits=self.input_bits, input_max=self.input_max)
+
+
+def legalize(graph: Graph, options: Options | None = None) -> Graph:
+    """The graph as a quantized NetX chain (a copy); raises LoweringError naming what Loihi cannot hold."""
+    return (options or Options()).quantizer()(graph)
+
+
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+    """Write `output`/net.net (NetX hdf5), graph.snnir (the quantized graph) and manifest.json."""
+    options = options or Options()
+    if output is None:
+        raise LoweringError("the lava target needs an output folder")
+    g = legalize(graph, options)
+    net = network_from_graph(g)
+    out = Path(output)
+    info = g.meta["loihi"]
+    with atomic_path(out, directory=True) as tmp:
+        write_netx(net, tmp / NETX_FILE, options.time_steps)
+        save(g, tmp / "graph.snnir")
+        manifest = write_manifest(tmp, "lava", g, {
+            "netx": NETX_FILE, "time_steps": options.time_steps, "latency_steps": net.synaptic_layers,
+            "input": info["input"], "input_scale": info["input_scale"],
+            "input_message_bits": info["input_message_bits"], "quantization": info["layers"],
+        })
+    return Artifact(out, "lava", manifest)

@@ -1,0 +1,335 @@
+"""The NetX hdf5 format (lava-dl 0.6), written and read with h5py alone.
+
+Layout, as `lava.lib.dl.netx.hdf5.Network` reads it (LAVA_NETX.md section 3):
+
+    /layer/<i>/type       b'input' | b'conv' | b'dense' | b'flatten'   (S10, shape (1,), as slayer writes)
+    /layer/<i>/shape      output shape in torch order: (C, H, W) or (n,)
+    /layer/<i>/weight     integers; conv (out, in/groups, kH, kW) as torch Conv2d.weight (netx flips it
+                          for Lava's true convolution), dense (out, in)
+    /layer/<i>/bias       optional integer mantissa per channel (conv) or neuron (dense); Loihi adds bias << 6
+    /layer/<i>/stride, padding, dilation (H, W), groups         conv only
+    /layer/<i>/neuron/{type, iDecay, vDecay, vThMant, refDelay, gradedSpike}
+    /simulation/{Ts, tSample}                                   ignored by netx
+
+Layers run in sequence; a `flatten` marks the next dense as reading its input in
+(C, H, W) order. Root attributes (snnc_*) record the host-side input scaling,
+which netx never reads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from snnc.errors import LoweringError, MalformedFileError
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.ir.types import DType, Layout, TensorType
+
+READABLE = ("input", "conv", "dense", "flatten")
+DEFAULT_DENSE_NEURON = (0, 4096, 1 << 17)  # netx's neuron for a dense without one: a non-spiking integrator
+
+
+@dataclass(frozen=True)
+class NetxNeuron:
+    """A CUBA neuron in Loihi integers: spikes when v > v_th_mant << 6, then v = 0."""
+
+    i_decay: int
+    v_decay: int
+    v_th_mant: int
+    type: str = "CUBA"
+    ref_delay: int = 1
+    graded_spike: bool = False
+
+
+@dataclass
+class NetxLayer:
+    """One /layer/<i> group. Shapes and weights in torch order (C, H, W)."""
+
+    type: str
+    shape: tuple[int, ...]
+    neuron: NetxNeuron | None = None
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    name: str = ""
+
+
+@dataclass
+class NetxNetwork:
+    """A NetX network plus how the host feeds it (netx itself does not record the latter)."""
+
+    layers: list[NetxLayer]
+    input_shape: tuple[int, ...]
+    input_message_bits: int = 0  # 0: binary spikes into the first synapse; > 0: graded integers
+    input_scale: float = 1.0  # the host sends round(x * input_scale)
+    time_steps: int | None = None
+    name: str = "net"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def synaptic_layers(self) -> int:
+        """Layers with a synapse; each delays spikes by one time step in Lava."""
+        return sum(lay.type in ("conv", "dense") for lay in self.layers)
+
+    @property
+    def input_neuron(self) -> bool:
+        return bool(self.layers) and self.layers[0].type == "input" and self.layers[0].neuron is not None
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return next(lay.shape for lay in reversed(self.layers) if lay.type != "flatten")
+
+
+# -- graph -> network --------------------------------------------------------------
+def _ints(t: torch.Tensor, what: str) -> np.ndarray:
+    a = t.detach().double().numpy()
+    if not np.array_equal(a, np.round(a)):
+        raise LoweringError(f"{what} is not on Loihi's integer grid", hint="run the quantize-loihi pass first")
+    return a.astype(np.int64)
+
+
+def _neuron(op: ops.CubaLIF) -> NetxNeuron:
+    vals = (op.current_decay * 4096, op.voltage_decay * 4096, op.v_threshold)
+    if any(v != round(v) for v in vals) or op.fire.value != "gt":
+        raise LoweringError(f"{op.where()} is not quantized for Loihi", hint="run the quantize-loihi pass first")
+    return NetxNeuron(int(vals[0]), int(vals[1]), int(vals[2]))
+
+
+def network_from_graph(graph: Graph) -> NetxNetwork:
+    """The NetX layers of a graph quantized by quantize-loihi."""
+    info = graph.meta.get("loihi", {})
+    if not info.get("quantized"):
+        raise LoweringError(f"graph {graph.name} is not quantized for Loihi", hint="run the quantize-loihi pass")
+    types = graph.types
+    inp = graph.inputs[0]
+    in_shape = tuple(inp.type.features)
+    layers = [NetxLayer("input", in_shape, name=inp.name)]
+    pending_synapse: NetxLayer | None = None
+    for op in graph:
+        if isinstance(op, (ops.Input, ops.Output)):
+            continue
+        if isinstance(op, ops.Flatten):
+            layers.append(NetxLayer("flatten", tuple(types[op.name].features), name=op.name))
+        elif isinstance(op, ops.Conv2d):
+            pending_synapse = NetxLayer(
+                "conv", tuple(types[op.name].features), weight=_ints(graph.params[op.weight], f"{op.where()} weight"),
+                bias=None if op.bias is None else _ints(graph.params[op.bias], f"{op.where()} bias"),
+                stride=op.stride, padding=op.padding, dilation=op.dilation, groups=op.groups, name=op.name)
+        elif isinstance(op, ops.Linear):
+            pending_synapse = NetxLayer(
+                "dense", tuple(types[op.name].features), weight=_ints(graph.params[op.weight], f"{op.where()} weight"),
+                bias=None if op.bias is None else _ints(graph.params[op.bias], f"{op.where()} bias"), name=op.name)
+        elif isinstance(op, ops.CubaLIF):
+            if op.inputs[0] == inp.name:
+                layers[0].neuron = _neuron(op)
+            else:
+                if pending_synapse is None or pending_synapse.name != op.inputs[0]:
+                    raise LoweringError(f"{op.where()} does not follow a conv2d/linear synapse")
+                pending_synapse.neuron = _neuron(op)
+                layers.append(pending_synapse)
+                pending_synapse = None
+        else:
+            raise LoweringError(f"{op.where()} has no NetX layer", hint="run the quantize-loihi pass first")
+    return NetxNetwork(layers, in_shape, int(info.get("input_message_bits", 0)), float(info.get("input_scale", 1.0)),
+                       name=graph.name)
+
+
+# -- writing ----------------------------------------------------------------------
+def write_netx(net: NetxNetwork, path: str | os.PathLike, time_steps: int | None = None) -> Path:
+    """Write `net` as a NetX hdf5 file at `path` (not atomic; callers write into a temporary folder)."""
+    path = Path(path)
+    with h5py.File(path, "w", track_order=True) as f:
+        f.attrs["snnc_format"] = "netx"
+        f.attrs["snnc_input_scale"] = float(net.input_scale)
+        f.attrs["snnc_input_message_bits"] = int(net.input_message_bits)
+        sim = f.create_group("simulation")
+        sim.create_dataset("Ts", data=1)
+        sim.create_dataset("tSample", data=int(time_steps or net.time_steps or 0))
+        group = f.create_group("layer", track_order=True)
+        for i, lay in enumerate(net.layers):
+            _write_layer(group.create_group(str(i)), lay)
+    return path
+
+
+def _write_layer(h: h5py.Group, lay: NetxLayer) -> None:
+    h.create_dataset("type", (1,), "S10", [lay.type.encode("ascii")])
+    h.create_dataset("shape", data=np.array(lay.shape, dtype=np.int64))
+    if lay.weight is not None:
+        h.create_dataset("weight", data=lay.weight.astype(np.float32))  # integer values, float like slayer
+    if lay.bias is not None:
+        h.create_dataset("bias", data=lay.bias.astype(np.float32))
+    if lay.type == "conv":
+        h.create_dataset("stride", data=np.array(lay.stride, dtype=np.int64))
+        h.create_dataset("padding", data=np.array(lay.padding, dtype=np.int64))
+        h.create_dataset("dilation", data=np.array(lay.dilation, dtype=np.int64))
+        h.create_dataset("groups", data=np.int64(lay.groups))
+    if lay.neuron is not None:
+        n = lay.neuron
+        h.create_dataset("neuron/type", data=n.type)
+        for key, value in (("iDecay", n.i_decay), ("vDecay", n.v_decay), ("vThMant", n.v_th_mant),
+                           ("refDelay", n.ref_delay)):
+            h.create_dataset(f"neuron/{key}", data=np.int64(value))
+        h.create_dataset("neuron/gradedSpike", data=bool(n.graded_spike))
+
+
+# -- reading ----------------------------------------------------------------------
+def _str(v) -> str:
+    v = v[()]
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0]
+    return v.decode("ascii") if isinstance(v, bytes) else str(v)
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    a = np.asarray(v[()]).reshape(-1).astype(int)
+    if a.size == 1:
+        return int(a[0]), int(a[0])
+    if a.size != 2:
+        raise MalformedFileError(f"{name} must be a scalar or (H, W), got {a.tolist()}")
+    return int(a[0]), int(a[1])
+
+
+def read_network(path: str | os.PathLike) -> NetxNetwork:
+    """Parse a NetX hdf5 file with netx 0.6's reading rules (weights truncated to int, shapes in C,H,W)."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise MalformedFileError(f"{path}: not a readable hdf5 file ({e})") from None
+    with f:
+        if "layer" not in f:
+            raise MalformedFileError(f"{path}: no /layer group, so not a NetX network")
+        group = f["layer"]
+        n = len(group)
+        missing = [str(i) for i in range(n) if str(i) not in group]
+        if missing:
+            raise MalformedFileError(f"{path}: /layer must hold 0..{n - 1}; missing {', '.join(missing)}")
+        layers = [_read_layer(group[str(i)], f"{path}:/layer/{i}") for i in range(n)]
+        scale = float(f.attrs.get("snnc_input_scale", 1.0))
+        bits = int(f.attrs.get("snnc_input_message_bits", 0))
+        t = int(f["simulation/tSample"][()]) if "simulation/tSample" in f else 0
+    if not layers:
+        raise MalformedFileError(f"{path}: the network has no layers")
+    if layers[0].type == "input":
+        in_shape = layers[0].shape
+    elif layers[0].type == "dense":
+        in_shape = (int(layers[0].weight.shape[1]),)
+    else:
+        raise MalformedFileError(f"{path}: layer 0 is '{layers[0].type}'; without an input layer netx cannot "
+                                 "infer the input shape")
+    return NetxNetwork(layers, tuple(in_shape), bits, scale, t or None, name=path.stem)
+
+
+def _read_layer(h: h5py.Group, where: str) -> NetxLayer:
+    if "type" not in h:
+        raise MalformedFileError(f"{where}: no 'type'")
+    kind = _str(h["type"])
+    if kind not in READABLE:
+        raise MalformedFileError(f"{where}: layer type '{kind}' is not read by netx 0.6 (it reads "
+                                 f"{', '.join(READABLE)})", hint="pool/average/concat raise NotImplementedError in "
+                                 "netx; lower pooling into the next synapse")
+    shape = tuple(int(s) for s in np.asarray(h["shape"][()]).reshape(-1)) if "shape" in h else ()
+    lay = NetxLayer(kind, shape, name=h.name.rsplit("/", 1)[-1])
+    if "neuron" in h:
+        lay.neuron = _read_neuron(h["neuron"], where)
+    if "weight" in h:
+        lay.weight = np.asarray(h["weight"][()]).astype(int)
+    if "bias" in h:
+        lay.bias = np.asarray(h["bias"][()]).astype(int)
+    if kind == "dense":
+        if lay.weight is None:
+            raise MalformedFileError(f"{where}: dense layer without weight")
+        n_out = int(np.prod(shape))
+        lay.weight = lay.weight.reshape(n_out, -1)
+        lay.shape = (n_out,)
+        if lay.neuron is None:
+            lay.neuron = NetxNeuron(*DEFAULT_DENSE_NEURON)
+    elif kind == "conv":
+        if lay.weight is None or lay.neuron is None:
+            raise MalformedFileError(f"{where}: conv layer needs 'weight' and 'neuron'")
+        lay.weight = lay.weight.reshape(lay.weight.shape[:4])
+        lay.stride, lay.padding = _pair(h["stride"], "stride"), _pair(h["padding"], "padding")
+        lay.dilation = _pair(h["dilation"], "dilation")
+        lay.groups = int(np.asarray(h["groups"][()]).reshape(-1)[0])
+        if lay.bias is not None and lay.bias.ndim == 3:  # a full bias is stored in Lava's (W, H, C) order
+            lay.bias = lay.bias.transpose(2, 1, 0)
+    return lay
+
+
+def _read_neuron(h: h5py.Group, where: str) -> NetxNeuron:
+    kind = _str(h["type"]) if "type" in h else "?"
+    if kind not in ("CUBA", "LOIHI"):
+        raise MalformedFileError(f"{where}/neuron: neuron type '{kind}' is not supported by snnc (CUBA/LOIHI only)")
+    if "messageBits" in h:
+        raise MalformedFileError(f"{where}/neuron: 'messageBits' makes netx 0.6 fail (it reads it as a group)")
+    get = lambda k, d=None: int(np.asarray(h[k][()]).reshape(-1)[0]) if k in h else d  # noqa: E731
+    for key in ("iDecay", "vDecay", "vThMant"):
+        if key not in h:
+            raise MalformedFileError(f"{where}/neuron: missing {key}")
+    return NetxNeuron(get("iDecay"), get("vDecay"), get("vThMant"), kind, get("refDelay", 1),
+                      bool(get("gradedSpike", 0)))
+
+
+# -- network -> graph -------------------------------------------------------------
+def _cuba(name: str, src: str, n: NetxNeuron) -> ops.CubaLIF:
+    return ops.CubaLIF(name=name, inputs=(src,), v_threshold=float(n.v_th_mant),
+                       current_decay=min(max(n.i_decay, 0), 4096) / 4096, voltage_decay=min(max(n.v_decay, 0), 4096) / 4096)
+
+
+def network_to_graph(net: NetxNetwork) -> Graph:
+    """The IR graph of a NetX network: integer weights, CubaLIF neurons, time-major spikes."""
+    g = Graph(net.name.replace("-", "_") or "netx")
+    dtype = DType.F32 if (net.input_message_bits or net.input_neuron) else DType.SPIKE
+    prev = g.add(ops.Input(name="x", type=TensorType(shape=("T", "N", *net.input_shape), dtype=dtype,
+                                                     layout=Layout.TNX)))
+    flat = False
+    for i, lay in enumerate(net.layers):
+        if lay.type == "input":
+            if lay.neuron is not None:
+                prev = g.add(_cuba(f"input_neuron", prev, lay.neuron))
+            continue
+        if lay.type == "flatten":
+            flat = True
+            continue
+        base = f"layer{i}"
+        w = g.add_param(f"{base}.weight", torch.from_numpy(lay.weight.astype(np.float32)))
+        b = None
+        if lay.type == "conv":
+            if lay.bias is not None:
+                bias = lay.bias.reshape(-1) if lay.bias.size == lay.weight.shape[0] else None
+                if bias is None:
+                    raise MalformedFileError(f"layer {i}: a conv bias per neuron is not supported (per channel only)")
+                b = g.add_param(f"{base}.bias", torch.from_numpy(bias.astype(np.float32)))
+            syn = ops.Conv2d(name=base, inputs=(prev,), weight=w, bias=b, stride=lay.stride, padding=lay.padding,
+                             dilation=lay.dilation, groups=lay.groups)
+        else:
+            if flat or len(g.types[prev].features) != 1:
+                prev = g.add(ops.Flatten(name=f"{base}_flatten", inputs=(prev,)))
+                flat = False
+            if lay.bias is not None:
+                bias = np.broadcast_to(lay.bias.reshape(-1), (lay.weight.shape[0],))
+                b = g.add_param(f"{base}.bias", torch.from_numpy(bias.astype(np.float32)))
+            syn = ops.Linear(name=base, inputs=(prev,), weight=w, bias=b)
+        g.add(syn)
+        prev = g.add(_cuba(f"{base}_neuron", syn.name, lay.neuron))
+    g.add(ops.Output(name="out", inputs=(prev,)))
+    g.meta["loihi"] = {"quantized": True, "input": "neuron" if net.input_neuron else
+                       ("graded" if net.input_message_bits else "spikes"),
+                       "input_scale": net.input_scale, "input_message_bits": net.input_message_bits}
+    return g
+
+
+def read_netx(path: str | os.PathLike) -> Graph:
+    """Read a NetX hdf5 file (snnc's or lava-dl slayer's export_hdf5) as an IR graph."""
+    from snnc.ir.verify import verify
+
+    return verify(network_to_graph(read_network(path)))

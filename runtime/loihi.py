@@ -1,0 +1,178 @@
+"""Loihi emulation: NetX networks run bit-exactly as Lava's fixed-point CPU models compute them.
+
+One time step of a layer, in Lava's order (lava/proc/{dense,conv,lif}/models.py):
+
+    a[t]  = synapse(s_prev[t-1])       the synapse sends last step's sum: one step of latency per layer
+            dense: sum W s (int);  conv: torch-order conv2d, wrapped to 24 bits
+    u[t]  = sgn(u) (|u (4096 - iDecay)| >> 12) + (a[t] << 6)     wrapped to 24 bits
+    v[t]  = sgn(v) (|v (4096 - vDecay)| >> 12) + u[t] + (bias << 6)   clipped to +-(2^23 - 1)
+    s[t]  = v[t] > vThMant << 6;   v[t] = 0 where s[t]
+
+The input is fed as integers: graded messages (Loihi 2) or 0/1 spikes into the
+first synapse, or the a_in of an input neuron (no latency there).
+
+    session = LoihiSession(graph_or_artifact_or_netx_file)
+    spikes = session.run(x, T=32)      # [T, N, *out] of 0/1, exactly Lava's output
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from snnc.errors import InputError
+
+_U_MAX = 1 << 23
+
+
+def _trunc_decay(x: Tensor, decay: int) -> Tensor:
+    """sgn(x) (|x (4096 - decay)| >> 12): the product rounded toward zero."""
+    return torch.div(x * (4096 - decay), 4096, rounding_mode="trunc")
+
+
+def neuron_step(u: Tensor, v: Tensor, a: Tensor, bias: Tensor | int, i_decay: int, v_decay: int,
+                v_th_mant: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One CUBA step on int64 tensors; returns (spikes as bool, u, v)."""
+    c = _trunc_decay(u, i_decay) + a * 64
+    w = torch.where(c > _U_MAX, c - 2 * _U_MAX, c)
+    u = torch.where(w <= -_U_MAX, c + 2 * _U_MAX, w)
+    v = (_trunc_decay(v, v_decay) + u + bias * 64).clamp(-_U_MAX + 1, _U_MAX - 1)
+    s = v > v_th_mant * 64
+    return s, u, v.masked_fill(s, 0)
+
+
+def _wrap24(x: Tensor) -> Tensor:
+    return torch.remainder(x + _U_MAX, 2 * _U_MAX) - _U_MAX
+
+
+class LoihiSession:
+    """Runs a NetX network (from a graph, an artifact folder or a .net file) like Lava's Loihi2SimCfg."""
+
+    def __init__(self, source, **quantize_options):
+        from snnc.backends.lava.netx import NetxNetwork
+
+        self.graph = None
+        if isinstance(source, NetxNetwork):
+            self.network = source
+        else:
+            self.network = self._load(source, quantize_options)
+        net = self.network
+        self.latency = net.synaptic_layers
+        self._layers = [lay for lay in net.layers if lay.type in ("conv", "dense")]
+        self._weights = [self._exact_float(lay, i == 0) for i, lay in enumerate(self._layers)]
+        self._bias = [self._bias_of(lay) for lay in self._layers]
+
+    def _load(self, source, options):
+        from snnc.backends.artifact import Artifact
+        from snnc.backends.lava.netx import network_from_graph, read_network
+        from snnc.ir.graph import Graph
+        from snnc.passes.quantize_loihi import QuantizeLoihi
+
+        if isinstance(source, (str, os.PathLike)):
+            p = Path(source)
+            if p.is_file() and p.suffix != ".snnir":
+                return read_network(p)
+            source = Artifact.open(p)
+        if isinstance(source, Artifact):
+            if source.target == "lava":
+                return read_network(source.path / source.manifest.get("netx", "net.net"))
+            source = source.graph()
+        if not isinstance(source, Graph):
+            raise TypeError(f"LoihiSession needs a Graph, an artifact or a NetX file, got {type(source).__name__}")
+        self.graph = QuantizeLoihi(**options)(source)
+        return network_from_graph(self.graph)
+
+    def _exact_float(self, lay, first: bool) -> Tensor:
+        """The weights in float32 when every partial sum is an integer below 2^24 (exact), else float64."""
+        w = torch.from_numpy(lay.weight).to(torch.float64)
+        in_max = 1.0
+        if first and (self.network.input_message_bits and not self.network.input_neuron):
+            in_max = float(2 ** self.network.input_message_bits)
+        bound = float(w.abs().flatten(1).sum(1).max()) * in_max if w.numel() else 0.0
+        return w.float() if bound < 2 ** 24 else w
+
+    @staticmethod
+    def _bias_of(lay) -> Tensor | int:
+        if lay.bias is None:
+            return 0
+        b = torch.from_numpy(lay.bias).to(torch.int64)
+        if lay.type == "conv":
+            return b.reshape(-1, 1, 1) if b.numel() == lay.shape[0] else b.reshape(lay.shape)
+        return b.reshape(-1)
+
+    # -- inputs -------------------------------------------------------------
+    def encode(self, x) -> Tensor:
+        """Host-side integers: round(x * input_scale) for graded/input-neuron networks; 0/1 spikes otherwise."""
+        x = torch.as_tensor(x)
+        net = self.network
+        if net.input_message_bits or net.input_neuron:
+            return torch.round(x.double() * net.input_scale).to(torch.int64)
+        if not bool(((x == 0) | (x == 1)).all()):
+            raise InputError("this network's first synapse takes binary spikes, but the input has values other "
+                             "than 0 and 1", hint="encode the input as spikes first")
+        return x.to(torch.int64)
+
+    def _bind(self, x, T: int | None, encoded: bool) -> Tensor:
+        x = torch.as_tensor(x)
+        feats = tuple(self.network.input_shape)
+        nf = len(feats)
+        if tuple(x.shape[-nf:]) != feats or x.dim() not in (nf + 1, nf + 2):
+            raise InputError(f"the network takes inputs [N, {', '.join(map(str, feats))}] or a sequence "
+                             f"[T, N, ...], got shape {list(x.shape)}")
+        if x.dim() == nf + 1:
+            if T is None:
+                raise InputError("a single-step input needs T (the number of time steps)")
+            x = x.unsqueeze(0).expand(T, *x.shape)
+        elif T is not None and x.shape[0] != T:
+            raise InputError(f"the input has {x.shape[0]} steps but T={T}")
+        return x.to(torch.int64) if encoded else self.encode(x)
+
+    # -- running ------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, x, T: int | None = None, *, encoded: bool = False, all_layers: bool = False):
+        """Output spikes [T, N, *out] as float 0/1 (or a dict layer name -> spikes with all_layers)."""
+        if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T <= 0):
+            raise InputError(f"T must be a positive int, got {T!r}")
+        xs = self._bind(x, T, encoded)
+        steps, n = xs.shape[0], xs.shape[1]
+        net = self.network
+        first = net.layers[0]
+        zeros = lambda shape: torch.zeros(n, *shape, dtype=torch.int64)  # noqa: E731
+        in_state = (zeros(first.shape), zeros(first.shape)) if net.input_neuron else None
+        state = [(zeros(lay.shape), zeros(lay.shape), zeros(lay.shape)) for lay in self._layers]  # u, v, a_buf
+        record: dict[str, list[Tensor]] = {first.name: []} if in_state is not None else {}
+        record.update({lay.name: [] for lay in self._layers})
+        for t in range(steps):
+            s = xs[t]
+            if in_state is not None:
+                nrn = first.neuron
+                spk, u, v = neuron_step(*in_state, s, 0, nrn.i_decay, nrn.v_decay, nrn.v_th_mant)
+                in_state = (u, v)
+                s = spk.to(torch.int64)
+                record[first.name].append(spk)
+            for i, lay in enumerate(self._layers):
+                u, v, a_buf = state[i]
+                new_buf = self._synapse(i, lay, s)
+                nrn = lay.neuron
+                spk, u, v = neuron_step(u, v, a_buf, self._bias[i], nrn.i_decay, nrn.v_decay, nrn.v_th_mant)
+                state[i] = (u, v, new_buf)
+                s = spk.to(torch.int64)
+                record[lay.name].append(spk)
+        out = {k: torch.stack(v).float() for k, v in record.items()}
+        return out if all_layers else out[self._layers[-1].name if self._layers else first.name]
+
+    def _synapse(self, i: int, lay, s: Tensor) -> Tensor:
+        w = self._weights[i]
+        x = s.to(w.dtype)
+        if lay.type == "dense":  # a flatten before a dense reads (C, H, W) order
+            return torch.round(x.reshape(x.shape[0], -1) @ w.T).to(torch.int64)
+        a = F.conv2d(x, w, None, lay.stride, lay.padding, lay.dilation, lay.groups)
+        return _wrap24(torch.round(a).to(torch.int64))
+
+    def predict(self, x, T: int | None = None) -> Tensor:
+        """Class labels: argmax of the output spike counts (first index on ties)."""
+        return self.run(x, T).sum(0).flatten(1).argmax(-1)
