@@ -1,58 +1,209 @@
-"""Pick a frontend for a model given as a path or a `package.module:attribute` spec."""
+"""Pick a frontend for a model: an object, a file (by content, not only by suffix), or a Python spec."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from snnc.errors import FrontendError, MalformedFileError, UntrustedPickleError
+from snnc.errors import FrontendError, MalformedFileError, SnncError, UntrustedPickleError
 from snnc.ir.graph import Graph
 
-KNOWN_KINDS = ".snnir files, and Python specs 'package.module:attribute' (a module or a factory)"
+KINDS = {
+    "snnir": ".snnir: the snnc IR (HDF5 with format='snnir')",
+    "nir": ".nir/.h5: a NIR graph (HDF5 with /node and /version)",
+    "onnx": ".onnx: an ONNX model (protobuf)",
+    "pt2": ".pt2: a torch.export archive (zip with archive_format)",
+    "artifact": "an snnc artifact folder (manifest.json)",
+    "python": "'package.module:attribute' (an nn.Module or a factory) with --input-shape and optional --weights",
+}
+KNOWN_KINDS = "; ".join(KINDS.values())
+_SUFFIXES = {".snnir": "snnir", ".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".onnx": "onnx", ".pt2": "pt2",
+             ".pt": "torch", ".pth": "torch", ".ckpt": "torch"}
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def sniff(path: Path) -> str:
-    """The kind of model file, by content (not only by suffix)."""
+    """The kind of model file by its content: snnir, nir, hdf5, pt2, torch, onnx, artifact or unknown."""
+    if path.is_dir():
+        return "artifact" if (path / "manifest.json").is_file() else "unknown"
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(16)
     except OSError as e:
         raise FrontendError(f"cannot read {path}: {e.strerror}") from None
-    if head == _HDF5_MAGIC:
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("format") == "snnir":
-                    return "snnir"
-        except OSError:
-            raise MalformedFileError(f"{path}: HDF5 file is truncated or corrupt") from None
-        return "hdf5"
+    if head.startswith(_HDF5_MAGIC):
+        return _sniff_hdf5(path)
+    if head.startswith(_ZIP_MAGIC):
+        return _sniff_zip(path)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "torch"  # a pickle (legacy torch.save format)
+    if len(head) >= 2 and head[0] == 0x08 and 1 <= head[1] <= 30:
+        return "onnx"  # protobuf field 1 (ModelProto.ir_version), a small varint
     return "unknown"
 
 
-def load_model(spec: str | Path, *, input_shape: Sequence[int] | None = None, weights: str | None = None,
-               name: str | None = None) -> Graph:
-    """Read a model into an IR graph: a .snnir file or a Python `module:attribute` spec."""
-    spec_s = str(spec)
-    path = Path(spec_s)
-    if path.exists():
-        kind = sniff(path)
-        if kind == "snnir":
-            from snnc.ir.serialize import load
+def _sniff_hdf5(path: Path) -> str:
+    import h5py
 
-            return load(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") == "snnir":
+                return "snnir"
+            if "node" in f and "version" in f:
+                return "nir"
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError on damaged files
+        raise MalformedFileError(f"{path}: HDF5 file is truncated or corrupt: {e}") from None
+    return "hdf5"
+
+
+def _sniff_zip(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, UnicodeDecodeError of damaged names
+        raise MalformedFileError(f"{path}: zip archive is truncated or corrupt: {e}",
+                                 hint="a .pt2 (torch.export) or torch.save file is a zip archive") from None
+    if any(n.endswith("archive_format") for n in names):
+        return "pt2"
+    if any(n.endswith("data.pkl") for n in names):
+        return "torch"
+    return "unknown"
+
+
+def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
+         weights: str | os.PathLike | None = None, name: str | None = None, **options: Any) -> Graph:
+    """Read a model into an IR graph, choosing the frontend by what `source` is.
+
+    `source` is a Graph, an nn.Module (traced; needs `input_shape`), a
+    torch.export ExportedProgram, an onnx.ModelProto, a nir.NIRGraph, a path
+    to a model file or artifact folder, or a 'package.module:attribute' spec.
+    `options` go to the frontend: `layout`/`step_mode` for tracing, `dt`,
+    `fire`, `use_metadata` for NIR.
+    """
+    if isinstance(source, Graph):
+        return source
+    if isinstance(source, torch.nn.Module):
+        if input_shape is None:
+            raise FrontendError(f"tracing {type(source).__name__} needs the per-sample input shape",
+                                hint="pass input_shape=(C, H, W) (without batch and time dims)")
+        from snnc.frontends.torch_fx import trace
+
+        return trace(source, input_shape, name=name, **options)
+    kind = _object_kind(source)
+    if kind is not None:
+        return _from_object(kind, source, name, options)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.exists():
+            return _from_file(path, name, options)
+        spec = str(source)
+        if ":" in spec and not spec.startswith(("/", ".")):
+            return _from_python(spec, input_shape, weights, name, options)
+        raise FrontendError(f"no such file: {spec}", hint=f"snnc reads {KNOWN_KINDS}")
+    raise FrontendError(f"cannot read a model from a {type(source).__name__}", hint=f"snnc reads {KNOWN_KINDS}")
+
+
+def load_model(spec: Any, *, input_shape: Sequence[int] | None = None, weights: str | None = None,
+               name: str | None = None, **options: Any) -> Graph:
+    """The CLI's entry point; the same as `load`."""
+    return load(spec, input_shape=input_shape, weights=weights, name=name, **options)
+
+
+def _object_kind(obj: Any) -> str | None:
+    mod = type(obj).__module__
+    if mod.startswith("torch.export"):
+        from torch.export import ExportedProgram
+
+        return "pt2" if isinstance(obj, ExportedProgram) else None
+    if mod.startswith("onnx"):
+        import onnx
+
+        return "onnx" if isinstance(obj, onnx.ModelProto) else None
+    if mod.startswith("nir"):
+        import nir
+
+        return "nir" if isinstance(obj, nir.NIRGraph) else None
+    return None
+
+
+def _from_object(kind: str, obj: Any, name: str | None, options: dict) -> Graph:
+    if kind == "pt2":
+        from snnc.frontends.torch_export import from_exported_program
+
+        return from_exported_program(obj, name=name or "main", **options)
+    if kind == "onnx":
+        from snnc.frontends.onnx import from_onnx_model
+
+        return from_onnx_model(obj, name=name or "main", **options)
+    from snnc.frontends.nir import from_nir
+
+    return from_nir(obj, name=name or "nir", **options)
+
+
+def _from_file(path: Path, name: str | None, options: dict) -> Graph:
+    kind = sniff(path)
+    try:
+        return _read(path, kind, name, options)
+    except SnncError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file that got past the frontend's own checks
+        raise MalformedFileError(f"{path}: cannot be read as {KINDS.get(kind, kind)}: {type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0][:300]}") from None
+
+
+def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
+    expected = _SUFFIXES.get(path.suffix.lower())
+    if kind == "unknown":
+        if expected is not None:
+            with open(path, "rb") as f:
+                head = f.read(8)
+            raise MalformedFileError(f"{path}: the suffix says {KINDS.get(expected, expected)}, but the content "
+                                     f"does not match (wrong magic: starts with {head!r})",
+                                     hint="the file is damaged or mislabelled")
         raise FrontendError(f"cannot tell what kind of model {path} is", hint=f"snnc reads {KNOWN_KINDS}")
-    if ":" in spec_s and not spec_s.startswith(("/", ".")):
-        return _from_python(spec_s, input_shape, weights, name)
-    raise FrontendError(f"no such file: {spec_s}", hint=f"snnc reads {KNOWN_KINDS}")
+    if kind == "hdf5":
+        raise MalformedFileError(f"{path}: an HDF5 file that is neither .snnir (no format='snnir' attribute) nor "
+                                 "NIR (no /node and /version)", hint=f"snnc reads {KNOWN_KINDS}")
+    if kind == "torch":
+        _refuse_torch_pickle(path)
+    if kind == "snnir":
+        from snnc.ir.serialize import load as load_snnir
+
+        return load_snnir(path)
+    if kind == "artifact":
+        from snnc.backends.artifact import Artifact
+
+        return Artifact.open(path).graph()
+    if kind == "nir":
+        from snnc.frontends.nir import load_nir
+
+        return load_nir(path, name=name, **options)
+    if kind == "onnx":
+        from snnc.frontends.onnx import load_onnx
+
+        return load_onnx(path, name=name)
+    from snnc.frontends.torch_export import load_pt2
+
+    return load_pt2(path, name=name)
 
 
-def _from_python(spec: str, input_shape, weights, name) -> Graph:
+def _refuse_torch_pickle(path: Path) -> None:
+    """A torch.save file: never unpickle objects; a plain state dict still needs the architecture."""
+    load_state_dict(path)  # raises UntrustedPickleError for a pickled model
+    raise FrontendError(f"{path} holds only weights (a state dict), not an architecture",
+                        hint=f"give the model as 'package.module:attribute' with --weights {path}, or save it "
+                             "with torch.export.save (.pt2) or torch.onnx.export (.onnx)")
+
+
+def _from_python(spec: str, input_shape, weights, name, options: dict) -> Graph:
     from snnc.frontends.torch_fx import trace
 
     mod_name, _, attr = spec.partition(":")
@@ -67,10 +218,13 @@ def _from_python(spec: str, input_shape, weights, name) -> Graph:
     if not isinstance(model, torch.nn.Module):
         raise FrontendError(f"{spec} is neither a torch.nn.Module nor a factory returning one")
     if weights:
-        model.load_state_dict(load_state_dict(weights))
+        try:
+            model.load_state_dict(load_state_dict(weights))
+        except RuntimeError as e:  # missing/unexpected keys, shape mismatches
+            raise FrontendError(f"weights {weights} do not fit {spec}: {str(e).splitlines()[0]}") from None
     if input_shape is None:
         raise FrontendError(f"{spec}: give the per-sample input shape (--input-shape x:[1,8,8])")
-    return trace(model.eval(), input_shape, name=name or attr.rsplit(".", 1)[-1])
+    return trace(model.eval(), input_shape, name=name or attr.rsplit(".", 1)[-1], **options)
 
 
 def load_state_dict(path: str | Path) -> dict:
@@ -79,10 +233,16 @@ def load_state_dict(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FrontendError(f"no such weights file: {path}") from None
-    except Exception as e:  # noqa: BLE001 - pickle.UnpicklingError and friends
-        raise UntrustedPickleError(f"{path} is not a plain state dict (loading it would unpickle arbitrary "
-                                   f"objects, which can run code): {str(e).splitlines()[0]}",
-                                   hint="save weights with torch.save(model.state_dict(), path)") from None
+    except pickle.UnpicklingError as e:  # what weights_only=True raises for anything but plain data
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"a pickled {found.group(1)}" if found else "pickled Python objects"
+        raise UntrustedPickleError(f"{path} holds {what}, not a plain state dict; snnc does not unpickle "
+                                   "objects (loading them can run arbitrary code)",
+                                   hint="save weights with torch.save(model.state_dict(), path) and give the "
+                                        "architecture as 'package.module:attribute' with --weights") from None
+    except Exception as e:  # noqa: BLE001 - a truncated zip, a bad header
+        raise MalformedFileError(f"{path}: not a readable torch.save file: {type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0][:200]}") from None
     if not isinstance(state, dict):
         raise FrontendError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state

@@ -2,19 +2,24 @@
 
 Each torch module class, function and tensor method the frontend understands
 has one entry in a lowering table; anything else raises UnsupportedOpError
-naming the module path, its type, and what is supported.
+naming the module path, its type, and what is supported. Spiking neurons and
+step-mode containers (snnc.nn, SpikingJelly) are registered by
+`snnc.frontends.snn`.
+
+Dimension indices in the user's code refer to the tensor as torch sees it:
+[N, *] for an ANN or a single-step layer, [T, N, *] for a multi-step one.
+`_Ctx.lead` says how many leading (batch/time) dims a call sees, so the IR,
+whose ops index feature dims only, gets the right ones.
 """
 
 from __future__ import annotations
 
-import operator
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import torch
 import torch.fx as fx
 import torch.nn as nn
-import torch.nn.functional as F
 
 from snnc.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
@@ -23,10 +28,10 @@ from snnc.ir.ops import SourceLoc
 from snnc.ir.types import Layout, TensorType
 from snnc.ir.verify import verify
 
-ModuleLowering = Callable[["_Ctx", nn.Module, fx.Node, SourceLoc], str]
+ModuleLowering = Callable[["_Ctx", nn.Module, fx.Node, SourceLoc], Any]
 MODULE_LOWERINGS: dict[type, ModuleLowering] = {}
-FUNCTION_LOWERINGS: dict[Any, Callable[["_Ctx", fx.Node, SourceLoc], str]] = {}
-METHOD_LOWERINGS: dict[str, Callable[["_Ctx", fx.Node, SourceLoc], str]] = {}
+FUNCTION_LOWERINGS: dict[Any, Callable[["_Ctx", fx.Node, SourceLoc], Any]] = {}
+METHOD_LOWERINGS: dict[str, Callable[["_Ctx", fx.Node, SourceLoc], Any]] = {}
 
 
 def lowers_module(*classes: type):
@@ -60,12 +65,19 @@ def type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def is_multi_step(module: nn.Module | None) -> bool:
+    """True for a step-mode module (snnc.nn / SpikingJelly) set to multi-step mode 'm'."""
+    return module is not None and getattr(module, "step_mode", None) == "m"
+
+
 @dataclass
 class _Ctx:
     graph: Graph
     values: dict[fx.Node, Any] = field(default_factory=dict)  # fx node -> IR value name (or a python value)
     param_cache: dict[tuple[int, str], str] = field(default_factory=dict)
     modules: dict[str, nn.Module] = field(default_factory=dict)
+    per_step: bool = False  # inside a single-step model or a container's per-step loop: code sees [N, *]
+    prefix: str = ""  # path of the (sub)module being lowered; prefixes value names inside containers
 
     def value(self, arg: Any, node: fx.Node, loc: SourceLoc) -> str:
         v = self.values.get(arg) if isinstance(arg, fx.Node) else None
@@ -84,6 +96,13 @@ class _Ctx:
             self.param_cache[key] = self.graph.add_param(f"{path}.{attr}" if path else attr, t.detach().clone())
         return self.param_cache[key]
 
+    def fresh(self, name: str) -> str:
+        """A fresh value name for fx node `name` (prefixed with the container's path inside one)."""
+        if self.prefix:  # as fx names a call of module 'a.0': 'a_0' ('_0' when it starts with a digit)
+            name = f"{self.prefix}.{name.lstrip('_')}".replace(".", "_")
+            name = "_" + name if name[0].isdigit() else name
+        return self.graph.fresh_name(name)
+
     def emit(self, op: ops.OpBase) -> str:
         self.graph.add(op)
         return op.name
@@ -91,19 +110,26 @@ class _Ctx:
     def type_of(self, value: str) -> TensorType:
         return self.graph.type_of(value)
 
+    def lead(self, value: str, module: nn.Module | None = None) -> int:
+        """How many leading (batch/time) dims the torch code sees on `value`."""
+        if self.per_step or is_multi_step(module):
+            return 1  # [N, *] per step, or [T*N, *] as seq_to_ann_forward folds it
+        return self.type_of(value).layout.n_layout_dims
+
 
 class _Tracer(fx.Tracer):
     """Keeps leaf modules we lower ourselves and stamps every node with its enclosing module."""
 
-    def __init__(self, root: nn.Module):
+    def __init__(self, root_type: type, prefix: str = ""):
         super().__init__()
-        self._scope: list[tuple[str, type]] = [("", type(root))]
+        self._prefix = prefix
+        self._scope: list[tuple[str, type]] = [(prefix, root_type)]
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, tuple(MODULE_LOWERINGS)) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
-        self._scope.append((self.path_of_module(m), type(m)))
+        self._scope.append((_join(self._prefix, self.path_of_module(m)), type(m)))
         try:
             return super().call_module(m, forward, args, kwargs)
         finally:
@@ -113,6 +139,10 @@ class _Tracer(fx.Tracer):
         node = super().create_node(*args, **kwargs)
         node.meta["snnc_scope"] = self._scope[-1]
         return node
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if prefix and path else prefix or path
 
 
 def _as_shapes(input_shape: Sequence[int] | Sequence[Sequence[int]], n: int) -> list[tuple[int, ...]]:
@@ -127,45 +157,86 @@ def _as_shapes(input_shape: Sequence[int] | Sequence[Sequence[int]], n: int) -> 
 
 
 def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]], *, name: str | None = None,
-          layout: Layout = Layout.NX) -> Graph:
+          layout: Layout | None = None, step_mode: str | None = None) -> Graph:
     """Trace `model` into an IR graph.
 
     Args:
-        input_shape: per-sample shape of each input, without the batch dim
-            (e.g. (1, 8, 8)), or a list of such shapes for several inputs.
-        layout: NX for ANNs (one step); TNX for multi-step SNNs.
+        input_shape: per-sample shape of each input, without batch and time
+            dims (e.g. (1, 8, 8)), or a list of such shapes for several inputs.
+        layout: NX for ANNs (one step), TNX for SNNs ([T, N, *] inputs). None
+            picks TNX when the model has spiking neurons or multi-step layers.
+        step_mode: 's' if the model's forward takes one time step [N, *] (it is
+            then run once per step), 'm' if it takes [T, N, *]. None reads the
+            step_mode of the model's snnc.nn / SpikingJelly modules.
     """
+    from snnc.frontends import snn
+
     if not isinstance(model, nn.Module):
         raise FrontendError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    snn.register_available()
+    mode = step_mode if step_mode is not None else snn.model_step_mode(model)
+    if mode not in (None, "s", "m"):
+        raise FrontendError(f"step_mode {step_mode!r} is invalid: expected 's' or 'm'")
+    neurons = snn.has_neurons(model)
+    if layout is None:
+        layout = Layout.TNX if neurons or mode == "m" else Layout.NX
+    if neurons and not layout.has_time:
+        raise FrontendError(f"{type_name(type(model))} has spiking neurons, which need a time dimension",
+                            hint="trace it with layout=Layout.TNX (inputs [T, N, *])")
     if _find(MODULE_LOWERINGS, type(model)) is not None:  # a bare leaf layer: fx never treats the root as a leaf
         model = _Root(model)
-    tracer = _Tracer(model)
-    try:
-        fx_graph = tracer.trace(model)
-    except FrontendError:
-        raise
-    except Exception as e:  # noqa: BLE001 - torch.fx raises many kinds for untraceable code
-        raise FrontendError(f"torch.fx cannot trace {type_name(type(model))}: {type(e).__name__}: {e}",
-                            hint="data-dependent control flow cannot be traced; "
-                                 "export the model with torch.export or ONNX instead") from None
+    fx_graph = _fx_trace(model, type(model))
     placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     shapes = _as_shapes(input_shape, len(placeholders))
     graph = Graph(name or type(model).__name__)
-    ctx = _Ctx(graph, modules=dict(model.named_modules()))
-    shape_iter = iter(shapes)
-    outputs: list[str] = []
+    if mode is not None:
+        graph.meta["step_mode"] = mode
+    ctx = _Ctx(graph, per_step=(mode == "s" and layout.has_time))
+    inputs = []
+    for node, shape in zip(placeholders, shapes):
+        dims = layout.join("N", "T", shape)
+        inputs.append(ctx.emit(ops.Input(name=graph.fresh_name(node.name), type=TensorType(shape=dims, layout=layout))))
+    results = lower_fx_graph(ctx, fx_graph, dict(model.named_modules()), inputs, prefix="")
+    for i, r in enumerate(results):
+        ctx.emit(ops.Output(name=graph.fresh_name("out" if len(results) == 1 else f"out{i}"), inputs=(r,)))
+    return verify(graph)
+
+
+def _fx_trace(root: nn.Module, root_type: type, prefix: str = "") -> fx.Graph:
+    try:
+        return _Tracer(root_type, prefix).trace(root)
+    except FrontendError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch.fx raises many kinds for untraceable code
+        where = f" at '{prefix}'" if prefix else ""
+        raise FrontendError(f"torch.fx cannot trace {type_name(root_type)}{where}: {type(e).__name__}: {e}",
+                            hint="data-dependent control flow cannot be traced; "
+                                 "export the model with torch.export or ONNX instead") from None
+
+
+def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module], inputs: list[str],
+                   prefix: str) -> list[str]:
+    """Lower the nodes of `fx_graph` into ctx.graph; returns the IR values it outputs.
+
+    `modules` maps the fx graph's call_module targets to modules; `prefix` is
+    the path of its root in the user's model (module paths are relative to it).
+    """
+    args = iter(inputs)
     for node in fx_graph.nodes:
-        path, mtype = node.meta.get("snnc_scope", ("", type(model)))
+        path, mtype = node.meta.get("snnc_scope", (prefix, nn.Module))
         if node.op == "placeholder":
-            dims = ("T", "N", *next(shape_iter)) if layout is Layout.TNX else ("N", *next(shape_iter))
-            ctx.values[node] = ctx.emit(ops.Input(name=graph.fresh_name(node.name),
-                                                  type=TensorType(shape=dims, layout=layout)))
+            try:
+                ctx.values[node] = next(args)
+            except StopIteration:
+                raise FrontendError(f"{prefix or 'the model'} takes more inputs than it was given "
+                                    f"(extra parameter '{node.target}')") from None
         elif node.op == "call_module":
-            module = ctx.modules[node.target]
-            loc = SourceLoc(module_path=str(node.target), module_type=type_name(type(module)))
+            module = modules[node.target]
+            full = _join(prefix, str(node.target))
+            loc = SourceLoc(module_path=full, module_type=type_name(type(module)))
             lower = _find(MODULE_LOWERINGS, type(module))
             if lower is None:
-                raise UnsupportedOpError(f"{type_name(type(module))} at '{node.target}' is not supported",
+                raise UnsupportedOpError(f"{type_name(type(module))} at '{full}' is not supported",
                                          hint=f"supported modules: {supported_modules()}")
             ctx.values[node] = lower(ctx, module, node, loc)
         elif node.op == "call_function":
@@ -184,16 +255,28 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
                                          hint=f"supported methods: {', '.join(sorted(METHOD_LOWERINGS))}")
             ctx.values[node] = lower(ctx, node, loc)
         elif node.op == "get_attr":
-            raise UnsupportedOpError(f"'{node.target}' read as a tensor attribute in {SourceLoc(module_path=path).describe()} "
-                                     "is not supported", hint="use registered submodules (nn.Linear, ...) for weights")
+            raise UnsupportedOpError(f"'{_join(prefix, str(node.target))}' read as a tensor attribute in "
+                                     f"{SourceLoc(module_path=path).describe()} is not supported",
+                                     hint="use registered submodules (nn.Linear, ...) for weights")
         elif node.op == "output":
             results = node.args[0]
             results = list(results) if isinstance(results, (tuple, list)) else [results]
-            for i, r in enumerate(results):
-                src = ctx.value(r, node, SourceLoc(module_path=path))
-                out_name = graph.fresh_name("out" if len(results) == 1 else f"out{i}")
-                outputs.append(ctx.emit(ops.Output(name=out_name, inputs=(src,))))
-    return verify(graph)
+            return [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
+    raise FrontendError(f"traced graph of '{prefix}' has no output")
+
+
+def lower_children(ctx: _Ctx, container: nn.Module, node: fx.Node, loc: SourceLoc, *, per_step: bool) -> str:
+    """Lower a container's children in order, as an nn.Sequential of them rooted at its path."""
+    seq = nn.Sequential(OrderedDict(container.named_children()))
+    fx_graph = _fx_trace(seq, type(container), loc.module_path)
+    x = ctx.value(node.args[0], node, loc)
+    saved = ctx.per_step, ctx.prefix
+    ctx.per_step, ctx.prefix = per_step or ctx.per_step, loc.module_path
+    try:
+        (out,) = lower_fx_graph(ctx, fx_graph, dict(seq.named_modules()), [x], loc.module_path)
+    finally:
+        ctx.per_step, ctx.prefix = saved
+    return out
 
 
 class _Root(nn.Module):
@@ -215,227 +298,13 @@ def _find(table: dict[type, Any], cls: type):
 
 
 def supported_modules() -> str:
-    return ", ".join(sorted({type_name(c) for c in MODULE_LOWERINGS}))
+    return ", ".join(sorted({type_name(c) for c, fn in MODULE_LOWERINGS.items()
+                             if not getattr(fn, "refuses", False)}))
 
 
 def supported_functions() -> str:
     return ", ".join(sorted({getattr(f, "__name__", str(f)) for f in FUNCTION_LOWERINGS}))
 
 
-# ---------------------------------------------------------------- modules
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-@lowers_module(nn.Conv2d)
-def _conv2d(ctx: _Ctx, m: nn.Conv2d, node: fx.Node, loc: SourceLoc) -> str:
-    if m.padding_mode != "zeros":
-        raise UnsupportedAttributeError(f"Conv2d at '{loc.module_path}' uses padding_mode={m.padding_mode!r}",
-                                        hint="only padding_mode='zeros' is supported")
-    x = ctx.value(node.args[0], node, loc)
-    padding = m.padding
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0, 0)
-        else:  # 'same' with stride 1
-            k, d = m.kernel_size, m.dilation
-            total = [d[i] * (k[i] - 1) for i in range(2)]
-            if any(t % 2 for t in total):
-                raise UnsupportedAttributeError(f"Conv2d at '{loc.module_path}' uses padding='same' with an even "
-                                                "kernel (asymmetric padding)", hint="pad explicitly")
-            padding = (total[0] // 2, total[1] // 2)
-    return ctx.emit(ops.Conv2d(name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc,
-                               weight=ctx.param(m, "weight", loc.module_path), bias=ctx.param(m, "bias", loc.module_path),
-                               stride=_pair(m.stride), padding=_pair(padding), dilation=_pair(m.dilation),
-                               groups=m.groups))
-
-
-@lowers_module(nn.Linear)
-def _linear(ctx: _Ctx, m: nn.Linear, node: fx.Node, loc: SourceLoc) -> str:
-    x = ctx.value(node.args[0], node, loc)
-    return ctx.emit(ops.Linear(name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc,
-                               weight=ctx.param(m, "weight", loc.module_path), bias=ctx.param(m, "bias", loc.module_path)))
-
-
-@lowers_module(nn.BatchNorm1d, nn.BatchNorm2d)
-def _batch_norm(ctx: _Ctx, m: nn.modules.batchnorm._BatchNorm, node: fx.Node, loc: SourceLoc) -> str:
-    if m.running_mean is None or m.running_var is None:
-        raise UnsupportedAttributeError(f"{type_name(type(m))} at '{loc.module_path}' has track_running_stats=False",
-                                        hint="inference needs running statistics; train with track_running_stats=True")
-    x = ctx.value(node.args[0], node, loc)
-    p = loc.module_path
-    return ctx.emit(ops.BatchNorm(name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc,
-                                  running_mean=ctx.param(m, "running_mean", p), running_var=ctx.param(m, "running_var", p),
-                                  weight=ctx.param(m, "weight", p), bias=ctx.param(m, "bias", p), eps=float(m.eps)))
-
-
-@lowers_module(nn.ReLU)
-def _relu(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
-    return ctx.emit(ops.ReLU(name=ctx.graph.fresh_name(node.name), inputs=(ctx.value(node.args[0], node, loc),), loc=loc))
-
-
-@lowers_module(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-def _identity(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
-    return ctx.value(node.args[0], node, loc)  # inference: dropout is the identity; no node needed
-
-
-def _pool_args(kind: str, loc: SourceLoc, kernel, stride, padding, ceil_mode) -> dict:
-    k = _pair(kernel)
-    return {"kernel_size": k, "stride": _pair(stride) if stride not in (None, ()) else k,
-            "padding": _pair(padding), "ceil_mode": bool(ceil_mode)}
-
-
-@lowers_module(nn.AvgPool2d)
-def _avg_pool(ctx: _Ctx, m: nn.AvgPool2d, node: fx.Node, loc: SourceLoc) -> str:
-    return ctx.emit(ops.AvgPool2d(name=ctx.graph.fresh_name(node.name), inputs=(ctx.value(node.args[0], node, loc),),
-                                  loc=loc, count_include_pad=bool(m.count_include_pad),
-                                  divisor_override=m.divisor_override,
-                                  **_pool_args("avg_pool2d", loc, m.kernel_size, m.stride, m.padding, m.ceil_mode)))
-
-
-@lowers_module(nn.MaxPool2d)
-def _max_pool(ctx: _Ctx, m: nn.MaxPool2d, node: fx.Node, loc: SourceLoc) -> str:
-    if m.return_indices:
-        raise UnsupportedAttributeError(f"MaxPool2d at '{loc.module_path}' has return_indices=True")
-    return ctx.emit(ops.MaxPool2d(name=ctx.graph.fresh_name(node.name), inputs=(ctx.value(node.args[0], node, loc),),
-                                  loc=loc, dilation=_pair(m.dilation),
-                                  **_pool_args("max_pool2d", loc, m.kernel_size, m.stride, m.padding, m.ceil_mode)))
-
-
-def _adaptive(ctx: _Ctx, x: str, size: Any, name: str, loc: SourceLoc) -> str:
-    feats = ctx.type_of(x).features
-    if isinstance(size, int) or size is None:
-        size = (size, size)
-    size = tuple(feats[1 + i] if s is None else int(s) for i, s in enumerate(size)) if len(feats) == 3 else size
-    return ctx.emit(ops.AdaptiveAvgPool2d(name=ctx.graph.fresh_name(name), inputs=(x,), loc=loc,
-                                          output_size=_pair(size)))
-
-
-@lowers_module(nn.AdaptiveAvgPool2d)
-def _adaptive_avg_pool(ctx: _Ctx, m: nn.AdaptiveAvgPool2d, node: fx.Node, loc: SourceLoc) -> str:
-    return _adaptive(ctx, ctx.value(node.args[0], node, loc), m.output_size, node.name, loc)
-
-
-def _flatten_op(ctx: _Ctx, x: str, start: int, end: int, name: str, loc: SourceLoc) -> str:
-    rank = len(ctx.type_of(x).shape)  # the full NX rank, batch included
-    lead = ctx.type_of(x).layout.n_layout_dims
-    s, e = start % rank, end % rank
-    if s < lead:
-        raise UnsupportedAttributeError(f"flatten in {loc.describe()} starts at dim {start}, "
-                                        "which would merge the batch dim", hint="flatten from dim 1 (per sample)")
-    return ctx.emit(ops.Flatten(name=ctx.graph.fresh_name(name), inputs=(x,), loc=loc,
-                                start_dim=s - lead, end_dim=e - lead))
-
-
-@lowers_module(nn.Flatten)
-def _flatten(ctx: _Ctx, m: nn.Flatten, node: fx.Node, loc: SourceLoc) -> str:
-    return _flatten_op(ctx, ctx.value(node.args[0], node, loc), m.start_dim, m.end_dim, node.name, loc)
-
-
-# ---------------------------------------------------------------- functions
-def _arg(node: fx.Node, i: int, key: str, default: Any = None) -> Any:
-    if len(node.args) > i:
-        return node.args[i]
-    return node.kwargs.get(key, default)
-
-
-@lowers_function(F.relu, torch.relu, torch.nn.functional.relu_)
-def _f_relu(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return ctx.emit(ops.ReLU(name=ctx.graph.fresh_name(node.name), inputs=(ctx.value(node.args[0], node, loc),), loc=loc))
-
-
-@lowers_function(operator.add, operator.iadd, torch.add)
-def _f_add(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    if node.kwargs.get("alpha", 1) != 1:
-        raise UnsupportedAttributeError(f"torch.add with alpha in {loc.describe()} is not supported")
-    a, b = (ctx.value(v, node, loc) for v in node.args[:2])
-    return ctx.emit(ops.Add(name=ctx.graph.fresh_name(node.name), inputs=(a, b), loc=loc))
-
-
-@lowers_function(torch.cat, torch.concat)
-def _f_cat(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    tensors = [ctx.value(v, node, loc) for v in _arg(node, 0, "tensors")]
-    dim = int(_arg(node, 1, "dim", 0))
-    t = ctx.type_of(tensors[0])
-    d = dim % len(t.shape) - t.layout.n_layout_dims
-    if d < 0:
-        raise UnsupportedAttributeError(f"torch.cat along dim {dim} in {loc.describe()} concatenates batches",
-                                        hint="concatenate along a feature dim (dim >= 1)")
-    return ctx.emit(ops.Concat(name=ctx.graph.fresh_name(node.name), inputs=tuple(tensors), loc=loc, dim=d))
-
-
-@lowers_function(torch.flatten)
-def _f_flatten(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    x = ctx.value(node.args[0], node, loc)
-    return _flatten_op(ctx, x, int(_arg(node, 1, "start_dim", 0)), int(_arg(node, 2, "end_dim", -1)), node.name, loc)
-
-
-@lowers_function(F.avg_pool2d)
-def _f_avg_pool(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    x = ctx.value(node.args[0], node, loc)
-    return ctx.emit(ops.AvgPool2d(
-        name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc,
-        count_include_pad=bool(_arg(node, 5, "count_include_pad", True)),
-        divisor_override=_arg(node, 6, "divisor_override", None),
-        **_pool_args("avg_pool2d", loc, _arg(node, 1, "kernel_size"), _arg(node, 2, "stride", None),
-                     _arg(node, 3, "padding", 0), _arg(node, 4, "ceil_mode", False))))
-
-
-@lowers_function(F.max_pool2d)
-def _f_max_pool(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    x = ctx.value(node.args[0], node, loc)
-    return ctx.emit(ops.MaxPool2d(
-        name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc, dilation=_pair(_arg(node, 4, "dilation", 1)),
-        **_pool_args("max_pool2d", loc, _arg(node, 1, "kernel_size"), _arg(node, 2, "stride", None),
-                     _arg(node, 3, "padding", 0), _arg(node, 5, "ceil_mode", False))))
-
-
-@lowers_function(F.adaptive_avg_pool2d)
-def _f_adaptive(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _adaptive(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "output_size"), node.name, loc)
-
-
-@lowers_function(F.dropout)
-def _f_dropout(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return ctx.value(node.args[0], node, loc)
-
-
-# ---------------------------------------------------------------- tensor methods
-@lowers_method("relu")
-def _m_relu(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _f_relu(ctx, node, loc)
-
-
-@lowers_method("add")
-def _m_add(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _f_add(ctx, node, loc)
-
-
-@lowers_method("flatten")
-def _m_flatten(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _f_flatten(ctx, node, loc)
-
-
-class _BatchSize:
-    """Marker for `x.size(0)` / `x.shape[0]`: the symbolic batch dim."""
-
-
-@lowers_method("size")
-def _m_size(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
-    if _arg(node, 1, "dim") == 0:
-        return _BatchSize()
-    raise UnsupportedOpError(f".size() other than .size(0) in {loc.describe()} is not supported",
-                             hint="shapes are static per sample; use nn.Flatten or x.view(x.size(0), -1)")
-
-
-@lowers_method("view", "reshape")
-def _m_view(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    x = ctx.value(node.args[0], node, loc)
-    dims = list(node.args[1:])
-    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-        dims = list(dims[0])
-    first = ctx.values.get(dims[0]) if isinstance(dims[0], fx.Node) else None
-    if len(dims) == 2 and isinstance(first, _BatchSize) and dims[1] == -1:
-        return _flatten_op(ctx, x, 1, -1, node.name, loc)
-    raise UnsupportedOpError(f".{node.target}{tuple(dims)} in {loc.describe()} is not supported",
-                             hint="only x.view(x.size(0), -1) (a flatten) is; use nn.Flatten")
+# The lowerings of torch.nn modules, functions and tensor methods register themselves on import.
+from snnc.frontends import fx_ops  # noqa: E402,F401

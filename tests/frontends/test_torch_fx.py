@@ -5,7 +5,6 @@ import torch.nn.functional as F
 
 from snnc.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import trace
-from snnc.ir import ops
 from snnc.runtime import Interpreter
 from tests.conftest import randomize_bn
 

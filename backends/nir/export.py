@@ -1,0 +1,150 @@
+"""IR graph -> nir.NIRGraph.
+
+One NIR node per IR op, named like the IR value. NIR sums the edges that
+enter a node, so Add, Identity and LayoutCast become edges rather than nodes;
+NIR types are per sample (no batch or time dims).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+
+from snnc.backends.nir.neurons import META_KEY, to_nir_node
+from snnc.dynamics import FireCompare
+from snnc.errors import LoweringError
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+
+# Ops that become edges, not NIR nodes.
+PASS_THROUGH = (ops.Identity, ops.LayoutCast, ops.Add)
+SUPPORTED = (ops.Input, ops.Output, ops.Linear, ops.Conv2d, ops.Flatten, ops.AvgPool2d, ops.Scale, ops.IF, ops.LIF,
+             *PASS_THROUGH)
+HINTS = {
+    ops.BatchNorm: "fold it into the conv/linear before it (pass fuse-bn)",
+    ops.ReLU: "convert the ANN to an SNN first (snnc convert / --calib)",
+    ops.MaxPool2d: "NIR has no max pooling; use AvgPool2d or SumPool2d",
+    ops.Concat: "NIR has no concatenation",
+    ops.AdaptiveAvgPool2d: "use a fixed AvgPool2d",
+}
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32, copy=True)
+
+
+def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | None:
+    """(why, what to do) when `op` cannot be written to NIR with `options`, else None."""
+    from snnc.backends.nir.neurons import nir_params
+
+    if not isinstance(op, SUPPORTED):
+        return f"{op.where()} has no NIR equivalent", HINTS.get(type(op), "NIR has no such primitive")
+    types = graph.types
+    if isinstance(op, ops.NeuronOp):
+        try:
+            nir_params(op, options.dt, soft_as_hard=options.soft_reset == "as_hard", ge=options.ge_threshold)
+        except ValueError as e:
+            hint = ("Options(soft_reset='as_hard') writes soft resets as reset to 0, which changes their meaning"
+                    if isinstance(op.reset, ops.SoftReset) else "use a neuron with a hard reset")
+            return f"{op.where()}: {e}", hint
+    if isinstance(op, ops.Linear) and len(types[op.inputs[0]].features) != 1:
+        return (f"{op.where()} acts on features {list(types[op.inputs[0]].features)}",
+                "NIR's Affine needs vector features: flatten first")
+    if isinstance(op, ops.AvgPool2d):
+        k = op.kernel_size[0] * op.kernel_size[1]
+        if op.ceil_mode or (op.padding != (0, 0) and not op.count_include_pad and op.divisor_override is None) \
+                or op.divisor_override not in (None, 1, k):
+            return (f"{op.where()} has ceil_mode, count_include_pad=False or a custom divisor",
+                    "NIR pools are plain sum or average pools")
+    if isinstance(op, ops.Add) and op.inputs[0] == op.inputs[1]:
+        return f"{op.where()} adds a value to itself", "NIR edges cannot express x + x; use a Scale(2)"
+    return None
+
+
+def to_nir_graph(graph: Graph, options: Any):
+    """Build the nir.NIRGraph of a legalized graph."""
+    import nir
+
+    types = graph.types
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    sources: dict[str, list[str]] = {}  # IR value -> the NIR nodes whose sum it is
+
+    def connect(op: ops.OpBase) -> None:
+        for i in op.inputs:
+            edges.extend((s, op.name) for s in sources[i])
+
+    soft, ge_kept, v_init = [], [], []
+    for op in graph:
+        feats = tuple(int(d) for d in types[op.name].features)
+        if isinstance(op, ops.Add):
+            sources[op.name] = sources[op.inputs[0]] + sources[op.inputs[1]]
+            continue
+        if isinstance(op, (ops.Identity, ops.LayoutCast)):
+            sources[op.name] = list(sources[op.inputs[0]])
+            continue
+        if isinstance(op, ops.Input):
+            node = nir.Input(input_type={"input": np.array(feats)})
+        elif isinstance(op, ops.Output):
+            node = nir.Output(output_type={"output": np.array(feats)})
+        elif isinstance(op, ops.NeuronOp):
+            node = to_nir_node(op, feats, options.dt, soft_as_hard=options.soft_reset == "as_hard",
+                               ge=options.ge_threshold, metadata=options.metadata)
+            if isinstance(op.reset, ops.SoftReset):
+                soft.append(op.name)
+            if op.fire is FireCompare.GE and options.ge_threshold == "keep":
+                ge_kept.append(op.name)
+            if op.v_init is not None and op.v_init != op.to_params().initial_v:
+                v_init.append(op.name)
+        else:
+            node = _stateless(op, graph, types)
+        nodes[op.name] = node
+        connect(op)
+        sources[op.name] = [op.name]
+    if soft:
+        warnings.warn(f"NIR cannot express reset by subtraction: {', '.join('%' + n for n in soft)} are written "
+                      "as reset to 0 (soft_reset='as_hard'); other tools will reset to 0, which fires less often. "
+                      f"snnc restores the soft reset from the '{META_KEY}' metadata", stacklevel=3)
+    if ge_kept:
+        warnings.warn(f"{', '.join('%' + n for n in ge_kept)} fire on v >= threshold but NIR says v > threshold "
+                      "(ge_threshold='keep'): other tools will not fire at equality", stacklevel=3)
+    if v_init:
+        warnings.warn(f"NIR has no initial membrane potential: the v_init of {', '.join('%' + n for n in v_init)} "
+                      f"is kept only in the '{META_KEY}' metadata{'' if options.metadata else ' (disabled)'}; "
+                      "other tools start from their own default", stacklevel=3)
+    meta = {META_KEY: json.dumps({"dt": options.dt, "graph": graph.name}, sort_keys=True)} if options.metadata else {}
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    except Exception as e:  # noqa: BLE001 - nir's own type check
+        raise LoweringError(f"nir rejected the graph {graph.name}: {type(e).__name__}: {e}") from None
+
+
+def _stateless(op: ops.OpBase, graph: Graph, types) -> Any:
+    import nir
+
+    p = graph.params
+    in_feats = tuple(int(d) for d in types[op.inputs[0]].features)
+    if isinstance(op, ops.Linear):
+        if op.bias is None:
+            return nir.Linear(weight=_np(p[op.weight]))
+        return nir.Affine(weight=_np(p[op.weight]), bias=_np(p[op.bias]))
+    if isinstance(op, ops.Conv2d):
+        w = _np(p[op.weight])
+        bias = _np(p[op.bias]) if op.bias is not None else np.zeros(w.shape[0], dtype=np.float32)
+        return nir.Conv2d(input_shape=in_feats[1:], weight=w, stride=op.stride, padding=op.padding,
+                          dilation=op.dilation, groups=op.groups, bias=bias)
+    if isinstance(op, ops.Flatten):
+        return nir.Flatten(input_type={"input": np.array(in_feats)}, start_dim=op.start_dim, end_dim=op.end_dim)
+    if isinstance(op, ops.AvgPool2d):
+        cls = nir.SumPool2d if op.divisor_override == 1 else nir.AvgPool2d
+        return cls(kernel_size=np.array(op.kernel_size), stride=np.array(op.stride), padding=np.array(op.padding))
+    if isinstance(op, ops.Scale):
+        scale = np.full(in_feats, op.factor, dtype=np.float64)
+        if op.weight is not None:
+            w = p[op.weight].detach().cpu().double().numpy()
+            scale = scale * w.reshape((-1,) + (1,) * (len(in_feats) - 1))
+        return nir.Scale(scale=scale.astype(np.float32))
+    raise LoweringError(f"{op.where()} has no NIR equivalent")

@@ -1,0 +1,285 @@
+"""NIR frontend: read a NIR graph (a `.nir`/`.h5` file or a nir.NIRGraph) into an IR graph.
+
+NIR neurons are continuous-time; they are discretised with a time step dt
+chosen here (see snnc.backends.nir.neurons and docs/nir.md). Files written
+by snnc carry each neuron's exact IR op in their metadata, which is used when
+it still matches the NIR parameters. Several edges entering one node are
+summed (NIR's rule), which becomes a chain of IR Add ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+
+from snnc.backends.nir.neurons import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
+from snnc.dynamics import FireCompare
+from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.ir.ops import SourceLoc
+from snnc.ir.types import Layout, TensorType
+from snnc.ir.verify import verify
+
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "Flatten", "SumPool2d", "AvgPool2d", "IF", "LIF")
+_SKIP_FIELDS = {"input_type", "output_type", "metadata"}
+
+
+def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireCompare | str = FireCompare.GT,
+             use_metadata: bool = True, name: str | None = None) -> Graph:
+    """Read a NIR file (HDF5 written by nir.write), checking its structure first."""
+    import nir
+
+    p = Path(path)
+    check_structure(p)
+    try:
+        graph = nir.read(p, type_check=False)
+    except Exception as e:  # noqa: BLE001 - nir raises assertion/key/value errors for bad content
+        raise MalformedFileError(f"{p}: nir cannot read it: {type(e).__name__}: {str(e)[:300]}") from None
+    return from_nir(graph, dt=dt, fire=fire, use_metadata=use_metadata, name=name or p.stem, source=str(p))
+
+
+def check_structure(p: Path) -> None:
+    """Name the node and field of a truncated or incomplete NIR file before nir.read trips over it."""
+    import h5py
+    import nir
+
+    try:
+        f = h5py.File(p, "r")
+    except (OSError, ValueError) as e:
+        raise MalformedFileError(f"{p}: not a readable HDF5 file (truncated or corrupt): {e}") from None
+    with f:
+        try:
+            _check_graph(f, p, nir)
+        except MalformedFileError:
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py errors on damaged datasets
+            raise MalformedFileError(f"{p}: damaged NIR file: {type(e).__name__}: {e}") from None
+
+
+def _text(ds) -> str:
+    v = ds[()]
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _check_graph(f, p: Path, nir) -> None:
+    if "node" not in f or "version" not in f:
+        raise MalformedFileError(f"{p}: HDF5 file without /node and /version: not a NIR file")
+    root = f["node"]
+    if "type" not in root or _text(root["type"]) != "NIRGraph" or "nodes" not in root or "edges" not in root:
+        raise MalformedFileError(f"{p}: /node is not a NIRGraph with nodes and edges")
+    names = set(root["nodes"].keys())
+    for name in names:
+        grp = root["nodes"][name]
+        if "type" not in grp:
+            raise MalformedFileError(f"{p}: NIR node '{name}' has no type")
+        kind = _text(grp["type"])
+        cls = getattr(nir, kind, None)
+        if kind == "NIRGraph" or cls is None or not dataclasses.is_dataclass(cls):
+            continue  # unknown or nested: reported as unsupported with its name later
+        if kind in ("Input", "Output"):
+            required = ["shape"]
+        else:
+            required = [fl.name for fl in dataclasses.fields(cls) if fl.name not in _SKIP_FIELDS
+                        and fl.default is dataclasses.MISSING and fl.default_factory is dataclasses.MISSING
+                        and fl.name != "input_shape"]
+        missing = [r for r in required if r not in grp]
+        if missing:
+            raise MalformedFileError(f"{p}: NIR node '{name}' ({kind}) is missing its {', '.join(missing)} "
+                                     "(a truncated or incomplete file)")
+        for r in required:
+            grp[r][()]  # reads the data: a truncated dataset fails here, named
+    for edge in root["edges"][()]:
+        src, dst = (e.decode() if isinstance(e, bytes) else str(e) for e in edge)
+        for end in (src, dst):
+            if end not in names and end.split(".")[0] not in names:  # 'node' or 'node.port'
+                raise MalformedFileError(f"{p}: edge {src} -> {dst} refers to a node '{end}' that does not exist")
+
+
+def from_nir(graph: Any, *, dt: float | None = None, fire: FireCompare | str = FireCompare.GT,
+             use_metadata: bool = True, name: str = "nir", source: str = "NIR graph") -> Graph:
+    """Lower a nir.NIRGraph into an IR graph (inputs TNX [T, N, *]).
+
+    Args:
+        dt: seconds per step used to discretise NIR neurons. None: the dt snnc
+            recorded in the graph's metadata, else 1e-4 s with a warning.
+        fire: the comparison for neurons without snnc metadata; NIR says
+            v > threshold ('gt').
+        use_metadata: read back the exact IR op snnc recorded in a neuron's
+            metadata (soft reset, >=, ...) when it matches the NIR parameters.
+    """
+    import nir
+
+    if not isinstance(graph, nir.NIRGraph):
+        raise UnsupportedOpError(f"{source}: expected a nir.NIRGraph, got {type(graph).__name__}")
+    fire = FireCompare(fire)
+    order = _topological(graph, source)
+    dt = _choose_dt(graph, dt, source)
+    g = Graph(name)
+    values: dict[str, str] = {}
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        preds[dst].append(src)
+    for key in order:
+        node = graph.nodes[key]
+        where = f"NIR node '{key}' ({type(node).__name__}) in {source}"
+        loc = SourceLoc(module_path=key, module_type=f"nir.{type(node).__name__}")
+        x = _summed(g, [values[s] for s in preds[key]], key, loc)
+        try:
+            values[key] = _lower(g, node, key, x, loc, where, dt, fire, use_metadata)
+        except ValueError as e:
+            raise UnsupportedAttributeError(str(e)) from None
+    if not g.outputs:
+        raise MalformedFileError(f"{source}: the NIR graph has no Output node")
+    return verify(g)
+
+
+def _topological(graph: Any, source: str) -> list[str]:
+    unknown = [f"'{k}' ({type(n).__name__})" for k, n in graph.nodes.items() if type(n).__name__ not in SUPPORTED]
+    if unknown:
+        raise UnsupportedOpError(f"{source}: NIR node(s) {', '.join(unknown)} are not supported",
+                                 hint=f"supported NIR nodes: {', '.join(SUPPORTED)}")
+    dg = nx.DiGraph()
+    dg.add_nodes_from(graph.nodes)
+    for src, dst in graph.edges:
+        if src not in graph.nodes or dst not in graph.nodes:
+            raise MalformedFileError(f"{source}: edge {src} -> {dst} names a node that does not exist")
+        dg.add_edge(src, dst)
+    try:
+        cycle = nx.find_cycle(dg)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        raise UnsupportedOpError(f"{source}: the NIR graph is recurrent ({' -> '.join(e[0] for e in cycle)} -> "
+                                 f"{cycle[0][0]})", hint="snnc reads feed-forward NIR graphs only")
+    rank = {k: i for i, k in enumerate(graph.nodes)}
+    return list(nx.lexicographical_topological_sort(dg, key=lambda k: rank[k]))
+
+
+def _choose_dt(graph: Any, dt: float | None, source: str) -> float:
+    import json
+
+    import nir
+
+    if dt is not None:
+        if not dt > 0:
+            raise UnsupportedAttributeError(f"dt must be positive, got {dt}")
+        return float(dt)
+    raw = (graph.metadata or {}).get(META_KEY)
+    if raw is not None:
+        try:
+            return float(json.loads(raw if isinstance(raw, str) else bytes(raw).decode())["dt"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    if any(isinstance(n, (nir.IF, nir.LIF)) for n in graph.nodes.values()):
+        warnings.warn(f"{source}: NIR graphs carry no time step; discretising its neurons with dt={DEFAULT_DT} s "
+                      "(the SpikingJelly/snnTorch convention). Pass dt=... to choose another", stacklevel=3)
+    return DEFAULT_DT
+
+
+def _summed(g: Graph, xs: list[str], key: str, loc: SourceLoc) -> str | None:
+    """NIR sums the edges entering a node: one Add per extra input."""
+    if not xs:
+        return None
+    acc = xs[0]
+    for i, x in enumerate(xs[1:]):
+        acc = g.add(ops.Add(name=g.fresh_name(f"{key}_in{i + 1}"), inputs=(acc, x), loc=loc))
+    return acc
+
+
+def _param(g: Graph, key: str, field: str, value: Any) -> str:
+    return g.add_param(f"{key}.{field}", torch.from_numpy(np.array(value, dtype=np.float32, copy=True)))
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    a = np.asarray(v).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _lower(g: Graph, node: Any, key: str, x: str | None, loc: SourceLoc, where: str, dt: float, fire: FireCompare,
+           use_metadata: bool) -> str:
+    import nir
+
+    name = g.fresh_name(key)
+    if isinstance(node, nir.Input):
+        feats = tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))
+        if not feats:
+            raise UnsupportedAttributeError(f"{where} has an empty (scalar) type; snnc needs feature dims")
+        return g.add(ops.Input(name=name, type=TensorType(shape=("T", "N", *feats), layout=Layout.TNX)))
+    if x is None:
+        raise MalformedFileError(f"{where} has no incoming edge")
+    if isinstance(node, nir.Output):
+        return g.add(ops.Output(name=name, inputs=(x,)))
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight)
+        if w.ndim != 2:
+            raise UnsupportedAttributeError(f"{where} has a {w.ndim}-D weight; snnc reads [out, in] matrices")
+        weight = _param(g, key, "weight", w)
+        bias = _param(g, key, "bias", node.bias) if isinstance(node, nir.Affine) else None
+        return g.add(ops.Linear(name=name, inputs=(x,), loc=loc, weight=weight, bias=bias))
+    if isinstance(node, nir.Conv2d):
+        return g.add(_conv(g, node, key, name, x, loc, where))
+    if isinstance(node, nir.Flatten):
+        return g.add(ops.Flatten(name=name, inputs=(x,), loc=loc, start_dim=int(node.start_dim),
+                                 end_dim=int(node.end_dim)))
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        k = _pair(node.kernel_size)
+        return g.add(ops.AvgPool2d(name=name, inputs=(x,), loc=loc, kernel_size=k, stride=_pair(node.stride),
+                                   padding=_pair(node.padding),
+                                   divisor_override=1 if isinstance(node, nir.SumPool2d) else None))
+    if isinstance(node, nir.Scale):
+        return g.add(_scale(g, node, key, name, x, loc, where))
+    # neurons
+    op = exact_op(node, name, x, loc) if use_metadata else None
+    if op is None:
+        factor, op = from_nir_node(node, name, x, loc, dt, fire, where)
+        if factor != 1.0:  # NIR's r scales the input current
+            pre = g.add(ops.Scale(name=g.fresh_name(f"{key}_r"), inputs=(x,), loc=loc, factor=factor))
+            op = op.replace(inputs=(pre,))
+    return g.add(op)
+
+
+def _conv(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, where: str) -> ops.Conv2d:
+    from snnc.frontends.fx_ops import same_padding
+
+    w = np.asarray(node.weight)
+    if w.ndim != 4:
+        raise UnsupportedAttributeError(f"{where} has a {w.ndim}-D weight; Conv2d needs [Cout, Cin/groups, kH, kW]")
+    dilation = _pair(node.dilation)
+    padding = node.padding
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if isinstance(padding, np.ndarray) and padding.dtype.kind in "SUO":
+        padding = str(padding.reshape(-1)[0].decode() if isinstance(padding.reshape(-1)[0], bytes) else padding)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            padding = same_padding(tuple(w.shape[2:]), dilation, where)
+        else:
+            raise UnsupportedAttributeError(f"{where} has padding {padding!r}")
+    weight = _param(g, key, "weight", w)
+    # NIR's Conv2d always has a bias; an all-zero one is what a bias-free conv is written as
+    bias = None if node.bias is None or not np.any(np.asarray(node.bias)) else _param(g, key, "bias", node.bias)
+    return ops.Conv2d(name=name, inputs=(x,), loc=loc, weight=weight, bias=bias, stride=_pair(node.stride), padding=_pair(padding),
+                      dilation=dilation, groups=int(np.asarray(node.groups).reshape(-1)[0]))
+
+
+def _scale(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, where: str) -> ops.Scale:
+    s = np.asarray(node.scale, dtype=np.float32)
+    if s.size == 0:
+        raise MalformedFileError(f"{where} has an empty scale")
+    flat = s.reshape(-1)
+    if np.all(flat == flat[0]):
+        return ops.Scale(name=name, inputs=(x,), loc=loc, factor=clean(uniform(flat, "scale", where)))
+    per_channel = s.reshape(s.shape[0], -1)
+    if s.ndim >= 1 and np.all(per_channel == per_channel[:, :1]):
+        return ops.Scale(name=name, inputs=(x,), loc=loc, weight=_param(g, key, "scale", per_channel[:, 0]))
+    raise UnsupportedAttributeError(f"{where} scales each element differently; snnc's Scale is per channel")

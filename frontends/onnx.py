@@ -1,0 +1,310 @@
+"""ONNX frontend: read an `.onnx` model (an ANN) into an IR graph.
+
+Supported operators: Conv, Gemm, MatMul (+ Add of a bias), BatchNormalization,
+Relu, AveragePool, MaxPool, GlobalAveragePool, Flatten, Reshape, Add, Concat,
+Identity, Dropout and Constant. Nodes over constants only (a transposed
+weight) are evaluated at import with onnx's reference evaluator; the shape
+arithmetic of `x.view(x.size(0), -1)` (Shape -> Gather -> Unsqueeze -> Concat)
+is followed symbolically, other run-time Reshape targets come from onnx
+shape inference. The operator handlers are in `snnc.frontends.onnx_ops`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.ir.ops import SourceLoc
+from snnc.ir.types import Layout, TensorType
+from snnc.ir.verify import verify
+
+
+@dataclass(frozen=True)
+class _Const:
+    """A constant tensor (initializer, Constant node, or a node folded over constants)."""
+
+    array: np.ndarray
+    name: str
+
+
+class _Opaque:
+    """A run-time shape computation snnc cannot follow; only Reshape may consume it (via shape inference)."""
+
+
+@dataclass(frozen=True)
+class _ShapeVec:
+    """A run-time shape value: dims are ints or "N" (the batch size); `scalar` for a 0-D one."""
+
+    dims: tuple
+    scalar: bool = False
+
+
+class _Refused:
+    """An extra output snnc does not represent (BatchNormalization stats, MaxPool indices, Dropout mask)."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+
+Handler = Callable[["_Ctx", onnx.NodeProto, list, dict, SourceLoc], list]
+HANDLERS: dict[str, Handler] = {}
+# Operators that compute shapes; over run-time values their result is _Opaque.
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Slice", "Concat", "Mul", "Div", "ReduceProd",
+             "ConstantOfShape"}
+
+
+def handles(*op_types: str):
+    def deco(fn: Handler) -> Handler:
+        for t in op_types:
+            HANDLERS[t] = fn
+        return fn
+    return deco
+
+
+def supported_ops() -> str:
+    return ", ".join(sorted(HANDLERS))
+
+
+class _Ctx:
+    def __init__(self, graph: Graph, source: str, shapes: dict[str, list]):
+        self.graph = graph
+        self.source = source
+        self.shapes = shapes  # value name -> dims from onnx shape inference (int, str or None)
+        self.values: dict[str, Any] = {}
+        self._params: dict[int, tuple[np.ndarray, str]] = {}  # id(array) -> (array, param name)
+
+    def where(self, node: onnx.NodeProto) -> str:
+        return f"node '{node.name or node.output[0]}' ({node.op_type}) in {self.source}"
+
+    def tensor(self, v: Any, node: onnx.NodeProto, what: str = "input") -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, _Refused):
+            raise UnsupportedOpError(f"{self.where(node)} reads {v.what}, which snnc does not represent")
+        raise UnsupportedAttributeError(f"{self.where(node)} takes a constant as its {what}; only values "
+                                        "computed from the graph inputs are supported there")
+
+    def param(self, v: Any, node: onnx.NodeProto, what: str, array: np.ndarray | None = None) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, _Const):
+            raise UnsupportedAttributeError(f"{self.where(node)} computes its {what} at run time; snnc needs a "
+                                            "constant (an initializer)")
+        arr = v.array if array is None else array
+        key = id(arr)
+        if key not in self._params:  # the array is kept alive with its entry, so its id is never reused
+            t = torch.from_numpy(np.array(arr, dtype=np.float32 if arr.dtype == np.float64 else arr.dtype, copy=True))
+            self._params[key] = (arr, self.graph.add_param(v.name, t))
+        return self._params[key][1]
+
+    def emit(self, op: ops.OpBase) -> str:
+        self.graph.add(op)
+        return op.name
+
+    def type_of(self, v: str) -> TensorType:
+        return self.graph.type_of(v)
+
+    def name(self, node: onnx.NodeProto) -> str:
+        base = node.name.strip("/").split("/")[-1] if node.name else node.op_type
+        return self.graph.fresh_name(base.lower())
+
+
+def load_onnx(path: str | os.PathLike, *, name: str | None = None) -> Graph:
+    """Read an `.onnx` file (with its external data, if any)."""
+    p = Path(path)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError and friends
+        raise MalformedFileError(f"{p}: not a readable ONNX model (truncated or not protobuf): "
+                                 f"{type(e).__name__}: {str(e)[:200]}") from None
+    if not model.graph.node and not model.graph.output:
+        raise MalformedFileError(f"{p}: the ONNX model has an empty graph (wrong file, or truncated)")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(model, str(p.parent))
+        except Exception as e:  # noqa: BLE001
+            raise MalformedFileError(f"{p}: external tensor data cannot be read: {e}") from None
+    return from_onnx_model(model, name=name or p.stem, source=str(p))
+
+
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - shape inference is a help, not a requirement
+        return {}
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+    return out
+
+
+def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str = "ONNX model") -> Graph:
+    """Lower an ONNX ModelProto into an IR graph with a symbolic batch dim."""
+    g = model.graph
+    graph = Graph(name)
+    ctx = _Ctx(graph, source, _inferred_shapes(model))
+    for init in g.initializer:
+        try:
+            ctx.values[init.name] = _Const(numpy_helper.to_array(init), init.name)
+        except Exception as e:  # noqa: BLE001 - raw data of the wrong size, unknown dtype
+            raise MalformedFileError(f"{source}: initializer '{init.name}' cannot be read: {e}") from None
+    for vi in g.input:
+        if vi.name not in ctx.values:
+            ctx.values[vi.name] = _input(ctx, vi)
+    for node in g.node:
+        _lower(ctx, node)
+    outs = list(g.output)
+    if not outs:
+        raise MalformedFileError(f"{source}: the graph has no outputs")
+    for i, vi in enumerate(outs):
+        if vi.name not in ctx.values:
+            raise MalformedFileError(f"{source}: graph output '{vi.name}' is not produced by any node")
+        v = ctx.values[vi.name]
+        if not isinstance(v, str):
+            raise UnsupportedOpError(f"{source}: graph output '{vi.name}' is a constant or a shape, not a value "
+                                     "computed from the inputs")
+        graph.add(ops.Output(name=graph.fresh_name("out" if len(outs) == 1 else vi.name), inputs=(v,)))
+    graph.drop_unused_params()
+    return verify(graph)
+
+
+def _input(ctx: _Ctx, vi: onnx.ValueInfoProto) -> str:
+    tt = vi.type.tensor_type
+    if tt.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+        raise UnsupportedAttributeError(f"{ctx.source}: input '{vi.name}' has element type "
+                                        f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; snnc reads float inputs")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    if len(dims) < 2 or any(d is None for d in dims[1:]):
+        raise UnsupportedAttributeError(f"{ctx.source}: input '{vi.name}' has shape {dims}; snnc needs "
+                                        "[batch, *static feature dims]")
+    return ctx.emit(ops.Input(name=ctx.graph.fresh_name(vi.name), type=TensorType(shape=("N", *dims[1:]),
+                                                                                 layout=Layout.NX)))
+
+
+def _loc(node: onnx.NodeProto) -> SourceLoc:
+    """The module path the exporter encoded in the node name ('/stem/stem.0/Conv' -> 'stem.0'), best effort."""
+    parts = [p for p in node.name.split("/") if p]
+    return SourceLoc(module_path=parts[-2] if len(parts) >= 2 else "", module_type=f"onnx.{node.op_type}")
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif a.type == onnx.AttributeProto.FLOAT:
+            v = float(str(np.float32(v)))  # ONNX floats are float32: 1e-5 is stored as 9.9999997e-06
+        out[a.name] = v
+    return out
+
+
+def _lower(ctx: _Ctx, node: onnx.NodeProto) -> None:
+    ins = []
+    for name in node.input:
+        if name == "":
+            ins.append(None)  # an omitted optional input
+        elif name not in ctx.values:
+            raise MalformedFileError(f"{ctx.where(node)} reads tensor '{name}', which is neither a graph input, "
+                                     "an initializer nor the output of an earlier node (missing tensor, or the "
+                                     "nodes are not in topological order)")
+        else:
+            ins.append(ctx.values[name])
+    if node.domain not in ("", "ai.onnx"):
+        raise UnsupportedOpError(f"{ctx.where(node)} is from operator domain '{node.domain}'",
+                                 hint=f"supported operators (default domain): {supported_ops()}")
+    attrs = _attrs(node)
+    present = [v for v in ins if v is not None]
+    if node.op_type == "Constant":
+        outs = [_constant(ctx, node, attrs)]
+    elif present and all(isinstance(v, _Const) for v in present):
+        outs = _fold(ctx, node, ins)
+    elif node.op_type == "Shape" or node.op_type in SHAPE_OPS and \
+            any(isinstance(v, (_Opaque, _ShapeVec)) for v in present):
+        outs = [_shape_op(ctx, node, ins, attrs)]
+    else:
+        handler = HANDLERS.get(node.op_type)
+        if handler is None:
+            raise UnsupportedOpError(f"{ctx.where(node)} is not supported",
+                                     hint=f"supported operators: {supported_ops()}")
+        try:
+            outs = handler(ctx, node, ins, attrs, _loc(node))
+        except (IndexError, KeyError, TypeError, ValueError) as e:  # too few inputs, bad attribute types
+            raise MalformedFileError(f"{ctx.where(node)} is malformed: {type(e).__name__}: {e}") from None
+    for name, v in zip(node.output, outs):
+        if name:
+            ctx.values[name] = v
+
+
+def _shape_op(ctx: _Ctx, node: onnx.NodeProto, ins: list, attrs: dict) -> Any:
+    """Follow the shape arithmetic of `x.view(x.size(0), -1)` (Shape -> Gather -> Unsqueeze -> Concat)."""
+    op = node.op_type
+
+    def vec(v):
+        if isinstance(v, _ShapeVec):
+            return v
+        if isinstance(v, _Const) and v.array.dtype.kind in "iu" and v.array.ndim <= 1:
+            return _ShapeVec(tuple(int(d) for d in v.array.reshape(-1)), v.array.ndim == 0)
+        return None
+
+    if op == "Shape" and isinstance(ins[0], str):
+        dims = ("N", *ctx.type_of(ins[0]).features)
+        return _ShapeVec(dims[attrs.get("start", 0):attrs.get("end", len(dims))])
+    args = [vec(v) for v in ins if v is not None]
+    if any(a is None for a in args):
+        return _Opaque()
+    if op == "Gather" and attrs.get("axis", 0) == 0 and not args[0].scalar:
+        idx = args[1]
+        picked = tuple(args[0].dims[i] for i in idx.dims)
+        return _ShapeVec(picked, idx.scalar)
+    if op == "Unsqueeze" and args[0].scalar:
+        return _ShapeVec(args[0].dims)
+    if op == "Squeeze" and len(args[0].dims) == 1:
+        return _ShapeVec(args[0].dims, True)
+    if op == "Concat" and attrs.get("axis", 0) == 0 and not any(a.scalar for a in args):
+        return _ShapeVec(tuple(d for a in args for d in a.dims))
+    if op == "Cast":
+        return args[0]
+    return _Opaque()
+
+
+def _constant(ctx: _Ctx, node: onnx.NodeProto, attrs: dict) -> _Const:
+    if "value" in attrs:
+        return _Const(numpy_helper.to_array(attrs["value"]), node.output[0])
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                       ("value_ints", np.int64)):
+        if key in attrs:
+            return _Const(np.array(attrs[key], dtype=dtype), node.output[0])
+    raise UnsupportedAttributeError(f"{ctx.where(node)} has no supported value attribute")
+
+
+def _fold(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> list:
+    """Evaluate a node over constants with onnx's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    feeds = {n: v.array for n, v in zip(node.input, ins) if n}
+    try:
+        results = ReferenceEvaluator(node).run(None, feeds)
+    except Exception as e:  # noqa: BLE001
+        raise UnsupportedOpError(f"{ctx.where(node)} over constants cannot be evaluated: {e}") from None
+    # an Identity names a weight (PyTorch shares equal initializers that way); otherwise keep the source's name
+    first = node.output[0] if node.op_type == "Identity" else next(v.name for v in ins if isinstance(v, _Const))
+    return [_Const(np.asarray(r), first) for r in results]
+
+
+# The operator handlers register themselves on import.
+from snnc.frontends import onnx_ops  # noqa: E402,F401

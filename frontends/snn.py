@@ -1,0 +1,213 @@
+"""Spiking modules for the torch.fx frontend: neurons, step-mode layers and containers.
+
+Two libraries are understood: `snnc.nn` and SpikingJelly's `activation_based`
+(only when the user has imported it; it is never a dependency). Neurons are
+leaves that become IF/LIF ops with every parameter explicit; containers are
+unwrapped into their children; `step_mode` decides which dims the code sees.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Iterator
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.torch_fx import _Ctx, lower_children, lowers_module, type_name
+from snnc.ir import ops
+from snnc.ir.ops import SourceLoc
+
+_REGISTERED: set[str] = set()
+# Containers whose children run once per time step (the children see [N, *] or [T*N, *]).
+PER_STEP_CONTAINERS: list[type] = []
+# Containers that run their children in the mode of the container ('s': as is; 'm': per step).
+MODE_CONTAINERS: list[type] = []
+NEURON_TYPES: list[type] = []
+
+
+def register_available() -> None:
+    """Register the lowerings of snnc.nn, and of SpikingJelly if the user has imported it."""
+    if "snnc.nn" not in _REGISTERED:
+        _REGISTERED.add("snnc.nn")
+        _try(_register_snnc_nn, "snnc.nn")
+    if "spikingjelly" not in _REGISTERED and "spikingjelly.activation_based.neuron" in sys.modules:
+        _REGISTERED.add("spikingjelly")
+        _try(_register_spikingjelly, "SpikingJelly")
+
+
+def _try(register, library: str) -> None:
+    """Plain ANNs must trace even when a modelling library is missing or of an unexpected version."""
+    try:
+        register()
+    except (ImportError, AttributeError) as e:
+        warnings.warn(f"cannot trace {library} modules: {type(e).__name__}: {e}", stacklevel=3)
+
+
+def neuron_op(name: str, x: str, loc: SourceLoc, p: NeuronParams) -> ops.NeuronOp:
+    """The IR op for neuron parameters `p`."""
+    if p.reset is ResetMode.HARD:
+        reset = ops.HardReset(v_reset=float(p.v_reset))
+    elif p.reset is ResetMode.SOFT:
+        reset = ops.SoftReset()
+    else:
+        reset = ops.NoReset()
+    common = dict(name=name, inputs=(x,), loc=loc, v_threshold=float(p.v_threshold), reset=reset, fire=p.compare)
+    if p.kind is NeuronKind.IF:
+        return ops.IF(**common)
+    return ops.LIF(**common, tau=float(p.tau), decay_input=bool(p.decay_input))
+
+
+def _check_step_mode(ctx: _Ctx, m: nn.Module, loc: SourceLoc) -> None:
+    mode = getattr(m, "step_mode", "s")
+    if mode == "s" and not ctx.per_step:
+        raise UnsupportedAttributeError(
+            f"{loc.describe()} is in single-step mode but receives the whole sequence [T, N, *] of a multi-step "
+            "network", hint="set step_mode='m' on it (functional.set_step_mode(net, 'm')) or wrap it in a "
+                            "MultiStepContainer")
+    if mode == "m" and ctx.per_step:
+        raise UnsupportedAttributeError(
+            f"{loc.describe()} is in multi-step mode but receives one time step [N, *] (it is inside a "
+            "single-step network or a per-step container)", hint="set its step_mode to 's'")
+
+
+def _emit_neuron(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc, p: NeuronParams) -> str:
+    _check_step_mode(ctx, m, loc)
+    x = ctx.value(node.args[0], node, loc)
+    return ctx.emit(neuron_op(ctx.fresh(node.name), x, loc, p))
+
+
+def _plif_warning(loc: SourceLoc, tau: float) -> None:
+    warnings.warn(f"{loc.describe()}: ParametricLIFNode becomes LIF with its current tau={tau!r}; the module "
+                  "multiplies by sigmoid(w) where the IR divides by tau, so membrane potentials may differ "
+                  "in the last bit", stacklevel=4)
+
+
+def _refuse(what: str, hint: str):
+    def lower(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+        raise UnsupportedOpError(f"{type_name(type(m))} at '{loc.module_path}' is not supported: {what}",
+                                 hint=hint)
+    lower.refuses = True
+    return lower
+
+
+def _container(per_step: bool):
+    def lower(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+        return lower_children(ctx, m, node, loc, per_step=per_step or getattr(m, "step_mode", "s") == "m")
+    return lower
+
+
+def _identity(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+    return ctx.value(node.args[0], node, loc)  # inference: dropout is the identity
+
+
+# ---------------------------------------------------------------- snnc.nn
+def _register_snnc_nn() -> None:
+    from snnc.nn import base, container, layer, neuron
+    from snnc.nn.errors import NoNeuronParamsError
+
+    @lowers_module(neuron.BaseNode)
+    def _snnc_neuron(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+        try:
+            p = m.neuron_params()
+        except NoNeuronParamsError as e:
+            raise UnsupportedOpError(f"{type_name(type(m))} at '{loc.module_path}' is not supported: {e.message}",
+                                     hint="use IFNode, LIFNode or ParametricLIFNode") from None
+        if isinstance(m, neuron.ParametricLIFNode):
+            _plif_warning(loc, p.tau)
+        return _emit_neuron(ctx, m, node, loc, p)
+
+    NEURON_TYPES.append(neuron.BaseNode)
+    PER_STEP_CONTAINERS.extend([container.MultiStepContainer, container.SeqToANNContainer])
+    MODE_CONTAINERS.append(container.StepModeContainer)
+    lowers_module(container.MultiStepContainer, container.SeqToANNContainer)(_container(True))
+    lowers_module(container.StepModeContainer)(_container(False))
+    lowers_module(layer.Dropout)(_identity)
+    lowers_module(container.TLastMultiStepContainer, container.TLastSeqToANNContainer)(
+        _refuse("time-last [N, *, T] sequences are not traced", "use the time-first containers "
+                "(MultiStepContainer, SeqToANNContainer) with inputs [T, N, *]"))
+    lowers_module(base.MemoryModule)(_refuse("stateful module without a known lowering",
+                                             "supported neurons: IFNode, LIFNode, ParametricLIFNode"))
+
+
+# ---------------------------------------------------------------- SpikingJelly
+_SJ_DYNAMICS = ("neuronal_charge", "neuronal_fire", "neuronal_reset", "single_step_forward", "multi_step_forward",
+                "single_step_functional_forward", "multi_step_functional_forward")
+
+
+def _register_spikingjelly() -> None:
+    from spikingjelly.activation_based import base, layer, neuron
+
+    known = [neuron.ParametricLIFNode, neuron.LIFNode, neuron.IFNode]
+
+    def same_dynamics(m: nn.Module, cls: type) -> bool:
+        return all(getattr(type(m), a, None) is getattr(cls, a, None) for a in _SJ_DYNAMICS)
+
+    @lowers_module(neuron.BaseNode)
+    def _sj_neuron(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+        cls = next((c for c in known if isinstance(m, c) and same_dynamics(m, c)), None)
+        if cls is None:
+            raise UnsupportedOpError(f"{type_name(type(m))} at '{loc.module_path}' is not supported: its dynamics "
+                                     "are not those of IFNode, LIFNode or ParametricLIFNode",
+                                     hint="supported SpikingJelly neurons: IFNode, LIFNode, ParametricLIFNode")
+        v_reset = getattr(m, "v_reset", 0.0)
+        if isinstance(v_reset, torch.Tensor) or isinstance(m.v_threshold, torch.Tensor):
+            raise UnsupportedAttributeError(f"{loc.describe()} has a tensor v_threshold or v_reset",
+                                            hint="IR neurons take one float threshold and reset value per layer")
+        reset = ResetMode.SOFT if v_reset is None else ResetMode.HARD
+        common = dict(v_threshold=float(m.v_threshold), reset=reset, v_reset=float(v_reset or 0.0),
+                      compare=FireCompare.GE)  # SpikingJelly's heaviside fires at equality
+        if cls is neuron.IFNode:
+            p = NeuronParams(NeuronKind.IF, **common)
+        else:
+            if cls is neuron.ParametricLIFNode:
+                tau = float(1.0 / torch.sigmoid(m.w.detach().double()))
+                _plif_warning(loc, tau)
+            else:
+                tau = float(m.tau)
+            p = NeuronParams(NeuronKind.LIF, **common, tau=tau, decay_input=bool(m.decay_input))
+        return _emit_neuron(ctx, m, node, loc, p)
+
+    NEURON_TYPES.append(neuron.BaseNode)
+    PER_STEP_CONTAINERS.extend([layer.MultiStepContainer, layer.SeqToANNContainer])
+    MODE_CONTAINERS.append(layer.StepModeContainer)
+    lowers_module(layer.MultiStepContainer, layer.SeqToANNContainer)(_container(True))
+    lowers_module(layer.StepModeContainer)(_container(False))
+    lowers_module(layer.Dropout)(_identity)
+    lowers_module(layer.TLastMultiStepContainer, layer.TLastSeqToANNContainer)(
+        _refuse("time-last [N, *, T] sequences are not traced", "use SeqToANNContainer/MultiStepContainer"))
+    lowers_module(layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer)(
+        _refuse("recurrent containers are not supported", "unroll the recurrence or remove it"))
+    lowers_module(base.MemoryModule)(_refuse("stateful module without a known lowering",
+                                             "supported neurons: IFNode, LIFNode, ParametricLIFNode"))
+
+
+# ---------------------------------------------------------------- model-level queries
+def _top_level(model: nn.Module) -> Iterator[nn.Module]:
+    """The model's modules, not descending into containers (whose children are per-step by design)."""
+    stack = [model]
+    containers = tuple(PER_STEP_CONTAINERS + MODE_CONTAINERS)
+    while stack:
+        m = stack.pop()
+        yield m
+        if not (containers and isinstance(m, containers)):
+            stack.extend(m.children())
+
+
+def model_step_mode(model: nn.Module) -> str | None:
+    """'m' if any top-level step-mode module is multi-step, 's' if all are single-step, None if it has none."""
+    modes = {str(getattr(m, "step_mode")) for m in _top_level(model)
+             if hasattr(m, "step_mode") and isinstance(getattr(m, "step_mode"), str)}
+    if "m" in modes:
+        return "m"
+    return "s" if "s" in modes else None
+
+
+def has_neurons(model: nn.Module) -> bool:
+    kinds = tuple(NEURON_TYPES)
+    return bool(kinds) and any(isinstance(m, kinds) for m in model.modules())
+

@@ -1,0 +1,271 @@
+"""torch.export frontend: read an ExportedProgram (`.pt2`) of ATen ops into an IR graph.
+
+No Python class is needed: the program's graph holds ATen calls, its state
+dict the weights. Both the pre-dispatch form (`aten.conv2d`, `aten.linear`,
+`aten.batch_norm`) and the core-ATen form after `run_decompositions()`
+(`aten.convolution`, `aten.addmm` with a permuted weight,
+`aten._native_batch_norm_legit_no_training`) are read: calls whose tensor
+arguments are all constants (weights) are folded first, so a permuted weight
+is just another constant. The lowerings themselves are in
+`snnc.frontends.aten_ops`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.ir.ops import SourceLoc
+from snnc.ir.types import Layout, TensorType
+from snnc.ir.verify import verify
+
+@dataclass(frozen=True)
+class _Const:
+    """A constant tensor (a weight, or a call folded over weights); `name` is its state-dict name."""
+
+    tensor: torch.Tensor
+    name: str
+
+
+@dataclass(frozen=True)
+class _Tuple:
+    """The results of an op returning several values; None marks results snnc cannot represent."""
+
+    items: tuple[Any, ...]
+    op: str
+
+
+class _Sym:
+    """A symbolic size (aten.sym_size): only used by views, which read shapes from node metadata."""
+
+
+Lowering = Callable[["_Ctx", fx.Node, dict[str, Any], SourceLoc], Any]
+ATEN_LOWERINGS: dict[Any, Lowering] = {}
+
+
+def lowers(*packets: Any):
+    def deco(fn: Lowering) -> Lowering:
+        for p in packets:
+            ATEN_LOWERINGS[p] = fn
+        return fn
+    return deco
+
+
+class _Ctx:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.values: dict[fx.Node, Any] = {}
+        self._params: dict[int, tuple[torch.Tensor, str]] = {}  # id(tensor) -> (tensor, param name)
+
+    def tensor(self, v: Any, what: str, node: fx.Node, loc: SourceLoc) -> str:
+        if not isinstance(v, str):
+            raise UnsupportedAttributeError(f"{_op_name(node)} in {loc.describe()} takes a constant as {what}; "
+                                            "only values computed from the inputs are supported there")
+        return v
+
+    def param(self, v: Any, what: str, node: fx.Node, loc: SourceLoc) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, _Const):
+            raise UnsupportedAttributeError(f"{_op_name(node)} in {loc.describe()} computes its {what} from the "
+                                            "inputs; snnc needs it to be a weight (a constant)")
+        key = id(v.tensor)  # the same weight used twice is stored once; the entry keeps the tensor (and id) alive
+        if key not in self._params:
+            self._params[key] = (v.tensor, self.graph.add_param(v.name, v.tensor.detach().clone().contiguous()))
+        return self._params[key][1]
+
+    def emit(self, op: ops.OpBase) -> str:
+        self.graph.add(op)
+        return op.name
+
+    def type_of(self, v: str) -> TensorType:
+        return self.graph.type_of(v)
+
+
+def _op_name(node: fx.Node) -> str:
+    t = node.target
+    return f"aten.{t._overloadpacket.__name__}" if hasattr(t, "_overloadpacket") else getattr(t, "__name__", str(t))
+
+
+def _packet(target: Any) -> Any:
+    return getattr(target, "overloadpacket", target)
+
+
+def supported_ops() -> str:
+    return ", ".join(sorted({f"aten.{p.__name__}" if hasattr(p, "__name__") else str(p) for p in ATEN_LOWERINGS}))
+
+
+def load_pt2(path: str | os.PathLike, *, name: str | None = None) -> Graph:
+    """Read a `.pt2` file written by torch.export.save."""
+    p = Path(path)
+    log = logging.getLogger("torch.export")  # it logs a traceback per failed attempt; we raise one error
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        ep = torch.export.load(p)
+    except Exception as e:  # noqa: BLE001 - zip, json and pickle errors of a damaged archive
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise MalformedFileError(f"{p}: not a readable torch.export (.pt2) archive: {type(e).__name__}: {first}",
+                                 hint="write it with torch.export.save(torch.export.export(model, args), path)") from None
+    finally:
+        log.setLevel(level)
+    return from_exported_program(ep, name=name or p.stem, source=str(p))
+
+
+def _loc(node: fx.Node) -> SourceLoc:
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return SourceLoc()
+    path, typ = list(stack.values())[-1]
+    typ = typ if isinstance(typ, str) else f"{typ.__module__}.{typ.__qualname__}"
+    if typ.startswith("torch.nn.modules."):
+        typ = "torch.nn." + typ.rsplit(".", 1)[-1]
+    return SourceLoc(module_path=str(path), module_type=typ)
+
+
+def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: str = "exported program") -> Graph:
+    """Lower an ExportedProgram (an ANN) into an IR graph with a symbolic batch dim."""
+    graph = Graph(name)
+    ctx = _Ctx(graph)
+    consts: dict[str, _Const] = {}
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind is InputKind.USER_INPUT:
+            continue
+        if spec.kind not in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            raise UnsupportedOpError(f"{source}: input '{spec.arg.name}' of kind {spec.kind.name} is not supported",
+                                     hint="export a plain nn.Module with tensor inputs")
+        t = ep.state_dict.get(spec.target) if spec.target in ep.state_dict else ep.constants.get(spec.target)
+        if not isinstance(t, torch.Tensor):
+            raise MalformedFileError(f"{source}: tensor '{spec.target}' (input '{spec.arg.name}') is missing from "
+                                     "the program's state dict")
+        consts[spec.arg.name] = _Const(t, spec.target)
+    user_outputs = [i for i, s in enumerate(ep.graph_signature.output_specs) if s.kind is OutputKind.USER_OUTPUT]
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            ctx.values[node] = consts[node.name] if node.name in consts else _input(ctx, node, source)
+        elif node.op == "call_function":
+            ctx.values[node] = _call(ctx, node)
+        elif node.op == "output":
+            results = list(node.args[0])
+            picked = [results[i] for i in user_outputs]
+            for i, r in enumerate(picked):
+                v = ctx.values.get(r) if isinstance(r, fx.Node) else None
+                if not isinstance(v, str):
+                    raise UnsupportedOpError(f"{source}: output {i} is not a tensor computed from the inputs")
+                ctx.emit(ops.Output(name=graph.fresh_name("out" if len(picked) == 1 else f"out{i}"), inputs=(v,)))
+        else:
+            raise UnsupportedOpError(f"{source}: graph node '{node.name}' ({node.op}) is not supported",
+                                     hint="export without higher-order ops (control flow, submodules)")
+    graph.drop_unused_params()
+    return verify(graph)
+
+
+def _input(ctx: _Ctx, node: fx.Node, source: str) -> str:
+    val = node.meta.get("val")
+    shape = getattr(val, "shape", None)
+    if shape is None or len(shape) < 2:
+        raise UnsupportedAttributeError(f"{source}: input '{node.name}' has shape {shape}; snnc needs a batched "
+                                        "tensor [N, *features]")
+    feats = []
+    for d in shape[1:]:
+        try:
+            feats.append(int(d))
+        except (TypeError, ValueError):
+            raise UnsupportedAttributeError(f"{source}: input '{node.name}' has a dynamic feature dim ({d}); only "
+                                            "the batch dim may be dynamic") from None
+    return ctx.emit(ops.Input(name=ctx.graph.fresh_name(node.name),
+                              type=TensorType(shape=("N", *feats), layout=Layout.NX)))
+
+
+def _call(ctx: _Ctx, node: fx.Node) -> Any:
+    import operator
+
+    loc = _loc(node)
+    args = fx.node.map_arg((node.args, node.kwargs), lambda n: ctx.values[n])
+    if node.target is operator.getitem:
+        tup, i = args[0][0], args[0][1]
+        if not isinstance(tup, _Tuple):
+            raise UnsupportedOpError(f"indexing in {loc.describe()} is not supported")
+        if tup.items[i] is None:
+            raise UnsupportedOpError(f"result {i} of {tup.op} in {loc.describe()} is not supported",
+                                     hint="only the first result (the output tensor) is")
+        return tup.items[i]
+    if _foldable(args):
+        return _fold(node, args)
+    lower = ATEN_LOWERINGS.get(_packet(node.target))
+    if lower is None:
+        raise UnsupportedOpError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} is not supported",
+                                 hint=f"supported ATen ops: {supported_ops()}. An SNN does not export to ATen "
+                                      "ops snnc can read: trace it with snnc.trace (torch.fx) instead")
+    return lower(ctx, node, _bind(node, args), loc)
+
+
+def _leaves(x: Any):
+    if isinstance(x, (list, tuple)):
+        for y in x:
+            yield from _leaves(y)
+    elif isinstance(x, dict):
+        for y in x.values():
+            yield from _leaves(y)
+    else:
+        yield x
+
+
+def _foldable(args: Any) -> bool:
+    leaves = list(_leaves(args))
+    return any(isinstance(v, _Const) for v in leaves) and not any(isinstance(v, (str, _Sym, _Tuple)) for v in leaves)
+
+
+def _fold(node: fx.Node, args: Any) -> Any:
+    """Evaluate a call over constants only (a transposed weight, ...)."""
+    first = next(v for v in _leaves(args) if isinstance(v, _Const))
+
+    def unwrap(x):
+        if isinstance(x, _Const):
+            return x.tensor
+        if isinstance(x, (list, tuple)):
+            return type(x)(unwrap(y) for y in x)
+        if isinstance(x, dict):
+            return {k: unwrap(v) for k, v in x.items()}
+        return x
+
+    a, kw = unwrap(args)
+    with torch.no_grad():
+        out = node.target(*a, **kw)
+    if isinstance(out, torch.Tensor):
+        return _Const(out, first.name)
+    return _Tuple(tuple(_Const(o, first.name) if isinstance(o, torch.Tensor) else o for o in out), _op_name(node))
+
+
+def _bind(node: fx.Node, args: Any) -> dict[str, Any]:
+    """Arguments by schema name, defaults filled in."""
+    a, kw = args
+    schema = getattr(node.target, "_schema", None)
+    if schema is None:
+        return {str(i): v for i, v in enumerate(a)} | dict(kw)
+    out: dict[str, Any] = {}
+    for i, arg in enumerate(schema.arguments):
+        if i < len(a) and not arg.kwarg_only:
+            out[arg.name] = a[i]
+        elif arg.name in kw:
+            out[arg.name] = kw[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
+
+
+# The ATen lowerings register themselves on import.
+from snnc.frontends import aten_ops  # noqa: E402,F401
