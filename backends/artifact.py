@@ -50,6 +50,11 @@ class Artifact:
         return load(self.path / self.manifest.get("graph", "graph.snnir"))
 
     def session(self, **kwargs):
+        """A runnable session for this artifact: the Loihi emulation for 'lava', else the CPU runtime."""
+        if self.target == "lava":
+            from snnc.runtime.loihi import LoihiSession
+
+            return LoihiSession(self, **kwargs)
         from snnc.runtime.session import Session
 
         return Session(self, **kwargs)

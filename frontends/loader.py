@@ -18,13 +18,14 @@ from snnc.ir.graph import Graph
 KINDS = {
     "snnir": ".snnir: the snnc IR (HDF5 with format='snnir')",
     "nir": ".nir/.h5: a NIR graph (HDF5 with /node and /version)",
+    "netx": ".net: a Lava NetX network for Loihi (HDF5 with /layer)",
     "onnx": ".onnx: an ONNX model (protobuf)",
     "pt2": ".pt2: a torch.export archive (zip with archive_format)",
     "artifact": "an snnc artifact folder (manifest.json)",
     "python": "'package.module:attribute' (an nn.Module or a factory) with --input-shape and optional --weights",
 }
 KNOWN_KINDS = "; ".join(KINDS.values())
-_SUFFIXES = {".snnir": "snnir", ".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".onnx": "onnx", ".pt2": "pt2",
+_SUFFIXES = {".snnir": "snnir", ".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".onnx": "onnx", ".pt2": "pt2", ".net": "netx",
              ".pt": "torch", ".pth": "torch", ".ckpt": "torch"}
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -59,6 +60,8 @@ def _sniff_hdf5(path: Path) -> str:
                 return "snnir"
             if "node" in f and "version" in f:
                 return "nir"
+            if "layer" in f:
+                return "netx"
     except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError on damaged files
         raise MalformedFileError(f"{path}: HDF5 file is truncated or corrupt: {e}") from None
     return "hdf5"
@@ -178,6 +181,10 @@ def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
         from snnc.ir.serialize import load as load_snnir
 
         return load_snnir(path)
+    if kind == "netx":
+        from snnc.backends.lava.netx import read_netx
+
+        return read_netx(path)
     if kind == "artifact":
         from snnc.backends.artifact import Artifact
 
