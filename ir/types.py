@@ -77,6 +77,11 @@ class Layout(str, enum.Enum):
         return 2 if self in (Layout.TNX, Layout.NXT) else 1
 
 
+def _dim(s: str) -> Dim:
+    """A dim parsed from a folded symbol: '3' -> 3, 'N' -> 'N'."""
+    return int(s) if s.isdigit() else s
+
+
 def _fold(time: Dim, batch: Dim) -> Dim:
     if isinstance(time, int) and isinstance(batch, int):
         return time * batch
@@ -119,7 +124,7 @@ class TensorType(BaseModel):
             return self.shape[1]
         if self.layout is Layout.TN:
             s = self.shape[0]
-            return s.split("*", 1)[1] if isinstance(s, str) and "*" in s else "N"
+            return _dim(s.split("*", 1)[1]) if isinstance(s, str) and "*" in s else "N"
         return self.shape[0]
 
     @property
@@ -130,7 +135,7 @@ class TensorType(BaseModel):
             return self.shape[-1]
         if self.layout is Layout.TN:
             s = self.shape[0]
-            return s.split("*", 1)[0] if isinstance(s, str) and "*" in s else "T"
+            return _dim(s.split("*", 1)[0]) if isinstance(s, str) and "*" in s else "T"
         return None
 
     def with_features(self, features: tuple[int, ...], dtype: DType | None = None) -> "TensorType":

@@ -66,3 +66,9 @@ def test_ops_are_immutable():
     with pytest.raises(ValidationError):
         op.name = "q"
     assert op.replace(name="q").name == "q" and op.name == "r"
+
+
+def test_fixed_batch_survives_folding_and_unfolding():
+    t = TensorType(shape=("T", 3, 4), layout=Layout.TNX)
+    tn = t.with_layout(Layout.TN)
+    assert tn.shape == ("T*3", 4) and tn.batch == 3 and tn.with_layout(Layout.TNX) == t

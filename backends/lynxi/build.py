@@ -1,0 +1,255 @@
+"""Build the flattened torch module: one standard torch module per IR op, time folded into batch.
+
+`LOWERINGS` maps each op class to a factory of the torch module that computes
+it on [T*N, *features] (or [N, *features] for values without time). A neuron
+becomes an `UnrolledNeuron`; its state is an extra input and output of the
+network when `Options.state_io` is set.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from snnc.backends.lynxi import modules as M
+from snnc.backends.lynxi.options import Options
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.ir.types import TensorType
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the lowered network's interface."""
+
+    name: str  # the ONNX name; the position in the interface is what the exported program uses
+    shape: tuple[int, ...]
+    value: str  # the IR value (for state: the neuron node)
+    time: bool  # True: [T*N, *] folded sequence; False: [N, *] per sample
+    init: float | None = None  # state tensors: the value to start a stream with
+
+    def to_json(self, dtype: str) -> dict:
+        d = {"name": self.name, "shape": list(self.shape), "dtype": dtype, "value": self.value,
+             "layout": "TN" if self.time else "NX"}
+        if self.init is not None:
+            d["init"] = self.init
+        return d
+
+
+@dataclass
+class Interface:
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+    states: list[tuple[TensorSpec, TensorSpec]] = field(default_factory=list)  # (input, output) per neuron
+
+
+class Step(NamedTuple):
+    key: str  # module in FlatNet.layers
+    inputs: tuple[str, ...]
+    output: str
+    state_in: str | None = None  # neurons: interface name of the state input, if streamed
+    state_out: str | None = None
+
+
+@dataclass
+class LowerCtx:
+    """What a lowering sees: the graph, its parameters and types, and the static sizes."""
+
+    graph: Graph
+    time_steps: int
+    batch: int
+
+    def param(self, name: str | None) -> Tensor | None:
+        return None if name is None else self.graph.params[name]
+
+    def type(self, value: str) -> TensorType:
+        return self.graph.types[value]
+
+
+Lowering = Callable[[ops.OpBase, LowerCtx], nn.Module]
+LOWERINGS: dict[type, Lowering] = {}
+
+
+def lowers(*classes: type):
+    def deco(fn: Lowering) -> Lowering:
+        for c in classes:
+            LOWERINGS[c] = fn
+        return fn
+    return deco
+
+
+def _load(module: nn.Module, **tensors: Tensor | None) -> nn.Module:
+    with torch.no_grad():
+        for k, v in tensors.items():
+            if v is not None:
+                getattr(module, k).copy_(v)
+    return module
+
+
+@lowers(ops.Conv2d)
+def _conv2d(op: ops.Conv2d, ctx: LowerCtx) -> nn.Module:
+    w, b = ctx.param(op.weight), ctx.param(op.bias)
+    m = nn.Conv2d(w.shape[1] * op.groups, w.shape[0], tuple(w.shape[2:]), op.stride, op.padding, op.dilation,
+                  op.groups, bias=b is not None)
+    return _load(m, weight=w, bias=b)
+
+
+@lowers(ops.Linear)
+def _linear(op: ops.Linear, ctx: LowerCtx) -> nn.Module:
+    w, b = ctx.param(op.weight), ctx.param(op.bias)
+    return _load(nn.Linear(w.shape[1], w.shape[0], bias=b is not None), weight=w, bias=b)
+
+
+@lowers(ops.BatchNorm)
+def _batch_norm(op: ops.BatchNorm, ctx: LowerCtx) -> nn.Module:
+    feats = ctx.type(op.inputs[0]).features
+    cls = nn.BatchNorm2d if len(feats) == 3 else nn.BatchNorm1d
+    w, b = ctx.param(op.weight), ctx.param(op.bias)
+    affine = w is not None or b is not None
+    m = cls(feats[0], eps=op.eps, affine=affine).eval()
+    # a missing weight (bias) of an affine BN is 1 (0): the same values as F.batch_norm with None
+    return _load(m, running_mean=ctx.param(op.running_mean), running_var=ctx.param(op.running_var),
+                 weight=w if affine else None, bias=b if affine else None)
+
+
+@lowers(ops.AvgPool2d)
+def _avg_pool(op: ops.AvgPool2d, ctx: LowerCtx) -> nn.Module:
+    return nn.AvgPool2d(op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad, op.divisor_override)
+
+
+@lowers(ops.MaxPool2d)
+def _max_pool(op: ops.MaxPool2d, ctx: LowerCtx) -> nn.Module:
+    return nn.MaxPool2d(op.kernel_size, op.stride, op.padding, op.dilation, ceil_mode=op.ceil_mode)
+
+
+@lowers(ops.AdaptiveAvgPool2d)
+def _adaptive_avg_pool(op: ops.AdaptiveAvgPool2d, ctx: LowerCtx) -> nn.Module:
+    return nn.AdaptiveAvgPool2d(op.output_size)
+
+
+@lowers(ops.Flatten)
+def _flatten(op: ops.Flatten, ctx: LowerCtx) -> nn.Module:
+    rank = len(ctx.type(op.inputs[0]).features)
+    return nn.Flatten(1 + op.start_dim % rank, 1 + op.end_dim % rank)
+
+
+@lowers(ops.ReLU)
+def _relu(op, ctx: LowerCtx) -> nn.Module:
+    return nn.ReLU()
+
+
+@lowers(ops.Identity, ops.Output)
+def _identity(op, ctx: LowerCtx) -> nn.Module:
+    return nn.Identity()
+
+
+@lowers(ops.Scale)
+def _scale(op: ops.Scale, ctx: LowerCtx) -> nn.Module:
+    return M.Scale(op.factor, ctx.param(op.weight), rank=1 + len(ctx.type(op.inputs[0]).features))
+
+
+@lowers(ops.Add)
+def _add(op, ctx: LowerCtx) -> nn.Module:
+    return M.Add()
+
+
+@lowers(ops.Concat)
+def _concat(op: ops.Concat, ctx: LowerCtx) -> nn.Module:
+    return M.Concat(op.dim)
+
+
+@lowers(ops.LayoutCast)
+def _layout_cast(op: ops.LayoutCast, ctx: LowerCtx) -> nn.Module:
+    # every value with time is already [T*N, *]: only a cast from one step (NX) does work
+    return nn.Identity() if ctx.type(op.inputs[0]).layout.has_time else M.RepeatTime(ctx.time_steps)
+
+
+@lowers(ops.IF, ops.LIF)
+def _neuron(op: ops.NeuronOp, ctx: LowerCtx) -> nn.Module:
+    return M.UnrolledNeuron(op.to_params(), ctx.time_steps, ctx.batch, ctx.type(op.inputs[0]).features,
+                            op.initial_v())
+
+
+class FlatNet(nn.Module):
+    """The lowered network: runs `program` over the interface inputs, returns the interface outputs."""
+
+    def __init__(self, layers: dict[str, nn.Module], program: list[Step], input_names: list[str],
+                 output_names: list[str]):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.program = list(program)
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
+        env = dict(zip(self.input_names, args))
+        for st in self.program:
+            layer = self.layers[st.key]
+            if st.state_out is not None:
+                y, env[st.state_out] = layer(env[st.inputs[0]], env[st.state_in] if st.state_in else None)
+            else:
+                y = layer(*(env[i] for i in st.inputs))
+            env[st.output] = y
+        return tuple(env[o] for o in self.output_names)
+
+
+def _key(name: str, taken: dict) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name) or "op"
+    key, i = base, 1
+    while key in taken:
+        key, i = f"{base}_{i}", i + 1
+    return key
+
+
+def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[FlatNet, Interface]:
+    """The FlatNet computing `graph` (legalized) for static T and N, and its interface."""
+    ctx = LowerCtx(graph, time_steps, batch)
+    types = graph.types
+    layers: dict[str, nn.Module] = {}
+    program: list[Step] = []
+    iface = Interface()
+    has_time: dict[str, bool] = {}
+
+    def shape(value: str, time: bool) -> tuple[int, ...]:
+        return (time_steps * batch if time else batch, *types[value].features)
+
+    for op in graph:
+        t = types[op.name]
+        if isinstance(op, ops.Input):
+            time = t.layout.has_time
+            if time and options.input_kind == "constant":  # [N, *] in, repeated over T inside the graph
+                iface.inputs.append(TensorSpec(op.name, shape(op.name, False), op.name, False))
+                key = _key(f"{op.name}_repeat", layers)
+                layers[key] = M.RepeatTime(time_steps)
+                program.append(Step(key, (op.name,), op.name))
+            else:
+                iface.inputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time))
+            has_time[op.name] = time
+            continue
+        key = _key(op.name, layers)
+        layers[key] = LOWERINGS[type(op)](op, ctx)
+        time = t.layout.has_time
+        has_time[op.name] = time
+        if isinstance(op, ops.NeuronOp):
+            feats = types[op.inputs[0]].features
+            spec_in = TensorSpec(f"{op.name}.v_in", (batch, *feats), op.name, False, op.initial_v())
+            spec_out = TensorSpec(f"{op.name}.v_out", (batch, *feats), op.name, False, op.initial_v())
+            iface.states.append((spec_in, spec_out))
+            program.append(Step(key, op.inputs, op.name, spec_in.name if options.state_io else None, spec_out.name))
+        elif isinstance(op, ops.Output) and time and options.readout == "mean":
+            layers[key] = M.MeanOverTime(time_steps, batch, t.features)
+            program.append(Step(key, op.inputs, op.name))
+            iface.outputs.append(TensorSpec(op.name, shape(op.name, False), op.name, False))
+        else:
+            program.append(Step(key, op.inputs, op.name))
+            if isinstance(op, ops.Output):
+                iface.outputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time))
+    if options.state_io:
+        iface.inputs += [s_in for s_in, _ in iface.states]
+        iface.outputs += [s_out for _, s_out in iface.states]
+    net = FlatNet(layers, program, [s.name for s in iface.inputs], [s.name for s in iface.outputs])
+    return net.eval().to(options.torch_dtype), iface

@@ -1,0 +1,68 @@
+"""lower(graph, options, output): legalize, build the flattened network, export it, write the artifact."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.lynxi.build import Interface, build
+from snnc.backends.lynxi.export import export_onnx, export_program
+from snnc.backends.lynxi.legalize import legalize, resolve_sizes
+from snnc.backends.lynxi.options import Options
+from snnc.errors import LoweringError
+from snnc.fileio import atomic_path
+from snnc.ir.graph import Graph
+from snnc.ir.serialize import save
+from snnc.ir.verify import verify
+
+PROGRAM_FILE = "model.pt2"
+ONNX_FILE = "model.onnx"
+_TORCH_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16"}
+
+
+def example_inputs(iface: Interface, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Zeros of the interface's static input shapes (state inputs at their initial value)."""
+    return tuple(torch.full(s.shape, s.init if s.init is not None else 0.0, dtype=dtype) for s in iface.inputs)
+
+
+def manifest_extra(options: Options, T: int, N: int, iface: Interface) -> dict:
+    dt = _TORCH_DTYPE_NAMES[options.torch_dtype]
+    return {
+        "time_steps": T,
+        "batch_size": N,
+        "dtype": dt,
+        "layout": "TN",
+        "input_kind": options.input_kind,
+        "readout": options.readout,
+        "state_io": options.state_io,
+        "files": {"torch_export": PROGRAM_FILE, "onnx": ONNX_FILE},
+        "onnx_opset": options.opset,
+        # positional interface of both files; state tensors come after the graph's own inputs/outputs
+        "interface": {"inputs": [s.to_json(dt) for s in iface.inputs],
+                      "outputs": [s.to_json(dt) for s in iface.outputs]},
+        "state": [{"node": i.value, "input": i.name if options.state_io else None,
+                   "output": o.name if options.state_io else None, "shape": list(i.shape), "init": i.init}
+                  for i, o in iface.states],
+    }
+
+
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+    """Write a Lynxi-style artifact folder: graph.snnir, model.pt2, model.onnx and manifest.json."""
+    options = options or Options()
+    if output is None:
+        raise LoweringError("the lynxi target needs an output folder")
+    g = legalize(verify(graph.copy()), options)
+    T, N = resolve_sizes(g, options)
+    net, iface = build(g, options, T, N)
+    example = example_inputs(iface, options.torch_dtype)
+    in_names, out_names = [s.name for s in iface.inputs], [s.name for s in iface.outputs]
+    out = Path(output)
+    with atomic_path(out, directory=True) as tmp:
+        save(g, tmp / "graph.snnir")
+        export_program(net, example, tmp / PROGRAM_FILE)
+        export_onnx(net, example, tmp / ONNX_FILE, in_names, out_names, options.opset)
+        manifest = write_manifest(tmp, "lynxi", g, manifest_extra(options, T, N, iface))
+    return Artifact(out, "lynxi", manifest)

@@ -1,0 +1,94 @@
+"""Small torch modules built from standard ops only, for what torch.nn has no module of.
+
+Every tensor they see is at most 4-D: time is folded into the batch,
+[T*N, *features], and a neuron walks the T slices [N, *features] of it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from snnc import dynamics
+
+
+class Scale(nn.Module):
+    """y = factor * x, times a per-channel weight over dim 1 when given."""
+
+    def __init__(self, factor: float, weight: Tensor | None = None, rank: int = 2):
+        super().__init__()
+        self.factor = float(factor)
+        if weight is not None:  # shaped to broadcast over [B, C, *spatial]
+            self.register_buffer("weight", weight.detach().clone().reshape(-1, *([1] * (rank - 2))))
+        else:
+            self.weight = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        # same float ops, in the same order, as the CPU reference kernel
+        y = x * self.factor if self.factor != 1.0 else x
+        return y * self.weight if self.weight is not None else y
+
+
+class Add(nn.Module):
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
+
+
+class Concat(nn.Module):
+    """Concatenation along a feature dim (dim 0 of the features is tensor dim 1)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = 1 + dim
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+
+class RepeatTime(nn.Module):
+    """[N, *] -> [T*N, *]: one step held constant over T steps, time-major."""
+
+    def __init__(self, time_steps: int):
+        super().__init__()
+        self.time_steps = time_steps
+
+    def forward(self, x: Tensor) -> Tensor:
+        # a concat of T copies: the exporter writes x.repeat as Expand+Tile with a dim it cannot infer
+        return torch.cat([x] * self.time_steps, 0)
+
+
+class MeanOverTime(nn.Module):
+    """[T*N, *F] -> [N, *F], the mean over T (a firing rate), through a 3-D [T, N, prod(F)] view."""
+
+    def __init__(self, time_steps: int, batch: int, features: tuple[int, ...]):
+        super().__init__()
+        self.time_steps, self.batch, self.features = time_steps, batch, tuple(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(self.time_steps, self.batch, -1).mean(0).reshape(self.batch, *self.features)
+
+
+class UnrolledNeuron(nn.Module):
+    """A spiking neuron over a folded sequence [T*N, *F], unrolled over a static T.
+
+    Each step applies `snnc.dynamics.step` (charge, fire, reset) to the slice
+    [t*N, (t+1)*N), so the float ops are exactly those of the reference. The
+    state V is [N, *F]; without a state input it starts at `v_init`.
+    """
+
+    def __init__(self, params: dynamics.NeuronParams, time_steps: int, batch: int, features: tuple[int, ...],
+                 v_init: float):
+        super().__init__()
+        self.params = params
+        self.time_steps, self.batch = time_steps, batch
+        # [1, *F], broadcast over the batch: elementwise the same floats as the reference's filled [N, *F]
+        self.register_buffer("v_init", torch.full((1, *features), float(v_init)))
+
+    def forward(self, x: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        n = self.batch
+        state = self.v_init if v is None else v
+        spikes = []
+        for t in range(self.time_steps):
+            s, state = dynamics.step(self.params, state, x[t * n:(t + 1) * n])
+            spikes.append(s)
+        return torch.cat(spikes, 0), state

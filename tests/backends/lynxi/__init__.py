@@ -1,0 +1,1 @@
+"""Tests of the Lynxi-style backend (backends/lynxi)."""
