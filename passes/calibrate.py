@@ -1,11 +1,14 @@
 """Calibration: per-activation statistics over data, in bounded memory, mergeable across shards.
 
-`QuantileSketch` is a log-bucket histogram (the DDSketch idea): a positive value
-x falls in bucket i = ceil(log(x) / log(gamma)) with gamma = (1 + a) / (1 - a).
-Any quantile is then returned with relative error at most a (default 0.5%),
-whatever the number of samples; zeros and negatives are counted exactly apart;
-the maximum is exact. Memory is fixed (~4.3k counters per activation), and two
-sketches merge by adding counters, so shards can be calibrated separately.
+`ChannelSketch` keeps one log-bucket histogram per channel (the DDSketch idea):
+a positive value x falls in bucket i = ceil(log(x) / log(gamma)) with
+gamma = (1 + a) / (1 - a). Any quantile is then returned with relative error at
+most a (default 0.5%), whatever the number of samples; zeros and negatives are
+counted exactly apart; the maximum is exact. Memory is fixed (~4.3k counters per
+channel at a = 0.5%), and two sketches merge by adding counters, so shards can
+be calibrated separately (see passes/distributed.py) and the merged sketch is
+the one a single pass over all the data builds. `QuantileSketch` is the
+one-channel case with float results.
 """
 
 from __future__ import annotations
@@ -27,85 +30,149 @@ _MIN_POS = 1e-9  # positive values below this are counted with the zeros
 _MAX_POS = 1e9
 
 
-class QuantileSketch:
-    """Mergeable quantile sketch with relative value error <= `accuracy` (see module doc)."""
+class ChannelSketch:
+    """Mergeable quantile sketches of C channels with relative value error <= `accuracy`.
 
-    def __init__(self, accuracy: float = 0.005):
+    `add` takes [B, C, *] (channels on dim 1); results are float64 tensors [C].
+    """
+
+    def __init__(self, channels: int, accuracy: float = 0.005):
         if not 0 < accuracy < 1:
             raise ValueError(f"accuracy must be in (0, 1), got {accuracy}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
         self.accuracy = accuracy
+        self.channels = channels
         self.gamma = (1 + accuracy) / (1 - accuracy)
         self._log_gamma = math.log(self.gamma)
         self._offset = math.floor(math.log(_MIN_POS) / self._log_gamma)
-        n = math.ceil(math.log(_MAX_POS) / self._log_gamma) - self._offset + 1
-        self.counts = torch.zeros(n, dtype=torch.int64)
-        self.zeros = 0  # values <= _MIN_POS (ReLU outputs are >= 0)
-        self.n = 0
-        self.max = -math.inf
+        nb = math.ceil(math.log(_MAX_POS) / self._log_gamma) - self._offset + 1
+        # the mergeable state: summed (counts, zeros, n) or maxed (max) across shards
+        self._counts = torch.zeros(channels, nb, dtype=torch.int64)
+        self._zeros = torch.zeros(channels, dtype=torch.int64)  # values <= _MIN_POS
+        self._n = torch.zeros(channels, dtype=torch.int64)
+        self._max = torch.full((channels,), -math.inf, dtype=torch.float64)
+
+    counts = property(lambda self: self._counts, doc="[C, buckets] counters of positive values")
+    zeros = property(lambda self: self._zeros, doc="[C] values <= 1e-9 (zeros and negatives)")
+    n = property(lambda self: self._n, doc="[C] values seen")
+    max = property(lambda self: self._max, doc="[C] exact maxima")
+
+    @property
+    def buckets(self) -> int:
+        return self._counts.shape[1]
 
     def add(self, x: Tensor) -> None:
-        x = x.detach().reshape(-1).float()
-        if x.numel() == 0:
+        x = x.detach().float()
+        if x.dim() < 2 or x.shape[1] != self.channels:
+            raise InputError(f"sketch of {self.channels} channels got a value of shape {list(x.shape)}")
+        x = x.transpose(0, 1).reshape(self.channels, -1)
+        if x.shape[1] == 0:
             return
-        self.n += x.numel()
-        self.max = max(self.max, float(x.max()))
-        pos = x[x > _MIN_POS].clamp(max=_MAX_POS)
-        self.zeros += x.numel() - pos.numel()
-        if pos.numel():
-            idx = torch.ceil(torch.log(pos.double()) / self._log_gamma).long() - self._offset
-            self.counts += torch.bincount(idx.clamp(0, len(self.counts) - 1), minlength=len(self.counts))
+        self._n += x.shape[1]
+        self._max = torch.maximum(self._max, x.amax(1).double())
+        pos = x > _MIN_POS
+        self._zeros += (~pos).sum(1)
+        if bool(pos.any()):
+            vals = x[pos].clamp(max=_MAX_POS).double()
+            idx = (torch.ceil(torch.log(vals) / self._log_gamma).long() - self._offset).clamp(0, self.buckets - 1)
+            rows = torch.arange(self.channels).unsqueeze(1).expand_as(x)[pos]
+            flat = torch.bincount(rows * self.buckets + idx, minlength=self.channels * self.buckets)
+            self._counts += flat.view(self.channels, self.buckets)
 
-    def merge(self, other: "QuantileSketch") -> "QuantileSketch":
-        if other.accuracy != self.accuracy:
-            raise ValueError("cannot merge sketches of different accuracy")
-        self.counts += other.counts
-        self.zeros += other.zeros
-        self.n += other.n
-        self.max = max(self.max, other.max)
+    def merge(self, other: "ChannelSketch") -> "ChannelSketch":
+        if other.accuracy != self.accuracy or other.channels != self.channels:
+            raise ValueError("cannot merge sketches of different accuracy or channel count")
+        self._counts += other._counts
+        self._zeros += other._zeros
+        self._n += other._n
+        self._max = torch.maximum(self._max, other._max)
         return self
 
-    def quantile(self, q: float) -> float:
-        """The q-quantile (0 <= q <= 1): the value of 0-based rank floor(q (n - 1)) in sorted order
-        (torch.quantile's interpolation='lower'), within relative error `accuracy`."""
-        if self.n == 0:
+    def bucket_values(self) -> Tensor:
+        """The value each bucket stands for: the midpoint of [gamma^(i-1), gamma^i] in relative terms."""
+        i = torch.arange(self.buckets, dtype=torch.float64) + self._offset
+        return 2 * self.gamma ** i / (self.gamma + 1)
+
+    def channel_quantile(self, q: float) -> Tensor:
+        """Per channel, the value of 0-based rank floor(q (n - 1)) in sorted order (torch.quantile's
+        interpolation='lower'), within relative error `accuracy`; q >= 1 gives the exact max."""
+        if bool((self._n == 0).any()):
             raise ValueError("quantile of an empty sketch")
         if q >= 1.0:
-            return self.max
-        rank = math.floor(q * (self.n - 1))
-        if rank < self.zeros:
-            return 0.0
-        cum = torch.cumsum(self.counts, 0)
-        i = int(torch.searchsorted(cum, torch.tensor([rank - self.zeros]), right=True))
-        i = min(i, len(self.counts) - 1)
-        value = 2 * self.gamma ** (i + self._offset) / (self.gamma + 1)  # midpoint of the bucket in relative terms
-        return min(value, self.max)
+            return self._max.clone()
+        rank = torch.floor(q * (self._n - 1).double()).long()
+        cum = torch.cumsum(self._counts, 1)
+        i = torch.searchsorted(cum, (rank - self._zeros).unsqueeze(1), right=True).squeeze(1)
+        value = torch.minimum(self.bucket_values()[i.clamp(max=self.buckets - 1)], self._max)
+        return torch.where(rank < self._zeros, torch.zeros_like(value), value)
+
+    quantile = channel_quantile
 
     def state_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "counts": self.counts.clone(), "zeros": self.zeros, "n": self.n,
-                "max": self.max}
+        return {"accuracy": self.accuracy, "counts": self._counts.clone(), "zeros": self._zeros.clone(),
+                "n": self._n.clone(), "max": self._max.clone()}
+
+    @classmethod
+    def _from_state(cls, q: "ChannelSketch", s: dict) -> "ChannelSketch":
+        q._counts = torch.as_tensor(s["counts"], dtype=torch.int64).reshape(q._counts.shape).clone()
+        q._zeros = torch.as_tensor(s["zeros"], dtype=torch.int64).reshape(-1).clone()
+        q._n = torch.as_tensor(s["n"], dtype=torch.int64).reshape(-1).clone()
+        q._max = torch.as_tensor(s["max"], dtype=torch.float64).reshape(-1).clone()
+        return q
+
+    @classmethod
+    def from_state_dict(cls, s: dict) -> "ChannelSketch":
+        counts = torch.as_tensor(s["counts"])
+        return cls._from_state(ChannelSketch(counts.reshape(-1, counts.shape[-1]).shape[0], s["accuracy"]), s)
+
+
+class QuantileSketch(ChannelSketch):
+    """One sketch over all values (any shape); `quantile`, `max`, `n` and `zeros` are plain numbers."""
+
+    def __init__(self, accuracy: float = 0.005):
+        super().__init__(1, accuracy)
+
+    counts = property(lambda self: self._counts[0])
+    zeros = property(lambda self: int(self._zeros[0]))
+    n = property(lambda self: int(self._n[0]))
+    max = property(lambda self: float(self._max[0]))
+
+    def add(self, x: Tensor) -> None:
+        super().add(x.reshape(1, 1, -1))
+
+    def quantile(self, q: float) -> float:
+        return float(self.channel_quantile(q)[0])
 
     @classmethod
     def from_state_dict(cls, s: dict) -> "QuantileSketch":
-        q = cls(s["accuracy"])
-        q.counts, q.zeros, q.n, q.max = s["counts"].clone(), int(s["zeros"]), int(s["n"]), float(s["max"])
-        return q
+        return cls._from_state(QuantileSketch(s["accuracy"]), s)
 
 
 @dataclass
 class ActivationStats:
-    """Sketches of the activations after each ReLU node, by node name."""
+    """Sketches of the activations after each ReLU node, by node name: one over all values
+    (`sketches`) and, when asked for, one per channel (`channel_sketches`)."""
 
     sketches: dict[str, QuantileSketch] = field(default_factory=dict)
     samples: int = 0
+    channel_sketches: dict[str, ChannelSketch] = field(default_factory=dict)
 
     def merge(self, other: "ActivationStats") -> "ActivationStats":
-        for k, s in other.sketches.items():
-            if k in self.sketches:
-                self.sketches[k].merge(s)
-            else:
-                self.sketches[k] = QuantileSketch.from_state_dict(s.state_dict())
+        for mine, theirs, cls in ((self.sketches, other.sketches, QuantileSketch),
+                                  (self.channel_sketches, other.channel_sketches, ChannelSketch)):
+            for k, s in theirs.items():
+                if k in mine:
+                    mine[k].merge(s)
+                else:
+                    mine[k] = cls.from_state_dict(s.state_dict())
         self.samples += other.samples
         return self
+
+    def all_sketches(self) -> list[ChannelSketch]:
+        """Every sketch in a fixed order (sorted by name): the order distributed merging reduces in."""
+        return [self.sketches[k] for k in sorted(self.sketches)] + \
+               [self.channel_sketches[k] for k in sorted(self.channel_sketches)]
 
 
 def batches(data, batch_size: int) -> Iterable[Tensor]:
@@ -122,20 +189,32 @@ def batches(data, batch_size: int) -> Iterable[Tensor]:
 
 
 def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.005,
-              nodes: Iterable[str] | None = None, show_progress: bool | None = None) -> ActivationStats:
-    """Run the (ANN) graph on `data` and sketch the output of every ReLU (or of `nodes`)."""
+              nodes: Iterable[str] | None = None, channelwise: bool = False,
+              show_progress: bool | None = None, require_data: bool = True) -> ActivationStats:
+    """Run the (ANN) graph on `data` and sketch the output of every ReLU (or of `nodes`).
+
+    With channelwise=True each watched value also gets a per-channel sketch (channels =
+    feature dim 0), which channel-wise normalization needs. require_data=False allows
+    an empty shard (one rank of a distributed calibration).
+    """
     from snnc.runtime.interpreter import Interpreter
 
     if len(graph.inputs) != 1:
         raise InputError(f"calibration supports graphs with one input; {graph.name} has {len(graph.inputs)}")
     watch = set(nodes) if nodes is not None else {op.name for op in graph if isinstance(op, ops.ReLU)}
     stats = ActivationStats({n: QuantileSketch(accuracy) for n in watch})
+    if channelwise:
+        for n in watch:
+            feats = graph.type_of(n).features
+            stats.channel_sketches[n] = ChannelSketch(feats[0] if feats else 1, accuracy)
     interp = Interpreter(graph)
     name = graph.inputs[0].name
 
     def observe(op, value):
         if op.name in watch:
             stats.sketches[op.name].add(value)
+            if channelwise:
+                stats.channel_sketches[op.name].add(value if value.dim() >= 2 else value.unsqueeze(1))
 
     total = None
     if isinstance(data, (Tensor, np.ndarray)):
@@ -146,6 +225,6 @@ def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.
                 continue
             interp.run({name: x}, observe=observe)
             stats.samples += x.shape[0]
-    if stats.samples == 0:
+    if stats.samples == 0 and require_data:
         raise InputError("the calibration set is empty", hint="pass at least one sample (e.g. a few hundred)")
     return stats

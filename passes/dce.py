@@ -13,7 +13,8 @@ from snnc.passes.manager import register_pass
 def dce(graph: Graph) -> Graph:
     """Drop dead nodes (not reaching an output) and Identity ops; inputs are kept."""
     g = graph.copy()
-    for op in list(g):
+    for name in list(g.nodes):
+        op = g.nodes[name]  # fresh: earlier removals rewire inputs
         if isinstance(op, ops.Identity):
             g.replace_uses(op.name, op.inputs[0])
             g.remove(op.name)

@@ -31,7 +31,8 @@ def fuse_bn_weights(w: Tensor, b: Tensor | None, mean: Tensor, var: Tensor, eps:
 def fuse_bn(graph: Graph) -> Graph:
     """Fold BatchNorm into the Conv2d/Linear before it when the BatchNorm is its only user."""
     g = graph.copy()
-    for op in list(g):
+    for name in list(g.nodes):
+        op = g.nodes[name]  # fresh: an earlier fusion may have rewired its input
         if not isinstance(op, ops.BatchNorm):
             continue
         src = g.nodes.get(op.inputs[0])

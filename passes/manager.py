@@ -11,11 +11,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from snnc.errors import PassError, SnncError
+from pydantic import BaseModel, ConfigDict
+
+from snnc.errors import PassError, SnncError, VerifyError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 
 PassFn = Callable[[Graph], Graph]
+
+
+class PassSpec(BaseModel):
+    """Base of passes with options: a frozen model whose fields are the options, called on a graph."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __call__(self, graph: Graph) -> Graph:
+        raise NotImplementedError(type(self).__name__)
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,16 @@ def register_pass(name: str):
 
 
 # Named pipelines of graph-to-graph passes run by `snnc compile` after conversion.
+# Order: fold-scales before fold-constants (it leaves Scale chains to merge);
+# layout after the rewrites (they do not care) and before fuse, which runs last
+# so its groups name nodes that still exist.
 PIPELINES: dict[str, str] = {
-    "cpu": "fuse-bn,dce",
+    "cpu": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
+    "triton": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
+    "lava": "fuse-bn,dce",  # lower() then runs quantize-loihi (NetX legalization + Loihi fixed point)
+    "nir": "fuse-bn,fold-scales,fold-constants,remove-identities,dce",  # NIR has no BatchNorm; fewer Scale nodes
+    # scales folded into weights and thresholds: fewer float16 roundings (lower() folds time into batch)
+    "lynxi": "fuse-bn,fold-scales,fold-constants,remove-identities,dce",
 }
 
 _SPEC = re.compile(r"\s*([a-z0-9-]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
@@ -92,9 +111,24 @@ class PassManager:
     print_after: set[str] = field(default_factory=set)
     printer: Callable[[str], None] = print
     timings: list[tuple[str, float]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # nodes before and after each pass
+
+    def __post_init__(self) -> None:
+        unknown = set(self.print_after) - {n for n, _ in self.passes} - {"all"}
+        if unknown:
+            raise PassError(f"--print-after names {', '.join(sorted(unknown))}, which this pipeline does not run",
+                            hint=f"passes in the pipeline: {', '.join(n for n, _ in self.passes) or 'none'}, or 'all'")
+
+    def report(self) -> str:
+        """One line per pass run: time and node count change (what `snnc compile -v` shows)."""
+        lines = [f"  pass {name:<20s} {secs * 1000:8.1f} ms   {a} -> {b} nodes"
+                 for (name, secs), (a, b) in zip(self.timings, self.sizes)]
+        total = sum(t for _, t in self.timings)
+        return "\n".join(lines + [f"  {'total':<25s} {total * 1000:8.1f} ms"])
 
     def run(self, graph: Graph) -> Graph:
         for name, fn in self.passes:
+            before = len(graph)
             start = time.perf_counter()
             try:
                 graph = fn(graph)
@@ -103,8 +137,12 @@ class PassManager:
             except Exception as e:  # noqa: BLE001 - name the pass that failed
                 raise PassError(f"pass {name!r} failed: {type(e).__name__}: {e}") from e
             self.timings.append((name, time.perf_counter() - start))
+            self.sizes.append((before, len(graph)))
             if self.verify_each:
-                verify(graph)
+                try:
+                    verify(graph)
+                except VerifyError as e:
+                    raise VerifyError(f"after pass {name!r}: {e.message}", hint=e.hint) from None
             if name in self.print_after or "all" in self.print_after:
                 self.printer(f"// after {name}\n{graph}")
         return graph

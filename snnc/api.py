@@ -42,26 +42,60 @@ def _sample_shape(data) -> tuple[tuple[int, ...], Any]:
 
 def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | float" = "99.9%", *,
             input_shape: Sequence[int] | None = None, batch_size: int = 256,
-            show_progress: bool | None = None) -> Graph:
+            show_progress: bool | None = None, distributed: bool | None = None, **options: Any) -> Graph:
     """Convert a ReLU ANN into an SNN graph.
 
     Pipeline: trace -> fuse-bn -> calibrate (activation sketches over the data)
-    -> to-time-layout -> relu-to-if (normalization `mode`: 'max', 'P%' or a float
-    scale in (0, 1]) -> dce -> verify.
+    -> to-time-layout -> relu-to-if -> [bias correction] -> dce -> verify.
 
     Args:
         calibration_data: an array/tensor [M, *sample_shape], or an iterable of
             batches (tensors or (x, y) pairs), e.g. a DataLoader.
+        mode: normalization: 'max', 'P%' (e.g. '99.9%'), a float scale in (0, 1],
+            or 'mse' (the lambda with the least rate-code error at `time_steps`).
+        **options: see `snnc.passes.ConversionOptions`: channelwise (one scale per
+            channel), v_init (initial potential as a fraction of the threshold;
+            0.5 rounds instead of truncating), time_steps (the T that 'mse' and
+            bias_correction tune for), bias_correction.
     """
-    from snnc.passes import calibrate, dce, fuse_bn, parse_norm_mode, relu_to_if, to_time_layout
+    from pydantic import ValidationError
 
-    norm = parse_norm_mode(mode)  # fail on a bad mode before any work
+    from snnc.passes import (ConversionOptions, calibrate, correct_biases, dce, fuse_bn, parse_norm_mode,
+                             relu_to_if, to_time_layout)
+    from snnc.passes import distributed as dist
+
+    norm = parse_norm_mode(mode)  # fail on a bad mode or option before any work
+    try:
+        opts = ConversionOptions(**options)
+    except ValidationError as e:
+        raise InputError(f"bad conversion option: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}",
+                         hint=f"options: {', '.join(ConversionOptions.model_fields)}") from None
+    needs_t = str(norm) == "mse" or opts.bias_correction
+    if needs_t and opts.time_steps is None:
+        raise InputError(f"{'mode mse' if str(norm) == 'mse' else 'bias_correction'} tunes the SNN for a number "
+                         "of time steps: give time_steps=T", hint="e.g. snnc.convert(model, data, 'mse', time_steps=4)")
     shape, data = _sample_shape(calibration_data)
+    sharded = dist.init_from_env() if distributed is None else (distributed and dist.init_from_env())
+    if sharded:
+        import torch.distributed as td
+
+        data = dist.shard(data, td.get_rank(), td.get_world_size())
+    if opts.bias_correction and not isinstance(data, torch.Tensor):
+        data = list(data)  # read twice: calibration, then bias correction
     graph = model if isinstance(model, Graph) else trace(model, input_shape or shape)
     g = fuse_bn(graph)
-    stats = calibrate(g, data, batch_size=batch_size, show_progress=show_progress)
-    g = relu_to_if(to_time_layout(g), stats, norm)
-    return verify(dce(g))
+    stats = calibrate(g, data, batch_size=batch_size, channelwise=opts.channelwise, show_progress=show_progress,
+                      require_data=not sharded)
+    if sharded:
+        dist.all_reduce_stats(stats)
+        if stats.samples == 0:
+            raise InputError("the calibration set is empty")
+    snn = relu_to_if(to_time_layout(g), stats, norm, channelwise=opts.channelwise, v_init=opts.v_init,
+                     time_steps=opts.time_steps)
+    if opts.bias_correction:
+        snn = correct_biases(snn, g, data, opts.time_steps, batch_size=batch_size)
+        snn.meta = {**snn.meta, "conversion": {**snn.meta["conversion"], "bias_correction": True}}
+    return verify(dce(snn))
 
 
 def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None = None, **options: Any):
@@ -77,7 +111,11 @@ def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None 
 
 
 def load(path: str | os.PathLike, **kwargs: Any):
-    """Open a compiled artifact folder (or a .snnir file) as a runnable Session."""
-    from snnc.runtime.session import Session
+    """Open a compiled artifact folder (or a .snnir file) as a runnable session.
 
-    return Session(Path(path), **kwargs)
+    Artifacts for 'lava' open in the bit-exact Loihi emulation; every other one in
+    the CPU reference runtime.
+    """
+    from snnc.backends.artifact import Artifact
+
+    return Artifact.open(Path(path)).session(**kwargs)

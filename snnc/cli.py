@@ -86,10 +86,14 @@ def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str]):
 @app.command()
 def convert(model: str = typer.Argument(..., help="Model: a .snnir file or package.module:attribute."),
             calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz, a folder of them, or 'digits'."),
-            mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P% (e.g. 99.9%), or a float in (0,1]."),
+            mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P% (e.g. 99.9%), mse, or a float in (0,1]."),
             output: Path = typer.Option(..., "-o", "--output", help="Output .snnir file."),
             input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
-            weights: Optional[str] = typer.Option(None, "--weights", help="state_dict file for a Python model spec.")):
+            weights: Optional[str] = typer.Option(None, "--weights", help="state_dict file for a Python model spec."),
+            channelwise: bool = typer.Option(False, "--channelwise", help="One scale per channel instead of per layer."),
+            v_init: float = typer.Option(0.5, "--v-init", help="Initial membrane potential / threshold, in [0, 1)."),
+            time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="The T that --mode mse and --bias-correction tune for."),
+            bias_correction: bool = typer.Option(False, "--bias-correction", help="Correct biases by the mean rate-code error at T.")):
     """Convert a ReLU ANN into an SNN and save it as .snnir.
 
     Example: snnc convert out/demo/digits_ann.snnir --calib digits --mode 99.9% -o digits_snn.snnir
@@ -98,7 +102,8 @@ def convert(model: str = typer.Argument(..., help="Model: a .snnir file or packa
     from snnc.ir import save
 
     graph = _load_graph(model, input_shape, weights)
-    snn = snnc.convert(graph, load_array(calib, "calibration"), mode)
+    snn = snnc.convert(graph, load_array(calib, "calibration"), mode, channelwise=channelwise, v_init=v_init,
+                       time_steps=time_steps, bias_correction=bias_correction)
     save(snn, output)
     _say(f"wrote {output}")
 
@@ -108,7 +113,10 @@ def compile(model: str = typer.Argument(..., help="Model: a .snnir file or packa
             target: str = typer.Option("cpu", "--target", help="Backend: cpu."),
             output: Path = typer.Option(..., "-o", "--output", help="Output artifact folder."),
             calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (converts an ANN first)."),
-            mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P%, or a float in (0,1]."),
+            mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P%, mse, or a float in (0,1]."),
+            channelwise: bool = typer.Option(False, "--channelwise", help="Conversion: one scale per channel."),
+            v_init: float = typer.Option(0.5, "--v-init", help="Conversion: initial potential / threshold, in [0, 1)."),
+            bias_correction: bool = typer.Option(False, "--bias-correction", help="Conversion: correct biases at -T."),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Default number of time steps."),
             input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
             weights: Optional[str] = typer.Option(None, "--weights", help="state_dict for a Python model spec."),
@@ -130,7 +138,8 @@ def compile(model: str = typer.Argument(..., help="Model: a .snnir file or packa
         if calib is None:
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
                              hint="e.g. --calib digits, or --calib calib.npy")
-        graph = snnc.convert(graph, load_array(calib, "calibration"), mode)
+        graph = snnc.convert(graph, load_array(calib, "calibration"), mode, channelwise=channelwise, v_init=v_init,
+                             time_steps=time_steps, bias_correction=bias_correction)
     pm = PassManager(parse_pipeline(passes if passes is not None else PIPELINES.get(target, "")),
                      verify_each=verify_each, print_after=set((print_after or "").split(",")) - {""},
                      printer=typer.echo)
@@ -151,10 +160,14 @@ def compile(model: str = typer.Argument(..., help="Model: a .snnir file or packa
 def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir file)."),
         inputs: Path = typer.Option(..., "-i", "--inputs", help=".npz (one array per input name) or .npy."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs to this .npz."),
-        time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Time steps (default: the artifact's).")):
+        time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Time steps (default: the artifact's)."),
+        stats: bool = typer.Option(False, "--stats", help="Print firing rates, spikes per step, SOPs vs ANN MACs "
+                                   "and an energy estimate."),
+        encoder: str = typer.Option("constant", "--encoder", help="Input encoding: constant, poisson, latency, periodic."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoder.")):
     """Run a compiled artifact on inputs and save the output sequences [T, N, *].
 
-    Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32
+    Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32 --stats
     """
     import numpy as np
     import torch
@@ -173,8 +186,8 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
             feeds = {session.input_names[0]: next(iter(feeds.values()))}
     else:
         feeds = {session.input_names[0]: torch.from_numpy(data)}
-    out = session.run(feeds, T)
-    out = out if isinstance(out, dict) else {session.output_names[0]: out}
+    result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats)
+    out = result.outputs
     if output is not None:
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as f:
@@ -182,6 +195,8 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         _say(f"wrote {output}")
     for k, v in out.items():
         _say(f"{k}: shape {list(v.shape)}, mean over T argmax (first 10): {v.mean(0).argmax(-1)[:10].tolist()}")
+    if result.stats is not None:
+        typer.echo(result.stats.table())
 
 
 @app.command()
@@ -273,11 +288,12 @@ def targets():
 
 
 @app.command()
-def demo(out: Optional[Path] = typer.Option(None, "--out", help="Also write the models and data here.")):
+def demo(out: Optional[Path] = typer.Option(None, "--out", help="Also write the models and data here."),
+         loihi: bool = typer.Option(True, "--loihi/--no-loihi", help="Also evaluate the Loihi emulation (~1 min).")):
     """Train (cached) a CNN on the digits data set, convert it, and print accuracy vs T."""
     from snnc.demo import run_demo
 
-    run_demo(out)
+    run_demo(out, loihi=loihi)
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return float((pred == labels).float().mean()) * 100.0
 
 
-def run_demo(out_dir: str | os.PathLike | None = None, *, calib_samples: int = 512) -> dict:
+def run_demo(out_dir: str | os.PathLike | None = None, *, calib_samples: int = 512, loihi: bool = True) -> dict:
     """Train (or load), convert in each mode, evaluate at each T; print and return the table."""
     import snnc
     from snnc.runtime import Session
@@ -105,10 +105,15 @@ def run_demo(out_dir: str | os.PathLike | None = None, *, calib_samples: int = 5
         session = Session(graph)
         results[mode] = {T: accuracy(session.predict(data.x_test, T), data.y_test) for T in T_VALUES}
     _print_table(ann_acc, results, data.x_test.shape[0])
+    lava = None
+    if loihi:
+        from snnc.backends.lava.convert import demo_rows
+
+        lava = demo_rows(model, data, T=32, calib_samples=calib_samples, show=True)
     if out_dir is not None:
         _write_outputs(Path(out_dir), model, graphs, data)
     print(f"done in {time.perf_counter() - start:.1f} s")
-    return {"ann": ann_acc, "snn": results}
+    return {"ann": ann_acc, "snn": results, "loihi": lava}
 
 
 def _print_table(ann_acc: float, results: dict[str, dict[int, float]], n_test: int) -> None:

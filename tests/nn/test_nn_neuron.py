@@ -152,7 +152,7 @@ def test_backend_hook(monkeypatch):
 
     neuron.register_backend("fake", fake_impl, supports=lambda n: type(n) is neuron.IFNode)
     node.backend = "fake"
-    assert node.supported_backends == ("torch", "fake")
+    assert node.supported_backends[0] == "torch" and node.supported_backends[-1] == "fake"
     assert torch.equal(node(torch.ones(3, 2)), torch.zeros(3, 2)) and calls == ["IFNode"]
     functional.set_backend(node, "torch")
     assert node.backend == "torch"

@@ -1,0 +1,105 @@
+"""Bias correction of a converted SNN at a target T (the "BC" step of Li et al. 2021,
+"A free lunch from ANN: towards efficient, accurate spiking neural networks calibration").
+
+After conversion, the T-step rate code of layer l, l/T * count, differs from the
+ANN's activation a_l on average: truncation, clipping and uneven spike arrival
+all bias it. Layer by layer (front to back, each step seeing the corrections
+before it), the pass runs the SNN on the calibration data for T steps and adds
+the per-channel mean error to the bias of the layer feeding the neuron:
+
+    b_l[c] += E[a_l[c]] - E[decoded SNN output of layer l, channel c]
+
+It needs no labels, only the calibration data and the ANN it was converted from.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.passes.calibrate import batches
+from snnc.passes.distributed import all_reduce_sums
+
+
+def _channel_mean(value: Tensor, channel_dim: int) -> tuple[Tensor, int]:
+    """(sum over every dim but channel_dim, number of values summed per channel)."""
+    v = value.movedim(channel_dim, 0).reshape(value.shape[channel_dim], -1).double()
+    return v.sum(1), v.shape[1]
+
+
+def _means(graph: Graph, data, names: set[str], T: int | None, channel_dim: int,
+           batch_size: int) -> dict[str, Tensor]:
+    from snnc.runtime.interpreter import Interpreter
+
+    interp = Interpreter(graph)
+    sums: dict[str, list] = {}
+    for n in sorted(names):  # the same order on every rank: the sums are all-reduced in it
+        feats = graph.type_of(n).features
+        sums[n] = [torch.zeros(feats[0] if feats else 1, dtype=torch.float64), 0]
+    inp = graph.inputs[0].name
+
+    def observe(op, value):
+        if op.name in sums:
+            s, k = _channel_mean(value, channel_dim)
+            sums[op.name][0] = sums[op.name][0] + s
+            sums[op.name][1] += k
+
+    with torch.no_grad():
+        for x in batches(data, batch_size):
+            if x.numel():
+                interp.reset()
+                interp.run({inp: x}, T, observe=observe)
+    out = {}
+    for n, (s, k) in sums.items():  # summed over ranks when calibration is distributed
+        s, k = all_reduce_sums(s, torch.tensor([k], dtype=torch.float64))
+        out[n] = s / max(float(k[0]), 1.0)
+    return out
+
+
+def correct_biases(snn: Graph, ann: Graph, data, time_steps: int, *, batch_size: int = 256,
+                   relus: Iterable[str] | None = None, iterations: int = 2) -> Graph:
+    """Shift the bias feeding each converted ReLU by the per-channel mean rate-code error at T steps.
+
+    `snn` is `relu_to_if(ann, ...)` before any folding: each ReLU name r is there the
+    output Scale of `producer -> Scale(1/l) -> IF -> Scale(l)`. Layers whose producer
+    is not a Conv2d/Linear keep their bias.
+    """
+    names = list(relus) if relus is not None else [op.name for op in ann if isinstance(op, ops.ReLU)]
+    if not names:
+        return snn
+    target = _means(ann, data, set(names), None, 1, batch_size)
+    g = snn.copy()
+    for r in names:
+        producer = _producer(g, r)
+        if producer is None:
+            continue
+        cout = g.params[producer.weight].shape[0]
+        if target[r].numel() != cout:
+            continue  # a Linear over [.., L, F] features: channel dim 0 is not its output dim
+        for _ in range(iterations):  # the rate code moves less than the bias (clipping, zeros): repeat
+            producer = g.nodes[producer.name]
+            err = target[r] - _means(g, data, {r}, time_steps, 2, batch_size)[r]  # TNX: channels on dim 2
+            old = g.params[producer.bias].double() if producer.bias else torch.zeros(cout, dtype=torch.float64)
+            dtype = g.params[producer.weight].dtype
+            bias = g.add_param(producer.bias or f"{producer.weight.rsplit('.', 1)[0]}.bias", (old + err).to(dtype))
+            g.replace_op(producer.replace(bias=bias))
+    g.drop_unused_params()
+    return g
+
+
+def _producer(g: Graph, relu: str) -> ops.Conv2d | ops.Linear | None:
+    out = g.nodes.get(relu)
+    if not isinstance(out, ops.Scale):
+        return None
+    neuron = g.nodes.get(out.inputs[0])
+    if not isinstance(neuron, ops.NeuronOp):
+        return None
+    inv = g.nodes.get(neuron.inputs[0])
+    src = g.nodes.get(inv.inputs[0]) if isinstance(inv, ops.Scale) else None
+    if isinstance(src, (ops.Conv2d, ops.Linear)) and len(g.users(src.name)) == 1:
+        return src
+    return None
