@@ -7,6 +7,7 @@ models whose fields are their options: `normalize{mode=99.9%}` on the CLI.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -112,6 +113,7 @@ class PassManager:
     printer: Callable[[str], None] = print
     timings: list[tuple[str, float]] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # nodes before and after each pass
+    dump_dir: Path | None = None  # write 00-input.txt, 01-<pass>.txt, ... (the IR after each pass)
 
     def __post_init__(self) -> None:
         unknown = set(self.print_after) - {n for n, _ in self.passes} - {"all"}
@@ -126,8 +128,14 @@ class PassManager:
         total = sum(t for _, t in self.timings)
         return "\n".join(lines + [f"  {'total':<25s} {total * 1000:8.1f} ms"])
 
+    def _dump(self, index: int, name: str, graph: Graph) -> None:
+        if self.dump_dir is not None:
+            self.dump_dir.mkdir(parents=True, exist_ok=True)
+            (self.dump_dir / f"{index:02d}-{name}.txt").write_text(str(graph))
+
     def run(self, graph: Graph) -> Graph:
-        for name, fn in self.passes:
+        self._dump(0, "input", graph)
+        for index, (name, fn) in enumerate(self.passes, 1):
             before = len(graph)
             start = time.perf_counter()
             try:
@@ -145,4 +153,5 @@ class PassManager:
                     raise VerifyError(f"after pass {name!r}: {e.message}", hint=e.hint) from None
             if name in self.print_after or "all" in self.print_after:
                 self.printer(f"// after {name}\n{graph}")
+            self._dump(index, name, graph)
         return graph

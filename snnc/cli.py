@@ -17,6 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="snnc: compile spiking neural networks.\n\nExample: snnc compile model.snnir --calib digits "
                        "-T 32 -o out/cpu")
 _state = {"verbose": 0, "quiet": False}
+MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact folder, or package.module:attribute."
 
 
 @app.callback()
@@ -84,7 +85,7 @@ def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str]):
 
 
 @app.command()
-def convert(model: str = typer.Argument(..., help="Model: a .snnir file or package.module:attribute."),
+def convert(model: str = typer.Argument(..., help=MODEL_HELP),
             calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz, a folder of them, or 'digits'."),
             mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P% (e.g. 99.9%), mse, or a float in (0,1]."),
             output: Path = typer.Option(..., "-o", "--output", help="Output .snnir file."),
@@ -108,50 +109,103 @@ def convert(model: str = typer.Argument(..., help="Model: a .snnir file or packa
     _say(f"wrote {output}")
 
 
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """['batch_size=32', 'dtype=f16'] -> {'batch_size': '32', 'dtype': 'f16'}."""
+    out = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"backend option {item!r} is not key=value", hint="e.g. -O batch_size=32")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def backend_options(target: str, given: dict[str, object]):
+    """The target's Options model from CLI values; unknown keys list the target's options."""
+    from pydantic import ValidationError
+
+    from snnc import backends
+
+    fields = backends.get(target).Options.model_fields
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise InputError(f"target {target!r} has no option {', '.join(unknown)}",
+                         hint=f"its options: {', '.join(fields) or 'none'}")
+    try:
+        return backends.get(target).Options(**given)
+    except ValidationError as e:
+        raise InputError(f"bad option for target {target!r}: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+
+
 @app.command()
-def compile(model: str = typer.Argument(..., help="Model: a .snnir file or package.module:attribute."),
-            target: str = typer.Option("cpu", "--target", help="Backend: cpu."),
-            output: Path = typer.Option(..., "-o", "--output", help="Output artifact folder."),
-            calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (converts an ANN first)."),
+def compile(model: str = typer.Argument(..., help=MODEL_HELP),
+            target: str = typer.Option("cpu", "--target", help="Backend: cpu, triton, lynxi, lava, nir (see snnc targets)."),
+            output: Path = typer.Option(..., "-o", "--output", help="Output artifact folder (written atomically)."),
+            calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (converts an ANN first): "
+                                                ".npy/.npz, a folder of them, or 'digits'."),
             mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P%, mse, or a float in (0,1]."),
             channelwise: bool = typer.Option(False, "--channelwise", help="Conversion: one scale per channel."),
             v_init: float = typer.Option(0.5, "--v-init", help="Conversion: initial potential / threshold, in [0, 1)."),
             bias_correction: bool = typer.Option(False, "--bias-correction", help="Conversion: correct biases at -T."),
-            time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Default number of time steps."),
+            time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Number of time steps."),
+            batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Static batch size (lynxi)."),
+            dtype: Optional[str] = typer.Option(None, "--dtype", help="Artifact dtype where the target has one: f32, f16."),
+            option: list[str] = typer.Option([], "-O", "--option", help="Backend option key=value (repeatable); "
+                                             "see docs/<target>.md."),
             input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
             weights: Optional[str] = typer.Option(None, "--weights", help="state_dict for a Python model spec."),
             passes: Optional[str] = typer.Option(None, "--passes", help="Comma-separated passes instead of the target's pipeline."),
             print_after: Optional[str] = typer.Option(None, "--print-after", help="Print the IR after these passes (comma-separated, or 'all')."),
             verify_each: bool = typer.Option(False, "--verify-each", help="Run the verifier after every pass."),
+            dump_dir: Optional[Path] = typer.Option(None, "--dump-dir", help="Write the IR after every pass here."),
             as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary.")):
     """Compile a model for a target and write the artifact folder.
 
-    Example: snnc compile out/demo/digits_ann.snnir --calib digits -T 32 -o out/digits_cpu
+    Examples:
+      snnc compile out/demo/digits_ann.snnir --calib digits -T 32 -o out/digits_cpu
+      snnc compile out/demo/digits_ann.snnir --calib digits --target lynxi -T 8 --batch-size 16 -o out/digits_lynxi
     """
     import snnc
     from snnc.passes import PIPELINES, PassManager, parse_pipeline
 
     if time_steps is not None and time_steps <= 0:
         raise InputError(f"-T must be positive, got {time_steps}")
+    given: dict[str, object] = parse_options(option)
+    for key, value in (("time_steps", time_steps), ("batch_size", batch_size), ("dtype", dtype)):
+        if value is not None:
+            given[key] = value
+    from snnc import backends
+
+    fields = backends.get(target).Options.model_fields
+    if time_steps is not None and "time_steps" not in fields:
+        given.pop("time_steps")  # -T then only tunes the conversion
+    opts = backend_options(target, given)
     graph = _load_graph(model, input_shape, weights)
     if not _is_snn(graph):
         if calib is None:
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
                              hint="e.g. --calib digits, or --calib calib.npy")
-        graph = snnc.convert(graph, load_array(calib, "calibration"), mode, channelwise=channelwise, v_init=v_init,
-                             time_steps=time_steps, bias_correction=bias_correction)
+        data = load_array(calib, "calibration")
+        if target == "lava":  # Loihi resets to 0: calibrate thresholds for that, with a spiking readout
+            from snnc.backends.lava.convert import convert as lava_convert
+
+            graph = lava_convert(graph, data, mode, T=time_steps or 32)
+        else:
+            graph = snnc.convert(graph, data, mode, channelwise=channelwise, v_init=v_init,
+                                 time_steps=time_steps, bias_correction=bias_correction)
     pm = PassManager(parse_pipeline(passes if passes is not None else PIPELINES.get(target, "")),
                      verify_each=verify_each, print_after=set((print_after or "").split(",")) - {""},
-                     printer=typer.echo)
+                     printer=typer.echo, dump_dir=dump_dir)
     graph = pm.run(graph)
-    artifact = snnc.compile(graph, target=target, output=output, time_steps=time_steps)
+    artifact = backends.get(target).lower(graph, opts, output)
     if _state["verbose"]:
-        for name, secs in pm.timings:
-            typer.echo(f"  pass {name}: {secs * 1000:.1f} ms")
+        typer.echo(pm.report())
     if as_json:
         typer.echo(json.dumps({"artifact": str(artifact.path), "target": artifact.target,
-                               "inputs": artifact.manifest["inputs"], "outputs": artifact.manifest["outputs"],
-                               "passes": [n for n, _ in pm.timings]}, indent=2))
+                               "format_version": artifact.manifest.get("format_version"),
+                               "inputs": artifact.manifest.get("inputs"), "outputs": artifact.manifest.get("outputs"),
+                               "files": sorted(p.name for p in artifact.path.iterdir()),
+                               "passes": [{"name": n, "ms": round(t * 1000, 3)} for n, t in pm.timings]}, indent=2))
     else:
         _say(f"wrote {artifact.path} (target {target})")
 
@@ -298,6 +352,13 @@ def demo(out: Optional[Path] = typer.Option(None, "--out", help="Also write the 
 
 def main() -> None:
     """Entry point: snnc errors print one line (`error: ...`, then a hint) and exit with their family's code."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not _state["quiet"]:
+            typer.echo(f"warning: {message}", err=True)
+
+    warnings.showwarning = show
     try:
         app()  # standalone: usage errors exit 2 with click's message
     except SnncError as e:
