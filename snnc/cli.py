@@ -205,7 +205,8 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
                                "format_version": artifact.manifest.get("format_version"),
                                "inputs": artifact.manifest.get("inputs"), "outputs": artifact.manifest.get("outputs"),
                                "files": sorted(p.name for p in artifact.path.iterdir()),
-                               "passes": [{"name": n, "ms": round(t * 1000, 3)} for n, t in pm.timings]}, indent=2))
+                               "passes": [n for n, _ in pm.timings],
+                               "pass_ms": [round(t * 1000, 3) for _, t in pm.timings]}, indent=2))
     else:
         _say(f"wrote {artifact.path} (target {target})")
 
