@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from snnc import datasets
 
-T_VALUES = (8, 16, 32, 64)
+T_VALUES = (2, 4, 8, 16, 32, 64)
 MODES = ("max", "99.9%")
 _RECIPE = "digits-cnn-v1:epochs=30,lr=3e-3,bs=64,seed=0"
 

@@ -1,0 +1,53 @@
+"""The Triton GPU backend: stateless ops through torch (cuDNN/cuBLAS) on the time-folded
+batch, neurons through the Triton multi-step kernels of `snnc.runtime.triton`.
+
+The artifact is the IR (like cpu) marked for the triton runtime; `snnc.load` opens it
+in a Session whose neuron layers run the Triton kernels (on CUDA, or on the CPU under
+TRITON_INTERPRET=1, which is how CI checks it against the reference runtime).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from snnc.backends.artifact import Artifact, write_manifest
+from snnc.errors import LoweringError
+from snnc.fileio import atomic_path
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.ir.serialize import save
+from snnc.ir.verify import verify
+
+
+class Options(BaseModel):
+    """Triton target options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    time_steps: int | None = Field(default=None, ge=1)  # default T recorded in the manifest
+
+
+def legalize(graph: Graph) -> Graph:
+    """Every neuron must be one the kernels implement (IF/LIF); other ops run through torch."""
+    from snnc.runtime.interpreter import unsupported_ops
+
+    bad = unsupported_ops(graph)
+    bad += [op for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
+    if bad:
+        raise LoweringError("the triton target cannot run: " + "; ".join(op.where() for op in bad),
+                            hint="Loihi CUBA neurons run on the lava target")
+    return graph
+
+
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+    options = options or Options()
+    if output is None:
+        raise LoweringError("the triton target needs an output folder")
+    g = legalize(verify(graph.copy()))
+    out = Path(output)
+    with atomic_path(out, directory=True) as tmp:
+        save(g, tmp / "graph.snnir")
+        manifest = write_manifest(tmp, "triton", g, {"time_steps": options.time_steps})
+    return Artifact(out, "triton", manifest)
