@@ -1,6 +1,9 @@
-"""Runtimes: the CPU reference interpreter, sessions, and (later) Triton kernels."""
+"""Runtimes: the CPU reference runtime (sessions, encoders, statistics) and the Triton kernels."""
 
-from snnc.runtime.interpreter import Interpreter
+from snnc.runtime.encoders import Constant, Latency, Periodic, Poisson, get_encoder
+from snnc.runtime.interpreter import Interpreter, RunResult
 from snnc.runtime.session import Session, rate, spike_count
+from snnc.runtime.stats import RunStats
 
-__all__ = ["Interpreter", "Session", "rate", "spike_count"]
+__all__ = ["Interpreter", "Session", "RunResult", "RunStats", "rate", "spike_count", "get_encoder",
+           "Constant", "Poisson", "Latency", "Periodic"]

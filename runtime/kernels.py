@@ -1,11 +1,27 @@
 """CPU reference kernels: one obvious torch implementation per stateless op class.
 
 A kernel sees its inputs batched as [B, *features] (time folded into B by the
-interpreter) and the graph's parameters by name.
+runtime) and the graph's parameters by name.
+
+The kernels are the plain torch calls, so on a graph without time the
+runtime computes exactly what eager PyTorch computes.
+
+Batch invariance: a run folds T*N rows into one call, a chunked run c*N rows
+and `step()` N rows, and all three must agree bit for bit, so a row's result
+must not depend on the number of rows. Measured with torch 2.13 on x86: oneDNN's
+conv2d differs only for a single row; MKL's sgemm behind F.linear for some
+counts below 12 (1, 2, 3, 5, 6, 7, 9, 10, 11), and for a row whose address is
+not 64-byte aligned (rows of K floats, K not a multiple of 16). So, when asked
+to (graphs with time), `call()` pads calls below MIN_ROWS rows with zero rows
+and a Linear's K to a multiple of 16 with zero features; the interpreter copies
+inputs into fresh (aligned) memory; the executor fixes each value's memory format.
+tests/runtime/test_batch_invariance.py checks this for new torch versions.
 """
 
 from __future__ import annotations
 
+import math
+import weakref
 from typing import Callable, Mapping
 
 import torch
@@ -28,6 +44,60 @@ def kernel(*classes: type):
 
 def _p(params: Mapping[str, Tensor], name: str | None) -> Tensor | None:
     return None if name is None else params[name]
+
+
+MIN_ROWS = {ops.Conv2d: 2, ops.Linear: 16}
+
+
+def call(op: ops.OpBase, ins: list[Tensor], params: Mapping[str, Tensor], *, batch_invariant: bool) -> Tensor:
+    """Run op's kernel; with batch_invariant, pad a too-small batch with zero samples first."""
+    fn = KERNELS[type(op)]
+    need = MIN_ROWS.get(type(op)) if batch_invariant else None
+    if need is None:
+        return fn(op, ins, params)
+    x = ins[0]
+    if isinstance(op, ops.Linear) and x.shape[-1] % K_ALIGN:
+        return _linear_k_padded(op, x, params)
+    per_sample = math.prod(x.shape[1:-1]) if isinstance(op, ops.Linear) else 1
+    n = x.shape[0]
+    if n * per_sample >= need:
+        return fn(op, ins, params)
+    return fn(op, [_pad_batch(x, -(-need // max(per_sample, 1))), *ins[1:]], params)[:n]
+
+
+K_ALIGN = 16  # floats: 64-byte rows
+_K_PADDED: dict[int, tuple[weakref.ref, Tensor]] = {}  # id(weight) -> (weight, padded weight)
+
+
+def _linear_k_padded(op: ops.Linear, x: Tensor, params: Mapping[str, Tensor]) -> Tensor:
+    """F.linear with the input features zero-padded to a multiple of K_ALIGN (+0 terms: same sum).
+
+    With rows of 4*K bytes not a multiple of 64, sgemm computes a row differently
+    depending on where it starts in memory, i.e. on its position in the batch.
+    """
+    w = params[op.weight]
+    k = x.shape[-1]
+    pad = -k % K_ALIGN
+    ref, wp = _K_PADDED.get(id(w), (None, None))
+    if ref is None or ref() is not w:
+        wp = F.pad(w, (0, pad))
+        _K_PADDED[id(w)] = (weakref.ref(w, lambda _, key=id(w): _K_PADDED.pop(key, None)), wp)
+    rows = x.reshape(-1, k)
+    n = rows.shape[0]
+    rows = F.pad(_pad_batch(rows, MIN_ROWS[ops.Linear]) if n < MIN_ROWS[ops.Linear] else rows, (0, pad))
+    y = F.linear(rows, wp, _p(params, op.bias))[:n]
+    return y.view(*x.shape[:-1], w.shape[0])
+
+
+def _pad_batch(x: Tensor, rows: int) -> Tensor:
+    pad = x.new_zeros((rows - x.shape[0], *x.shape[1:]))
+    return torch.cat([x, pad.contiguous(memory_format=_format_of(x))])
+
+
+def _format_of(x: Tensor) -> torch.memory_format:
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 @kernel(ops.Conv2d)
@@ -83,15 +153,44 @@ def flatten(op: ops.Flatten, ins, params) -> Tensor:
     return torch.flatten(x, 1 + op.start_dim % rank, 1 + op.end_dim % rank)
 
 
+def _native_pool(x: Tensor) -> bool:
+    from snnc.runtime import native
+
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.is_contiguous()
+            and x.numel() > 0 and native.available())
+
+
+# torch's NCHW pooling loops are slow on small planes (digits, 8x8: ~10x slower than
+# channels_last); the native kernels compute the same sums and maxima in the same order.
 @kernel(ops.AvgPool2d)
 def avg_pool2d(op: ops.AvgPool2d, ins, params) -> Tensor:
-    return F.avg_pool2d(ins[0], op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad,
+    x = ins[0]
+    if _native_pool(x):
+        from snnc.runtime import native
+
+        ho, wo = _pool_out(op, x, (1, 1))
+        return native.pool2d_f32("avg", x, (ho, wo), (*op.kernel_size, *op.stride, *op.padding,
+                                                     int(op.count_include_pad), op.divisor_override or 0))
+    return F.avg_pool2d(x, op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad,
                         op.divisor_override)
 
 
 @kernel(ops.MaxPool2d)
 def max_pool2d(op: ops.MaxPool2d, ins, params) -> Tensor:
-    return F.max_pool2d(ins[0], op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
+    x = ins[0]
+    if _native_pool(x):
+        from snnc.runtime import native
+
+        ho, wo = _pool_out(op, x, op.dilation)
+        return native.pool2d_f32("max", x, (ho, wo), (*op.kernel_size, *op.stride, *op.padding, *op.dilation))
+    return F.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
+
+
+def _pool_out(op, x: Tensor, dilation) -> tuple[int, int]:
+    from snnc.ir.ops.linear import conv_out
+
+    return tuple(conv_out(x.shape[2 + i], op.kernel_size[i], op.stride[i], op.padding[i], dilation[i], op.ceil_mode)
+                 for i in range(2))
 
 
 @kernel(ops.AdaptiveAvgPool2d)

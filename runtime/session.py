@@ -1,29 +1,46 @@
-"""Session: the user-facing way to run a compiled graph."""
+"""Session: the user-facing way to run a compiled graph.
+
+    s = snnc.load("out/digits_cpu")          # or Session(graph), snnc.compile(...).session()
+    out = s.run(x, T=32)                      # [T, N, *] per output; x [N, *] is held constant
+    out = s.run(x, T=32, encoder="poisson", seed=1)
+    s.reset(); y_t = s.step(x_t)              # streaming: one step [N, *] in, one step out
+    obs = s.observe(x, T=32, probes=["if1", "if1:v"])   # + probes and RunStats
+    print(obs.stats.table())
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import Tensor
 
 from snnc.errors import InputError
 from snnc.ir.graph import Graph
-from snnc.runtime.interpreter import Interpreter
+from snnc.runtime import encoders as enc
+from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
 
 
 class Session:
     """Runs a graph (or a compiled artifact) on the CPU reference runtime.
 
-        s = Session(artifact)            # or Session(graph), or snnc.load(path)
-        out = s.run(x, T=32)             # [T, N, *] per output
-        s.predict(x, T=32)               # argmax of the output averaged over T
+    Args:
+        device: "cpu", or a CUDA device (the same torch kernels; neurons use the torch loop).
+        dtype: float32 (default; neurons on the compiled kernel), float16 or bfloat16.
+        encoder: default input encoder: 'constant', 'poisson', 'latency', 'periodic' or an encoder object.
+        memory_budget: bytes of activations per window of time steps; large T runs in windows.
+        channels_last: conv activations in channels_last: faster on CPUs (oneDNN's preferred
+            layout), but conv results then differ from eager NCHW torch in the last bits.
+        progress: show a progress bar (None: on a terminal, for runs over ~2 s).
     """
 
-    def __init__(self, source: "Graph | os.PathLike | str | object", *, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(self, source: "Graph | os.PathLike | str | object", *, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, encoder: "str | enc.Encoder | None" = None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = False,
+                 progress: bool | None = None):
         from snnc.backends.artifact import Artifact
 
         if isinstance(source, (str, os.PathLike)):
@@ -36,14 +53,67 @@ class Session:
         else:
             raise TypeError(f"Session needs a Graph, an Artifact or a path, got {type(source).__name__}")
         self.graph = graph
-        self._interp = Interpreter(graph, device=device, dtype=dtype)
+        self.encoder = enc.get_encoder(encoder)
+        self.progress = progress
+        self._interp = Interpreter(graph, device=device, dtype=dtype, channels_last=channels_last,
+                                   memory_budget=memory_budget)
         self.input_names = [op.name for op in graph.inputs]
         self.output_names = [op.name for op in graph.outputs]
+        self.t = 0  # time steps run since the last reset
 
+    # -- properties -------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self._interp.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._interp.dtype
+
+    @property
+    def memory_budget(self) -> int:
+        return self._interp.memory_budget
+
+    @memory_budget.setter
+    def memory_budget(self, value: int) -> None:
+        if value <= 0:
+            raise InputError(f"memory_budget must be a positive number of bytes, got {value}")
+        self._interp.memory_budget = int(value)
+
+    @property
+    def default_T(self) -> int | None:
+        """The T recorded in the artifact (snnc compile -T), if any."""
+        return self.artifact.manifest.get("time_steps") if self.artifact is not None else None
+
+    # -- state ------------------------------------------------------------
     def reset(self) -> None:
-        """Forget all neuron state (membrane potentials)."""
+        """Forget all neuron state (membrane potentials) and restart time at step 0."""
         self._interp.reset()
+        self.t = 0
 
+    @property
+    def state(self) -> dict[str, Tensor]:
+        """Neuron name -> membrane potential [N, *] (empty after reset)."""
+        return self._interp.state
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the state (potentials and the step counter) for `restore`."""
+        return {"t": self.t, "v": {k: v.clone() for k, v in self._interp.state.items()}}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        """Go back to a snapshot taken with `snapshot()`."""
+        try:
+            t, vs = int(snap["t"]), dict(snap["v"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"not a Session snapshot: {e}") from None
+        unknown = set(vs) - set(self._interp._neuron_params)
+        if unknown:
+            raise InputError(f"snapshot has state for unknown neuron(s) {sorted(unknown)}")
+        self._interp.state.clear()
+        self._interp.state.update({k: v.to(self.device, self.dtype).clone() for k, v in vs.items()})
+        self.t = t
+
+    # -- running ----------------------------------------------------------
     def _feeds(self, inputs) -> dict[str, object]:
         if isinstance(inputs, Mapping):
             unknown = set(inputs) - set(self.input_names)
@@ -58,28 +128,105 @@ class Session:
             raise InputError(f"the graph takes {len(self.input_names)} inputs {self.input_names}: pass a dict")
         return {self.input_names[0]: inputs}
 
+    def _encoder(self, encoder, seed: int | None):
+        if encoder is None:
+            return enc.get_encoder(self.encoder, seed=seed)
+        if isinstance(encoder, Mapping):
+            return {k: enc.get_encoder(v, seed=seed) for k, v in encoder.items()}
+        return enc.get_encoder(encoder, seed=seed)
+
     @torch.no_grad()
-    def run(self, inputs, T: int | None = None, *, reset: bool = True) -> Tensor | dict[str, Tensor]:
+    def execute(self, inputs, T: int | None = None, *, encoder=None, seed: int | None = None, reset: bool = True,
+                chunk: int | None = None, probes: Iterable[str] = (), stats: bool = False) -> RunResult:
+        """Run T steps and return a RunResult (outputs, probes, statistics)."""
+        if reset:
+            self.reset()
+        res = self._interp.execute(self._feeds(inputs), T, encoder=self._encoder(encoder, seed), t_offset=self.t,
+                                   window=chunk, probes=probes, stats=stats, progress=self._progress())
+        self.t += res.T or 0
+        return res
+
+    def run(self, inputs, T: int | None = None, *, encoder=None, seed: int | None = None, reset: bool = True,
+            chunk: int | None = None) -> Tensor | dict[str, Tensor]:
         """Run T steps (layer by layer) and return the output sequence(s) [T, N, *].
 
         `inputs` is a tensor (one input) or a dict name -> tensor. A [N, *] input is
-        held constant over T steps (the ANN-to-SNN default); a [T, N, *] input is a
-        sequence. Neuron state is reset first unless reset=False. With one output
-        the tensor is returned, otherwise a dict name -> tensor.
+        held constant over T steps (the ANN-to-SNN default) unless an `encoder`
+        ('poisson', 'latency', 'periodic', seeded by `seed`) turns it into spikes; a
+        [T, N, *] input is a sequence. Neuron state is reset first unless reset=False.
+        `chunk` fixes the time steps per window (default: from the memory budget);
+        the result does not depend on it. With one output the tensor is returned,
+        otherwise a dict name -> tensor.
         """
-        if reset:
-            self.reset()
-        out = self._interp.run(self._feeds(inputs), T)
+        return self._single(self.execute(inputs, T, encoder=encoder, seed=seed, reset=reset, chunk=chunk).outputs)
+
+    @torch.no_grad()
+    def step(self, inputs, *, encoder=None, seed: int | None = None) -> Tensor | dict[str, Tensor]:
+        """One time step with persistent state: inputs [N, *] -> outputs [N, *] (streaming).
+
+        The outputs of T calls equal `run(x, T)` step for step. Call reset() to start over.
+        """
+        res = self._interp.execute(self._feeds(inputs), None, encoder=self._encoder(encoder, seed),
+                                   t_offset=self.t, one_step=True)
+        self.t += 1
+        outs = {k: (v[0] if self._interp.types[k].layout.has_time else v) for k, v in res.outputs.items()}
+        return self._single(outs)
+
+    def observe(self, inputs, T: int | None = None, *, probes: Iterable[str] = (), stats: bool = True,
+                **kwargs) -> RunResult:
+        """Run with probes (node names; 'name:v' for a neuron's membrane potential) and statistics.
+
+        Probes are [T, N, *] (time first); `stats` is a RunStats (rates, spikes per
+        step, SOPs vs ANN MACs, energy). Takes the keyword arguments of `run`.
+        """
+        return self.execute(inputs, T, probes=probes, stats=stats, **kwargs)
+
+    def predict(self, inputs, T: int | None = None, **kwargs) -> Tensor:
+        """Class labels: argmax over the last dim of the (first) output averaged over time."""
+        out = self.run(inputs, T, **kwargs)
+        if isinstance(out, dict):
+            out = out[self.output_names[0]]
+        return rate(out).argmax(-1) if self._interp.has_time else out.argmax(-1)
+
+    def _single(self, out: dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
         if len(self.output_names) == 1:
             return out[self.output_names[0]]
         return {k: out[k] for k in self.output_names}
 
-    def predict(self, inputs, T: int | None = None) -> Tensor:
-        """Class labels: argmax over the last dim of the (first) output averaged over time."""
-        out = self.run(inputs, T)
-        if isinstance(out, dict):
-            out = out[self.output_names[0]]
-        return rate(out).argmax(-1) if self._interp.has_time else out.argmax(-1)
+    def _progress(self):
+        show = self.progress
+        if show is False:
+            return None
+        if show is None:
+            from snnc import progress
+
+            if not progress.enabled():
+                return None
+        return _LazyBar
+
+
+class _LazyBar:
+    """A progress callback that shows a bar only once a run looks like it takes over ~2 s."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start, self.bar = total, 0, time.perf_counter(), None
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.bar is None:
+            elapsed = time.perf_counter() - self.start
+            if elapsed < 0.5 or elapsed / self.done * self.total < 2.0 or self.done >= self.total:
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("running", total=self.total, completed=self.done)
+            return
+        self.bar.update(self.task, completed=self.done)
+        if self.done >= self.total:
+            self.bar.stop()
 
 
 def spike_count(seq: Tensor) -> Tensor:
@@ -90,3 +237,6 @@ def spike_count(seq: Tensor) -> Tensor:
 def rate(seq: Tensor) -> Tensor:
     """Mean over the time dim of a [T, N, *] sequence (a firing rate, or an averaged readout)."""
     return seq.mean(0)
+
+
+__all__ = ["Session", "RunResult", "rate", "spike_count"]

@@ -1,0 +1,113 @@
+"""Neuron layers over a window of time steps: the native kernel, or the torch definition.
+
+    out[t] = pool(post * S[t]),  S from snnc.dynamics applied to pre * x[t]
+
+`pre`/`post` are the Scale ops the plan fused into the neuron (1.0 when none),
+`pool` a fused 2x2/stride-2 average or max pooling (None when none). Fusing is
+exact: the kernel computes the same float32 operations in the same order as
+the Scale and pooling kernels would, without a pass over memory for each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from snnc import dynamics
+from snnc.dynamics import NeuronKind
+from snnc.runtime import native
+
+
+@dataclass(frozen=True)
+class NeuronCall:
+    """A neuron op as the runtime runs it."""
+
+    params: dynamics.NeuronParams
+    v_init: float
+    pre: float = 1.0
+    post: float = 1.0
+    pool: str | None = None  # 'avg' / 'max': a fused 2x2, stride-2 pooling of the output
+
+    def variant(self) -> int:
+        p = self.params
+        kind = "if" if p.kind is NeuronKind.IF else ("lif" if p.decay_input else "lif_no_decay_input")
+        return native.variant(kind, p.reset.value, p.compare is dynamics.FireCompare.GT)
+
+
+def native_ok(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
+
+
+def _dense_like(x0: Tensor, steps: int) -> Tensor:
+    """An uninitialised [steps, *x0.shape] tensor whose every step has x0's memory layout."""
+    flat = torch.empty(steps * x0.numel(), dtype=x0.dtype, device=x0.device)
+    return flat.as_strided((steps, *x0.shape), (x0.numel(), *x0.stride()))
+
+
+def _is_dense(t: Tensor) -> bool:
+    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
+
+
+def run(call: NeuronCall, x: Tensor, steps: int, v: Tensor | None, *, static: bool,
+        want_v: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Run `steps` steps; x is [steps, N, *] or, when static, one step [N, *] held constant.
+
+    Returns (out [steps, N, *], v after the last step, v sequence or None).
+    """
+    x0 = x if static else x[0]
+    if native_ok(x0):
+        return _run_native(call, x, x0, steps, v, static=static, want_v=want_v)
+    return _run_torch(call, x, steps, v, static=static, want_v=want_v)
+
+
+def _run_native(call, x, x0, steps, v, *, static, want_v):
+    if static:
+        if not _is_dense(x):
+            x = x.contiguous()
+        x0, xs = x, 0
+    else:
+        if not (_is_dense(x0) and x.stride(0) == x0.numel()):
+            x = x.contiguous()
+            x0 = x[0]
+        xs = x0.numel()
+    E = x0.numel()
+    if v is None:
+        v = torch.empty_like(x0).fill_(call.v_init)
+    elif v.stride() != x0.stride() or not _is_dense(v):  # a different memory format than last time
+        v = torch.empty_like(x0).copy_(v)
+    p = call.params
+    tau = float(p.tau) if p.kind is NeuronKind.LIF else 1.0
+    vr = p.leak_target if p.kind is NeuronKind.LIF else p.v_reset
+    if call.pool is not None:
+        if want_v:
+            raise ValueError("a neuron fused with pooling cannot record its potential")
+        n, c, h, w = x0.shape
+        cl = c > 1 and not x0.is_contiguous()  # dense and not NCHW: channels_last
+        pooled = torch.empty((n, c, h // 2, w // 2), dtype=x0.dtype, device=x0.device,
+                             memory_format=torch.channels_last if cl else torch.contiguous_format)
+        out = _dense_like(pooled, steps)
+        native.neuron_pool_f32(call.variant(), call.pool, x, xs, out, v, steps, w * c if cl else w, c if cl else 1,
+                               call.pre, call.post, p.v_threshold, vr, tau)
+        return out, v, None
+    out = _dense_like(x0, steps)
+    vseq = _dense_like(x0, steps) if want_v else None
+    native.neuron_f32(call.variant(), x, xs, out, v, vseq, steps, E, call.pre, call.post, p.v_threshold, vr, tau)
+    return out, v, vseq
+
+
+def _run_torch(call, x, steps, v, *, static, want_v):
+    x_seq = x.unsqueeze(0).expand(steps, *x.shape) if static else x
+    if call.pre != 1.0:
+        x_seq = x_seq * call.pre
+    if v is None:
+        v = torch.full_like(x_seq[0], call.v_init)
+    res = dynamics.multi_step(call.params, x_seq, v, return_v_seq=want_v)
+    out, v = res[0], res[1]
+    if call.post != 1.0:
+        out = out * call.post
+    if call.pool is not None:
+        pool = torch.nn.functional.avg_pool2d if call.pool == "avg" else torch.nn.functional.max_pool2d
+        out = pool(out.flatten(0, 1), 2, 2).unflatten(0, out.shape[:2])
+    return out, v, (res[2] if want_v else None)

@@ -1,0 +1,158 @@
+"""Execution plans: which nodes are constant over time, which ops fuse into neurons.
+
+A plan is built once per graph and input kind (constant or sequence per input)
+and reused for every run. Every value is held either
+
+    static   [N, *]      the same at every time step (computed once per run)
+    dynamic  [c, N, *]   time-major, for the c steps of the current window
+
+With a constant input, the stateless prefix up to the first neuron is static:
+it runs once on [N, *] instead of T times, and the first neuron reads its
+input with a time stride of 0. Time layouts (TNX, NXT, TN) only matter at the
+graph's boundary: inside, every time-valued tensor is time-major, so a
+LayoutCast is free.
+
+On the native kernel, a neuron absorbs the Scale before it, the Scale after it
+and a 2x2 pooling after that (Scale -> IF -> Scale -> AvgPool is the converted
+ReLU -> AvgPool), unless one of them must be seen (an output or a probe).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from snnc.ir import ops
+from snnc.ir.graph import Graph
+from snnc.runtime.neurons import NeuronCall
+
+
+@dataclass
+class Node:
+    """One step of a plan. A fused neuron reads `inputs[0]` and produces the value `name`."""
+
+    name: str
+    op: ops.OpBase
+    inputs: tuple[str, ...]
+    static: bool
+    neuron: NeuronCall | None = None
+    members: tuple[str, ...] = ()  # graph nodes this step computes (more than one when fused)
+
+
+@dataclass
+class Plan:
+    """The nodes of one graph in order, classified and fused, with the last reader of each value."""
+
+    graph: Graph
+    static_inputs: frozenset[str]
+    nodes: list[Node]
+    keep: frozenset[str]  # values that must be materialised (outputs, probes)
+    last_use: dict[str, str] = field(default_factory=dict)  # value -> the node reading it last
+    channels_last: bool = False
+
+    @property
+    def dynamic(self) -> list[Node]:
+        return [n for n in self.nodes if not n.static]
+
+    @property
+    def static(self) -> list[Node]:
+        return [n for n in self.nodes if n.static]
+
+    def bytes_per_step(self, batch: int, itemsize: int) -> int:
+        """Peak bytes of live dynamic values per time step (plus the largest one as kernel scratch)."""
+        types = self.graph.types
+        size = {n.name: batch * math.prod(types[n.name].features) * itemsize for n in self.nodes}
+        live: dict[str, int] = {}
+        peak = biggest = 0
+        for n in self.dynamic:
+            live[n.name] = size[n.name]
+            biggest = max(biggest, size[n.name])
+            peak = max(peak, sum(live.values()))
+            for i in n.inputs:
+                if self.last_use.get(i) == n.name and i not in self.keep:
+                    live.pop(i, None)
+        return max(1, peak + biggest)
+
+
+def _fusable_scale(op: ops.OpBase) -> bool:
+    return isinstance(op, ops.Scale) and op.weight is None and math.isfinite(op.factor)
+
+
+def _fusable_pool(op: ops.OpBase, features: tuple[int, ...], channels_last: bool) -> str | None:
+    """'avg'/'max' when op is a 2x2, stride-2, unpadded pooling of even-sized planes the native kernel takes."""
+    from snnc.runtime.native import TILE_MAX
+
+    if not isinstance(op, (ops.AvgPool2d, ops.MaxPool2d)) or len(features) != 3:
+        return None
+    c, h, w = features
+    if op.kernel_size != (2, 2) or op.stride != (2, 2) or op.padding != (0, 0) or op.ceil_mode or h % 2 or w % 2:
+        return None
+    if 2 * w * (c if channels_last else 1) > TILE_MAX:
+        return None
+    if isinstance(op, ops.AvgPool2d):
+        return "avg" if op.divisor_override is None else None
+    return "max" if op.dilation == (1, 1) else None
+
+
+def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], fuse: bool,
+          channels_last: bool = False, fuse_pool: bool = True, no_pool: frozenset[str] = frozenset()) -> Plan:
+    """Classify nodes static/dynamic and (when `fuse`) fold the Scale ops next to a neuron, and a
+    2x2 pooling after it (`fuse_pool`, except for the neurons in `no_pool`), into the neuron."""
+    types = graph.types
+    users: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for op in graph:
+        for i in op.inputs:
+            users[i].append(op.name)
+
+    static: dict[str, bool] = {}
+    for op in graph:
+        if isinstance(op, ops.Input):
+            static[op.name] = op.name in static_inputs or not op.type.layout.has_time
+        elif isinstance(op, ops.NeuronOp):
+            static[op.name] = False
+        else:
+            static[op.name] = all(static[i] for i in op.inputs)
+
+    absorbed: set[str] = set()
+    fused: dict[str, Node] = {}  # neuron name -> its fused node
+    if fuse:
+        for op in graph:
+            if not isinstance(op, ops.NeuronOp) or op.name in keep:
+                continue
+            src, pre, post, out, members = op.inputs[0], 1.0, 1.0, op.name, [op.name]
+            prev = graph[src]
+            if (_fusable_scale(prev) and not static[prev.name] and users[prev.name] == [op.name]
+                    and prev.name not in keep and prev.name not in absorbed):
+                src, pre = prev.inputs[0], prev.factor
+                members.insert(0, prev.name)
+            nxt = [graph[u] for u in users[op.name]]
+            if len(nxt) == 1 and _fusable_scale(nxt[0]) and nxt[0].factor != 0.0:
+                post, out = nxt[0].factor, nxt[0].name
+                members.append(out)
+            pool = None
+            after = [graph[u] for u in users[out]]
+            if fuse_pool and op.name not in no_pool and out not in keep and len(after) == 1:
+                pool = _fusable_pool(after[0], types[out].features, channels_last)
+                if pool is not None:
+                    out = after[0].name
+                    members.append(out)
+            if len(members) == 1:
+                continue
+            absorbed.update(members)
+            call = NeuronCall(op.to_params(), op.initial_v(), pre, post, pool)
+            fused[op.name] = Node(out, op, (src,), False, call, tuple(members))
+
+    nodes: list[Node] = []
+    for op in graph:
+        if op.name in fused:
+            nodes.append(fused[op.name])
+        elif op.name in absorbed:
+            continue
+        else:
+            call = NeuronCall(op.to_params(), op.initial_v()) if isinstance(op, ops.NeuronOp) else None
+            nodes.append(Node(op.name, op, tuple(op.inputs), static[op.name], call, (op.name,)))
+    last_use: dict[str, str] = {}
+    for n in nodes:
+        for i in n.inputs:
+            last_use[i] = n.name
+    return Plan(graph, static_inputs, nodes, keep, last_use, channels_last)
