@@ -67,8 +67,12 @@ class Interpreter:
     """Runs a verified graph with torch kernels on `device` in `dtype`."""
 
     def __init__(self, graph: Graph, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+                 channels_last: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 neuron_impl: str = "auto"):
         self.graph = verify(graph)
+        if neuron_impl not in ("auto", "triton"):
+            raise InputError(f"neuron_impl must be 'auto' or 'triton', got {neuron_impl!r}")
+        self.neuron_impl = neuron_impl
         bad = unsupported_ops(graph)
         if bad:
             raise LoweringError(f"the CPU runtime has no kernel for {', '.join(op.where() for op in bad)}")
@@ -191,7 +195,15 @@ class Interpreter:
                 out[k] = self._declared(k, res.probes[k])
         return out
 
-    def execute(self, feeds: Mapping[str, object], T: int | None = None, *,
+    def execute(self, *args, **kwargs) -> RunResult:
+        """Run once (see _execute); neuron layers use this interpreter's `neuron_impl`."""
+        token = neurons.IMPL.set(self.neuron_impl)
+        try:
+            return self._execute(*args, **kwargs)
+        finally:
+            neurons.IMPL.reset(token)
+
+    def _execute(self, feeds: Mapping[str, object], T: int | None = None, *,
                 encoder: "enc.Encoder | str | Mapping[str, enc.Encoder | str] | None" = None,
                 t_offset: int = 0, one_step: bool = False, window: int | None = None,
                 probes: Iterable[str] = (), stats: bool = False, observe: Observer | None = None,

@@ -10,6 +10,7 @@ the Scale and pooling kernels would, without a pass over memory for each.
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,12 @@ def _is_dense(t: Tensor) -> bool:
     return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
 
 
+# Which implementation runs neuron layers: "auto" (the C kernel for float32 on the CPU, else the
+# torch definition) or "triton" (the Triton multi-step kernels: CUDA, or the CPU under
+# TRITON_INTERPRET=1). Set per run by the Interpreter (the triton backend's sessions).
+IMPL: contextvars.ContextVar[str] = contextvars.ContextVar("snnc_neuron_impl", default="auto")
+
+
 def run(call: NeuronCall, x: Tensor, steps: int, v: Tensor | None, *, static: bool,
         want_v: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
     """Run `steps` steps; x is [steps, N, *] or, when static, one step [N, *] held constant.
@@ -57,6 +64,8 @@ def run(call: NeuronCall, x: Tensor, steps: int, v: Tensor | None, *, static: bo
     Returns (out [steps, N, *], v after the last step, v sequence or None).
     """
     x0 = x if static else x[0]
+    if IMPL.get() == "triton":
+        return _run_triton(call, x, steps, v, static=static, want_v=want_v)
     if native_ok(x0):
         return _run_native(call, x, x0, steps, v, static=static, want_v=want_v)
     return _run_torch(call, x, steps, v, static=static, want_v=want_v)
@@ -97,6 +106,23 @@ def _run_native(call, x, x0, steps, v, *, static, want_v):
     return out, v, vseq
 
 
+def _run_triton(call, x, steps, v, *, static, want_v):
+    """The Triton kernels: bit-identical to snnc.dynamics in float32 (tested under the interpreter)."""
+    from snnc.runtime.triton.neuron import multi_step as triton_multi_step
+
+    x_seq = x.unsqueeze(0).expand(steps, *x.shape) if static else x
+    if call.pre != 1.0:
+        x_seq = x_seq * call.pre
+    v0 = call.v_init if v is None else v
+    res = triton_multi_step(call.params, x_seq.contiguous(), v0, return_v_seq=want_v)
+    out, v = res[0].to(x.dtype), res[1]
+    if call.post != 1.0:
+        out = out * call.post
+    if call.pool is not None:
+        out = _pool(call.pool, out)
+    return out, v, (res[2] if want_v else None)
+
+
 def _run_torch(call, x, steps, v, *, static, want_v):
     x_seq = x.unsqueeze(0).expand(steps, *x.shape) if static else x
     if call.pre != 1.0:
@@ -108,6 +134,11 @@ def _run_torch(call, x, steps, v, *, static, want_v):
     if call.post != 1.0:
         out = out * call.post
     if call.pool is not None:
-        pool = torch.nn.functional.avg_pool2d if call.pool == "avg" else torch.nn.functional.max_pool2d
-        out = pool(out.flatten(0, 1), 2, 2).unflatten(0, out.shape[:2])
+        out = _pool(call.pool, out)
     return out, v, (res[2] if want_v else None)
+
+
+def _pool(kind: str, out: Tensor) -> Tensor:
+    """The 2x2, stride-2 pooling a plan fused into the neuron, over [T, N, C, H, W]."""
+    pool = torch.nn.functional.avg_pool2d if kind == "avg" else torch.nn.functional.max_pool2d
+    return pool(out.flatten(0, 1), 2, 2).unflatten(0, out.shape[:2])

@@ -37,10 +37,10 @@ class Session:
         progress: show a progress bar (None: on a terminal, for runs over ~2 s).
     """
 
-    def __init__(self, source: "Graph | os.PathLike | str | object", *, device: str | torch.device = "cpu",
+    def __init__(self, source: "Graph | os.PathLike | str | object", *, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, encoder: "str | enc.Encoder | None" = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = False,
-                 progress: bool | None = None):
+                 progress: bool | None = None, neuron_impl: str | None = None):
         from snnc.backends.artifact import Artifact
 
         if isinstance(source, (str, os.PathLike)):
@@ -55,8 +55,14 @@ class Session:
         self.graph = graph
         self.encoder = enc.get_encoder(encoder)
         self.progress = progress
+        # a 'triton' artifact runs its neuron layers in the Triton kernels, on the GPU when there is one
+        triton = self.artifact is not None and self.artifact.target == "triton"
+        if neuron_impl is None:
+            neuron_impl = "triton" if triton else "auto"
+        if device is None:
+            device = "cuda" if triton and torch.cuda.is_available() else "cpu"
         self._interp = Interpreter(graph, device=device, dtype=dtype, channels_last=channels_last,
-                                   memory_budget=memory_budget)
+                                   memory_budget=memory_budget, neuron_impl=neuron_impl)
         self.input_names = [op.name for op in graph.inputs]
         self.output_names = [op.name for op in graph.outputs]
         self.t = 0  # time steps run since the last reset
