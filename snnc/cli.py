@@ -231,10 +231,22 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     from snnc.fileio import atomic_path
 
     session = snnc.load(artifact)
-    T = time_steps or (session.artifact.manifest.get("time_steps") if session.artifact else None)
     data = np.load(inputs, allow_pickle=False) if inputs.is_file() else None
     if data is None:
         raise InputError(f"inputs file {inputs} does not exist")
+    from snnc.runtime.loihi import LoihiSession
+
+    if isinstance(session, LoihiSession):  # a lava artifact: the bit-exact Loihi emulation
+        if stats or encoder != "constant":
+            raise InputError("--stats and --encoder are not available for lava artifacts (Loihi emulation)")
+        x = data[data.files[0]] if hasattr(data, "files") else data
+        from snnc.backends.artifact import Artifact
+
+        T = time_steps or (Artifact.open(artifact).manifest.get("time_steps") if artifact.is_dir() else None)
+        out = {"out": session.run(torch.from_numpy(x), T)}
+        _write_outputs(out, output)
+        return
+    T = time_steps or (session.artifact.manifest.get("time_steps") if session.artifact else None)
     if hasattr(data, "files"):
         feeds = {k: torch.from_numpy(data[k]) for k in data.files}
         if len(session.input_names) == 1 and session.input_names[0] not in feeds and len(feeds) == 1:
@@ -242,16 +254,23 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     else:
         feeds = {session.input_names[0]: torch.from_numpy(data)}
     result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats)
-    out = result.outputs
+    _write_outputs(result.outputs, output)
+    if result.stats is not None:
+        typer.echo(result.stats.table())
+
+
+def _write_outputs(out: dict, output: Optional[Path]) -> None:
+    import numpy as np
+
+    from snnc.fileio import atomic_path
+
     if output is not None:
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **{k: v.numpy() for k, v in out.items()})
         _say(f"wrote {output}")
     for k, v in out.items():
-        _say(f"{k}: shape {list(v.shape)}, mean over T argmax (first 10): {v.mean(0).argmax(-1)[:10].tolist()}")
-    if result.stats is not None:
-        typer.echo(result.stats.table())
+        _say(f"{k}: shape {list(v.shape)}, mean over T argmax (first 10): {v.float().mean(0).argmax(-1)[:10].tolist()}")
 
 
 @app.command()
