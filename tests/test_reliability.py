@@ -67,3 +67,27 @@ def test_compiling_twice_gives_identical_bytes(tmp_path, small_cnn):
     assert names == sorted(p.name for p in b.iterdir()) and "manifest.json" in names
     for n in names:
         assert (a / n).read_bytes() == (b / n).read_bytes(), n
+
+
+@pytest.mark.parametrize("target,opts", [("triton", {}), ("lynxi", {"time_steps": 4, "batch_size": 2}),
+                                         ("lava", {"time_steps": 4}), ("nir", {"soft_reset": "as_hard"})])
+def test_every_target_compiles_to_identical_bytes(tmp_path, small_cnn, target, opts):
+    import warnings
+
+    g = snnc.convert(small_cnn, torch.rand(8, 1, 8, 8), "99%")
+    if target == "nir":  # NIR has no adaptive pooling: use a LIF/IF conv-pool-dense net
+        from tests.backends.lava.nets import conv_pool_dense
+
+        g = conv_pool_dense()
+    if target == "lava":
+        from snnc.backends.lava.convert import reset_to_zero
+
+        g = reset_to_zero(g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = snnc.compile(g, target, tmp_path / "a", **opts).path
+        b = snnc.compile(g, target, tmp_path / "b", **opts).path
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir()) and "manifest.json" in names
+    differ = [n for n in names if (a / n).read_bytes() != (b / n).read_bytes()]
+    assert not differ, differ
