@@ -219,7 +219,8 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         stats: bool = typer.Option(False, "--stats", help="Print firing rates, spikes per step, SOPs vs ANN MACs "
                                    "and an energy estimate."),
         encoder: str = typer.Option("constant", "--encoder", help="Input encoding: constant, poisson, latency, periodic."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoder.")):
+        seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoder."),
+        print_time: bool = typer.Option(False, "--print-time", help="Print the wall time of the run.")):
     """Run a compiled artifact on inputs and save the output sequences [T, N, *].
 
     Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32 --stats
@@ -253,7 +254,12 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
             feeds = {session.input_names[0]: next(iter(feeds.values()))}
     else:
         feeds = {session.input_names[0]: torch.from_numpy(data)}
+    import time
+
+    start = time.perf_counter()
     result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats)
+    if print_time:
+        typer.echo(f"run: {(time.perf_counter() - start) * 1000:.1f} ms")
     _write_outputs(result.outputs, output)
     if result.stats is not None:
         typer.echo(result.stats.table())
@@ -271,6 +277,45 @@ def _write_outputs(out: dict, output: Optional[Path]) -> None:
         _say(f"wrote {output}")
     for k, v in out.items():
         _say(f"{k}: shape {list(v.shape)}, mean over T argmax (first 10): {v.float().mean(0).argmax(-1)[:10].tolist()}")
+
+
+@app.command()
+def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir file)."),
+          time_steps: int = typer.Option(32, "-T", "--time-steps", help="Time steps per run."),
+          batch: int = typer.Option(64, "--batch", help="Samples per run (random inputs of the declared shape)."),
+          repeat: int = typer.Option(5, "--repeat", help="Timed runs (after one warm-up); the median is reported."),
+          as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")):
+    """Measure the throughput of an artifact on this machine (median of --repeat runs).
+
+    Example: snnc bench out/digits_cpu -T 32 --batch 256
+    """
+    import statistics
+    import time
+
+    import torch
+
+    import snnc
+
+    if time_steps <= 0 or batch <= 0 or repeat <= 0:
+        raise InputError("-T, --batch and --repeat must be positive")
+    session = snnc.load(artifact)
+    graph = session.graph if hasattr(session, "graph") else None
+    feats = graph.inputs[0].type.features if graph is not None else session.network.layers[0].shape
+    x = torch.rand(batch, *feats, generator=torch.Generator().manual_seed(0))
+    session.run(x, time_steps)  # warm-up: plans, native kernels, caches
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        session.run(x, time_steps)
+        times.append(time.perf_counter() - start)
+    med = statistics.median(times)
+    figures = {"artifact": str(artifact), "T": time_steps, "batch": batch, "median_s": med,
+               "samples_per_s": batch / med, "runs": repeat}
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        typer.echo(f"{artifact}: T={time_steps}, batch {batch}: median {med * 1000:.1f} ms per run, "
+                   f"{batch / med:.1f} samples/s ({repeat} runs)")
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The snnc command line, run as a subprocess like a user would."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,35 @@ def test_unknown_pass_lists_known_ones(tmp_path, ann_file):
 def test_passes_lists_pipelines():
     r = snnc("passes")
     assert "fuse-bn" in r.stdout and "pipeline cpu:" in r.stdout
+
+
+def test_bench_targets_and_json_schema(tmp_path, ann_file):
+    r = snnc("compile", ann_file, "--calib", tmp_path / "calib.npy", "-T", "4", "-o", tmp_path / "out", "--json")
+    summary = json.loads(r.stdout)
+    assert set(summary) >= {"artifact", "target", "format_version", "inputs", "outputs", "files", "passes", "pass_ms"}
+    assert summary["format_version"] == 1 and "graph.snnir" in summary["files"]
+    assert len(summary["passes"]) == len(summary["pass_ms"])
+    r = snnc("bench", tmp_path / "out", "-T", "4", "--batch", "8", "--repeat", "2", "--json")
+    figures = json.loads(r.stdout)
+    assert figures["batch"] == 8 and figures["samples_per_s"] > 0 and figures["runs"] == 2
+    r = snnc("run", tmp_path / "out", "-i", tmp_path / "inputs.npz", "--print-time", "--stats")
+    assert re.search(r"run: [0-9.]+ ms", r.stdout)
+    r = snnc("targets")
+    assert all(t in r.stdout for t in ("cpu", "triton", "lynxi", "lava", "nir"))
+
+
+def test_backend_options_are_validated(tmp_path, ann_file):
+    r = snnc("compile", ann_file, "--calib", tmp_path / "calib.npy", "--target", "lynxi", "-o", tmp_path / "x",
+             "-O", "bogus=1", check=False)
+    assert r.returncode == 7 and "bogus" in r.stderr and "batch_size" in r.stderr
+    r = snnc("compile", ann_file, "--calib", tmp_path / "calib.npy", "--target", "lynxi", "-o", tmp_path / "x",
+             "-T", "0", check=False)
+    assert r.returncode == 7 and not (tmp_path / "x").exists()
+
+
+def test_dump_dir_and_quiet(tmp_path, ann_file):
+    r = snnc("-q", "compile", ann_file, "--calib", tmp_path / "calib.npy", "-o", tmp_path / "o", "--dump-dir",
+             tmp_path / "d")
+    assert r.stdout == ""
+    dumps = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert dumps[0] == "00-input.txt" and len(dumps) >= 2 and dumps[1].startswith("01-")
