@@ -76,3 +76,18 @@ def write_manifest(folder: Path, target: str, graph, extra: dict[str, Any] | Non
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def write_ir_artifact(graph, target: str, output, extra: dict[str, Any] | None = None) -> Artifact:
+    """An artifact that is the IR itself (cpu, triton): graph.snnir + manifest.json, written atomically."""
+    from snnc.errors import LoweringError
+    from snnc.fileio import atomic_path
+    from snnc.ir.serialize import save
+
+    if output is None:
+        raise LoweringError(f"the {target} target needs an output folder")
+    out = Path(output)
+    with atomic_path(out, directory=True) as tmp:
+        save(graph, tmp / "graph.snnir")
+        manifest = write_manifest(tmp, target, graph, extra)
+    return Artifact(out, target, manifest)

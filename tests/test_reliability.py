@@ -48,12 +48,12 @@ def test_interrupted_write_leaves_the_old_file(tmp_path):
 
 def test_interrupted_artifact_leaves_no_folder(tmp_path, small_cnn, monkeypatch):
     g = snnc.convert(small_cnn, torch.rand(8, 1, 8, 8), "max")
-    import snnc.backends.cpu as cpu
+    import snnc.backends.artifact as artifact
 
     def boom(*a, **k):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # Ctrl-C after graph.snnir is written, before the manifest
 
-    monkeypatch.setattr(cpu, "write_manifest", boom)
+    monkeypatch.setattr(artifact, "write_manifest", boom)
     with pytest.raises(KeyboardInterrupt):
         snnc.compile(g, "cpu", tmp_path / "art")
     assert os.listdir(tmp_path) == []

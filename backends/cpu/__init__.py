@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.artifact import Artifact, write_ir_artifact
 from snnc.errors import LoweringError
-from snnc.fileio import atomic_path
 from snnc.ir.graph import Graph
-from snnc.ir.serialize import save
 from snnc.ir.verify import verify
 
 
@@ -34,11 +31,5 @@ def legalize(graph: Graph) -> Graph:
 
 def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
     options = options or Options()
-    if output is None:
-        raise LoweringError("the cpu target needs an output folder")
     g = legalize(verify(graph.copy()))
-    out = Path(output)
-    with atomic_path(out, directory=True) as tmp:
-        save(g, tmp / "graph.snnir")
-        manifest = write_manifest(tmp, "cpu", g, {"time_steps": options.time_steps})
-    return Artifact(out, "cpu", manifest)
+    return write_ir_artifact(g, "cpu", output, {"time_steps": options.time_steps})

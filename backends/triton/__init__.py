@@ -9,16 +9,13 @@ TRITON_INTERPRET=1, which is how CI checks it against the reference runtime).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.artifact import Artifact, write_ir_artifact
 from snnc.errors import LoweringError
-from snnc.fileio import atomic_path
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.ir.serialize import save
 from snnc.ir.verify import verify
 
 
@@ -43,11 +40,5 @@ def legalize(graph: Graph) -> Graph:
 
 def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
     options = options or Options()
-    if output is None:
-        raise LoweringError("the triton target needs an output folder")
     g = legalize(verify(graph.copy()))
-    out = Path(output)
-    with atomic_path(out, directory=True) as tmp:
-        save(g, tmp / "graph.snnir")
-        manifest = write_manifest(tmp, "triton", g, {"time_steps": options.time_steps})
-    return Artifact(out, "triton", manifest)
+    return write_ir_artifact(g, "triton", output, {"time_steps": options.time_steps})
