@@ -82,14 +82,16 @@ def _sniff_zip(path: Path) -> str:
 
 
 def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
-         weights: str | os.PathLike | None = None, name: str | None = None, **options: Any) -> Graph:
+         weights: str | os.PathLike | None = None, name: str | None = None, trust_pickle: bool = False,
+         **options: Any) -> Graph:
     """Read a model into an IR graph, choosing the frontend by what `source` is.
 
     `source` is a Graph, an nn.Module (traced; needs `input_shape`), a
     torch.export ExportedProgram, an onnx.ModelProto, a nir.NIRGraph, a path
     to a model file or artifact folder, or a 'package.module:attribute' spec.
     `options` go to the frontend: `layout`/`step_mode` for tracing, `dt`,
-    `fire`, `use_metadata` for NIR.
+    `fire`, `use_metadata` for NIR. `trust_pickle=True` lets a torch.save file of
+    a whole model be unpickled (which can run arbitrary code: only for files you made).
     """
     if isinstance(source, Graph):
         return source
@@ -106,6 +108,8 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.exists():
+            if trust_pickle and sniff(path) == "torch":
+                return _from_trusted_pickle(path, input_shape, name, options)
             return _from_file(path, name, options)
         spec = str(source)
         if ":" in spec and not spec.startswith(("/", ".")):
@@ -115,9 +119,29 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
 
 
 def load_model(spec: Any, *, input_shape: Sequence[int] | None = None, weights: str | None = None,
-               name: str | None = None, **options: Any) -> Graph:
+               name: str | None = None, trust_pickle: bool = False, **options: Any) -> Graph:
     """The CLI's entry point; the same as `load`."""
-    return load(spec, input_shape=input_shape, weights=weights, name=name, **options)
+    return load(spec, input_shape=input_shape, weights=weights, name=name, trust_pickle=trust_pickle, **options)
+
+
+def _from_trusted_pickle(path: Path, input_shape, name: str | None, options: dict) -> Graph:
+    """Unpickle a whole nn.Module (opt-in: unpickling runs whatever code the file names)."""
+    import warnings
+
+    from snnc.frontends.torch_fx import trace
+
+    warnings.warn(f"unpickling {path} with --trust-pickle: this runs any code the file contains; "
+                  "only do this for files you created", stacklevel=2)
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - whatever the pickle raises
+        raise MalformedFileError(f"{path}: cannot be unpickled: {type(e).__name__}: {e}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise FrontendError(f"{path} holds a {type(model).__name__}, not an nn.Module",
+                            hint="a state dict needs the architecture: 'package.module:attribute' --weights FILE")
+    if input_shape is None:
+        raise FrontendError(f"{path}: give the per-sample input shape (--input-shape x:[1,1,8,8])")
+    return trace(model.eval(), input_shape, name=name or path.stem, **options)
 
 
 def _object_kind(obj: Any) -> str | None:
@@ -246,7 +270,8 @@ def load_state_dict(path: str | Path) -> dict:
         raise UntrustedPickleError(f"{path} holds {what}, not a plain state dict; snnc does not unpickle "
                                    "objects (loading them can run arbitrary code)",
                                    hint="save weights with torch.save(model.state_dict(), path) and give the "
-                                        "architecture as 'package.module:attribute' with --weights") from None
+                                        "architecture as 'package.module:attribute' with --weights; or, for a "
+                                        "model file you made yourself, opt in with --trust-pickle") from None
     except Exception as e:  # noqa: BLE001 - a truncated zip, a bad header
         raise MalformedFileError(f"{path}: not a readable torch.save file: {type(e).__name__}: "
                                  f"{(str(e).splitlines() or [''])[0][:200]}") from None

@@ -77,11 +77,11 @@ def _is_snn(graph) -> bool:
     return any(isinstance(op, ops.NeuronOp) for op in graph)
 
 
-def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str]):
+def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str], trust_pickle: bool = False):
     from snnc.frontends.loader import load_model
 
     shape = parse_input_shape(input_shape)[1] if input_shape else None
-    return load_model(model, input_shape=shape, weights=weights)
+    return load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle)
 
 
 @app.command()
@@ -91,6 +91,8 @@ def convert(model: str = typer.Argument(..., help=MODEL_HELP),
             output: Path = typer.Option(..., "-o", "--output", help="Output .snnir file."),
             input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
             weights: Optional[str] = typer.Option(None, "--weights", help="state_dict file for a Python model spec."),
+            trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole-model torch.save "
+                                              "file (runs any code in it: only files you made)."),
             channelwise: bool = typer.Option(False, "--channelwise", help="One scale per channel instead of per layer."),
             v_init: float = typer.Option(0.5, "--v-init", help="Initial membrane potential / threshold, in [0, 1)."),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="The T that --mode mse and --bias-correction tune for."),
@@ -102,7 +104,7 @@ def convert(model: str = typer.Argument(..., help=MODEL_HELP),
     import snnc
     from snnc.ir import save
 
-    graph = _load_graph(model, input_shape, weights)
+    graph = _load_graph(model, input_shape, weights, trust_pickle)
     snn = snnc.convert(graph, load_array(calib, "calibration"), mode, channelwise=channelwise, v_init=v_init,
                        time_steps=time_steps, bias_correction=bias_correction)
     save(snn, output)
@@ -154,6 +156,8 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
                                              "see docs/<target>.md."),
             input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
             weights: Optional[str] = typer.Option(None, "--weights", help="state_dict for a Python model spec."),
+            trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole-model torch.save "
+                                              "file (runs any code in it: only files you made)."),
             passes: Optional[str] = typer.Option(None, "--passes", help="Comma-separated passes instead of the target's pipeline."),
             print_after: Optional[str] = typer.Option(None, "--print-after", help="Print the IR after these passes (comma-separated, or 'all')."),
             verify_each: bool = typer.Option(False, "--verify-each", help="Run the verifier after every pass."),
@@ -180,7 +184,7 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
     if time_steps is not None and "time_steps" not in fields:
         given.pop("time_steps")  # -T then only tunes the conversion
     opts = backend_options(target, given)
-    graph = _load_graph(model, input_shape, weights)
+    graph = _load_graph(model, input_shape, weights, trust_pickle)
     if not _is_snn(graph):
         if calib is None:
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",

@@ -91,3 +91,22 @@ def test_every_target_compiles_to_identical_bytes(tmp_path, small_cnn, target, o
     assert names == sorted(p.name for p in b.iterdir()) and "manifest.json" in names
     differ = [n for n in names if (a / n).read_bytes() != (b / n).read_bytes()]
     assert not differ, differ
+
+
+def test_pickled_model_is_refused_unless_trusted(tmp_path):
+    import subprocess
+    import sys
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    torch.save(model, tmp_path / "whole.pt")
+    np_calib = tmp_path / "c.npy"
+    import numpy as np
+
+    np.save(np_calib, np.random.rand(16, 4).astype(np.float32))
+    cmd = [sys.executable, "-m", "snnc.cli", "convert", str(tmp_path / "whole.pt"), "--calib", str(np_calib),
+           "--input-shape", "x:[1,4]", "-o", str(tmp_path / "s.snnir")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3 and "--trust-pickle" in r.stderr and not (tmp_path / "s.snnir").exists()
+    r = subprocess.run(cmd + ["--trust-pickle"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "warning: unpickling" in r.stderr and (tmp_path / "s.snnir").is_file()
