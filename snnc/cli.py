@@ -323,8 +323,10 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
 
 
 @app.command()
-def inspect(path: Path = typer.Argument(..., help="A .snnir file or an artifact folder.")):
-    """Print the IR of a model file or artifact.
+def inspect(path: Path = typer.Argument(..., help="A model file or an artifact folder."),
+            table: bool = typer.Option(True, "--table/--no-table", help="Also print the per-op table.")):
+    """Print the IR of a model file or artifact, then a per-op table: output shape, parameters,
+    activation memory per sample, and MACs per sample (per time step for an SNN).
 
     Example: snnc inspect out/demo/digits_snn.snnir
     """
@@ -333,6 +335,31 @@ def inspect(path: Path = typer.Argument(..., help="A .snnir file or an artifact 
 
     graph = Artifact.open(path).graph() if path.is_dir() else load_model(path)
     typer.echo(str(graph), nl=False)
+    if table:
+        typer.echo(op_table(graph))
+
+
+def op_table(graph) -> str:
+    """A fixed-width table of every op: kind, output type, parameter count, bytes and MACs per sample."""
+    import math
+
+    from snnc.runtime.stats import synaptic_ops
+
+    types = graph.types
+    macs = {k: v.macs for k, v in synaptic_ops(graph).items()}
+    rows = [("op", "kind", "output", "params", "act. bytes", "MACs")]
+    total_p = total_b = total_m = 0
+    for op in graph:
+        n_params = sum(graph.params[p].numel() for p in op.param_refs().values())
+        t = types[op.name]
+        nbytes = math.prod(t.features) * 4
+        m = macs.get(op.name, 0)
+        total_p, total_b, total_m = total_p + n_params, total_b + nbytes, total_m + m
+        rows.append((f"%{op.name}", op.kind, str(t), str(n_params), str(nbytes), str(m)))
+    rows.append(("total", "", "", str(total_p), str(total_b), str(total_m)))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    return "\n".join(["", *lines])
 
 
 @app.command("passes")

@@ -105,3 +105,16 @@ def test_dump_dir_and_quiet(tmp_path, ann_file):
     assert r.stdout == ""
     dumps = sorted(p.name for p in (tmp_path / "d").iterdir())
     assert dumps[0] == "00-input.txt" and len(dumps) >= 2 and dumps[1].startswith("01-")
+
+
+def test_inspect_prints_the_op_table(tmp_path, ann_file):
+    from snnc.ir import load
+
+    r = snnc("inspect", ann_file)
+    lines = r.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("op ") and "MACs" in line)
+    total = lines[-1].split()
+    g = load(ann_file)
+    assert total[0] == "total" and int(total[1]) == sum(p.numel() for p in g.params.values())
+    conv1 = next(line for line in lines[header:] if line.startswith("%conv1 "))
+    assert conv1.split()[-1] == str(4 * 8 * 8 * 1 * 3 * 3)  # out features x (in/groups x kH x kW)
