@@ -23,6 +23,7 @@ from onnx import helper, numpy_helper
 
 from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
+from snnc.frontends.builder import GraphBuilder
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 from snnc.ir.types import Layout, TensorType
@@ -75,13 +76,12 @@ def supported_ops() -> str:
     return ", ".join(sorted(HANDLERS))
 
 
-class _Ctx:
+class _Ctx(GraphBuilder):
     def __init__(self, graph: Graph, source: str, shapes: dict[str, list]):
-        self.graph = graph
+        super().__init__(graph)
         self.source = source
         self.shapes = shapes  # value name -> dims from onnx shape inference (int, str or None)
         self.values: dict[str, Any] = {}
-        self._params: dict[int, tuple[np.ndarray, str]] = {}  # id(array) -> (array, param name)
 
     def where(self, node: onnx.NodeProto) -> str:
         return f"node '{node.name or node.output[0]}' ({node.op_type}) in {self.source}"
@@ -101,18 +101,8 @@ class _Ctx:
             raise UnsupportedAttributeError(f"{self.where(node)} computes its {what} at run time; snnc needs a "
                                             "constant (an initializer)")
         arr = v.array if array is None else array
-        key = id(arr)
-        if key not in self._params:  # the array is kept alive with its entry, so its id is never reused
-            t = torch.from_numpy(np.array(arr, dtype=np.float32 if arr.dtype == np.float64 else arr.dtype, copy=True))
-            self._params[key] = (arr, self.graph.add_param(v.name, t))
-        return self._params[key][1]
-
-    def emit(self, op: ops.OpBase) -> str:
-        self.graph.add(op)
-        return op.name
-
-    def type_of(self, v: str) -> TensorType:
-        return self.graph.type_of(v)
+        return self.param_once(arr, v.name, lambda: torch.from_numpy(
+            np.array(arr, dtype=np.float32 if arr.dtype == np.float64 else arr.dtype, copy=True)))
 
     def name(self, node: onnx.NodeProto) -> str:
         base = node.name.strip("/").split("/")[-1] if node.name else node.op_type

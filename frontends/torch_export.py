@@ -25,6 +25,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
+from snnc.frontends.builder import GraphBuilder
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 from snnc.ir.types import Layout, TensorType
@@ -62,11 +63,10 @@ def lowers(*packets: Any):
     return deco
 
 
-class _Ctx:
+class _Ctx(GraphBuilder):
     def __init__(self, graph: Graph):
-        self.graph = graph
+        super().__init__(graph)
         self.values: dict[fx.Node, Any] = {}
-        self._params: dict[int, tuple[torch.Tensor, str]] = {}  # id(tensor) -> (tensor, param name)
 
     def tensor(self, v: Any, what: str, node: fx.Node, loc: SourceLoc) -> str:
         if not isinstance(v, str):
@@ -80,17 +80,7 @@ class _Ctx:
         if not isinstance(v, _Const):
             raise UnsupportedAttributeError(f"{_op_name(node)} in {loc.describe()} computes its {what} from the "
                                             "inputs; snnc needs it to be a weight (a constant)")
-        key = id(v.tensor)  # the same weight used twice is stored once; the entry keeps the tensor (and id) alive
-        if key not in self._params:
-            self._params[key] = (v.tensor, self.graph.add_param(v.name, v.tensor.detach().clone().contiguous()))
-        return self._params[key][1]
-
-    def emit(self, op: ops.OpBase) -> str:
-        self.graph.add(op)
-        return op.name
-
-    def type_of(self, v: str) -> TensorType:
-        return self.graph.type_of(v)
+        return self.param_once(v.tensor, v.name, lambda: v.tensor.detach().clone().contiguous())
 
 
 def _op_name(node: fx.Node) -> str:
