@@ -3,7 +3,9 @@
 `LOWERINGS` maps each op class to a factory of the torch module that computes
 it on [T*N, *features] (or [N, *features] for values without time). A neuron
 becomes an `UnrolledNeuron`; its state is an extra input and output of the
-network when `Options.state_io` is set.
+network when `Options.state_io` is set. Each module computes in the dtype
+`precision.op_dtypes` gives its op; an input in another dtype is cast on the
+way in, so every cast is explicit in the exported graph.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from torch import Tensor, nn
 
 from snnc.backends.lynxi import modules as M
 from snnc.backends.lynxi.options import Options
+from snnc.backends.lynxi.precision import op_dtypes
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import TensorType
+
+
+DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16"}
 
 
 @dataclass(frozen=True)
@@ -30,10 +36,15 @@ class TensorSpec:
     shape: tuple[int, ...]
     value: str  # the IR value (for state: the neuron node)
     time: bool  # True: [T*N, *] folded sequence; False: [N, *] per sample
+    dtype: torch.dtype = torch.float32
     init: float | None = None  # state tensors: the value to start a stream with
 
-    def to_json(self, dtype: str) -> dict:
-        d = {"name": self.name, "shape": list(self.shape), "dtype": dtype, "value": self.value,
+    @property
+    def dtype_name(self) -> str:
+        return DTYPE_NAMES[self.dtype]
+
+    def to_json(self) -> dict:
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype_name, "value": self.value,
              "layout": "TN" if self.time else "NX"}
         if self.init is not None:
             d["init"] = self.init
@@ -51,6 +62,7 @@ class Step(NamedTuple):
     key: str  # module in FlatNet.layers
     inputs: tuple[str, ...]
     output: str
+    dtype: torch.dtype  # the module's inputs are cast to it when they differ
     state_in: str | None = None  # neurons: interface name of the state input, if streamed
     state_out: str | None = None
 
@@ -62,6 +74,8 @@ class LowerCtx:
     graph: Graph
     time_steps: int
     batch: int
+    state_dtype: torch.dtype = torch.float32  # neurons: membrane potentials
+    spike_dtype: torch.dtype = torch.float32  # neurons: their spikes
 
     def param(self, name: str | None) -> Tensor | None:
         return None if name is None else self.graph.params[name]
@@ -171,7 +185,7 @@ def _layout_cast(op: ops.LayoutCast, ctx: LowerCtx) -> nn.Module:
 @lowers(ops.IF, ops.LIF)
 def _neuron(op: ops.NeuronOp, ctx: LowerCtx) -> nn.Module:
     return M.UnrolledNeuron(op.to_params(), ctx.time_steps, ctx.batch, ctx.type(op.inputs[0]).features,
-                            op.initial_v())
+                            op.initial_v(), ctx.state_dtype, ctx.spike_dtype)
 
 
 class FlatNet(nn.Module):
@@ -187,12 +201,17 @@ class FlatNet(nn.Module):
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
         env = dict(zip(self.input_names, args))
+
+        def arg(name: str, dtype: torch.dtype) -> Tensor:
+            x = env[name]
+            return x if x.dtype == dtype else x.to(dtype)
+
         for st in self.program:
             layer = self.layers[st.key]
             if st.state_out is not None:
-                y, env[st.state_out] = layer(env[st.inputs[0]], env[st.state_in] if st.state_in else None)
+                y, env[st.state_out] = layer(arg(st.inputs[0], st.dtype), env[st.state_in] if st.state_in else None)
             else:
-                y = layer(*(env[i] for i in st.inputs))
+                y = layer(*(arg(i, st.dtype) for i in st.inputs))
             env[st.output] = y
         return tuple(env[o] for o in self.output_names)
 
@@ -207,49 +226,51 @@ def _key(name: str, taken: dict) -> str:
 
 def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[FlatNet, Interface]:
     """The FlatNet computing `graph` (legalized) for static T and N, and its interface."""
-    ctx = LowerCtx(graph, time_steps, batch)
+    dtypes = op_dtypes(graph, options)
+    state_dtype = options.state_torch_dtype
+    ctx = LowerCtx(graph, time_steps, batch, state_dtype, options.torch_dtype)
     types = graph.types
     layers: dict[str, nn.Module] = {}
     program: list[Step] = []
     iface = Interface()
-    has_time: dict[str, bool] = {}
 
     def shape(value: str, time: bool) -> tuple[int, ...]:
         return (time_steps * batch if time else batch, *types[value].features)
 
     for op in graph:
-        t = types[op.name]
+        t, dt = types[op.name], dtypes[op.name]
+        time = t.layout.has_time
         if isinstance(op, ops.Input):
-            time = t.layout.has_time
             if time and options.input_kind == "constant":  # [N, *] in, repeated over T inside the graph
-                iface.inputs.append(TensorSpec(op.name, shape(op.name, False), op.name, False))
+                iface.inputs.append(TensorSpec(op.name, shape(op.name, False), op.name, False, dt))
                 key = _key(f"{op.name}_repeat", layers)
                 layers[key] = M.RepeatTime(time_steps)
-                program.append(Step(key, (op.name,), op.name))
+                program.append(Step(key, (op.name,), op.name, dt))
             else:
-                iface.inputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time))
-            has_time[op.name] = time
+                iface.inputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time, dt))
             continue
         key = _key(op.name, layers)
-        layers[key] = LOWERINGS[type(op)](op, ctx)
-        time = t.layout.has_time
-        has_time[op.name] = time
-        if isinstance(op, ops.NeuronOp):
+        if isinstance(op, ops.NeuronOp):  # built in its state dtype; returns spikes in `dt`
+            layers[key] = LOWERINGS[type(op)](op, ctx).eval()
             feats = types[op.inputs[0]].features
-            spec_in = TensorSpec(f"{op.name}.v_in", (batch, *feats), op.name, False, op.initial_v())
-            spec_out = TensorSpec(f"{op.name}.v_out", (batch, *feats), op.name, False, op.initial_v())
+            spec_in = TensorSpec(f"{op.name}.v_in", (batch, *feats), op.name, False, state_dtype, op.initial_v())
+            spec_out = TensorSpec(f"{op.name}.v_out", (batch, *feats), op.name, False, state_dtype, op.initial_v())
             iface.states.append((spec_in, spec_out))
-            program.append(Step(key, op.inputs, op.name, spec_in.name if options.state_io else None, spec_out.name))
-        elif isinstance(op, ops.Output) and time and options.readout == "mean":
+            program.append(Step(key, op.inputs, op.name, state_dtype, spec_in.name if options.state_io else None,
+                                spec_out.name))
+            continue
+        if isinstance(op, ops.Output) and time and options.readout == "mean":
             layers[key] = M.MeanOverTime(time_steps, batch, t.features)
-            program.append(Step(key, op.inputs, op.name))
-            iface.outputs.append(TensorSpec(op.name, shape(op.name, False), op.name, False))
+            out_spec = TensorSpec(op.name, shape(op.name, False), op.name, False, dt)
         else:
-            program.append(Step(key, op.inputs, op.name))
-            if isinstance(op, ops.Output):
-                iface.outputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time))
+            layers[key] = LOWERINGS[type(op)](op, ctx)
+            out_spec = TensorSpec(op.name, shape(op.name, time), op.name, time, dt)
+        layers[key] = layers[key].eval().to(dt)
+        program.append(Step(key, op.inputs, op.name, dt))
+        if isinstance(op, ops.Output):
+            iface.outputs.append(out_spec)
     if options.state_io:
         iface.inputs += [s_in for s_in, _ in iface.states]
         iface.outputs += [s_out for _, s_out in iface.states]
     net = FlatNet(layers, program, [s.name for s in iface.inputs], [s.name for s in iface.outputs])
-    return net.eval().to(options.torch_dtype), iface
+    return net.eval(), iface

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from snnc.backends.artifact import Artifact, write_manifest
-from snnc.backends.lynxi.build import Interface, build
+from snnc.backends.lynxi.build import DTYPE_NAMES, Interface, build
 from snnc.backends.lynxi.export import export_onnx, export_program
 from snnc.backends.lynxi.legalize import legalize, resolve_sizes
 from snnc.backends.lynxi.options import Options
@@ -20,20 +20,20 @@ from snnc.ir.verify import verify
 
 PROGRAM_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
-_TORCH_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16"}
 
 
-def example_inputs(iface: Interface, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Zeros of the interface's static input shapes (state inputs at their initial value)."""
-    return tuple(torch.full(s.shape, s.init if s.init is not None else 0.0, dtype=dtype) for s in iface.inputs)
+def example_inputs(iface: Interface) -> tuple[torch.Tensor, ...]:
+    """Zeros of the interface's static input shapes and dtypes (state inputs at their initial value)."""
+    return tuple(torch.full(s.shape, s.init if s.init is not None else 0.0, dtype=s.dtype) for s in iface.inputs)
 
 
 def manifest_extra(options: Options, T: int, N: int, iface: Interface) -> dict:
-    dt = _TORCH_DTYPE_NAMES[options.torch_dtype]
     return {
         "time_steps": T,
         "batch_size": N,
-        "dtype": dt,
+        "dtype": DTYPE_NAMES[options.torch_dtype],  # the spiking core; each tensor below names its own
+        "state_dtype": DTYPE_NAMES[options.state_torch_dtype],
+        "analog_dtype": DTYPE_NAMES[options.analog_dtype.torch],
         "layout": "TN",
         "input_kind": options.input_kind,
         "readout": options.readout,
@@ -41,10 +41,11 @@ def manifest_extra(options: Options, T: int, N: int, iface: Interface) -> dict:
         "files": {"torch_export": PROGRAM_FILE, "onnx": ONNX_FILE},
         "onnx_opset": options.opset,
         # positional interface of both files; state tensors come after the graph's own inputs/outputs
-        "interface": {"inputs": [s.to_json(dt) for s in iface.inputs],
-                      "outputs": [s.to_json(dt) for s in iface.outputs]},
+        "interface": {"inputs": [s.to_json() for s in iface.inputs],
+                      "outputs": [s.to_json() for s in iface.outputs]},
         "state": [{"node": i.value, "input": i.name if options.state_io else None,
-                   "output": o.name if options.state_io else None, "shape": list(i.shape), "init": i.init}
+                   "output": o.name if options.state_io else None, "shape": list(i.shape),
+                   "dtype": i.dtype_name, "init": i.init}
                   for i, o in iface.states],
     }
 
@@ -57,7 +58,7 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
     g = legalize(verify(graph.copy()), options)
     T, N = resolve_sizes(g, options)
     net, iface = build(g, options, T, N)
-    example = example_inputs(iface, options.torch_dtype)
+    example = example_inputs(iface)
     in_names, out_names = [s.name for s in iface.inputs], [s.name for s in iface.outputs]
     out = Path(output)
     with atomic_path(out, directory=True) as tmp:

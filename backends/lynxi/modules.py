@@ -73,22 +73,28 @@ class UnrolledNeuron(nn.Module):
 
     Each step applies `snnc.dynamics.step` (charge, fire, reset) to the slice
     [t*N, (t+1)*N), so the float ops are exactly those of the reference. The
-    state V is [N, *F]; without a state input it starts at `v_init`.
+    state V is [N, *F] in `state_dtype` (the input is cast to it); without a
+    state input it starts at `v_init`. The spikes, exactly 0 or 1, are returned
+    in `spike_dtype`.
     """
 
     def __init__(self, params: dynamics.NeuronParams, time_steps: int, batch: int, features: tuple[int, ...],
-                 v_init: float):
+                 v_init: float, state_dtype: torch.dtype = torch.float32,
+                 spike_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.params = params
         self.time_steps, self.batch = time_steps, batch
+        self.state_dtype, self.spike_dtype = state_dtype, spike_dtype
         # [1, *F], broadcast over the batch: elementwise the same floats as the reference's filled [N, *F]
-        self.register_buffer("v_init", torch.full((1, *features), float(v_init)))
+        self.register_buffer("v_init", torch.full((1, *features), float(v_init), dtype=state_dtype))
 
     def forward(self, x: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
         n = self.batch
+        x = x if x.dtype == self.state_dtype else x.to(self.state_dtype)
         state = self.v_init if v is None else v
         spikes = []
         for t in range(self.time_steps):
             s, state = dynamics.step(self.params, state, x[t * n:(t + 1) * n])
             spikes.append(s)
-        return torch.cat(spikes, 0), state
+        out = torch.cat(spikes, 0)
+        return (out if out.dtype == self.spike_dtype else out.to(self.spike_dtype)), state

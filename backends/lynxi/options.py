@@ -24,6 +24,13 @@ class Options(BaseModel):
     ("constant", as the ANN-to-SNN conversion assumes) or as a folded
     sequence [T*N, *] ("sequence"). `readout="mean"` averages the outputs
     with time over T ([N, *]) instead of returning the [T*N, *] sequence.
+
+    `dtype` is the dtype of the spiking core (see `precision.py`);
+    `state_dtype` that of the membrane potentials (and of the state inputs
+    and outputs), `analog_dtype` that of the analog head and tail (the layers
+    before the first and after the last neuron, the graph's inputs and its
+    analog outputs). Both default to float32, which keeps float16 networks on
+    the float32 reference's argmax; set them to f16 for an all-float16 graph.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -31,12 +38,14 @@ class Options(BaseModel):
     time_steps: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
     dtype: DType = DType.F32
+    state_dtype: DType = DType.F32
+    analog_dtype: DType = DType.F32
     state_io: bool = False
     input_kind: Literal["constant", "sequence"] = "constant"
     readout: Literal["sequence", "mean"] = "sequence"
     opset: int = Field(default=DEFAULT_OPSET, ge=13)
 
-    @field_validator("dtype", mode="before")
+    @field_validator("dtype", "state_dtype", "analog_dtype", mode="before")
     @classmethod
     def _dtype(cls, v):
         aliases = {"float32": DType.F32, "fp32": DType.F32, "float16": DType.F16, "fp16": DType.F16, "half": DType.F16}
@@ -50,3 +59,7 @@ class Options(BaseModel):
     @property
     def torch_dtype(self) -> torch.dtype:
         return self.dtype.torch
+
+    @property
+    def state_torch_dtype(self) -> torch.dtype:
+        return self.state_dtype.torch

@@ -24,6 +24,7 @@ from snnc.backends.artifact import Artifact
 from snnc.errors import InputError
 
 Engine = Literal["onnx", "torch"]
+_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 class Runner:
@@ -36,13 +37,14 @@ class Runner:
             raise InputError(f"{art.path} is a '{art.target}' artifact, not a lynxi one")
         m = art.manifest
         self.artifact, self.engine = art, engine
-        self.dtype = {"float32": torch.float32, "float16": torch.float16}[m["dtype"]]
+        self.dtype = _DTYPES[m["dtype"]]  # the spiking core's; every tensor spec names its own
         self.inputs = m["interface"]["inputs"]
         self.outputs = m["interface"]["outputs"]
         # streamed state: interface input name -> neuron, neuron -> interface output name
         self._state_in = {st["input"]: st["node"] for st in m["state"] if st["input"]}
         self._state_out = {st["node"]: st["output"] for st in m["state"] if st["output"]}
-        self._state_init = {st["node"]: (st["shape"], st["init"]) for st in m["state"] if st["input"]}
+        self._state_init = {st["node"]: (st["shape"], st["init"], _DTYPES[st.get("dtype", m["dtype"])])
+                            for st in m["state"] if st["input"]}
         if engine == "onnx":
             import onnxruntime as ort
 
@@ -65,8 +67,8 @@ class Runner:
 
     def reset(self) -> None:
         """Every streamed membrane potential back to its initial value."""
-        self.state = {node: torch.full(shape, init, dtype=self.dtype)
-                      for node, (shape, init) in self._state_init.items()}
+        self.state = {node: torch.full(shape, init, dtype=dtype)
+                      for node, (shape, init, dtype) in self._state_init.items()}
 
     def _feeds(self, inputs) -> list[Tensor]:
         names = self.input_names
@@ -82,7 +84,7 @@ class Runner:
                 raise InputError(f"missing input {spec['name']!r}", hint=f"inputs: {names}")
             # standard strides: torch's CPU conv picks its algorithm (and rounding) by memory format, and a
             # [N, 1, H, W] tensor can look channels-last; a chip has no strides, the reference copies densely
-            x = torch.as_tensor(x).to(self.dtype).clone(memory_format=torch.contiguous_format)
+            x = torch.as_tensor(x).to(_DTYPES[spec["dtype"]]).clone(memory_format=torch.contiguous_format)
             if list(x.shape) != spec["shape"]:
                 raise InputError(f"input {spec['name']!r} must have the static shape {spec['shape']}, "
                                  f"got {list(x.shape)}", hint="pad the batch, or compile for this batch size and T")

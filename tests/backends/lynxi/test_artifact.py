@@ -30,8 +30,21 @@ def test_every_onnx_value_is_static_and_at_most_4d(compiled, net, variant, dtype
     # the 4-D activations really are [T*N, C, H, W]: time folded into the batch
     first_conv_channels = {"digits": 16, "resnet": 8}[net]
     assert [T * compiled.x.shape[0], first_conv_channels, 8, 8] in values.values()
-    elem = onnx.TensorProto.FLOAT16 if dtype == "f16" else onnx.TensorProto.FLOAT
-    assert {i.type.tensor_type.elem_type for i in [*model.graph.input, *model.graph.output]} == {elem}
+    # every interface tensor has the dtype the manifest gives it
+    elem = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16}
+    specs = {s["name"]: s["dtype"] for s in [*art.manifest["interface"]["inputs"],
+                                             *art.manifest["interface"]["outputs"]]}
+    assert {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]} == \
+        {k: elem[d] for k, d in specs.items()}
+    # which convolutions/linears compute in float16: those between two neurons (the spiking core)
+    weights = {t.name: t.data_type for t in model.graph.initializer}
+    macs = [weights[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if dtype == "f32":
+        assert set(macs) == {onnx.TensorProto.FLOAT} and set(specs.values()) == {"float32"}
+    else:  # resnet: stem conv (reads the input) and fc (the readout) in float32, 3 convs on spikes in float16
+        assert sorted(macs) == sorted([onnx.TensorProto.FLOAT] * 2 + [onnx.TensorProto.FLOAT16] * 3), macs
+        assert specs["x"] == specs["out"] == "float32"
+        assert {d for k, d in specs.items() if k.startswith("spk_")} == {"float16"}
 
 
 def test_exported_program_is_flat_static_and_functional(compiled):
