@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from snnc.backends.artifact import Artifact, write_ir_artifact
 from snnc.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
+from snnc.runtime.triton.options import RuntimeOptions
 
 
-class Options(BaseModel):
-    """Triton target options."""
+class Options(RuntimeOptions):
+    """Triton target options: the runtime's (fused_linear, cuda_graphs, ...; see docs/triton.md) and T."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     time_steps: int | None = Field(default=None, ge=1)  # default T recorded in the manifest
 
 
@@ -41,4 +41,5 @@ def legalize(graph: Graph) -> Graph:
 def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
     options = options or Options()
     g = legalize(verify(graph.copy()))
-    return write_ir_artifact(g, "triton", output, {"time_steps": options.time_steps})
+    runtime = options.model_dump(include=set(RuntimeOptions.model_fields))
+    return write_ir_artifact(g, "triton", output, {"time_steps": options.time_steps, "runtime_options": runtime})

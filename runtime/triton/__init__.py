@@ -10,6 +10,11 @@ Modules, each one concept:
 - `backward`   the multi-step backward kernel (BPTT with surrogate gradients)
 - `neuron`     `multi_step`: the differentiable entry point (torch.autograd.Function)
 - `fused`      fusion groups: scale/bias + neuron, neuron + spike count
+- `chain`      fusion group: elementwise chain (scale, channel scale, add, relu) + neuron
+- `linear`     fusion group: linear + neuron, the weight tile on chip across T (option fused_linear)
+- `options`    RuntimeOptions (fused_linear, cuda_graphs, ...), also the triton target's options
+- `graphs`     CUDA graph capture/replay of small-batch runs: decision logic and cache
+- `session`    TritonInterpreter: plans whose neuron groups run in the kernels (Session(neuron_impl="triton"))
 - `errors`     TritonRuntimeError (an SnncError) > KernelInputError (also InputError, ValueError)
 
 Importing this package does not import triton; the modules above do. Use

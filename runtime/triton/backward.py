@@ -37,7 +37,7 @@ from .spec import NeuronSpec
 from .surrogate import Surrogate, surrogate_grad
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])  # one compiled kernel for every T
 def neuron_backward_kernel(
     grad_spike_ptr, grad_v_seq_ptr, grad_v_final_ptr, h_seq_ptr, x_ptr, v0_ptr, leak_ptr,
     grad_x_ptr, grad_v0_ptr, grad_leak_ptr,

@@ -42,7 +42,7 @@ def _load_affine(ptr, value, channel, mask, MODE: tl.constexpr):
     return a
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])  # one compiled kernel for every T
 def neuron_forward_kernel(
     x_ptr, spike_ptr, v0_ptr, leak_ptr, scale_ptr, bias_ptr,
     v_final_ptr, v_seq_ptr, h_seq_ptr, count_ptr,

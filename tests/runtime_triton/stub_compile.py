@@ -43,7 +43,8 @@ def _compile(kernel, args, kwargs):
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(names):
         value = values[name]
-        if i in kernel.constexprs or value is None or (type(value) is int and value == 1):  # the JIT specializes 1
+        specialize = not kernel.params[i].do_not_specialize
+        if i in kernel.constexprs or value is None or (specialize and type(value) is int and value == 1):  # as the JIT
             signature[name] = "constexpr"
             constexprs[(i,)] = value
         elif isinstance(value, torch.Tensor):
@@ -53,7 +54,7 @@ def _compile(kernel, args, kwargs):
             signature[name] = "i1"
         elif isinstance(value, int):
             signature[name] = "i32" if abs(value) < 2**31 else "i64"
-            if value % 16 == 0:  # what the JIT's specialization would record at launch
+            if specialize and value % 16 == 0:  # what the JIT's specialization would record at launch
                 attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             signature[name] = "fp32"
@@ -122,6 +123,24 @@ def main() -> int:
                               tiny, None, None, want_grad_v0=False, want_grad_leak=True)  # fmt: skip
         variants["bwd-T1-N1"] = bwd
     report = {}
+    # the fused groups (chain.py, linear.py)
+    from snnc.runtime.triton import chain, linear
+
+    chn, lin = _Recorder(chain.chain_neuron_kernel), _Recorder(linear.linear_neuron_kernel)
+    chain.chain_neuron_kernel, linear.linear_neuron_kernel = chn, lin
+    launch.interpreting = lambda: True  # CPU tensors pass the launchers' device check; nothing runs
+    stages = (chain.Stage(chain.STAGE_MUL, 0.5), chain.Stage(chain.STAGE_MUL_CHANNEL, weight=torch.ones(64)),
+              chain.Stage(chain.STAGE_ADD, operand=0), chain.Stage(chain.STAGE_RELU))  # fmt: skip
+    with launch.override(launch.LaunchConfig(block=1024, num_warps=4)):
+        chain.chain_multi_step(lif, x(), stages, ((torch.zeros(N), True),), channels=64, inner=16)
+        chain.chain_multi_step(lif, torch.zeros(N, dtype=torch.bfloat16), stages[:3], ((x(torch.bfloat16), False),),
+                               steps=T, x_static=True, v0=torch.zeros(N), channels=64, inner=16)  # fmt: skip
+    linear.linear_multi_step(lif, torch.zeros(T, 64, 96), torch.zeros(128, 96), torch.zeros(128))
+    linear.linear_multi_step(lif, torch.zeros(T, 64, 512, dtype=torch.float16), torch.zeros(128, 512))
+    for name, call in zip(("chain-fp32-static-operand", "chain-bf16-static-input"), chn.calls, strict=True):
+        report[name] = _facts(_compile(chn.kernel, call[0], dict(call[1])))
+    for name, call in zip(("linear-fp32-resident", "linear-fp16-k-chunks"), lin.calls, strict=True):
+        report[name] = _facts(_compile(lin.kernel, call[0], dict(call[1])))
     fwd_names = [n for n, r in variants.items() if r is fwd]
     bwd_names = [n for n, r in variants.items() if r is bwd]
     for names, recorder in ((fwd_names, fwd), (bwd_names, bwd)):

@@ -31,16 +31,22 @@ def ptx_facts() -> dict:
 
 def test_every_variant_compiles_with_vector_accesses(ptx_facts):
     """All variants compile, T = N = 1 included; with 16-aligned rows every one uses vector loads."""
-    assert len(ptx_facts) == 9
+    assert len(ptx_facts) == 13
     for name, facts in ptx_facts.items():
-        if "N1" not in name:
+        if "N1" not in name and name != "linear-fp16-k-chunks":  # fp16 dot tiles load through async copies
             assert facts["vector_loads"] > 0, f"{name}: loads are not vectorized: {facts}"
 
 
 def test_forward_division_is_ieee_and_nothing_is_contracted(ptx_facts):
-    """Bit-exactness on the GPU: div.rn (not div.full/approx) and no FMA in the forward kernel."""
+    """Bit-exactness on the GPU: div.rn (not div.full/approx) and no FMA in the forward and chain kernels."""
     for name, facts in ptx_facts.items():
-        if name.startswith("fwd-"):
+        if name.startswith(("fwd-", "chain-")):
             assert facts["div_inexact"] == 0 and facts["fma_f32"] == 0, f"{name}: {facts}"
     assert ptx_facts["fwd-lif-train-fp16"]["div_rn"] > 0
     assert ptx_facts["fwd-plif-tau-affine-count-bf16"]["div_rn"] > 0
+
+
+def test_fused_group_kernels_compile(ptx_facts):
+    """The chain kernel (fp32, bf16 rounding, static inputs) and the linear kernel (both K paths) compile."""
+    for name in ("chain-fp32-static-operand", "chain-bf16-static-input", "linear-fp32-resident", "linear-fp16-k-chunks"):
+        assert ptx_facts[name]["div_rn"] > 0, f"{name}: the LIF division is missing: {ptx_facts[name]}"

@@ -46,16 +46,40 @@ def test_loihi_neurons_are_refused_at_compile_time(tmp_path):
 
 
 def test_neuron_layers_really_go_through_triton(monkeypatch, small_cnn):
-    import snnc.runtime.triton.neuron as tn
+    """Each neuron layer is one launch of the chain kernel (its group's scale fused in)."""
+    import snnc.runtime.triton.chain as tc
 
     calls = []
-    real = tn.multi_step
+    real = tc.chain_multi_step
 
     def spy(*a, **k):
-        calls.append(a[1].shape)
+        calls.append((a[1].shape, len(a[2])))
         return real(*a, **k)
 
-    monkeypatch.setattr(tn, "multi_step", spy)
+    monkeypatch.setattr(tc, "chain_multi_step", spy)
     g = snnc.convert(small_cnn, torch.rand(16, 1, 8, 8), "max")
-    Session(g, neuron_impl="triton").run(torch.rand(2, 1, 8, 8), 3)
-    assert len(calls) == 2  # the two IF layers
+    x = torch.rand(2, 1, 8, 8)
+    out = Session(g, neuron_impl="triton").run(x, 3)
+    assert len(calls) == 2  # the two IF layers, one window
+    # the converted ReLU's input scale: computed once with the constant prefix before the first IF,
+    # in the kernel before the second
+    assert [n_stages for _, n_stages in calls] == [0, 1]
+    assert torch.equal(out, Session(g).run(x, 3))
+
+
+def test_options_go_into_the_manifest_and_the_cli(tmp_path):
+    from snnc.cli import backend_options
+    from snnc.errors import InputError
+
+    opts = backend_options("triton", {"fused_linear": "auto", "cuda_graphs": "false", "graph_max_batch": "8"})
+    assert (opts.fused_linear, opts.cuda_graphs, opts.graph_max_batch) == ("auto", False, 8)
+    with pytest.raises(InputError, match="fused_linear"):
+        backend_options("triton", {"fused_linear": "maybe"})
+    with pytest.raises(InputError, match="no option"):
+        backend_options("triton", {"cuda_graph": "on"})
+    g = conv_pool_dense()
+    art = snnc.compile(g, target="triton", output=tmp_path / "o", fused_linear="on", graph_max_batch=4)
+    assert art.manifest["runtime_options"] == {"fused_linear": "on", "cuda_graphs": True, "graph_max_batch": 4,
+                                               "graph_cache": 2}
+    s = snnc.load(tmp_path / "o")
+    assert s._interp.options.fused_linear == "on" and s._interp.options.graph_max_batch == 4
