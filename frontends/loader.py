@@ -54,14 +54,19 @@ def sniff(path: Path) -> str:
 def _sniff_hdf5(path: Path) -> str:
     import h5py
 
+    from snnc.safety import check_hdf5
+
     try:
         with h5py.File(path, "r") as f:
+            check_hdf5(f, str(path))  # no external links/storage, no oversized claims: before touching any object
             if f.attrs.get("format") == "snnir":
                 return "snnir"
             if "node" in f and "version" in f:
                 return "nir"
             if "layer" in f:
                 return "netx"
+    except SnncError:
+        raise
     except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError on damaged files
         raise MalformedFileError(f"{path}: HDF5 file is truncated or corrupt: {e}") from None
     return "hdf5"

@@ -21,7 +21,7 @@ import torch
 
 from snnc.backends.nir.neurons import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
 from snnc.dynamics import FireCompare
-from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -51,14 +51,17 @@ def check_structure(p: Path) -> None:
     import h5py
     import nir
 
+    from snnc.safety import check_hdf5
+
     try:
         f = h5py.File(p, "r")
     except (OSError, ValueError) as e:
         raise MalformedFileError(f"{p}: not a readable HDF5 file (truncated or corrupt): {e}") from None
     with f:
         try:
+            check_hdf5(f, str(p))  # external links/storage, oversized datasets: before nir.read touches them
             _check_graph(f, p, nir)
-        except MalformedFileError:
+        except SnncError:
             raise
         except Exception as e:  # noqa: BLE001 - h5py errors on damaged datasets
             raise MalformedFileError(f"{p}: damaged NIR file: {type(e).__name__}: {e}") from None

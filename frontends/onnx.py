@@ -23,6 +23,7 @@ from onnx import helper, numpy_helper
 
 from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
+from snnc.frontends import onnx_tensors
 from snnc.frontends.builder import GraphBuilder
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -119,13 +120,8 @@ def load_onnx(path: str | os.PathLike, *, name: str | None = None) -> Graph:
                                  f"{type(e).__name__}: {str(e)[:200]}") from None
     if not model.graph.node and not model.graph.output:
         raise MalformedFileError(f"{p}: the ONNX model has an empty graph (wrong file, or truncated)")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        from onnx.external_data_helper import load_external_data_for_model
-
-        try:
-            load_external_data_for_model(model, str(p.parent))
-        except Exception as e:  # noqa: BLE001
-            raise MalformedFileError(f"{p}: external tensor data cannot be read: {e}") from None
+    onnx_tensors.validate(model, str(p))  # claimed sizes, before reading any external data
+    onnx_tensors.load_external_data(model, p.parent, str(p))  # only files inside the model's folder
     return from_onnx_model(model, name=name or p.stem, source=str(p))
 
 
@@ -145,6 +141,12 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list]:
 def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str = "ONNX model") -> Graph:
     """Lower an ONNX ModelProto into an IR graph with a symbolic batch dim."""
     g = model.graph
+    onnx_tensors.validate(model, source)
+    external = [w for w, t in onnx_tensors.all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise MalformedFileError(f"{source}: {external[0]} still refers to external data",
+                                 hint="read the model with snnc.frontends.onnx.load_onnx(path), which loads its "
+                                      "external data from the model's folder")
     graph = Graph(name)
     ctx = _Ctx(graph, source, _inferred_shapes(model))
     for init in g.initializer:
@@ -287,6 +289,7 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> list:
     from onnx.reference import ReferenceEvaluator
 
     feeds = {n: v.array for n, v in zip(node.input, ins) if n}
+    _check_fold_size(ctx, node, ins)
     try:
         results = ReferenceEvaluator(node).run(None, feeds)
     except Exception as e:  # noqa: BLE001
@@ -294,6 +297,20 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> list:
     # an Identity names a weight (PyTorch shares equal initializers that way); otherwise keep the source's name
     first = node.output[0] if node.op_type == "Identity" else next(v.name for v in ins if isinstance(v, _Const))
     return [_Const(np.asarray(r), first) for r in results]
+
+
+def _check_fold_size(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> None:
+    """Refuse to fold a node whose result would exceed the tensor limit (ConstantOfShape([10**6, 10**6]))."""
+    from snnc.limits import check_tensor
+
+    label = f"node '{node.name or node.output[0]}' ({node.op_type})"
+    for out in node.output:
+        dims = ctx.shapes.get(out)
+        if dims and all(isinstance(d, int) for d in dims):
+            check_tensor(f"the result '{out}' of {label}", dims, 4, ctx.source)
+    if node.op_type == "ConstantOfShape" and ins and isinstance(ins[0], _Const):
+        check_tensor(f"the result '{node.output[0]}' of {label}", ins[0].array.reshape(-1), 4,
+                     ctx.source)
 
 
 # The operator handlers register themselves on import.

@@ -98,7 +98,10 @@ def supported_ops() -> str:
 
 def load_pt2(path: str | os.PathLike, *, name: str | None = None) -> Graph:
     """Read a `.pt2` file written by torch.export.save."""
+    from snnc.frontends.pt2_archive import check_archive
+
     p = Path(path)
+    check_archive(p)  # no pickled objects, native code or oversized claims: before torch reads anything
     log = logging.getLogger("torch.export")  # it logs a traceback per failed attempt; we raise one error
     level = log.level
     log.setLevel(logging.ERROR)

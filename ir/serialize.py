@@ -20,6 +20,7 @@ import torch
 
 from snnc.errors import MalformedFileError
 from snnc.fileio import atomic_path
+from snnc.safety import check_hdf5
 from snnc.ir.graph import Graph
 from snnc.ir.ops import OP_ADAPTER
 
@@ -82,6 +83,7 @@ def _load(p: Path) -> Graph:
     except (OSError, ValueError) as e:
         raise MalformedFileError(f"{p}: not a readable .snnir (HDF5) file: {e}") from None
     with f:
+        check_hdf5(f, str(p))  # no links or external storage into other files, no oversized claims
         if f.attrs.get("format") != "snnir":
             raise MalformedFileError(f"{p}: not a .snnir file (missing format='snnir' attribute)")
         version = int(f.attrs.get("format_version", -1))

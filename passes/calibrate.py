@@ -183,9 +183,42 @@ def batches(data, batch_size: int) -> Iterable[Tensor]:
         for i in range(0, data.shape[0], batch_size):
             yield data[i:i + batch_size]
         return
-    for item in data:
+    for b, item in enumerate(data):
         x = item[0] if isinstance(item, (tuple, list)) else item
-        yield torch.as_tensor(x)
+        try:
+            yield torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as e:  # ragged lists, strings, objects
+            raise InputError(f"calibration data, batch {b}: a {type(x).__name__} that cannot be converted to a "
+                             f"tensor: {e}", hint="give arrays/tensors [batch, *sample_shape]") from None
+
+
+_REAL_INTS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def check_batch(x, b: int, first: int, name: str, feats: tuple[int, ...]) -> Tensor:
+    """One calibration batch as a float tensor [B, *feats]; an InputError naming the batch and sample if not."""
+    where = f"calibration data for input %{name}, batch {b}"
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(np.asarray(x) if not isinstance(x, np.ndarray) else x)
+        except Exception as e:  # noqa: BLE001 - ragged lists, strings, objects
+            raise InputError(f"{where}: cannot be converted to a tensor ({type(x).__name__}: {e})") from None
+    if not (x.is_floating_point() or x.dtype in _REAL_INTS):
+        raise InputError(f"{where} has dtype {x.dtype}; calibration needs real numbers (float32 preferred)")
+    if tuple(x.shape[1:]) != feats or x.dim() != len(feats) + 1:
+        raise InputError(f"{where} has shape {list(x.shape)}; the model takes [batch, {', '.join(map(str, feats))}]",
+                         hint="calibration data is [num_samples, *sample_shape] (or batches of that shape), "
+                              "without a time dim")
+    if x.is_floating_point():
+        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            row = x[i]
+            what = "NaN" if bool(torch.isnan(row).any()) else "Inf"
+            raise InputError(f"{where}: sample {first + i} (row {i} of the batch) contains {what} "
+                             f"({int((~torch.isfinite(row)).sum())} of {row.numel()} values)",
+                             hint="clean or drop the non-finite samples before calibrating")
+    return x
 
 
 def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.005,
@@ -219,8 +252,10 @@ def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.
     total = None
     if isinstance(data, (Tensor, np.ndarray)):
         total = math.ceil(data.shape[0] / batch_size) if data.shape[0] else 0
+    feats = tuple(graph.inputs[0].type.features)
     with torch.no_grad():
-        for x in track(batches(data, batch_size), "calibrating", total=total, show=show_progress):
+        for b, x in enumerate(track(batches(data, batch_size), "calibrating", total=total, show=show_progress)):
+            x = check_batch(x, b, stats.samples, name, feats)
             if x.numel() == 0:
                 continue
             interp.run({name: x}, observe=observe)

@@ -37,7 +37,12 @@ def _sample_shape(data) -> tuple[tuple[int, ...], Any]:
     except StopIteration:
         raise InputError("the calibration set is empty") from None
     x = first[0] if isinstance(first, (tuple, list)) else first
-    return tuple(torch.as_tensor(x).shape[1:]), itertools.chain([first], it)
+    try:
+        shape = tuple(torch.as_tensor(x).shape[1:])
+    except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists, objects
+        raise InputError(f"calibration data, batch 0: a {type(x).__name__} that cannot be converted to a tensor: "
+                         f"{e}", hint="give an array [num_samples, *sample_shape] or batches of tensors") from None
+    return shape, itertools.chain([first], it)
 
 
 def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | float" = "99.9%", *,

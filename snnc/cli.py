@@ -224,7 +224,9 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
                                    "and an energy estimate."),
         encoder: str = typer.Option("constant", "--encoder", help="Input encoding: constant, poisson, latency, periodic."),
         seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoder."),
-        print_time: bool = typer.Option(False, "--print-time", help="Print the wall time of the run.")):
+        print_time: bool = typer.Option(False, "--print-time", help="Print the wall time of the run."),
+        max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Memory the run may use (e.g. 2G); "
+                                                 "a larger estimate runs in smaller time windows or fails early.")):
     """Run a compiled artifact on inputs and save the output sequences [T, N, *].
 
     Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32 --stats
@@ -260,6 +262,13 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         feeds = {session.input_names[0]: torch.from_numpy(data)}
     import time
 
+    if max_memory is not None:
+        from snnc.limits import parse_bytes
+
+        try:
+            session.max_memory = parse_bytes(max_memory)
+        except ValueError:
+            raise InputError(f"--max-memory: not a size: {max_memory!r}", hint="e.g. 512M or 2G") from None
     start = time.perf_counter()
     result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats)
     if print_time:
@@ -267,6 +276,8 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     _write_outputs(result.outputs, output)
     if result.stats is not None:
         typer.echo(result.stats.table())
+        if result.memory is not None:
+            typer.echo(result.memory.line())
 
 
 def _write_outputs(out: dict, output: Optional[Path]) -> None:

@@ -63,3 +63,15 @@ class InputError(SnncError):
     """Bad user data: wrong shape or dtype, NaN/Inf, empty calibration set, T <= 0."""
 
     exit_code = 7
+
+
+class TensorTooLargeError(MalformedFileError):
+    """A file claims a tensor larger than snnc's size limit (see snnc.limits); refused before allocating."""
+
+
+class UnsafeFileReferenceError(FrontendError):
+    """A model file refers to data outside its own folder (an escaping path, a symlink, an HDF5 external link)."""
+
+
+class ResourceError(InputError):
+    """A run would need more memory than allowed or available; refused before allocating."""

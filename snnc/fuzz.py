@@ -29,11 +29,15 @@ class CaseTimeout(Exception):
     pass
 
 
+Mutator = Callable[[bytes, random.Random], "tuple[bytes, str]"]
+
+
 @dataclass
 class Target:
     name: str
     seeds: Callable[[Path], list[Path]]  # write valid files into a folder, return their paths
     read: Callable[[Path], object]  # read (and exercise) one file
+    mutators: list[Mutator] = field(default_factory=list)  # format-aware mutations (oversized claims, links)
 
 
 @dataclass
@@ -51,10 +55,11 @@ class Report:
 TARGETS: dict[str, Target] = {}
 
 
-def target(name: str):
+def target(name: str, *mutators: Mutator):
+    """Register a target: `fn()` returns (seeds, read); `mutators` are used for a quarter of its cases."""
     def deco(fn):
         seeds, read = fn()
-        TARGETS[name] = Target(name, seeds, read)
+        TARGETS[name] = Target(name, seeds, read, list(mutators))
         return fn
     return deco
 
@@ -151,39 +156,103 @@ def run_case(tgt: Target, data: bytes, folder: Path, time_limit: float) -> str:
         signal.signal(signal.SIGALRM, old)
 
 
-def fuzz(targets: list[str] | None = None, *, cases: int | None = None, seconds: float | None = None,
-         seed: int = 0, time_limit: float = 10.0) -> Report:
-    """Fuzz the named targets (default: all) for `cases` cases each or `seconds` in total."""
+class _Worker:
+    """A child process that reads the cases, so that a hang inside C code (which SIGALRM cannot
+    interrupt: HDF5 looping on a corrupt heap) is killed and reported instead of stopping the run."""
+
+    def __init__(self):
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch threads
+        self._start()
+
+    def _start(self) -> None:
+        self.conn, child = self._ctx.Pipe()
+        self.proc = self._ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def call(self, msg: tuple, timeout: float):
+        """The worker's answer, or None when it did not answer within `timeout` s (it is then restarted)."""
+        try:
+            self.conn.send(msg)
+            if self.conn.poll(timeout):
+                return self.conn.recv()
+        except (EOFError, OSError):  # the worker died (a crash in C code)
+            self.restart()
+            return "crashed"
+        self.restart()
+        return None
+
+    def restart(self) -> None:
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+def _serve(conn) -> None:
     import warnings
 
     from snnc import fuzz_targets  # noqa: F401 - registers the targets
 
+    warnings.simplefilter("ignore")
+    while True:
+        msg = conn.recv()
+        if msg[0] == "seeds":
+            _, folder, names = msg
+            conn.send({n: [p.read_bytes() for p in TARGETS[n].seeds(Path(folder) / n)] for n in names})
+        else:
+            _, name, data, folder, limit = msg
+            conn.send(run_case(TARGETS[name], data, Path(folder), limit))
+
+
+def fuzz(targets: list[str] | None = None, *, cases: int | None = None, seconds: float | None = None,
+         seed: int = 0, time_limit: float = 10.0) -> Report:
+    """Fuzz the named targets (default: all) for `cases` cases each or `seconds` in total.
+
+    Cases run in a worker process: past `time_limit` a case is interrupted (SIGALRM), and a
+    worker stuck in C code for twice that is killed; both count as failures.
+    """
+    from snnc import fuzz_targets  # noqa: F401 - registers the targets (and their mutators)
+
     names = targets or sorted(TARGETS)
     rng = random.Random(seed)
     report = Report()
-    deadline = time.monotonic() + seconds if seconds else None
-    with tempfile.TemporaryDirectory(prefix="snnc-fuzz-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        folder = Path(tmp)
-        seeds = {n: [p.read_bytes() for p in TARGETS[n].seeds(folder / n)] for n in names}
-        i = 0
-        while True:
-            if cases is not None and i >= cases * len(names):
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            name = names[i % len(names)]
-            base = rng.choice(seeds[name])
-            data, how = mutate(base, rng)
-            outcome = run_case(TARGETS[name], data, folder, time_limit)
-            report.cases += 1
-            if outcome == "ok":
-                report.ok += 1
-            elif outcome == "rejected":
-                report.rejected += 1
-            else:
-                report.failures.append(f"[{name}] case {i} ({how}): {outcome}")
-            i += 1
+    worker = _Worker()
+    try:
+        with tempfile.TemporaryDirectory(prefix="snnc-fuzz-") as tmp:
+            seeds = worker.call(("seeds", tmp, names), 600.0)
+            if not isinstance(seeds, dict):
+                raise RuntimeError(f"fuzz: the worker could not write the seed files ({seeds})")
+            deadline = time.monotonic() + seconds if seconds else None
+            i = 0
+            while True:
+                if cases is not None and i >= cases * len(names):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                name = names[i % len(names)]
+                base = rng.choice(seeds[name])
+                extra = TARGETS[name].mutators
+                data, how = rng.choice(extra)(base, rng) if extra and rng.random() < 0.25 else mutate(base, rng)
+                outcome = worker.call(("case", name, data, tmp, time_limit), 2 * time_limit + 5)
+                if outcome is None:
+                    outcome = f"hang: no answer after {2 * time_limit + 5:.0f}s (stuck in C code), worker killed"
+                report.cases += 1
+                if outcome == "ok":
+                    report.ok += 1
+                elif outcome == "rejected":
+                    report.rejected += 1
+                else:
+                    report.failures.append(f"[{name}] case {i} ({how}): {outcome}")
+                i += 1
+    finally:
+        worker.close()
     return report
 
 
@@ -193,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", action="append", help="only these targets (repeatable)")
     args = ap.parse_args(argv)
-    rep = fuzz(args.target, seconds=args.seconds, seed=args.seed)
+    from snnc.fuzz import fuzz as run  # the importable module, not __main__: targets register there
+
+    rep = run(args.target, seconds=args.seconds, seed=args.seed)
     for f in rep.failures[:20]:
         print(f)
     print(rep.line())

@@ -2,12 +2,78 @@
 
 from __future__ import annotations
 
+import io
+import random
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from snnc.fuzz import target
+from snnc.fuzz import mutate, target
+
+_HUGE = [[10**6, 10**6], [10**12], [2**31, 2**31], [-1, 4], [0, 10**13]]
+
+
+def onnx_tensor_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Make one tensor of an ONNX model claim a huge shape or point its data outside the model's folder."""
+    import onnx
+
+    from snnc.frontends.onnx_tensors import all_tensors
+
+    try:
+        model = onnx.load_from_string(data)
+        tensors = [t for _, t in all_tensors(model)]
+    except Exception:  # noqa: BLE001 - not a model (cannot happen for the seeds)
+        return mutate(data, rng)
+    if not tensors:
+        return mutate(data, rng)
+    t = rng.choice(tensors)
+    kind = rng.choice(["dims", "external", "length"])
+    if kind == "dims":
+        dims = rng.choice(_HUGE)
+        del t.dims[:]
+        t.dims.extend(dims)
+        how = f"onnx:{t.name}:dims={dims}"
+    else:
+        location = rng.choice(["../../etc/passwd", "/etc/passwd", "../outside.bin", "sub/../../x.bin", "missing.bin"])
+        length = rng.choice([None, 10**13, 4, -5])
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        del t.external_data[:]
+        for key, value in (("location", location), ("offset", rng.choice(["0", "-1", "7", "x"])),
+                           ("length", None if length is None else str(length))):
+            if value is not None:
+                e = t.external_data.add()
+                e.key, e.value = key, value
+        how = f"onnx:{t.name}:external={location},length={length}"
+    return model.SerializeToString(), how
+
+
+def hdf5_dataset_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Replace one dataset of an HDF5 file by an external link, external storage, or a huge unwritten one."""
+    import h5py
+    import numpy as np
+
+    buf = io.BytesIO(data)
+    try:
+        with h5py.File(buf, "r+") as f:
+            names: list[str] = []
+            f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            if not names:
+                return mutate(data, rng)
+            name = rng.choice(names)
+            dtype = f[name].dtype if f[name].dtype.kind in "fiub" else np.dtype("float32")
+            del f[name]
+            kind = rng.choice(["link", "external", "huge", "huge"])
+            if kind == "link":
+                f[name] = h5py.ExternalLink(rng.choice(["../other.h5", "/etc/passwd", "case.h5"]), "/data")
+            elif kind == "external":
+                f.create_dataset(name, shape=(4,), dtype=dtype, external=[("../../etc/passwd", 0, 4 * dtype.itemsize)])
+            else:
+                f.create_dataset(name, shape=tuple(rng.choice(_HUGE[:3])), dtype=dtype, chunks=True, fillvalue=0)
+    except Exception:  # noqa: BLE001 - h5py refuses this edit: fall back to a byte mutation
+        return mutate(data, rng)
+    return buf.getvalue(), f"hdf5:{name}:{kind}"
 
 
 def _seed_models() -> list[nn.Module]:
@@ -34,7 +100,7 @@ def exercise(graph) -> None:
     Session(graph).run(torch.rand(2, *feats), T=2 if op.type.layout.has_time else None)
 
 
-@target("snnir")
+@target("snnir", hdf5_dataset_mutation)
 def _snnir():
     def seeds(folder: Path) -> list[Path]:
         import snnc
@@ -63,7 +129,7 @@ def _read_any(path: Path) -> None:
     exercise(load_model(path))
 
 
-@target("onnx")
+@target("onnx", onnx_tensor_mutation)
 def _onnx():
     def seeds(folder: Path) -> list[Path]:
         import warnings
@@ -82,7 +148,7 @@ def _onnx():
     return seeds, _read_any
 
 
-@target("nir")
+@target("nir", hdf5_dataset_mutation)
 def _nir():
     def seeds(folder: Path) -> list[Path]:
         import snnc
@@ -98,7 +164,7 @@ def _nir():
     return seeds, _read_any
 
 
-@target("netx")
+@target("netx", hdf5_dataset_mutation)
 def _netx():
     def seeds(folder: Path) -> list[Path]:
         import snnc

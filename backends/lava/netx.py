@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from snnc.errors import LoweringError, MalformedFileError
+from snnc.safety import check_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import DType, Layout, TensorType
@@ -206,6 +207,7 @@ def read_network(path: str | os.PathLike) -> NetxNetwork:
     except OSError as e:
         raise MalformedFileError(f"{path}: not a readable hdf5 file ({e})") from None
     with f:
+        check_hdf5(f, str(path))  # no links or external storage into other files, no oversized claims
         if "layer" not in f:
             raise MalformedFileError(f"{path}: no /layer group, so not a NetX network")
         group = f["layer"]

@@ -1,0 +1,110 @@
+"""Checks on a model file before it is read: references outside its folder, oversized claims.
+
+- `resolve_inside`: a file a model refers to (ONNX external data) must lie in
+  the model's folder, after resolving `..` and symlinks; decided on the path
+  alone, before anything outside is opened.
+- `check_hdf5`: an HDF5 file (.snnir, NIR, NetX) may not contain external links,
+  datasets stored in external raw files, or virtual datasets (each would make
+  h5py read another file), and no dataset may claim more bytes than the tensor
+  limit, or far more than the file stores for it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from snnc.errors import MalformedFileError, TensorTooLargeError, UnsafeFileReferenceError
+from snnc.limits import check_tensor, mib
+
+# deflate, HDF5's strongest standard filter, compresses at most ~1032:1
+_MAX_COMPRESSION = 1100
+_SMALL = 1 << 20  # claims up to this size are never suspicious
+
+
+def resolve_inside(folder: str | os.PathLike, location: str, what: str, source: str) -> Path:
+    """`folder/location` resolved, if it stays inside `folder`; else UnsafeFileReferenceError naming `what`."""
+    hint = "external data must be a relative path to a file next to the model (no '..', no absolute path, " \
+           "no symlink leading elsewhere)"
+    if not location or "\x00" in location:
+        raise UnsafeFileReferenceError(f"{source}: {what} has an empty or invalid external data location", hint=hint)
+    if os.path.isabs(location) or location.startswith(("\\", "/")) or (len(location) > 1 and location[1] == ":"):
+        raise UnsafeFileReferenceError(f"{source}: {what} refers to the absolute path {location!r}, outside the "
+                                       "model's folder", hint=hint)
+    base = os.path.realpath(folder)
+    target = os.path.realpath(os.path.join(base, location))  # follows '..' and symlinks; opens nothing
+    if os.path.commonpath([base, target]) != base:
+        raise UnsafeFileReferenceError(f"{source}: {what} refers to {location!r}, which resolves to {target}, "
+                                       f"outside the model's folder {base}", hint=hint)
+    return Path(target)
+
+
+def check_hdf5(f, source: str) -> None:
+    """Walk an open h5py.File without following any link out of it; raise on the first unsafe object."""
+    import h5py
+
+    seen: set = set()
+
+    def walk(group, prefix: str) -> None:
+        for key in group.keys():
+            path = f"{prefix}/{key}"
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise UnsafeFileReferenceError(f"{source}: HDF5 object {path} is an external link to "
+                                               f"{link.filename}:{link.path}; snnc does not follow links into "
+                                               "other files", hint="copy the data into the model file")
+            if not isinstance(link, h5py.HardLink):
+                continue  # a soft link names an object inside this file, visited through its hard link
+            obj = group.get(key)
+            if id_key(obj) in seen:
+                continue
+            seen.add(id_key(obj))
+            if isinstance(obj, h5py.Group):
+                walk(obj, path)
+            elif isinstance(obj, h5py.Dataset):
+                _check_dataset(obj, path, source)
+
+    walk(f, "")
+
+
+def id_key(obj) -> tuple:
+    import h5py
+
+    info = h5py.h5o.get_info(obj.id)
+    return info.fileno, info.addr
+
+
+def _check_dataset(ds, path: str, source: str) -> None:
+    if ds.external:
+        names = ", ".join(str(e[0]) for e in ds.external)
+        raise UnsafeFileReferenceError(f"{source}: HDF5 dataset {path} stores its data in external file(s) {names}; "
+                                       "snnc reads data from the model file only",
+                                       hint="copy the data into the model file")
+    if ds.is_virtual:
+        raise UnsafeFileReferenceError(f"{source}: HDF5 dataset {path} is a virtual dataset (mapped from other "
+                                       "files); snnc reads data from the model file only")
+    shape = ds.shape or ()
+    claimed = check_tensor(f"HDF5 dataset {path}", shape, ds.dtype.itemsize, source)
+    if claimed > _SMALL:
+        stored = ds.id.get_storage_size()
+        if claimed > _MAX_COMPRESSION * stored:
+            raise TensorTooLargeError(f"{source}: HDF5 dataset {path} claims shape {list(shape)} ({mib(claimed)}) but "
+                                      f"the file stores only {stored} bytes of it",
+                                      hint="the file is truncated, damaged or malicious")
+
+
+def check_hdf5_file(path: str | os.PathLike) -> None:
+    """Open `path` read-only and run `check_hdf5` on it."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as e:
+        raise MalformedFileError(f"{path}: not a readable HDF5 file (truncated or corrupt): {e}") from None
+    with f:
+        try:
+            check_hdf5(f, str(path))
+        except (UnsafeFileReferenceError, MalformedFileError):
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py errors on damaged object headers
+            raise MalformedFileError(f"{path}: damaged HDF5 file: {type(e).__name__}: {e}") from None
