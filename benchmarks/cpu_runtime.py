@@ -11,6 +11,9 @@ Networks (ANN -> SNN with 99.9% normalization, constant analog input):
 Methods, all on the same converted network and the same input batch:
   snnc        snnc.runtime.Session(graph).run(x, T): the reference (bit-exact with eager NCHW torch)
   snnc-cl     Session(graph, channels_last=True): the faster conv layout (rounding differs slightly)
+  snnc-ev     Session(graph, event_conv=True): convs on spike inputs add the weights of the
+              nonzero inputs only (runtime/event_conv.py; rounding differs slightly)
+  snnc-ev-cl  Session(graph, channels_last=True, event_conv=True)
   eager       the same graph run step by step in plain PyTorch: at each step every op once
               (F.conv2d, F.avg_pool2d, ...), neurons by snnc.dynamics.step
   spikingjelly  SpikingJelly's Converter(recipe=RateCodingRecipe(loader, mode="99.9%")) model,
@@ -183,6 +186,12 @@ def build_methods(net: str, only: str | None = None) -> tuple[dict, torch.Tensor
     if only in (None, "snnc-cl"):
         s_cl = Session(graph, progress=False, channels_last=True)
         methods["snnc-cl"] = lambda inp, steps: s_cl.run(inp, steps)
+    if only in (None, "snnc-ev"):
+        s_ev = Session(graph, progress=False, event_conv=True)
+        methods["snnc-ev"] = lambda inp, steps: s_ev.run(inp, steps)
+    if only in (None, "snnc-ev-cl"):
+        s_evcl = Session(graph, progress=False, channels_last=True, event_conv=True)
+        methods["snnc-ev-cl"] = lambda inp, steps: s_evcl.run(inp, steps)
     if only in (None, "eager"):
         methods["eager"] = EagerStepwise(graph)
     if only in (None, "spikingjelly"):
@@ -255,7 +264,8 @@ def bench(net: str, runs: int, memory: bool) -> list[dict]:
         agree = float((outs[k].mean(0).argmax(-1) == ref).float().mean()) * 100
         rows.append({"net": net, "method": k, "T": T, "batch": x.shape[0], "seconds": med[k],
                      "samples_per_s": x.shape[0] / med[k], "vs_snnc": med[k] / med["snnc"],
-                     "vs_snnc_cl": med[k] / med["snnc-cl"], "agree": agree, "all": times[k],
+                     "vs_snnc_cl": med[k] / med["snnc-cl"], "vs_snnc_ev_cl": med[k] / med["snnc-ev-cl"],
+                     "agree": agree, "all": times[k],
                      "exact": bool(torch.equal(outs[k], outs["snnc"])),
                      "peak_mb": memory_in_child(net, k) if memory else None})
     return rows
@@ -263,16 +273,17 @@ def bench(net: str, runs: int, memory: bool) -> list[dict]:
 
 def print_table(rows: list[dict]) -> None:
     print(f"\n| network | method | T | batch | s/batch (median) | samples/s | snnc speed-up | snnc-cl speed-up "
-          "| peak MB | same argmax as snnc |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| snnc-ev-cl speed-up | peak MB | same argmax as snnc |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         mem = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         print(f"| {r['net']} | {r['method']} | {r['T']} | {r['batch']} | {r['seconds']:.3f} | "
-              f"{r['samples_per_s']:.1f} | {r['vs_snnc']:.2f}x | {r['vs_snnc_cl']:.2f}x | {mem} | "
+              f"{r['samples_per_s']:.1f} | {r['vs_snnc']:.2f}x | {r['vs_snnc_cl']:.2f}x | {r['vs_snnc_ev_cl']:.2f}x | "
+              f"{mem} | "
               f"{r['agree']:.1f}%{' (bit-exact)' if r['exact'] and r['method'] != 'snnc' else ''} |")
-    print("\nspeed-up = the method's median time / snnc's (or snnc-cl's); snnc = Session(graph) (bit-exact with "
-          "eager NCHW torch), snnc-cl = Session(graph, channels_last=True); peak MB = peak RSS growth during "
-          "one batch in a fresh process.")
+    print("\nspeed-up = the method's median time / snnc's (or snnc-cl's, snnc-ev-cl's); snnc = Session(graph) "
+          "(bit-exact with eager NCHW torch), snnc-cl = Session(graph, channels_last=True), snnc-ev(-cl) = with "
+          "event_conv=True; peak MB = peak RSS growth during one batch in a fresh process.")
     for r in rows:
         print(f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}")
 
@@ -294,13 +305,15 @@ def main() -> None:
           f"{'yes' if native.available() else 'no (' + native.why_unavailable() + ')'}")
     rows: list[dict] = []
     start = time.perf_counter()
+    load0 = os.getloadavg()
     for net in args.nets.split(","):
         if net not in NETS:
             raise SystemExit(f"unknown network {net!r}: use {', '.join(NETS)}")
         rows += bench(net, args.runs, not args.no_memory)
     print(f"freed memory retained (runtime/allocator.py): {allocator.retain_freed_memory()}")
     print_table(rows)
-    print(f"total {time.perf_counter() - start:.0f} s")
+    print(f"total {time.perf_counter() - start:.0f} s; load average (1/5/15 min) at the start "
+          f"{' '.join(f'{v:.2f}' for v in load0)}, at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

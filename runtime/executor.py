@@ -15,7 +15,7 @@ from torch import Tensor
 
 from snnc.errors import InputError, LoweringError, SnncError
 from snnc.ir import ops
-from snnc.runtime import neurons
+from snnc.runtime import event_conv, neurons
 from snnc.runtime.kernels import call
 from snnc.runtime.plan import Node, Plan
 
@@ -51,6 +51,7 @@ class Executor:
         self.params = dict(params)
         self.channels_last = channels_last
         self.batch_invariant = batch_invariant
+        self._packed: dict[tuple[str, float], event_conv.PackedConv] = {}  # event convs' packed weights
         if channels_last:  # oneDNN's preferred weight layout for channels_last activations
             self.params.update({k: v.contiguous(memory_format=torch.channels_last)
                                 for k, v in params.items() if v.dim() == 4})
@@ -105,6 +106,8 @@ class Executor:
         if isinstance(op, _PASS_THROUGH):
             return ins[0][0]
         try:
+            if node.spike_amplitude is not None and not node.static:
+                return self._event_conv(node, ins[0][0], c)
             if node.static:
                 return call(op, [self._format(x) for x, _ in ins], self.params, batch_invariant=self.batch_invariant)
             batch = next(x.shape[1] for x, s in ins if not s)
@@ -119,6 +122,18 @@ class Executor:
             raise
         except Exception as e:  # noqa: BLE001 - add the node to torch's message
             raise LoweringError(f"while executing {op.where()}: {type(e).__name__}: {e}") from e
+
+    def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:
+        """A Conv2d on spike inputs [c, N, C, H, W] (0 or node.spike_amplitude) on the event kernel."""
+        op: ops.Conv2d = node.op  # type: ignore[assignment]
+        key = (op.name, node.spike_amplitude)
+        packed = self._packed.get(key)
+        if packed is None:
+            packed = event_conv.pack(self.params[op.weight], None if op.bias is None else self.params[op.bias],
+                                     node.spike_amplitude, op.stride, op.padding, op.dilation)
+            self._packed[key] = packed
+        y = event_conv.conv2d(x.flatten(0, 1), packed, channels_last=self.channels_last)
+        return y.unflatten(0, (c, x.shape[1]))
 
     def _format(self, x: Tensor) -> Tensor:
         """[B, C, H, W] values in the plan's memory format, whatever the batch size.

@@ -26,7 +26,7 @@ from snnc.ir.types import Layout
 from snnc.ir.verify import verify
 from snnc.runtime import allocator
 from snnc.runtime import encoders as enc
-from snnc.runtime import layouts, neurons
+from snnc.runtime import layouts, memory, neurons
 from snnc.runtime import plan as planning
 from snnc.runtime.executor import Executor
 from snnc.runtime.kernels import KERNELS
@@ -51,6 +51,7 @@ class RunResult:
     stats: RunStats | None = None
     T: int | None = None
     window: int | None = None  # time steps per window (chunk) used
+    memory: "memory.MemoryEstimate | None" = None  # the peak-memory estimate checked before running
 
 
 @dataclass
@@ -66,10 +67,13 @@ class _Bound:
 class Interpreter:
     """Runs a verified graph with torch kernels on `device` in `dtype`."""
 
+    max_memory: int | None = None  # bytes a run may use (None: what the OS reports available); see runtime/memory.py
+
     def __init__(self, graph: Graph, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  channels_last: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 neuron_impl: str = "auto"):
+                 neuron_impl: str = "auto", event_conv: bool = False):
         self.graph = verify(graph)
+        self.event_conv = bool(event_conv)
         if neuron_impl not in ("auto", "triton"):
             raise InputError(f"neuron_impl must be 'auto' or 'triton', got {neuron_impl!r}")
         self.neuron_impl = neuron_impl
@@ -109,10 +113,12 @@ class Interpreter:
     def plan(self, static_inputs: frozenset[str], keep: frozenset[str], *, fuse: bool = True,
              fuse_pool: bool = True, no_pool: frozenset[str] = frozenset()) -> planning.Plan:
         fuse = fuse and self.native
-        key = (static_inputs, keep, fuse, fuse_pool, no_pool)
+        event_conv = self.event_conv and self.native and self.neuron_impl == "auto"
+        key = (static_inputs, keep, fuse, fuse_pool, no_pool, event_conv)
         if key not in self._plans:
             self._plans[key] = planning.build(self.graph, static_inputs, keep=keep, fuse=fuse,
-                                              channels_last=self.channels_last, fuse_pool=fuse_pool, no_pool=no_pool)
+                                              channels_last=self.channels_last, fuse_pool=fuse_pool, no_pool=no_pool,
+                                              event_conv=event_conv)
         return self._plans[key]
 
     # -- inputs -----------------------------------------------------------
@@ -245,6 +251,9 @@ class Interpreter:
         if window is None:
             window = steps if observe is not None else self.window_steps(plan, batch, steps)
         window = max(1, min(int(window), steps))
+        mem = memory.fit_window(self, memory.estimate(self, plan, batch, steps, window, memory.input_bytes(
+            feeds, self.dtype), collect, probe_v), can_shrink=observe is None)  # fail before allocating
+        window = mem.window
         windows = [(t0, min(steps, t0 + window)) for t0 in range(0, steps, window)]
 
         gather = _Gather(steps, set(collect), probe_v)
@@ -263,7 +272,7 @@ class Interpreter:
         outputs = {k: self._declared(k, v) for k, v in outputs.items()}
         probes_out = {p: self._finish(p, gather.result(p, static), steps) for p in probe_nodes}
         probes_out.update({f"{n}:v": gather.potentials[n] for n in probe_v})
-        return RunResult(outputs, probes_out, collector.stats if collector else None, T, window)
+        return RunResult(outputs, probes_out, collector.stats if collector else None, T, window, mem)
 
     def window_steps(self, plan: planning.Plan, batch: int, T: int) -> int:
         """Time steps per window: live activations fit `memory_budget` bytes, windows equally long."""

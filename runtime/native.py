@@ -12,6 +12,9 @@ Exactness: the kernel evaluates the expressions of `snnc.dynamics` in the same
 order in float32, compiled with -ffp-contract=off (no fused multiply-add), so
 spikes and potentials are bit-identical to the torch definition (tested).
 
+The same library holds the event-driven conv for spike inputs (its C source
+lives in runtime/event_conv.py, appended to SOURCE at build time).
+
 The library is compiled with the system C compiler (`$CC`, else cc/gcc/clang)
 into the snnc cache folder; with no compiler, or SNNC_NATIVE=0, `load()` returns
 None and the runtime uses the torch loop.
@@ -324,15 +327,18 @@ def _cache_dir() -> Path:
 
 def build(cc: str, out_dir: Path) -> Path:
     """Compile the kernel library into out_dir (atomically); returns the .so path."""
+    from snnc.runtime.event_conv import C_SOURCE as event_source
+
     flags = FLAGS + _ARCH_FLAGS
-    key = hashlib.sha256("\0".join([SOURCE, cc, *flags, sys.platform, platform.machine(), _cpu_id()]).encode())
+    source = SOURCE + event_source
+    key = hashlib.sha256("\0".join([source, cc, *flags, sys.platform, platform.machine(), _cpu_id()]).encode())
     path = out_dir / f"snnc_neuron-{key.hexdigest()[:16]}.so"
     if path.is_file():
         return path
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src = Path(tmp) / "neuron.c"
-        src.write_text(SOURCE)
+        src.write_text(source)
         so = Path(tmp) / "neuron.so"
         r = subprocess.run([cc, *flags, str(src), "-o", str(so)], capture_output=True, text=True, timeout=120)
         if r.returncode != 0 and _ARCH_FLAGS:  # e.g. a compiler without -march=native
@@ -368,6 +374,10 @@ def load() -> ctypes.CDLL | None:
             lib.snnc_avg_pool2d_f32.argtypes = [ptr, ptr, i64, i64] + [i64] * 10 + [ctypes.c_int, i64]
             lib.snnc_max_pool2d_f32.restype = None
             lib.snnc_max_pool2d_f32.argtypes = [ptr, ptr, i64, i64] + [i64] * 12
+            lib.snnc_spike_events_f32.restype = ctypes.c_int
+            lib.snnc_spike_events_f32.argtypes = [ptr] + [i64] * 8 + [f32, i64, i64, ptr, ptr]
+            lib.snnc_event_conv2d_f32.restype = ctypes.c_int
+            lib.snnc_event_conv2d_f32.argtypes = [ptr, ptr] + [i64] * 4 + [ptr, ptr, i64, ptr, ptr, ptr] + [i64] * 6
             _lib, _why = lib, ""
         except Exception as e:  # noqa: BLE001 - any failure means: use the torch loop
             _lib, _why = None, f"{type(e).__name__}: {e}"

@@ -15,6 +15,13 @@ LayoutCast is free.
 On the native kernel, a neuron absorbs the Scale before it, the Scale after it
 and a 2x2 pooling after that (Scale -> IF -> Scale -> AvgPool is the converted
 ReLU -> AvgPool), unless one of them must be seen (an output or a probe).
+
+With `event_conv`, a Conv2d whose input is a spike tensor runs on the
+event-driven kernel (runtime/event_conv.py). That is decided here, from the
+graph alone (`spike_amplitudes`), never from the data: a neuron's output is
+0/1; a Scale by a constant, a max pooling, a flatten or a layout cast keeps a
+tensor two-valued {0, a}; anything else (an average pooling, a per-channel
+scale, an add) makes it analog.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.runtime import event_conv as event_kernel
 from snnc.runtime.neurons import NeuronCall
 
 
@@ -37,6 +47,7 @@ class Node:
     static: bool
     neuron: NeuronCall | None = None
     members: tuple[str, ...] = ()  # graph nodes this step computes (more than one when fused)
+    spike_amplitude: float | None = None  # a Conv2d on the event kernel: its input is 0 or this (float32)
 
 
 @dataclass
@@ -94,10 +105,40 @@ def _fusable_pool(op: ops.OpBase, features: tuple[int, ...], channels_last: bool
     return "max" if op.dilation == (1, 1) else None
 
 
+def _f32(x: float) -> float:
+    return float(torch.tensor(x, dtype=torch.float32))
+
+
+def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
+    """Value name -> a, for the dynamic values that are 0 or a (float32) at every element.
+
+    A neuron fires 0/1 for every kind and reset (`snnc.dynamics.fire`); a fused
+    neuron outputs post * S, then (max pooling) the largest of such values or
+    (average pooling) their mean, which is not two-valued. Scaling by a constant
+    maps a to fl32(a * factor), exactly as the Scale kernel computes it.
+    """
+    amp: dict[str, float] = {}
+    for n in nodes:
+        op = n.op
+        if n.static:
+            continue
+        if n.neuron is not None:
+            if n.neuron.pool in (None, "max") and math.isfinite(n.neuron.post):
+                amp[n.name] = _f32(n.neuron.post)
+        elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in amp:
+            amp[n.name] = amp[n.inputs[0]]
+        elif _fusable_scale(op) and n.inputs[0] in amp:
+            a = torch.tensor([amp[n.inputs[0]]], dtype=torch.float32)
+            amp[n.name] = float((a * op.factor if op.factor != 1.0 else a)[0])
+    return amp
+
+
 def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], fuse: bool,
-          channels_last: bool = False, fuse_pool: bool = True, no_pool: frozenset[str] = frozenset()) -> Plan:
+          channels_last: bool = False, fuse_pool: bool = True, no_pool: frozenset[str] = frozenset(),
+          event_conv: bool = False) -> Plan:
     """Classify nodes static/dynamic and (when `fuse`) fold the Scale ops next to a neuron, and a
-    2x2 pooling after it (`fuse_pool`, except for the neurons in `no_pool`), into the neuron."""
+    2x2 pooling after it (`fuse_pool`, except for the neurons in `no_pool`), into the neuron.
+    With `event_conv`, mark the convs on spike inputs for the event-driven kernel."""
     types = graph.types
     users: dict[str, list[str]] = {name: [] for name in graph.nodes}
     for op in graph:
@@ -151,6 +192,12 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
         else:
             call = NeuronCall(op.to_params(), op.initial_v()) if isinstance(op, ops.NeuronOp) else None
             nodes.append(Node(op.name, op, tuple(op.inputs), static[op.name], call, (op.name,)))
+    if event_conv:
+        amp = spike_amplitudes(nodes)
+        for n in nodes:
+            if (isinstance(n.op, ops.Conv2d) and not n.static and n.inputs[0] in amp
+                    and event_kernel.supported(graph.params[n.op.weight], n.op.groups)):
+                n.spike_amplitude = amp[n.inputs[0]]
     last_use: dict[str, str] = {}
     for n in nodes:
         for i in n.inputs:

@@ -35,12 +35,21 @@ class Session:
         channels_last: conv activations in channels_last: faster on CPUs (oneDNN's preferred
             layout), but conv results then differ from eager NCHW torch in the last bits.
         progress: show a progress bar (None: on a terminal, for runs over ~2 s).
+        max_memory: bytes a run may use; a run whose estimated peak exceeds it runs in smaller
+            windows of time steps, or fails before allocating (default: the memory available).
+        event_conv: run the convolutions whose input is a neuron's spikes on the event-driven
+            kernel (float32 on the CPU): it adds the weights of the nonzero inputs only, which is
+            faster at the usual spike densities. run, step and chunked runs still agree exactly,
+            but conv results differ from eager torch in the last bits (another summation order).
+        neuron_impl: "triton" runs neuron groups in the Triton kernels (the default for triton artifacts).
+        triton_options: options of the triton runtime, overriding the artifact's (see docs/triton.md).
     """
 
     def __init__(self, source: "Graph | os.PathLike | str | object", *, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, encoder: "str | enc.Encoder | None" = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = False,
-                 progress: bool | None = None, neuron_impl: str | None = None):
+                 progress: bool | None = None, neuron_impl: str | None = None, max_memory: int | None = None,
+                 event_conv: bool = False, triton_options: Mapping[str, Any] | None = None):
         from snnc.backends.artifact import Artifact
 
         if isinstance(source, (str, os.PathLike)):
@@ -61,8 +70,14 @@ class Session:
             neuron_impl = "triton" if triton else "auto"
         if device is None:
             device = "cuda" if triton and torch.cuda.is_available() else "cpu"
-        self._interp = Interpreter(graph, device=device, dtype=dtype, channels_last=channels_last,
-                                   memory_budget=memory_budget, neuron_impl=neuron_impl)
+        kwargs = dict(device=device, dtype=dtype, channels_last=channels_last, memory_budget=memory_budget)
+        if neuron_impl == "triton":  # neuron groups in Triton kernels, CUDA graphs (snnc.runtime.triton.session)
+            from snnc.runtime.triton.session import make_interpreter
+
+            self._interp = make_interpreter(graph, self.artifact, triton_options, **kwargs)
+        else:
+            self._interp = Interpreter(graph, neuron_impl=neuron_impl, event_conv=event_conv, **kwargs)
+        self.max_memory = max_memory
         self.input_names = [op.name for op in graph.inputs]
         self.output_names = [op.name for op in graph.outputs]
         self.t = 0  # time steps run since the last reset
@@ -85,6 +100,26 @@ class Session:
         if value <= 0:
             raise InputError(f"memory_budget must be a positive number of bytes, got {value}")
         self._interp.memory_budget = int(value)
+
+    @property
+    def max_memory(self) -> int | None:
+        """Bytes a run may use (None: the memory available); see snnc.runtime.memory."""
+        return self._interp.max_memory
+
+    @max_memory.setter
+    def max_memory(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise InputError(f"max_memory must be a positive number of bytes or None, got {value!r}")
+        self._interp.max_memory = value
+
+    def estimate_memory(self, input_shape, T: int | None = None, *, probes: Iterable[str] = (),
+                        chunk: int | None = None):
+        """The peak-memory estimate (a MemoryEstimate: `.total` bytes, `.line()`) of running inputs of
+        `input_shape` ([N, *] held constant or [T, N, *]; a dict name -> shape for several inputs) for T steps."""
+        from snnc.runtime.memory import estimate_for_shapes
+
+        shapes = input_shape if isinstance(input_shape, Mapping) else {self.input_names[0]: tuple(input_shape)}
+        return estimate_for_shapes(self._interp, dict(shapes), T, probes, chunk)
 
     @property
     def default_T(self) -> int | None:
