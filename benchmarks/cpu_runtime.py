@@ -9,11 +9,12 @@ Networks (ANN -> SNN with 99.9% normalization, constant analog input):
           T = 16, batch 32
 
 Methods, all on the same converted network and the same input batch:
-  snnc        snnc.runtime.Session(graph).run(x, T): the reference (bit-exact with eager NCHW torch)
-  snnc-cl     Session(graph, channels_last=True): the faster conv layout (rounding differs slightly)
-  snnc-ev     Session(graph, event_conv=True): convs on spike inputs add the weights of the
-              nonzero inputs only (runtime/event_conv.py; rounding differs slightly)
-  snnc-ev-cl  Session(graph, channels_last=True, event_conv=True)
+  snnc        snnc.runtime.Session(graph).run(x, T), the default: convs in channels_last and
+              the convs on spike inputs on the event-driven kernel (runtime/event_conv.py),
+              which adds the weights of the nonzero inputs only (rounding differs slightly
+              from eager torch; run, step and chunked runs agree exactly)
+  snnc-exact  Session(graph, channels_last=False, event_conv=False): dense NCHW convs, every
+              value bit-identical to eager NCHW torch
   eager       the same graph run step by step in plain PyTorch: at each step every op once
               (F.conv2d, F.avg_pool2d, ...), neurons by snnc.dynamics.step
   spikingjelly  SpikingJelly's Converter(recipe=RateCodingRecipe(loader, mode="99.9%")) model,
@@ -183,15 +184,9 @@ def build_methods(net: str, only: str | None = None) -> tuple[dict, torch.Tensor
     if only in (None, "snnc"):
         s = Session(graph, progress=False)
         methods["snnc"] = lambda inp, steps: s.run(inp, steps)
-    if only in (None, "snnc-cl"):
-        s_cl = Session(graph, progress=False, channels_last=True)
-        methods["snnc-cl"] = lambda inp, steps: s_cl.run(inp, steps)
-    if only in (None, "snnc-ev"):
-        s_ev = Session(graph, progress=False, event_conv=True)
-        methods["snnc-ev"] = lambda inp, steps: s_ev.run(inp, steps)
-    if only in (None, "snnc-ev-cl"):
-        s_evcl = Session(graph, progress=False, channels_last=True, event_conv=True)
-        methods["snnc-ev-cl"] = lambda inp, steps: s_evcl.run(inp, steps)
+    if only in (None, "snnc-exact"):
+        s_exact = Session(graph, progress=False, channels_last=False, event_conv=False)
+        methods["snnc-exact"] = lambda inp, steps: s_exact.run(inp, steps)
     if only in (None, "eager"):
         methods["eager"] = EagerStepwise(graph)
     if only in (None, "spikingjelly"):
@@ -264,26 +259,26 @@ def bench(net: str, runs: int, memory: bool) -> list[dict]:
         agree = float((outs[k].mean(0).argmax(-1) == ref).float().mean()) * 100
         rows.append({"net": net, "method": k, "T": T, "batch": x.shape[0], "seconds": med[k],
                      "samples_per_s": x.shape[0] / med[k], "vs_snnc": med[k] / med["snnc"],
-                     "vs_snnc_cl": med[k] / med["snnc-cl"], "vs_snnc_ev_cl": med[k] / med["snnc-ev-cl"],
-                     "agree": agree, "all": times[k],
-                     "exact": bool(torch.equal(outs[k], outs["snnc"])),
+                     "vs_exact": med[k] / med["snnc-exact"], "agree": agree, "all": times[k],
+                     "exact": bool(torch.equal(outs[k], outs["snnc-exact"])),
                      "peak_mb": memory_in_child(net, k) if memory else None})
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n| network | method | T | batch | s/batch (median) | samples/s | snnc speed-up | snnc-cl speed-up "
-          "| snnc-ev-cl speed-up | peak MB | same argmax as snnc |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| network | method | T | batch | s/batch (median) | samples/s | snnc speed-up | snnc-exact speed-up "
+          "| peak MB | same argmax as snnc |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         mem = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         print(f"| {r['net']} | {r['method']} | {r['T']} | {r['batch']} | {r['seconds']:.3f} | "
-              f"{r['samples_per_s']:.1f} | {r['vs_snnc']:.2f}x | {r['vs_snnc_cl']:.2f}x | {r['vs_snnc_ev_cl']:.2f}x | "
+              f"{r['samples_per_s']:.1f} | {r['vs_snnc']:.2f}x | {r['vs_exact']:.2f}x | "
               f"{mem} | "
-              f"{r['agree']:.1f}%{' (bit-exact)' if r['exact'] and r['method'] != 'snnc' else ''} |")
-    print("\nspeed-up = the method's median time / snnc's (or snnc-cl's, snnc-ev-cl's); snnc = Session(graph) "
-          "(bit-exact with eager NCHW torch), snnc-cl = Session(graph, channels_last=True), snnc-ev(-cl) = with "
-          "event_conv=True; peak MB = peak RSS growth during one batch in a fresh process.")
+              f"{r['agree']:.1f}%{' (bit-exact with snnc-exact)' if r['exact'] and r['method'] != 'snnc-exact' else ''} |")
+    print("\nspeed-up = the method's median time / snnc's (or snnc-exact's); snnc = Session(graph), the default "
+          "(channels_last, event-driven convs on spikes); snnc-exact = Session(graph, channels_last=False, "
+          "event_conv=False), bit-exact with eager NCHW torch; peak MB = peak RSS growth during one batch in a "
+          "fresh process.")
     for r in rows:
         print(f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}")
 

@@ -32,24 +32,26 @@ class Session:
         dtype: float32 (default; neurons on the compiled kernel), float16 or bfloat16.
         encoder: default input encoder: 'constant', 'poisson', 'latency', 'periodic' or an encoder object.
         memory_budget: bytes of activations per window of time steps; large T runs in windows.
-        channels_last: conv activations in channels_last: faster on CPUs (oneDNN's preferred
-            layout), but conv results then differ from eager NCHW torch in the last bits.
+        channels_last: conv activations in channels_last (default): faster on CPUs (oneDNN's
+            preferred layout); conv results differ from eager NCHW torch in the last bits.
         progress: show a progress bar (None: on a terminal, for runs over ~2 s).
         max_memory: bytes a run may use; a run whose estimated peak exceeds it runs in smaller
             windows of time steps, or fails before allocating (default: the memory available).
         event_conv: run the convolutions whose input is a neuron's spikes on the event-driven
-            kernel (float32 on the CPU): it adds the weights of the nonzero inputs only, which is
-            faster at the usual spike densities. run, step and chunked runs still agree exactly,
-            but conv results differ from eager torch in the last bits (another summation order).
+            kernel (default; float32 on the CPU): it adds the weights of the nonzero inputs only,
+            which is faster at the usual spike densities. Conv results differ from eager torch in
+            the last bits (another summation order).
+            run, step and chunked runs agree exactly whatever the options; with
+            channels_last=False, event_conv=False every value is bit-identical to eager NCHW torch.
         neuron_impl: "triton" runs neuron groups in the Triton kernels (the default for triton artifacts).
         triton_options: options of the triton runtime, overriding the artifact's (see docs/triton.md).
     """
 
     def __init__(self, source: "Graph | os.PathLike | str | object", *, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, encoder: "str | enc.Encoder | None" = None,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = False,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = True,
                  progress: bool | None = None, neuron_impl: str | None = None, max_memory: int | None = None,
-                 event_conv: bool = False, triton_options: Mapping[str, Any] | None = None):
+                 event_conv: bool = True, triton_options: Mapping[str, Any] | None = None):
         from snnc.backends.artifact import Artifact
 
         if isinstance(source, (str, os.PathLike)):

@@ -226,7 +226,10 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoder."),
         print_time: bool = typer.Option(False, "--print-time", help="Print the wall time of the run."),
         max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Memory the run may use (e.g. 2G); "
-                                                 "a larger estimate runs in smaller time windows or fails early.")):
+                                                 "a larger estimate runs in smaller time windows or fails early."),
+        eager_exact: bool = typer.Option(False, "--eager-exact", help="Dense NCHW convolutions: every value "
+                                         "bit-identical to eager PyTorch (slower; the default runs convs in "
+                                         "channels_last and convs on spikes event-driven).")):
     """Run a compiled artifact on inputs and save the output sequences [T, N, *].
 
     Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32 --stats
@@ -234,10 +237,12 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     import numpy as np
     import torch
 
-    import snnc
+    from snnc.backends.artifact import Artifact
     from snnc.fileio import atomic_path
 
-    session = snnc.load(artifact)
+    art = Artifact.open(artifact)
+    exact = {"channels_last": False, "event_conv": False} if eager_exact and art.target != "lava" else {}
+    session = art.session(**exact)
     data = np.load(inputs, allow_pickle=False) if inputs.is_file() else None
     if data is None:
         raise InputError(f"inputs file {inputs} does not exist")
@@ -247,9 +252,7 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         if stats or encoder != "constant":
             raise InputError("--stats and --encoder are not available for lava artifacts (Loihi emulation)")
         x = data[data.files[0]] if hasattr(data, "files") else data
-        from snnc.backends.artifact import Artifact
-
-        T = time_steps or (Artifact.open(artifact).manifest.get("time_steps") if artifact.is_dir() else None)
+        T = time_steps or (art.manifest.get("time_steps") if artifact.is_dir() else None)
         out = {"out": session.run(torch.from_numpy(x), T)}
         _write_outputs(out, output)
         return

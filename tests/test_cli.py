@@ -39,6 +39,13 @@ def test_compile_run_inspect(tmp_path, ann_file):
     snnc("run", tmp_path / "out", "-i", tmp_path / "inputs.npz", "-o", tmp_path / "outputs.npz")
     out = np.load(tmp_path / "outputs.npz")
     assert out["out"].shape == (8, 3, 10)
+    snnc("run", tmp_path / "out", "-i", tmp_path / "inputs.npz", "-o", tmp_path / "exact.npz", "--eager-exact")
+    from snnc.runtime import Session
+
+    x = torch.from_numpy(np.load(tmp_path / "inputs.npz")["x"])
+    fast, exact = Session(tmp_path / "out"), Session(tmp_path / "out", channels_last=False, event_conv=False)
+    assert fast.run(x, 8).numpy().tobytes() == out["out"].tobytes()
+    assert exact.run(x, 8).numpy().tobytes() == np.load(tmp_path / "exact.npz")["out"].tobytes()
     r = snnc("inspect", tmp_path / "out")
     assert r.stdout.startswith("graph small(") and "= if(" in r.stdout
 
