@@ -277,17 +277,22 @@ def bench_fused_linear(device: torch.device, T: int, batch: int, Ks: list[int], 
     return rows
 
 
-def _csnn_snnc(backend: str, channels: int):
+def _csnn(layer, neuron, channels: int):
+    """The training benchmark's CSNN, from snnc.nn's or SpikingJelly's `layer` and `neuron` modules."""
     import torch.nn as nn
 
-    from snnc.nn import functional, layer, neuron
-
-    net = nn.Sequential(
+    return nn.Sequential(
         layer.Conv2d(3, channels, 3, padding=1, bias=False), layer.BatchNorm2d(channels), neuron.LIFNode(),
         layer.MaxPool2d(2),
         layer.Conv2d(channels, channels, 3, padding=1, bias=False), layer.BatchNorm2d(channels), neuron.LIFNode(),
         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(channels * 8 * 8, 10),
     )  # fmt: skip
+
+
+def _csnn_snnc(backend: str, channels: int):
+    from snnc.nn import functional, layer, neuron
+
+    net = _csnn(layer, neuron, channels)
     functional.set_step_mode(net, "m")
     functional.set_backend(net, backend, instance=neuron.LIFNode)
     return net, functional.reset_net
@@ -299,14 +304,7 @@ def _csnn_spikingjelly(channels: int):
     except Exception as e:  # noqa: BLE001 - optional
         print(f"(spikingjelly not available: {type(e).__name__}: {e})", file=sys.stderr)
         return None
-    import torch.nn as nn
-
-    net = nn.Sequential(
-        layer.Conv2d(3, channels, 3, padding=1, bias=False), layer.BatchNorm2d(channels), neuron.LIFNode(),
-        layer.MaxPool2d(2),
-        layer.Conv2d(channels, channels, 3, padding=1, bias=False), layer.BatchNorm2d(channels), neuron.LIFNode(),
-        layer.MaxPool2d(2), layer.Flatten(), layer.Linear(channels * 8 * 8, 10),
-    )  # fmt: skip
+    net = _csnn(layer, neuron, channels)
     functional.set_step_mode(net, "m")
     return net, functional.reset_net
 
