@@ -63,7 +63,10 @@ def check_hdf5(f, source: str) -> None:
                 walk(obj, path)
             elif isinstance(obj, h5py.Dataset):
                 _check_dataset(obj, path, source)
+                if obj.dtype.kind == "O" and obj.size:
+                    heaps.check(obj, path)
 
+    heaps = _GlobalHeaps(f, source)
     walk(f, "")
 
 
@@ -108,3 +111,75 @@ def check_hdf5_file(path: str | os.PathLike) -> None:
             raise
         except Exception as e:  # noqa: BLE001 - h5py errors on damaged object headers
             raise MalformedFileError(f"{path}: damaged HDF5 file: {type(e).__name__}: {e}") from None
+
+
+class _GlobalHeaps:
+    """Checks variable-length data (strings) against the global heap collections holding it.
+
+    HDF5 stores each variable-length element as (length, collection address, object
+    index) and the bytes in a "GCOL" collection. A damaged collection (e.g. an object
+    of size 0) makes the HDF5 library loop forever inside H5Dread, so the elements'
+    heap objects are located here, by reading the file's bytes, before HDF5 reads them.
+    """
+
+    def __init__(self, f, source: str):
+        self.path, self.source = f.filename, source
+        self.base = f.userblock_size
+        self.size_addr, self.size_len = f.id.get_create_plist().get_sizes()
+        self.file_size = os.path.getsize(self.path)
+        self.collections: dict[int, dict[int, int]] = {}  # address -> {object index: size}
+
+    def _bad(self, what: str, path: str) -> MalformedFileError:
+        return MalformedFileError(f"{self.source}: HDF5 dataset {path}: {what}",
+                                  hint="the file is truncated, damaged or malicious")
+
+    def check(self, ds, path: str) -> None:
+        offset = ds.id.get_offset()
+        if offset is None:  # chunked (or not yet written): HDF5 reads it through its own checks
+            return
+        item = 8 + self.size_addr
+        n = ds.size * item
+        if offset + n > self.file_size:
+            raise self._bad(f"its {ds.size} variable-length elements lie past the end of the file", path)
+        with open(self.path, "rb") as raw:
+            raw.seek(offset)
+            data = raw.read(n)
+            for i in range(ds.size):
+                rec = data[i * item:(i + 1) * item]
+                length = int.from_bytes(rec[:4], "little")
+                addr = int.from_bytes(rec[4:4 + self.size_addr], "little")
+                index = int.from_bytes(rec[4 + self.size_addr:], "little")
+                if length == 0 and addr == 0:
+                    continue  # an empty element
+                objects = self._collection(raw, addr, path)
+                if index not in objects or objects[index] < length:
+                    raise self._bad(f"element {i} refers to global heap object {index} of {length} bytes at "
+                                    f"{addr}, which the collection does not hold", path)
+
+    def _collection(self, raw, addr: int, path: str) -> dict[int, int]:
+        if addr in self.collections:
+            return self.collections[addr]
+        header = 8 + self.size_len
+        start = self.base + addr
+        raw.seek(start)
+        head = raw.read(header)
+        if len(head) < header or head[:4] != b"GCOL" or head[4] != 1:
+            raise self._bad(f"no global heap collection at address {addr}", path)
+        size = int.from_bytes(head[8:], "little")
+        if size < header or start + size > self.file_size:
+            raise self._bad(f"the global heap collection at {addr} claims {size} bytes, past the end of the file", path)
+        body = head + raw.read(size - header)
+        objects: dict[int, int] = {}
+        pos, obj_header = header, 8 + self.size_len
+        while pos + obj_header <= size:  # every step advances by at least obj_header bytes
+            index = int.from_bytes(body[pos:pos + 2], "little")
+            if index == 0:
+                break  # free space: the rest of the collection
+            obj_size = int.from_bytes(body[pos + 8:pos + obj_header], "little")
+            end = pos + obj_header + (obj_size + 7) // 8 * 8
+            if end > size:
+                raise self._bad(f"global heap object {index} at {addr} runs past its collection", path)
+            objects[index] = obj_size
+            pos = end
+        self.collections[addr] = objects
+        return objects

@@ -466,3 +466,20 @@ def test_direct_readers_refuse_links_into_other_files(tmp_path, small_cnn, fmt):
         f["sneaky"] = h5py.ExternalLink(str(outside / "other.h5"), "/w")
     with pytest.raises(UnsafeFileReferenceError, match="sneaky"):
         read(path)
+
+
+def test_damaged_global_heap_is_refused_not_looped_on(tmp_path):
+    """A zeroed global heap collection made HDF5 itself loop forever in H5Dread; it is refused first."""
+    import subprocess
+    import sys
+
+    path = _nir_file(tmp_path)
+    data = bytearray(path.read_bytes())
+    gcol = data.index(b"GCOL")  # the collection holding the graph's strings (node types, edges)
+    data[gcol + 16:gcol + 16 + 96] = bytes(96)  # its first objects: index and size zero
+    path.write_bytes(bytes(data))
+    code = ("from snnc.frontends.loader import load_model\n"
+            f"try:\n    load_model({str(path)!r})\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("MalformedFileError") and "global heap" in r.stdout, r.stdout + r.stderr
