@@ -45,6 +45,24 @@ SOURCE = r"""
 #include <stdint.h>
 #define BLOCK 512
 
+/* One neuron for one step, as snnc.dynamics defines it: charge h from the input xv,
+   fire (the returned spike, 0 or 1), reset; *vp becomes the new potential. */
+static inline __attribute__((always_inline)) float step(
+    const int kind, const int reset, const int gt, const float xv, float* restrict vp,
+    const float th, const float vr, const float tau)
+{
+  const float vv = *vp;
+  float h;
+  if (kind == 0) h = vv + xv;
+  else if (kind == 1) h = vv + (xv - (vv - vr)) / tau;
+  else h = vv - (vv - vr) / tau + xv;
+  const float s = gt ? (float)(h > th) : (float)(h >= th);
+  if (reset == 0) *vp = h * (1.0f - s) + vr * s;
+  else if (reset == 1) *vp = h - s * th;
+  else *vp = h;
+  return s;
+}
+
 static inline __attribute__((always_inline)) void body(
     const int kind, const int reset, const int gt,
     const float* restrict x, int64_t xs, float* restrict out, float* restrict v, float* restrict vseq,
@@ -58,21 +76,8 @@ static inline __attribute__((always_inline)) void body(
     for (int64_t t = 0; t < T; t++) {
       const float* restrict xt = x + t * xs + b;
       float* restrict ot = out + t * E + b;
-      for (int64_t e = 0; e < n; e++) {
-        const float xv = xt[e] * pre;
-        const float vv = vb[e];
-        float h;
-        if (kind == 0) h = vv + xv;
-        else if (kind == 1) h = vv + (xv - (vv - vr)) / tau;
-        else h = vv - (vv - vr) / tau + xv;
-        const float s = gt ? (float)(h > th) : (float)(h >= th);
-        float nv;
-        if (reset == 0) nv = h * (1.0f - s) + vr * s;
-        else if (reset == 1) nv = h - s * th;
-        else nv = h;
-        ot[e] = s * post;
-        vb[e] = nv;
-      }
+      for (int64_t e = 0; e < n; e++)
+        ot[e] = step(kind, reset, gt, xt[e] * pre, &vb[e], th, vr, tau) * post;
       if (vseq) {
         float* restrict vt = vseq + t * E + b;
         for (int64_t e = 0; e < n; e++) vt[e] = vb[e];
@@ -121,21 +126,8 @@ static inline __attribute__((always_inline)) void body_pool(
     for (int64_t e = 0; e < n; e++) vb[e] = vt[e];
     for (int64_t t = 0; t < T; t++) {
       const float* restrict xt = x + t * xs + i * 2 * R;
-      for (int64_t e = 0; e < n; e++) {
-        const float xv = xt[e] * pre;
-        const float vv = vb[e];
-        float h;
-        if (kind == 0) h = vv + xv;
-        else if (kind == 1) h = vv + (xv - (vv - vr)) / tau;
-        else h = vv - (vv - vr) / tau + xv;
-        const float s = gt ? (float)(h > th) : (float)(h >= th);
-        float nv;
-        if (reset == 0) nv = h * (1.0f - s) + vr * s;
-        else if (reset == 1) nv = h - s * th;
-        else nv = h;
-        sb[e] = s * post;
-        vb[e] = nv;
-      }
+      for (int64_t e = 0; e < n; e++)
+        sb[e] = step(kind, reset, gt, xt[e] * pre, &vb[e], th, vr, tau) * post;
       for (int64_t q = 0; q < np; q++) {
         const float* restrict r0 = sb + q * 2 * R;
         const float* restrict r1 = r0 + R;
