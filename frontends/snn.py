@@ -121,17 +121,7 @@ def _register_snnc_nn() -> None:
             _plif_warning(loc, p.tau)
         return _emit_neuron(ctx, m, node, loc, p)
 
-    NEURON_TYPES.append(neuron.BaseNode)
-    PER_STEP_CONTAINERS.extend([container.MultiStepContainer, container.SeqToANNContainer])
-    MODE_CONTAINERS.append(container.StepModeContainer)
-    lowers_module(container.MultiStepContainer, container.SeqToANNContainer)(_container(True))
-    lowers_module(container.StepModeContainer)(_container(False))
-    lowers_module(layer.Dropout)(_identity)
-    lowers_module(container.TLastMultiStepContainer, container.TLastSeqToANNContainer)(
-        _refuse("time-last [N, *, T] sequences are not traced", "use the time-first containers "
-                "(MultiStepContainer, SeqToANNContainer) with inputs [T, N, *]"))
-    lowers_module(base.MemoryModule)(_refuse("stateful module without a known lowering",
-                                             "supported neurons: IFNode, LIFNode, ParametricLIFNode"))
+    _register_library(neuron.BaseNode, base.MemoryModule, layer.Dropout, container)
 
 
 # ---------------------------------------------------------------- SpikingJelly
@@ -172,18 +162,26 @@ def _register_spikingjelly() -> None:
             p = NeuronParams(NeuronKind.LIF, **common, tau=tau, decay_input=bool(m.decay_input))
         return _emit_neuron(ctx, m, node, loc, p)
 
-    NEURON_TYPES.append(neuron.BaseNode)
-    PER_STEP_CONTAINERS.extend([layer.MultiStepContainer, layer.SeqToANNContainer])
-    MODE_CONTAINERS.append(layer.StepModeContainer)
-    lowers_module(layer.MultiStepContainer, layer.SeqToANNContainer)(_container(True))
-    lowers_module(layer.StepModeContainer)(_container(False))
-    lowers_module(layer.Dropout)(_identity)
-    lowers_module(layer.TLastMultiStepContainer, layer.TLastSeqToANNContainer)(
-        _refuse("time-last [N, *, T] sequences are not traced", "use SeqToANNContainer/MultiStepContainer"))
+    _register_library(neuron.BaseNode, base.MemoryModule, layer.Dropout, layer)
     lowers_module(layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer)(
         _refuse("recurrent containers are not supported", "unroll the recurrence or remove it"))
-    lowers_module(base.MemoryModule)(_refuse("stateful module without a known lowering",
-                                             "supported neurons: IFNode, LIFNode, ParametricLIFNode"))
+
+
+def _register_library(neuron_base: type, memory_module: type, dropout: type, containers) -> None:
+    """What snnc.nn and SpikingJelly share: neurons, the step-mode containers (from the
+    `containers` module), dropout as identity, and refusals of time-last containers and of
+    unknown stateful modules (lowerings are found along the MRO, so known subclasses win)."""
+    NEURON_TYPES.append(neuron_base)
+    PER_STEP_CONTAINERS.extend([containers.MultiStepContainer, containers.SeqToANNContainer])
+    MODE_CONTAINERS.append(containers.StepModeContainer)
+    lowers_module(containers.MultiStepContainer, containers.SeqToANNContainer)(_container(True))
+    lowers_module(containers.StepModeContainer)(_container(False))
+    lowers_module(dropout)(_identity)
+    lowers_module(containers.TLastMultiStepContainer, containers.TLastSeqToANNContainer)(
+        _refuse("time-last [N, *, T] sequences are not traced", "use the time-first containers "
+                "(MultiStepContainer, SeqToANNContainer) with inputs [T, N, *]"))
+    lowers_module(memory_module)(_refuse("stateful module without a known lowering",
+                                         "supported neurons: IFNode, LIFNode, ParametricLIFNode"))
 
 
 # ---------------------------------------------------------------- model-level queries
