@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from snnc.backends.lynxi.f16_rounding import spell_float16_rounding
 from snnc.backends.lynxi.legalize import MAX_RANK
 from snnc.errors import LoweringError
 
@@ -31,7 +32,7 @@ def export_program(net: nn.Module, example: tuple[torch.Tensor, ...], path: Path
 
 def export_onnx(net: nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
                 output_names: list[str], opset: int) -> None:
-    """Export the same network to ONNX with static shapes and check the file."""
+    """Export the same network to ONNX with static shapes, spell out its float16 rounding, check the file."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             # the TorchScript exporter is deprecated, but the dynamo one needs onnxscript (not a dependency)
@@ -45,6 +46,9 @@ def export_onnx(net: nn.Module, example: tuple[torch.Tensor, ...], path: Path, i
     except Exception as e:  # noqa: BLE001
         raise LoweringError(f"ONNX export of the lowered network failed: {type(e).__name__}: {e}",
                             hint="the legacy exporter may be gone from this torch; install onnxscript") from e
+    import onnx
+
+    onnx.save(spell_float16_rounding(onnx.load(str(path))), str(path))
     check_onnx(path)
 
 

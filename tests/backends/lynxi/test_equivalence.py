@@ -76,8 +76,9 @@ def test_float16_agrees_on_spikes_and_the_argmax_of_every_sample(compiled, net, 
 
 
 def test_all_float16_is_an_option(compiled, tmp_path):
-    """state_dtype=f16, analog_dtype=f16: every tensor of the ONNX file is float16 (spikes still >= 99% equal;
-    the argmax of near ties is not guaranteed, which is why float32 state and head/tail are the default)."""
+    """state_dtype=f16, analog_dtype=f16: the ONNX interface and weights are float16, and arithmetic rounds to
+    float16 after each op (spikes still >= 99% equal; the argmax of near ties is not guaranteed, which is why
+    float32 state and head/tail are the default)."""
     import onnx
 
     from tests.backends.lynxi.conftest import T
