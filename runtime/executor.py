@@ -86,7 +86,7 @@ class Executor:
                 else:
                     ins = [(static[i], True) if i in static else (values[i], False) for i in node.inputs]
                     if node.neuron is not None:
-                        values[node.name] = self._neuron(node, ins[0], c, state, hooks, node.op.name in want_v, t0, t1)
+                        values[node.name] = self._neuron(node, ins, c, state, hooks, node.op.name in want_v, t0, t1)
                     else:
                         values[node.name] = self._exec(node, ins, c)
                 for h in hooks:
@@ -146,10 +146,16 @@ class Executor:
             return canonical(x, torch.channels_last if self.channels_last else torch.contiguous_format)
         return x
 
-    def _neuron(self, node: Node, inp: tuple[Tensor, bool], c: int, state: dict[str, Tensor],
+    def _neuron(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor],
                 hooks: list[Hooks], want_v: bool, t0: int, t1: int) -> Tensor:
+        """Run a neuron node over one window of c steps.
+
+        `ins` holds (value, static) for every entry of node.inputs, in order; a
+        plain neuron reads only the first (subclasses running fused groups, such
+        as the Triton runtime's, read the rest too).
+        """
         op = node.op
-        x, is_static = inp
+        x, is_static = ins[0]
         if is_static:
             x = self._format(x)
         elif x.dim() == 5:

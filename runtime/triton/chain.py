@@ -26,7 +26,7 @@ from torch import Tensor
 from snnc.dynamics import NeuronParams
 
 from . import launch
-from .dynamics import charge, fire, reset
+from .dynamics import charge, fire, reset, start_block
 from .errors import KernelInputError
 from .spec import NeuronSpec
 
@@ -104,14 +104,8 @@ def chain_neuron_kernel(
     LEAK_FROM_PTR: tl.constexpr, LEAK_MULTIPLY: tl.constexpr, V0_FROM_PTR: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # fmt: skip
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    zero = tl.zeros([BLOCK], tl.float32)
-    if V0_FROM_PTR:
-        v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v = zero + v0_value
-    k = zero + tau_value
+    # the chain always divides by params.tau (a NeuronSpec with the default leak): no leak pointer
+    offs, mask, zero, v, k = start_block(v0_ptr, v0_value, None, tau_value, N, BLOCK, V0_FROM_PTR, False)
     channel = (offs // INNER) % CHANNELS
     w0 = _load_weight(w0_ptr, channel, mask, OP0)
     w1 = _load_weight(w1_ptr, channel, mask, OP1)

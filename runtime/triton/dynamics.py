@@ -1,4 +1,5 @@
-"""charge / fire / reset as Triton device functions, mirroring `snnc.dynamics` op for op.
+"""charge / fire / reset as Triton device functions, mirroring `snnc.dynamics` op for op
+(and `start_block`, the kernels' common prologue).
 
 The fp32 operations and their order are those of `snnc.dynamics`, so a kernel
 built from these functions gives the same bits as `dynamics.multi_step`:
@@ -66,3 +67,27 @@ def reset(h, s, v_threshold, v_reset, RESET: tl.constexpr):
     else:
         v = h
     return v
+
+
+@triton.jit
+def start_block(v0_ptr, v0_value, leak_ptr, tau_value, N, BLOCK: tl.constexpr, V0_FROM_PTR: tl.constexpr,
+                LEAK_FROM_PTR: tl.constexpr):  # fmt: skip
+    """The prologue of a kernel whose program owns BLOCK neurons of N.
+
+    Returns (offs, mask, zero, v, k): the neuron indices, their in-range mask,
+    an fp32 zero block, V before the first step (loaded from v0_ptr, or
+    v0_value everywhere) and the leak factor k for `charge` (the 1-element
+    leak_ptr, or tau_value).
+    """
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    zero = tl.zeros([BLOCK], tl.float32)
+    if V0_FROM_PTR:
+        v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = zero + v0_value
+    if LEAK_FROM_PTR:
+        k = zero + tl.load(leak_ptr).to(tl.float32)  # tau, or decay = 1/tau
+    else:
+        k = zero + tau_value
+    return offs, mask, zero, v, k

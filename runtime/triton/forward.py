@@ -22,7 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import launch
-from .dynamics import charge, fire, reset
+from .dynamics import charge, fire, reset, start_block
 from .spec import NeuronSpec
 
 AFFINE_NONE = 0
@@ -55,18 +55,8 @@ def neuron_forward_kernel(
     STORE_H_SEQ: tl.constexpr, STORE_COUNT: tl.constexpr,
     BLOCK: tl.constexpr, PREFETCH: tl.constexpr,
 ):  # fmt: skip
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    zero = tl.zeros([BLOCK], tl.float32)
-
-    if V0_FROM_PTR:
-        v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v = zero + v0_value
-    if LEAK_FROM_PTR:
-        k = zero + tl.load(leak_ptr).to(tl.float32)  # tau, or decay = 1/tau
-    else:
-        k = zero + tau_value
+    offs, mask, zero, v, k = start_block(v0_ptr, v0_value, leak_ptr, tau_value, N, BLOCK, V0_FROM_PTR,
+                                         LEAK_FROM_PTR)  # fmt: skip
     if SCALE == 2 or BIAS == 2:
         channel = (offs // INNER) % CHANNELS
     else:

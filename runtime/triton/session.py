@@ -131,45 +131,22 @@ def group_plan(base: Plan, graph: Graph, *, keep: frozenset[str], no_group: froz
 
 
 # -- executor -------------------------------------------------------------------------------------
-class _Operands:
-    """A hook that keeps the values group nodes read as Add operands (the executor passes only the first input)."""
-
-    def __init__(self, names: set[str]):
-        self.names = names
-        self.values: dict[str, tuple[Tensor, bool]] = {}
-
-    def value(self, node, x, static, t0, t1) -> None:
-        if node.name in self.names:
-            self.values[node.name] = (x, static)
-
-    def potential(self, node, v_seq, t0, t1) -> None:
-        pass
-
-
 class TritonExecutor(Executor):
     """The reference executor, with ChainNode / LinearNode neurons in the Triton kernels."""
 
-    def run(self, plan, feeds, windows, state, *, hooks=(), **kwargs):
-        names = {i for n in plan.nodes if isinstance(n, ChainNode) for i in n.inputs[1:]}
-        self._operands = _Operands(names)
-        try:
-            return super().run(plan, feeds, windows, state, hooks=[self._operands, *hooks], **kwargs)
-        finally:
-            self._operands = None
-
-    def _neuron(self, node, inp, c, state, hooks, want_v, t0, t1):
+    def _neuron(self, node, ins, c, state, hooks, want_v, t0, t1):
         if not isinstance(node, (ChainNode, LinearNode)):
-            return super()._neuron(node, inp, c, state, hooks, want_v, t0, t1)
+            return super()._neuron(node, ins, c, state, hooks, want_v, t0, t1)
         from snnc.errors import LoweringError, SnncError
 
         op = node.op
-        x, is_static = inp
+        x, is_static = ins[0]
         v = state.get(op.name)
         try:
             if isinstance(node, LinearNode):
                 out, v = self._linear(node, x, v)
             else:
-                out, v = self._chain(node, x, is_static, c, v)
+                out, v = self._chain(node, x, is_static, ins[1:], c, v)
         except SnncError:
             raise
         except Exception as e:  # noqa: BLE001 - name the node
@@ -182,12 +159,13 @@ class TritonExecutor(Executor):
             raise InputError(f"{op.where()}: state has shape {list(v.shape)} but the input step is "
                              f"{list(step_shape)}", hint="call reset() when the batch size changes")
 
-    def _chain(self, node: ChainNode, x: Tensor, is_static: bool, c: int, v: Tensor | None):
+    def _chain(self, node: ChainNode, x: Tensor, is_static: bool, operands: list[tuple[Tensor, bool]], c: int,
+               v: Tensor | None):  # fmt: skip
+        """Run a ChainNode; `operands` are the (value, static) Add operands, node.inputs[1:]."""
         from .chain import Stage, chain_multi_step
 
         step_shape = x.shape if is_static else x.shape[1:]
         self._check_state(node.op, v, step_shape)
-        operands = tuple(self._operands.values[name] for name in node.inputs[1:])
         stages = tuple(Stage(k, f, None if w is None else self.params[w], i) for k, f, w, i in node.stages)
         channels, inner = node.feature_channels
         return chain_multi_step(node.neuron.params, x.contiguous(), stages,
