@@ -52,13 +52,10 @@ def sniff(path: Path) -> str:
 
 
 def _sniff_hdf5(path: Path) -> str:
-    import h5py
-
-    from snnc.safety import check_hdf5
+    from snnc.safety import open_hdf5
 
     try:
-        with h5py.File(path, "r") as f:
-            check_hdf5(f, str(path))  # no external links/storage, no oversized claims: before touching any object
+        with open_hdf5(path) as f:  # no external links/storage, no oversized claims: before touching any object
             if f.attrs.get("format") == "snnir":
                 return "snnir"
             if "node" in f and "version" in f:

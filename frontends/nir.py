@@ -48,18 +48,12 @@ def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireComp
 
 def check_structure(p: Path) -> None:
     """Name the node and field of a truncated or incomplete NIR file before nir.read trips over it."""
-    import h5py
     import nir
 
-    from snnc.safety import check_hdf5
+    from snnc.safety import open_hdf5
 
-    try:
-        f = h5py.File(p, "r")
-    except (OSError, ValueError) as e:
-        raise MalformedFileError(f"{p}: not a readable HDF5 file (truncated or corrupt): {e}") from None
-    with f:
+    with open_hdf5(p, "NIR") as f:  # external links/storage, oversized datasets: before nir.read touches them
         try:
-            check_hdf5(f, str(p))  # external links/storage, oversized datasets: before nir.read touches them
             _check_graph(f, p, nir)
         except SnncError:
             raise

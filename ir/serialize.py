@@ -20,7 +20,7 @@ import torch
 
 from snnc.errors import MalformedFileError
 from snnc.fileio import atomic_path
-from snnc.safety import check_hdf5
+from snnc.safety import open_hdf5
 from snnc.ir.graph import Graph
 from snnc.ir.ops import OP_ADAPTER
 
@@ -78,12 +78,7 @@ def load(path: str | os.PathLike) -> Graph:
 
 
 def _load(p: Path) -> Graph:
-    try:
-        f = h5py.File(p, "r")
-    except (OSError, ValueError) as e:
-        raise MalformedFileError(f"{p}: not a readable .snnir (HDF5) file: {e}") from None
-    with f:
-        check_hdf5(f, str(p))  # no links or external storage into other files, no oversized claims
+    with open_hdf5(p, ".snnir") as f:  # no links or external storage into other files, no oversized claims
         if f.attrs.get("format") != "snnir":
             raise MalformedFileError(f"{p}: not a .snnir file (missing format='snnir' attribute)")
         version = int(f.attrs.get("format_version", -1))

@@ -96,21 +96,26 @@ def _check_dataset(ds, path: str, source: str) -> None:
                                       hint="the file is truncated, damaged or malicious")
 
 
-def check_hdf5_file(path: str | os.PathLike) -> None:
-    """Open `path` read-only and run `check_hdf5` on it."""
+def open_hdf5(path: str | os.PathLike, kind: str = "HDF5"):
+    """`path` opened read-only as an h5py.File that passed `check_hdf5` (the caller closes it).
+
+    Every reader of HDF5 model files opens them here, so none reads an object first.
+    """
     import h5py
 
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as e:
-        raise MalformedFileError(f"{path}: not a readable HDF5 file (truncated or corrupt): {e}") from None
-    with f:
-        try:
-            check_hdf5(f, str(path))
-        except (UnsafeFileReferenceError, MalformedFileError):
-            raise
-        except Exception as e:  # noqa: BLE001 - h5py errors on damaged object headers
-            raise MalformedFileError(f"{path}: damaged HDF5 file: {type(e).__name__}: {e}") from None
+        raise MalformedFileError(f"{path}: not a readable {kind} file (truncated or corrupt HDF5): {e}") from None
+    try:
+        check_hdf5(f, str(path))
+    except (UnsafeFileReferenceError, MalformedFileError, TensorTooLargeError):
+        f.close()
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py errors on damaged object headers
+        f.close()
+        raise MalformedFileError(f"{path}: damaged {kind} file: {type(e).__name__}: {e}") from None
+    return f
 
 
 class _GlobalHeaps:

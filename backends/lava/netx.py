@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from snnc.errors import LoweringError, MalformedFileError
-from snnc.safety import check_hdf5
+from snnc.safety import open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import DType, Layout, TensorType
@@ -202,12 +202,7 @@ def _pair(v, name: str) -> tuple[int, int]:
 def read_network(path: str | os.PathLike) -> NetxNetwork:
     """Parse a NetX hdf5 file with netx 0.6's reading rules (weights truncated to int, shapes in C,H,W)."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise MalformedFileError(f"{path}: not a readable hdf5 file ({e})") from None
-    with f:
-        check_hdf5(f, str(path))  # no links or external storage into other files, no oversized claims
+    with open_hdf5(path, "NetX") as f:  # no links or external storage into other files, no oversized claims
         if "layer" not in f:
             raise MalformedFileError(f"{path}: no /layer group, so not a NetX network")
         group = f["layer"]
