@@ -110,6 +110,21 @@ int snnc_neuron_f32(int variant, const float* x, int64_t xs, float* out, float* 
    arithmetic is that of the pooling kernels below. */
 #define TILE_MAX 8192
 #define TILE_TARGET 1024
+
+/* One 2x2 window a b / c d: its max (NaN wins, as in torch) or its mean (0 + a + b + c + d,
+   times 0.25 == / 4 exactly: a power of two). */
+static inline __attribute__((always_inline)) float pool4(const int pmax, float a, float b, float c, float d)
+{
+  if (pmax) {
+    float r = a;
+    r = (b > r || b != b) ? b : r;
+    r = (c > r || c != c) ? c : r;
+    return (d > r || d != d) ? d : r;
+  }
+  float sum = 0.0f;
+  sum += a; sum += b; sum += c; sum += d;
+  return sum * 0.25f;
+}
 static inline __attribute__((always_inline)) void body_pool(
     const int kind, const int reset, const int gt, const int pmax,
     const float* restrict x, int64_t xs, float* restrict out, float* restrict v,
@@ -134,38 +149,14 @@ static inline __attribute__((always_inline)) void body_pool(
         float* restrict ot = out + t * Eo + (i + q) * Ro;
         if (G == 1) {  /* NCHW: a separate loop the compiler can vectorise */
           for (int64_t ow = 0; ow < Wo; ow++) {
-            const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-            float r;
-            if (pmax) {
-              r = a;
-              r = (b > r || b != b) ? b : r;
-              r = (c > r || c != c) ? c : r;
-              r = (d > r || d != d) ? d : r;
-            } else {
-              float sum = 0.0f;
-              sum += a; sum += b; sum += c; sum += d;
-              r = sum * 0.25f;
-            }
-            ot[ow] = r;
+            ot[ow] = pool4(pmax, r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
           }
           continue;
         }
         for (int64_t ow = 0; ow < Wo; ow++) {
           for (int64_t g = 0; g < G; g++) {
-            const float a = r0[2 * ow * G + g], b = r0[(2 * ow + 1) * G + g];
-            const float c = r1[2 * ow * G + g], d = r1[(2 * ow + 1) * G + g];
-            float r;
-            if (pmax) {
-              r = a;
-              r = (b > r || b != b) ? b : r;
-              r = (c > r || c != c) ? c : r;
-              r = (d > r || d != d) ? d : r;
-            } else {
-              float sum = 0.0f;
-              sum += a; sum += b; sum += c; sum += d;
-              r = sum * 0.25f;  /* == sum / 4 exactly: a power of two */
-            }
-            ot[ow * G + g] = r;
+            ot[ow * G + g] = pool4(pmax, r0[2 * ow * G + g], r0[(2 * ow + 1) * G + g],
+                                   r1[2 * ow * G + g], r1[(2 * ow + 1) * G + g]);
           }
         }
       }
