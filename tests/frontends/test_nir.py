@@ -17,8 +17,14 @@ from snnc.frontends.nir import from_nir
 from snnc.ir import ops
 from snnc.runtime import Session
 from tests.frontends.models import boost, canonical, same_params
+from tests.nets import dyadic_, dyadic_inputs, round_bits
 
 DT = 1e-3
+
+
+def _dyadic(a: np.ndarray, bits: int = 5) -> np.ndarray:
+    """a as float32 rounded to `bits` significant bits (multiples of one power of two): exact in sums."""
+    return round_bits(torch.from_numpy(np.asarray(a, np.float32)), bits).numpy()
 
 
 def euler_reference(x: np.ndarray, w1, b1, lif: dict, w2, if_r: float, if_thr: float) -> np.ndarray:
@@ -40,8 +46,9 @@ def euler_reference(x: np.ndarray, w1, b1, lif: dict, w2, if_r: float, if_thr: f
 
 def test_graph_made_with_nir_imports_and_runs_like_its_equations():
     rng = np.random.default_rng(0)
-    w1, b1 = rng.normal(0, 1.0, (6, 3)).astype(np.float32), rng.normal(0.5, 0.2, 6).astype(np.float32)
-    w2 = rng.normal(0.3, 0.5, (2, 6)).astype(np.float32)
+    # dyadic weights and inputs (tests/nets.py): numpy's matmul and torch's then give the same, exact sums
+    w1, b1 = _dyadic(rng.normal(0, 1.0, (6, 3))), _dyadic(rng.normal(0.5, 0.2, 6))
+    w2 = _dyadic(rng.normal(0.3, 0.5, (2, 6)))
     lif = {"tau": 5 * DT, "r": 1.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0}
     full = {k: np.full(6, v, np.float32) for k, v in lif.items()}
     graph = nir.NIRGraph(
@@ -57,7 +64,7 @@ def test_graph_made_with_nir_imports_and_runs_like_its_equations():
     by_kind = {op.kind: op for op in g}
     assert by_kind["lif"].tau == 5.0 and by_kind["lif"].fire.value == "gt" and by_kind["lif"].decay_input
     assert by_kind["scale"].factor == 2.0  # the IF's r * dt, made an explicit op
-    x = rng.uniform(0, 2, (20, 4, 3)).astype(np.float32)
+    x = _dyadic(rng.uniform(0, 2, (20, 4, 3)), 6)
     out = Session(g).run(torch.from_numpy(x)).numpy()
     ref = euler_reference(x, w1, b1, lif, w2, 2.0 / DT, 1.0)
     assert 0 < ref.mean() < 1
@@ -66,7 +73,7 @@ def test_graph_made_with_nir_imports_and_runs_like_its_equations():
 
 def test_convolutional_nir_graph_with_sum_pool_and_flatten():
     rng = np.random.default_rng(1)
-    conv_w = rng.normal(0, 1, (2, 1, 3, 3)).astype(np.float32)
+    conv_w = _dyadic(rng.normal(0, 1, (2, 1, 3, 3)))  # and dyadic inputs: exact convolutions in any order
     graph = nir.NIRGraph(
         nodes={"x": nir.Input(input_type={"input": np.array([1, 6, 6])}),
                "conv": nir.Conv2d(input_shape=(6, 6), weight=conv_w, stride=1, padding=1, dilation=1, groups=1,
@@ -78,7 +85,7 @@ def test_convolutional_nir_graph_with_sum_pool_and_flatten():
                "y": nir.Output(output_type={"output": np.array([18])})},
         edges=[("x", "conv"), ("conv", "sn"), ("sn", "pool"), ("pool", "flat"), ("flat", "y")])
     g = from_nir(graph, dt=DT)
-    x = torch.from_numpy(rng.uniform(0, 1, (5, 2, 1, 6, 6)).astype(np.float32))
+    x = torch.from_numpy(_dyadic(rng.uniform(0, 1, (5, 2, 1, 6, 6)), 5))
     out = Session(g).run(x)
     # by hand: IF over the conv output, then sum over 2x2 windows
     cur = torch.nn.functional.conv2d(x.flatten(0, 1), torch.from_numpy(conv_w), torch.full((2,), 0.5), padding=1)
@@ -220,8 +227,8 @@ def test_nir_exported_by_spikingjelly_imports_and_runs(tmp_path):
     net = nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), neuron.IFNode(), layer.AvgPool2d(2), layer.Flatten(),
                         layer.Linear(64, 10), neuron.LIFNode(tau=2.0))
     functional.set_step_mode(net, "m")
-    boost(net, 4.0, 0.2)
-    x = torch.rand(8, 2, 1, 8, 8)
+    dyadic_(boost(net, 4.0, 0.2))  # and dyadic inputs: SpikingJelly's convolution and ours give exact sums
+    x = dyadic_inputs((8, 2, 1, 8, 8))
     export_to_nir(net, x, tmp_path / "sj.nir")
     g = load(tmp_path / "sj.nir", dt=1e-4, fire="ge")  # SpikingJelly's dt, and it fires at equality
     functional.reset_net(net)

@@ -1,4 +1,7 @@
-"""Tracing SNNs written with snnc.nn (and SpikingJelly, optional): every neuron's spikes match exactly."""
+"""Tracing SNNs written with snnc.nn (and SpikingJelly, optional): every neuron's spikes match exactly.
+
+Weights and inputs are dyadic (tests/nets.py), so the runtime's convolutions and torch's compute exact sums and
+equal spikes are a property of the tracing, not of two kernels happening to add in the same order."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from snnc.ir import Layout, ops
 from snnc.runtime import Interpreter
 from tests.conftest import randomize_bn
 from tests.frontends.models import boost
+from tests.nets import dyadic_, dyadic_inputs
 
 
 def conv_snn(neuron, layer, functional) -> nn.Module:
@@ -25,7 +29,7 @@ def conv_snn(neuron, layer, functional) -> nn.Module:
         neuron.LIFNode(tau=3.0, decay_input=False, v_threshold=0.5, v_reset=-0.1),
     )
     functional.set_step_mode(net, "m")
-    return boost(randomize_bn(net), 3.0, 0.1)
+    return dyadic_(boost(randomize_bn(net), 3.0, 0.1))  # exact sums: the same spikes in any summation order
 
 
 def neuron_spikes_match(net: nn.Module, graph, x: torch.Tensor, functional, neuron_base: type) -> dict[str, float]:
@@ -56,7 +60,7 @@ def test_snnc_nn_multi_step_conv_snn_runs_with_identical_spikes():
     net = conv_snn(neuron, layer, functional)
     g = trace(net, (1, 8, 8))
     assert g.inputs[0].type.layout is Layout.TNX and g.meta["step_mode"] == "m"
-    rates = neuron_spikes_match(net, g, torch.rand(6, 3, 1, 8, 8), functional, neuron.BaseNode)
+    rates = neuron_spikes_match(net, g, dyadic_inputs((6, 3, 1, 8, 8)), functional, neuron.BaseNode)
     assert all(0.02 < r < 0.98 for r in rates.values()), rates  # every layer is active: the check means something
 
 
@@ -82,7 +86,8 @@ def test_multi_step_container_and_single_step_network():
                              neuron.LIFNode(tau=4.0))
     boost(per_step, 3.0, 0.6)
     per_step[3].bias.data.add_(1.0)
-    x = torch.rand(5, 2, 1, 8, 8)
+    dyadic_(per_step)  # exact sums: the runtime's convolution and torch's give the same bits
+    x = dyadic_inputs((5, 2, 1, 8, 8))
     # the same single-step modules inside a MultiStepContainer: the container loops over T
     wrapped = nn.Sequential(layer.MultiStepContainer(*per_step))
     g = trace(wrapped, (1, 8, 8))
@@ -181,5 +186,5 @@ def test_spikingjelly_twin_traces_to_the_same_ir_with_identical_spikes():
     g = trace(net, (1, 8, 8))
     g_ours = trace(ours, (1, 8, 8))
     assert canonical(g) == canonical(g_ours) and same_params(g, g_ours)
-    rates = neuron_spikes_match(net, g, torch.rand(6, 3, 1, 8, 8), functional, neuron.BaseNode)
+    rates = neuron_spikes_match(net, g, dyadic_inputs((6, 3, 1, 8, 8)), functional, neuron.BaseNode)
     assert all(0.02 < r < 0.98 for r in rates.values()), rates

@@ -30,10 +30,10 @@ def build(name: str, T: int, n: int):
     if name == "digits":
         from snnc import datasets
         from snnc.backends.lava import convert
-        from snnc.demo import pretrained_digits_cnn
+        from tests.nets import digits_cnn  # stored, not trained here: the same network on every machine
 
         data = datasets.digits()
-        graph = convert(pretrained_digits_cnn(data), data.x_train[:256], T=T, calib_samples=128)
+        graph = convert(digits_cnn(), data.x_train[:256], T=T, calib_samples=128)
         return graph, data.x_test[:n]
     if name == "conv_pool_dense":
         return nets.conv_pool_dense(), nets.spikes(T, n, 2, 8, 8)

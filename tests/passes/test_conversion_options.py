@@ -99,13 +99,16 @@ def test_bad_options_are_input_errors(small_cnn, kwargs, match):
 
 def test_defaults_beat_the_textbook_at_low_T_on_digits():
     """The issue's target as a regression test: default conversion within 2 points of the ANN at T=4
-    (benchmarks/conversion.py measures it on the fully trained demo network)."""
+    (benchmarks/conversion.py measures it on the fully trained demo network). On the stored digits CNN
+    (tests/nets.py; nothing trains here), all 450 test images: measured ANN 99.56, default 99.11, textbook
+    73.1, so each bound keeps a margin of 7 samples or more against last-bit differences between CPUs."""
     from snnc import datasets
-    from snnc.demo import accuracy, train_digits_cnn
+    from snnc.demo import accuracy
+    from tests.nets import digits_cnn
 
     data = datasets.digits()
-    model = train_digits_cnn(data, epochs=4)  # the demo recipe, shorter: ~1/8 of the demo's training time
-    x, y = data.x_test[:225], data.y_test[:225]
+    model = digits_cnn()
+    x, y = data.x_test, data.y_test
     with torch.no_grad():
         ann = accuracy(model(x).argmax(-1), y)
     default = accuracy(Session(snnc.convert(model, data.x_train[:256])).predict(x, 4), y)

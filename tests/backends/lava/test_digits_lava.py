@@ -1,24 +1,30 @@
-"""The digits demo on the Loihi emulation: reset to 0 and fixed point cost little after calibration."""
+"""The digits demo on the Loihi emulation: reset to 0 and fixed point cost little after calibration.
+
+On the stored digits CNN (tests/nets.py), not one trained in the test run. The Loihi emulation is integer
+arithmetic; the float SNN it is compared with sums non-dyadic floats, so the bound keeps a margin of about
+ten samples (measured on 450 test images: 99.56% float, 98.89% emulated; 0.22 points per sample).
+"""
 
 import pytest
+
 from snnc import datasets
 from snnc.backends.lava import convert
-from snnc.demo import accuracy, pretrained_digits_cnn
+from snnc.demo import accuracy
 from snnc.runtime import Session
 from snnc.runtime.loihi import LoihiSession
+from tests.nets import digits_cnn
 
 
 @pytest.fixture(scope="module")
 def digits():
-    data = datasets.digits()
-    return data, pretrained_digits_cnn(data)
+    return datasets.digits(), digits_cnn()
 
 
 def test_loihi_emulation_keeps_digits_accuracy(digits):
     import snnc
 
     data, model = digits
-    x, y = data.x_test[:150], data.y_test[:150]
+    x, y = data.x_test, data.y_test
     calib = data.x_train[:256]
     T = 32
     soft = accuracy(Session(snnc.convert(model, calib)).predict(x, T), y)

@@ -1,8 +1,16 @@
 """Shared networks, references and compiled artifacts for the lynxi tests.
 
-Every artifact is compiled once per session: the digits demo CNN and a small
-ResNet-style CNN, both converted to SNNs, at T=8 for the whole digits test
-set (450 samples) as one static batch.
+Every artifact is compiled once per session, at T=8 for the whole digits test
+set (450 samples) as one static batch, from one of three converted SNNs:
+
+* "digits" (the demo's DigitsCNN) and "resnet" (a small ResNet-style CNN) have
+  random dyadic weights (tests/nets.py) and, after conversion, power-of-two
+  scales: every value they compute is exact in float32, and in the float16 core,
+  in any summation order (`convert_network` checks this). Spikes and outputs that
+  equal the reference bit for bit are then a property of the construction, not
+  of one machine's kernels.
+* "trained" is the stored, trained digits CNN converted as a user would (scales
+  from calibration): float16 rounds it, for the tests of float16's error.
 """
 
 from __future__ import annotations
@@ -15,10 +23,13 @@ import torch.nn as nn
 
 import snnc
 from snnc import datasets
+from snnc.backends.lynxi.options import Options
+from snnc.backends.lynxi.precision import op_dtypes
+from snnc.demo import DigitsCNN
 from snnc.ir import NeuronOp, Output
 from snnc.passes import PIPELINES, PassManager, parse_pipeline
 from snnc.runtime import Session
-from tests.conftest import randomize_bn
+from tests.nets import digits_cnn, exactness_bits, set_bn, set_layer, snap_scales
 
 T = 8
 
@@ -44,22 +55,47 @@ class ResNetish(nn.Module):
         return self.fc(torch.flatten(self.pool(y), 1))
 
 
-def train_resnetish(data: datasets.Split, epochs: int = 3) -> ResNetish:
-    """A few deterministic epochs: enough for clear class margins (about 93% test accuracy)."""
-    torch.manual_seed(0)
-    model = randomize_bn(ResNetish()).train()
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
-    g = torch.Generator().manual_seed(0)
-    n = data.x_train.shape[0]
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, 128):
-            idx = perm[i:i + 128]
-            loss = nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+def resnetish(seed: int = 0) -> ResNetish:
+    """ResNetish with random dyadic weights and exact BatchNorms (see tests/nets.py)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = ResNetish().eval()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            set_layer(m, gen, (-2, 2, 3), (-2, 2, 4))
+        elif isinstance(m, nn.BatchNorm2d):
+            set_bn(m, gen)
+        elif isinstance(m, nn.Linear):
+            set_layer(m, gen, (-4, 4, 4), (-2, 2, 4))
+    return model
+
+
+def digits_shaped(seed: int = 0) -> DigitsCNN:
+    """The demo's DigitsCNN with random dyadic weights and exact BatchNorms (see tests/nets.py)."""
+    gen = torch.Generator().manual_seed(seed)
+    model = DigitsCNN().eval()
+    conv1, bn1, _, _, conv2, bn2, _, _ = model.features
+    set_layer(conv1, gen, (-2, 2, 2), (-2, 2, 4))
+    set_bn(bn1, gen)
+    set_layer(conv2, gen, (-2, 2, 3), (-2, 2, 4))
+    set_bn(bn2, gen)
+    set_layer(model.classifier[1], gen, (-4, 4, 4), (-2, 2, 4))
+    return model
+
+
+MANTISSA = {torch.float32: 24, torch.float16: 11}  # significant bits, the implicit one included
+
+
+def assert_exact(graph, dtype: str, *, time_steps: int = T, x_unit: float = 1 / 16) -> None:
+    """Every op of `graph`, lowered with `dtype` for its spiking core (float32 state, head and tail), computes
+    each value and partial sum exactly (inputs: multiples of `x_unit` in [-1, 1]): then no engine and no
+    summation order can change a bit."""
+    dtypes = op_dtypes(graph, Options(time_steps=time_steps, batch_size=1, dtype=dtype))
+    for name, (bits, unit) in exactness_bits(graph, time_steps=time_steps, x_unit=x_unit).items():
+        # a neuron's membrane potential is float32 (state_dtype); its spikes, 0 or 1, are exact in any dtype
+        dt = torch.float32 if isinstance(graph[name], NeuronOp) else dtypes[name]
+        assert bits <= MANTISSA[dt], f"{name} needs {bits:.1f} significant bits, {dt} has {MANTISSA[dt]}"
+        if dt == torch.float16:  # and the range: no value below the smallest subnormal or above the largest
+            assert unit >= 2.0 ** -24 and unit * 2 ** bits <= 65504, f"{name}: out of float16's range"
 
 
 def with_spike_outputs(graph):
@@ -120,11 +156,15 @@ def digits_data():
 
 
 def convert_network(name: str, data: datasets.Split):
-    """The converted SNN graph (snnc.convert with '99.9%'), as the user gets it."""
-    from snnc.demo import pretrained_digits_cnn
-
-    model = pretrained_digits_cnn(data) if name == "digits" else train_resnetish(data)
-    return snnc.convert(model, data.x_train[:512], "99.9%")
+    """The converted SNN graph (snnc.convert with '99.9%'); for the constructed networks with every scale
+    rounded to a power of two, which makes them exact (checked)."""
+    if name == "trained":
+        return snnc.convert(digits_cnn(), data.x_train[:512], "99.9%")
+    g = snap_scales(snnc.convert(digits_shaped() if name == "digits" else resnetish(), data.x_train[:512], "99.9%"))
+    for dtype in ("f32", "f16"):
+        assert_exact(g, dtype)
+        assert_exact(lynxi_pipeline(g), dtype)
+    return g
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +183,7 @@ class Compiled:
         """The network's converted graph ("raw") or the graph after the lynxi pipeline, spikes exposed."""
         key = (net, variant)
         if key not in self._graphs:
-            if net not in self._nets:  # trained and converted on first use only
+            if net not in self._nets:  # built and converted on first use only
                 self._nets[net] = convert_network(net, self.data)
             g = self._nets[net] if variant == "raw" else lynxi_pipeline(self._nets[net])
             self._graphs[key] = with_spike_outputs(g)

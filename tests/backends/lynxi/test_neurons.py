@@ -12,6 +12,7 @@ from snnc.dynamics import FireCompare
 from snnc.ir import IF, LIF, Graph, HardReset, Input, Layout, Linear, NoReset, Output, SoftReset, TensorType
 from snnc.runtime import Session
 from tests.backends.lynxi.conftest import with_spike_outputs
+from tests.nets import on_grid
 
 T, N = 6, 5
 
@@ -21,9 +22,11 @@ def neurons_graph():
     g = Graph("neurons")
     gen = torch.Generator().manual_seed(0)
     g.add(Input(name="x", type=TensorType(shape=("T", "N", 12), layout=Layout.TNX)))
-    g.params["w1"] = torch.randn(16, 12, generator=gen) * 0.5
-    g.params["w2"] = torch.randn(8, 16, generator=gen)
-    g.params["w3"] = torch.randn(8, 8, generator=gen)
+    # dyadic weights and inputs (tests/nets.py): the linear layers' sums are exact in any order, so only the
+    # neurons' elementwise arithmetic, which the lowering spells as the reference does, makes the floats
+    g.params["w1"] = on_grid((16, 12), -16, 16, 5, gen)
+    g.params["w2"] = on_grid((8, 16), -16, 16, 3, gen)
+    g.params["w3"] = on_grid((8, 8), -16, 16, 3, gen)
     g.add(Linear(name="fc1", inputs=("x",), weight="w1"))
     g.add(LIF(name="lif_hard", inputs=("fc1",), tau=2.5, decay_input=False, reset=HardReset(v_reset=-0.2),
               fire=FireCompare.GT, v_init=0.1))
@@ -32,7 +35,7 @@ def neurons_graph():
     g.add(Linear(name="fc3", inputs=("lif_soft",), weight="w3"))
     g.add(IF(name="if_none", inputs=("fc3",), reset=NoReset(), v_threshold=2.0))
     g.add(Output(name="out", inputs=("if_none",)))
-    x = torch.randn(T, N, 12, generator=gen)
+    x = on_grid((T, N, 12), -32, 32, 4, gen)
     return with_spike_outputs(g), x
 
 

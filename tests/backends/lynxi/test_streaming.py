@@ -35,7 +35,7 @@ def test_manifest_names_the_state_tensors(chunked, compiled):
 @pytest.mark.parametrize("engine", ["onnx", "torch"])
 def test_two_chunks_equal_one_run_of_T(chunked, compiled, engine):
     g, x = compiled.graph("digits", "raw"), compiled.x
-    session = Session(g, channels_last=False, event_conv=False)  # NCHW convs, as the exported module's
+    session = Session(g)  # every value is exact (conftest.py): any kernel and summation order gives these bits
     ref = session.run(x, T)
     r = Runner(chunked, engine)
     first, second = r.run(x), r.run(x)
@@ -46,10 +46,7 @@ def test_two_chunks_equal_one_run_of_T(chunked, compiled, engine):
     fresh = Runner(chunked, engine).run(x)
     assert any(not torch.equal(fresh[k], second[k]) for k in first if k.startswith("spk_"))
     for node, v in session.state.items():
-        if engine == "torch":
-            assert torch.equal(r.state[node], v), node
-        else:  # onnxruntime's convolution rounds differently in the last bits
-            torch.testing.assert_close(r.state[node], v, rtol=0, atol=1e-5)
+        assert torch.equal(r.state[node], v), node
     r.reset()
     again = r.run(x)
     assert all(torch.equal(again[k], first[k]) for k in first)
@@ -61,20 +58,38 @@ def test_runner_refuses_a_wrong_static_shape(chunked, compiled):
         r.run(compiled.x[:3])
 
 
+@pytest.fixture(scope="module")
+def rounding_charge(compiled):
+    """The digits SNN with each neuron's input scale times 0.9: its convolutions stay exact (any summation order
+    gives the same bits), but the charge, an elementwise product in the state dtype, now rounds in float16."""
+    g = compiled.graph("digits", "raw").copy()
+    for op in list(g):
+        if op.kind == "scale" and op.name.endswith("_in"):  # Scale(1/lambda) -> IF, from the conversion
+            g.replace_op(op.model_copy(update={"factor": op.factor * 0.9}))
+    return g
+
+
 # float16 state through onnxruntime used to differ from one run in 8 of the second layer's 262144 spikes: its CPU
 # provider ran the unrolled float16 neuron in float32 without rounding between steps, so only a chunk boundary
 # rounded the state. The ONNX file now spells every float16 rounding out (f16_rounding.py).
 @pytest.mark.parametrize("state_dtype,engine,ort_optimization", [
     ("float32", "onnx", True), ("float16", "onnx", True), ("float16", "onnx", False), ("float16", "torch", True)])
-def test_float16_streams_its_state_in_the_state_dtype(compiled, tmp_path, state_dtype, engine, ort_optimization):
+def test_float16_streams_its_state_in_the_state_dtype(compiled, rounding_charge, tmp_path, state_dtype, engine,
+                                                      ort_optimization):
     """A float16 network streams membrane potentials of `state_dtype`: the manifest, the ONNX inputs and
     outputs and the Runner agree on it, and two chunks of T/2 equal one run of T of the same artifact style."""
     import onnx
 
-    g, x = compiled.graph("digits", "raw"), compiled.x[:64]
+    g, x = rounding_charge, compiled.x[:64]
     opts = dict(batch_size=x.shape[0], dtype="f16", state_dtype=state_dtype)
     run = dict(ort_optimization=ort_optimization) if engine == "onnx" else {}
     whole = Runner(snnc.compile(g, "lynxi", tmp_path / "whole", time_steps=T, **opts), engine, **run).run(x)
+    if state_dtype == "float16" and engine == "onnx" and ort_optimization:
+        # the test can fail: float16 state really rounds this network (only elementwise ops differ, so the
+        # count of changed spikes is the same on every CPU)
+        f32 = Runner(snnc.compile(g, "lynxi", tmp_path / "f32", time_steps=T, **{**opts, "state_dtype": "f32"}),
+                     engine).run(x)
+        assert any(not torch.equal(whole[k], f32[k]) for k in whole if k.startswith("spk_"))
     art = snnc.compile(g, "lynxi", tmp_path / "chunks", time_steps=T // 2, state_io=True, **opts)
     elem = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16}[state_dtype]
     model = onnx.load(str(art.path / "model.onnx"))
