@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pickle
 import re
@@ -12,7 +13,8 @@ from typing import Any, Sequence
 
 import torch
 
-from snnc.errors import FrontendError, MalformedFileError, SnncError, UntrustedPickleError
+from snnc import spelling
+from snnc.errors import FrontendError, InputError, MalformedFileError, SnncError, UntrustedPickleError
 from snnc.ir.graph import Graph
 
 KINDS = {
@@ -27,6 +29,7 @@ KINDS = {
 KNOWN_KINDS = "; ".join(KINDS.values())
 _SUFFIXES = {".snnir": "snnir", ".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".onnx": "onnx", ".pt2": "pt2", ".net": "netx",
              ".pt": "torch", ".pth": "torch", ".ckpt": "torch"}
+_SUFFIX_KIND = {**KINDS, "torch": "a torch.save file (zip or pickle)"}
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -55,7 +58,8 @@ def _sniff_hdf5(path: Path) -> str:
     from snnc.safety import open_hdf5
 
     try:
-        with open_hdf5(path) as f:  # no external links/storage, no oversized claims: before touching any object
+        # the root's attributes and names only, read in a helper process under a time limit
+        with open_hdf5(path, outline=True) as f:
             if f.attrs.get("format") == "snnir":
                 return "snnir"
             if "node" in f and "version" in f:
@@ -110,6 +114,11 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.exists():
+            if weights is not None:
+                raise InputError(f"{spelling.flag('weights')} goes with a Python model spec "
+                                 f"('package.module:attribute'); {path} is a model file, which holds its own weights",
+                                 hint=f"drop {spelling.flag('weights')}, or give the architecture as "
+                                      f"'package.module:attribute' with {spelling.option('weights', str(weights))}")
             if trust_pickle and sniff(path) == "torch":
                 return _from_trusted_pickle(path, input_shape, name, options)
             return _from_file(path, name, options)
@@ -142,8 +151,21 @@ def _from_trusted_pickle(path: Path, input_shape, name: str | None, options: dic
         raise FrontendError(f"{path} holds a {type(model).__name__}, not an nn.Module",
                             hint="a state dict needs the architecture: 'package.module:attribute' --weights FILE")
     if input_shape is None:
-        raise FrontendError(f"{path}: give the per-sample input shape (--input-shape x:[1,1,8,8])")
+        raise FrontendError(f"{path}: tracing the model needs its input shape", hint=input_shape_hint(model))
     return trace(model.eval(), input_shape, name=name or path.stem, **options)
+
+
+def input_shape_hint(model: torch.nn.Module) -> str:
+    """How to give the input shape: batch first on the command line, per sample in Python."""
+    if not spelling.on_command_line():
+        return "pass input_shape=(1, 8, 8): the shape of one sample, without the batch and time dims"
+    try:  # the name the traced input will have: forward's first parameter
+        params = inspect.signature(model.forward).parameters.values()
+        name = next(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    except (StopIteration, TypeError, ValueError):
+        name = "x"
+    return (f"e.g. --input-shape {name}:[1,1,8,8] for samples of shape 1x8x8: batch first "
+            f"(NAME:[N,*sample_shape], NAME a parameter of {type(model).__name__}.forward)")
 
 
 def _object_kind(obj: Any) -> str | None:
@@ -191,12 +213,12 @@ def _from_file(path: Path, name: str | None, options: dict) -> Graph:
 def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
     expected = _SUFFIXES.get(path.suffix.lower())
     if kind == "unknown":
-        if expected is not None:
-            with open(path, "rb") as f:
-                head = f.read(8)
-            raise MalformedFileError(f"{path}: the suffix says {KINDS.get(expected, expected)}, but the content "
-                                     f"does not match (wrong magic: starts with {head!r})",
-                                     hint="the file is damaged or mislabelled")
+        if path.is_file() and path.stat().st_size == 0:
+            raise MalformedFileError(f"{path} is empty (0 bytes), not a model", hint=f"snnc reads {KNOWN_KINDS}")
+        if expected is not None:  # the content is not quoted: the file may be anything, even a secret
+            raise MalformedFileError(f"{path}: the name says {_SUFFIX_KIND.get(expected, expected)}, but the content "
+                                     "is not one (wrong magic: it does not start as such a file does)",
+                                     hint=f"the file is damaged or not a model; snnc reads {KNOWN_KINDS}")
         raise FrontendError(f"cannot tell what kind of model {path} is", hint=f"snnc reads {KNOWN_KINDS}")
     if kind == "hdf5":
         raise MalformedFileError(f"{path}: an HDF5 file that is neither .snnir (no format='snnir' attribute) nor "
@@ -230,10 +252,11 @@ def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
 
 def _refuse_torch_pickle(path: Path) -> None:
     """A torch.save file: never unpickle objects; a plain state dict still needs the architecture."""
-    load_state_dict(path)  # raises UntrustedPickleError for a pickled model
+    load_state_dict(path, role="model")  # raises UntrustedPickleError for a pickled model
     raise FrontendError(f"{path} holds only weights (a state dict), not an architecture",
-                        hint=f"give the model as 'package.module:attribute' with --weights {path}, or save it "
-                             "with torch.export.save (.pt2) or torch.onnx.export (.onnx)")
+                        hint="give the model as 'package.module:attribute' with "
+                             f"{spelling.option('weights', str(path))}, or save it with torch.export.save (.pt2) "
+                             "or torch.onnx.export (.onnx)")
 
 
 def _from_python(spec: str, input_shape, weights, name, options: dict) -> Graph:
@@ -256,12 +279,16 @@ def _from_python(spec: str, input_shape, weights, name, options: dict) -> Graph:
         except RuntimeError as e:  # missing/unexpected keys, shape mismatches
             raise FrontendError(f"weights {weights} do not fit {spec}: {str(e).splitlines()[0]}") from None
     if input_shape is None:
-        raise FrontendError(f"{spec}: give the per-sample input shape (--input-shape x:[1,8,8])")
+        raise FrontendError(f"{spec}: tracing the model needs its input shape", hint=input_shape_hint(model))
     return trace(model.eval(), input_shape, name=name or attr.rsplit(".", 1)[-1], **options)
 
 
-def load_state_dict(path: str | Path) -> dict:
-    """torch.load with weights_only=True: tensors and plain containers, never arbitrary objects."""
+def load_state_dict(path: str | Path, role: str = "weights") -> dict:
+    """torch.load with weights_only=True: tensors and plain containers, never arbitrary objects.
+
+    `role` is what the file was given as, for the hint: "weights" (a state dict for a
+    Python spec) or "model" (the model itself, which may be unpickled on request).
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -270,13 +297,21 @@ def load_state_dict(path: str | Path) -> dict:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f"a pickled {found.group(1)}" if found else "pickled Python objects"
         raise UntrustedPickleError(f"{path} holds {what}, not a plain state dict; snnc does not unpickle "
-                                   "objects (loading them can run arbitrary code)",
-                                   hint="save weights with torch.save(model.state_dict(), path) and give the "
-                                        "architecture as 'package.module:attribute' with --weights; or, for a "
-                                        "model file you made yourself, opt in with --trust-pickle") from None
+                                   "objects (loading them can run arbitrary code)", hint=_pickle_hint(role)) from None
     except Exception as e:  # noqa: BLE001 - a truncated zip, a bad header
         raise MalformedFileError(f"{path}: not a readable torch.save file: {type(e).__name__}: "
                                  f"{(str(e).splitlines() or [''])[0][:200]}") from None
     if not isinstance(state, dict):
         raise FrontendError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def _pickle_hint(role: str) -> str:
+    weights, trust = spelling.flag("weights"), spelling.flag("trust_pickle")
+    save = ("save the weights with torch.save(model.state_dict(), path) and give the architecture as "
+            f"'package.module:attribute' with {weights}")
+    if role == "model":
+        return f"{save}; or, for a model file you made yourself, opt in with {spelling.option('trust_pickle', True)}"
+    the_model = "as the MODEL argument" if spelling.on_command_line() else "as the source"
+    return (f"{weights} takes a state dict: {save}. {trust} does not apply to {weights}: a whole model you saved "
+            f"yourself can be given {the_model} with {spelling.option('trust_pickle', True)} and the input shape")

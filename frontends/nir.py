@@ -37,28 +37,53 @@ def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireComp
     """Read a NIR file (HDF5 written by nir.write), checking its structure first."""
     import nir
 
+    from snnc.safety import open_hdf5
+
     p = Path(path)
-    check_structure(p)
-    try:
-        graph = nir.read(p, type_check=False)
-    except Exception as e:  # noqa: BLE001 - nir raises assertion/key/value errors for bad content
-        raise MalformedFileError(f"{p}: nir cannot read it: {type(e).__name__}: {str(e)[:300]}") from None
+    # read whole in a child process under a time limit (a damaged file cannot hang this one); external
+    # links/storage and oversized datasets refused; nir then builds its graph from that copy, never the file
+    with open_hdf5(p, "NIR") as f:
+        check_structure(f, p)
+        try:
+            graph = _nir_graph(f["node"], nir)
+        except SnncError:
+            raise
+        except Exception as e:  # noqa: BLE001 - nir raises assertion/key/value errors for bad content
+            raise MalformedFileError(f"{p}: nir cannot read it: {type(e).__name__}: {str(e)[:300]}") from None
     return from_nir(graph, dt=dt, fire=fire, use_metadata=use_metadata, name=name or p.stem, source=str(p))
 
 
-def check_structure(p: Path) -> None:
-    """Name the node and field of a truncated or incomplete NIR file before nir.read trips over it."""
+def _nir_graph(root, nir) -> Any:
+    """What nir.read makes of the file's /node group (its hdf2dict + dict2NIRNode), from the in-memory copy."""
+    from snnc.safety import H5Dataset, H5Group
+
+    def to_dict(group) -> dict:
+        out = {}
+        for key, item in group.items():
+            if isinstance(item, H5Group):
+                out[key] = to_dict(item)
+            elif isinstance(item, H5Dataset):
+                value = item[()]
+                out[key] = value.decode("utf8") if isinstance(value, bytes) else value
+        return out
+
+    data = to_dict(root)
+    if "type_check" in data:
+        raise ValueError("the 'type_check' key in the NIR graph clashes with nir.read's parameter")
+    data["type_check"] = False
+    return nir.dict2NIRNode(data)
+
+
+def check_structure(f, p: Path) -> None:
+    """Name the node and field of a truncated or incomplete NIR file (`f`, read by open_hdf5) before nir trips."""
     import nir
 
-    from snnc.safety import open_hdf5
-
-    with open_hdf5(p, "NIR") as f:  # external links/storage, oversized datasets: before nir.read touches them
-        try:
-            _check_graph(f, p, nir)
-        except SnncError:
-            raise
-        except Exception as e:  # noqa: BLE001 - h5py errors on damaged datasets
-            raise MalformedFileError(f"{p}: damaged NIR file: {type(e).__name__}: {e}") from None
+    try:
+        _check_graph(f, p, nir)
+    except SnncError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged or missing dataset
+        raise MalformedFileError(f"{p}: damaged NIR file: {type(e).__name__}: {e}") from None
 
 
 def _text(ds) -> str:

@@ -20,7 +20,7 @@ import torch
 
 from snnc.errors import MalformedFileError
 from snnc.fileio import atomic_path
-from snnc.safety import open_hdf5
+from snnc.safety import H5Group, open_hdf5
 from snnc.ir.graph import Graph
 from snnc.ir.ops import OP_ADAPTER
 
@@ -48,9 +48,27 @@ def graph_to_json(graph: Graph) -> str:
     return json.dumps(doc, sort_keys=False, separators=(",", ":"))
 
 
-def save(graph: Graph, path: str | os.PathLike) -> Path:
-    """Write `graph` to `path` atomically."""
-    with atomic_path(path) as tmp:
+def is_snnir_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a .snnir file, by content (HDF5 with format='snnir'); never opens a device or pipe."""
+    from snnc.fileio import open_regular
+
+    try:
+        with open_regular(Path(path)) as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                return False
+        # the root's attributes only, read in a helper process under a time limit: a damaged file cannot hang
+        return open_hdf5(path, ".snnir", outline=True).attrs.get("format") == "snnir"
+    except Exception:  # noqa: BLE001 - whatever h5py makes of a damaged file: not recognised
+        return False
+
+
+def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write `graph` to `path` atomically.
+
+    An existing `path` is replaced only if it is a .snnir file (or `force`: anything
+    but a device, pipe or socket); otherwise OutputPathError.
+    """
+    with atomic_path(path, replaces=is_snnir_file, force=force, what=".snnir file") as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             f.attrs["format"] = "snnir"
             f.attrs["format_version"] = SNNIR_FORMAT_VERSION
@@ -78,7 +96,9 @@ def load(path: str | os.PathLike) -> Graph:
 
 
 def _load(p: Path) -> Graph:
-    with open_hdf5(p, ".snnir") as f:  # no links or external storage into other files, no oversized claims
+    # read whole in a child process under a time limit (a damaged file cannot hang this one); no links or
+    # external storage into other files, no oversized claims
+    with open_hdf5(p, ".snnir") as f:
         if f.attrs.get("format") != "snnir":
             raise MalformedFileError(f"{p}: not a .snnir file (missing format='snnir' attribute)")
         version = int(f.attrs.get("format_version", -1))
@@ -90,6 +110,8 @@ def _load(p: Path) -> Graph:
             nodes, specs = doc["nodes"], doc["params"]
             if not isinstance(nodes, list) or not isinstance(specs, list):
                 raise TypeError("'nodes' and 'params' must be lists")
+        except MalformedFileError:
+            raise
         except Exception as e:  # noqa: BLE001 - any corruption of the JSON record
             raise MalformedFileError(f"{p}: graph record is corrupt: {e}") from None
         meta = doc.get("meta") or {}
@@ -107,7 +129,7 @@ def _load(p: Path) -> Graph:
     return graph
 
 
-def _read_param(f: h5py.File, p: Path, i: int, spec: dict) -> torch.Tensor:
+def _read_param(f: H5Group, p: Path, i: int, spec: dict) -> torch.Tensor:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("shape"), list):
         raise MalformedFileError(f"{p}: parameter record #{i} is corrupt: {str(spec)[:80]}")
     name = spec["name"]
@@ -127,6 +149,8 @@ def _read_param(f: h5py.File, p: Path, i: int, spec: dict) -> torch.Tensor:
         raise MalformedFileError(f"{p}: parameter @{name} has shape {list(ds.shape)}, header says {list(shape)}")
     try:
         arr = ds[()]
+    except MalformedFileError:
+        raise
     except Exception as e:  # noqa: BLE001 - truncated or corrupt data
         raise MalformedFileError(f"{p}: parameter @{name} cannot be read: {e}") from None
     t = torch.from_numpy(np.ascontiguousarray(arr))

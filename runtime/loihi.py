@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from snnc import spelling
 from snnc.errors import InputError
+from snnc.userdata import as_float, check_time_steps
 
 _U_MAX = 1 << 23
 
@@ -107,7 +109,7 @@ class LoihiSession:
     # -- inputs -------------------------------------------------------------
     def encode(self, x) -> Tensor:
         """Host-side integers: round(x * input_scale) for graded/input-neuron networks; 0/1 spikes otherwise."""
-        x = torch.as_tensor(x)
+        x = as_float(x, "the input")  # snnc.userdata's dtype policy: integers other than 0/1 need a scale
         net = self.network
         if net.input_message_bits or net.input_neuron:
             return torch.round(x.double() * net.input_scale).to(torch.int64)
@@ -117,7 +119,7 @@ class LoihiSession:
         return x.to(torch.int64)
 
     def _bind(self, x, T: int | None, encoded: bool) -> Tensor:
-        x = torch.as_tensor(x)
+        x = torch.as_tensor(x) if encoded else as_float(x, "the input")
         feats = tuple(self.network.input_shape)
         nf = len(feats)
         if tuple(x.shape[-nf:]) != feats or x.dim() not in (nf + 1, nf + 2):
@@ -125,7 +127,7 @@ class LoihiSession:
                              f"[T, N, ...], got shape {list(x.shape)}")
         if x.dim() == nf + 1:
             if T is None:
-                raise InputError("a single-step input needs T (the number of time steps)")
+                raise InputError(f"a single-step input needs {spelling.flag('T')} (the number of time steps)")
             x = x.unsqueeze(0).expand(T, *x.shape)
         elif T is not None and x.shape[0] != T:
             raise InputError(f"the input has {x.shape[0]} steps but T={T}")
@@ -135,9 +137,7 @@ class LoihiSession:
     @torch.no_grad()
     def run(self, x, T: int | None = None, *, encoded: bool = False, all_layers: bool = False):
         """Output spikes [T, N, *out] as float 0/1 (or a dict layer name -> spikes with all_layers)."""
-        if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T <= 0):
-            raise InputError(f"T must be a positive int, got {T!r}")
-        xs = self._bind(x, T, encoded)
+        xs = self._bind(x, check_time_steps(T), encoded)
         steps, n = xs.shape[0], xs.shape[1]
         net = self.network
         first = net.layers[0]

@@ -1,4 +1,4 @@
-"""The NetX hdf5 format (lava-dl 0.6), written and read with h5py alone.
+"""The NetX hdf5 format (lava-dl 0.6), written with h5py, read through snnc.safety.open_hdf5 (bounded).
 
 Layout, as `lava.lib.dl.netx.hdf5.Network` reads it (LAVA_NETX.md section 3):
 
@@ -18,6 +18,7 @@ which netx never reads.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,19 @@ import numpy as np
 import torch
 
 from snnc.errors import LoweringError, MalformedFileError
-from snnc.safety import open_hdf5
+from snnc.safety import H5Group, open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import DType, Layout, TensorType
 
 READABLE = ("input", "conv", "dense", "flatten")
 DEFAULT_DENSE_NEURON = (0, 4096, 1 << 17)  # netx's neuron for a dense without one: a non-spiking integrator
+# What a file may hold (Loihi's registers): decays are 12-bit fractions of 4096, vThMant a 17-bit mantissa
+# (2^17 is netx's own "never fires"), weights and biases fit the 24-bit accumulator (so they are exact in
+# float32), graded input messages have at most 24 bits.
+_NEURON_RANGES = {"iDecay": (0, 4096), "vDecay": (0, 4096), "vThMant": (0, 1 << 17)}
+_VALUE_MAX = (1 << 24) - 1
+_MESSAGE_BITS_MAX = 24
 
 
 @dataclass(frozen=True)
@@ -190,13 +197,30 @@ def _str(v) -> str:
     return v.decode("ascii") if isinstance(v, bytes) else str(v)
 
 
-def _pair(v, name: str) -> tuple[int, int]:
-    a = np.asarray(v[()]).reshape(-1).astype(int)
-    if a.size == 1:
-        return int(a[0]), int(a[0])
-    if a.size != 2:
-        raise MalformedFileError(f"{name} must be a scalar or (H, W), got {a.tolist()}")
-    return int(a[0]), int(a[1])
+def _pair(v, name: str, low: int) -> tuple[int, int]:
+    a = _integers(v, name, 1 << 31).reshape(-1)
+    if a.size not in (1, 2) or (a < low).any():
+        raise MalformedFileError(f"{name} must be a scalar or (H, W) of integers >= {low}, got {a.tolist()[:4]}")
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _integers(v, name: str, bound: int) -> np.ndarray:
+    """The dataset's numbers truncated to int64 (as netx reads them); refused if not finite numbers within +-bound."""
+    a = np.asarray(v[()])
+    if a.dtype.kind not in "biuf":
+        raise MalformedFileError(f"{name} holds {a.dtype} values, not numbers")
+    if a.size and not (np.isfinite(a).all() and np.abs(a).max() <= bound):
+        raise MalformedFileError(f"{name} holds values outside +-{bound} (or NaN/Inf), e.g. "
+                                 f"{a.reshape(-1)[~(np.abs(a.reshape(-1)) <= bound)][:1].tolist()}")
+    return a.astype(np.int64)
+
+
+def _number(v, name: str) -> float:
+    """A scalar attribute or dataset as a float; MalformedFileError when it is not one number."""
+    a = np.asarray(v)
+    if a.size != 1 or a.dtype.kind not in "biuf":
+        raise MalformedFileError(f"{name} is not a number: {str(v)[:40]}")
+    return float(a.reshape(-1)[0])
 
 
 def read_network(path: str | os.PathLike) -> NetxNetwork:
@@ -210,10 +234,19 @@ def read_network(path: str | os.PathLike) -> NetxNetwork:
         missing = [str(i) for i in range(n) if str(i) not in group]
         if missing:
             raise MalformedFileError(f"{path}: /layer must hold 0..{n - 1}; missing {', '.join(missing)}")
-        layers = [_read_layer(group[str(i)], f"{path}:/layer/{i}") for i in range(n)]
-        scale = float(f.attrs.get("snnc_input_scale", 1.0))
-        bits = int(f.attrs.get("snnc_input_message_bits", 0))
-        t = int(f["simulation/tSample"][()]) if "simulation/tSample" in f else 0
+        try:
+            layers = [_read_layer(group[str(i)], f"{path}:/layer/{i}") for i in range(n)]
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:  # a reshape, a group for a dataset
+            raise MalformedFileError(f"{path}: a layer is damaged: {type(e).__name__}: "
+                                     f"{(str(e).splitlines() or [''])[0]}") from None
+        scale = _number(f.attrs.get("snnc_input_scale", 1.0), f"{path}: attribute snnc_input_scale")
+        bits = _number(f.attrs.get("snnc_input_message_bits", 0), f"{path}: attribute snnc_input_message_bits")
+        t = _number(f["simulation/tSample"][()], f"{path}:/simulation/tSample") if "simulation/tSample" in f else 0
+    if not (math.isfinite(scale) and scale > 0):
+        raise MalformedFileError(f"{path}: input scale {scale} is not a positive number")
+    if not (bits in range(_MESSAGE_BITS_MAX + 1) and math.isfinite(t) and t == int(t) and t >= 0):
+        raise MalformedFileError(f"{path}: input message bits {bits} (0..{_MESSAGE_BITS_MAX}) or tSample {t} "
+                                 "(a count of steps) is out of range")
     if not layers:
         raise MalformedFileError(f"{path}: the network has no layers")
     if layers[0].type == "input":
@@ -223,10 +256,31 @@ def read_network(path: str | os.PathLike) -> NetxNetwork:
     else:
         raise MalformedFileError(f"{path}: layer 0 is '{layers[0].type}'; without an input layer netx cannot "
                                  "infer the input shape")
-    return NetxNetwork(layers, tuple(in_shape), bits, scale, t or None, name=path.stem)
+    net = NetxNetwork(layers, tuple(in_shape), int(bits), float(scale), int(t) or None, name=path.stem)
+    _check_shapes(net, path)
+    return net
 
 
-def _read_layer(h: h5py.Group, where: str) -> NetxLayer:
+def _check_shapes(net: NetxNetwork, path: Path) -> None:
+    """Every layer's shape must be what its synapse makes of the previous one (the emulator trusts them)."""
+    from snnc.errors import SnncError
+    from snnc.ir.verify import verify
+
+    try:
+        graph = verify(network_to_graph(net))
+    except SnncError:
+        raise
+    except Exception as e:  # noqa: BLE001 - weights that do not reshape, a parameter an op refuses
+        raise MalformedFileError(f"{path}: the layers do not fit together: {type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0]}") from None
+    for i, lay in enumerate(net.layers):
+        name = f"layer{i}"
+        if lay.type in ("conv", "dense") and tuple(graph.types[name].features) != tuple(lay.shape):
+            raise MalformedFileError(f"{path}:/layer/{i}: shape {list(lay.shape)} does not match what its "
+                                     f"{lay.type} synapse makes, {list(graph.types[name].features)}")
+
+
+def _read_layer(h: H5Group, where: str) -> NetxLayer:
     if "type" not in h:
         raise MalformedFileError(f"{where}: no 'type'")
     kind = _str(h["type"])
@@ -234,14 +288,16 @@ def _read_layer(h: h5py.Group, where: str) -> NetxLayer:
         raise MalformedFileError(f"{where}: layer type '{kind}' is not read by netx 0.6 (it reads "
                                  f"{', '.join(READABLE)})", hint="pool/average/concat raise NotImplementedError in "
                                  "netx; lower pooling into the next synapse")
-    shape = tuple(int(s) for s in np.asarray(h["shape"][()]).reshape(-1)) if "shape" in h else ()
+    shape = tuple(int(s) for s in _integers(h["shape"], f"{where}/shape", 1 << 31).reshape(-1)) if "shape" in h else ()
+    if any(d < 1 for d in shape):
+        raise MalformedFileError(f"{where}: shape {list(shape)} has a dimension below 1")
     lay = NetxLayer(kind, shape, name=h.name.rsplit("/", 1)[-1])
     if "neuron" in h:
         lay.neuron = _read_neuron(h["neuron"], where)
     if "weight" in h:
-        lay.weight = np.asarray(h["weight"][()]).astype(int)
+        lay.weight = _integers(h["weight"], f"{where}/weight", _VALUE_MAX)
     if "bias" in h:
-        lay.bias = np.asarray(h["bias"][()]).astype(int)
+        lay.bias = _integers(h["bias"], f"{where}/bias", _VALUE_MAX)
     if kind == "dense":
         if lay.weight is None:
             raise MalformedFileError(f"{where}: dense layer without weight")
@@ -254,24 +310,30 @@ def _read_layer(h: h5py.Group, where: str) -> NetxLayer:
         if lay.weight is None or lay.neuron is None:
             raise MalformedFileError(f"{where}: conv layer needs 'weight' and 'neuron'")
         lay.weight = lay.weight.reshape(lay.weight.shape[:4])
-        lay.stride, lay.padding = _pair(h["stride"], "stride"), _pair(h["padding"], "padding")
-        lay.dilation = _pair(h["dilation"], "dilation")
-        lay.groups = int(np.asarray(h["groups"][()]).reshape(-1)[0])
+        lay.stride, lay.padding = _pair(h["stride"], f"{where}/stride", 1), _pair(h["padding"], f"{where}/padding", 0)
+        lay.dilation = _pair(h["dilation"], f"{where}/dilation", 1)
+        lay.groups = int(_integers(h["groups"], f"{where}/groups", 1 << 31).reshape(-1)[0])
+        if lay.groups < 1:
+            raise MalformedFileError(f"{where}/groups is {lay.groups}, below 1")
         if lay.bias is not None and lay.bias.ndim == 3:  # a full bias is stored in Lava's (W, H, C) order
             lay.bias = lay.bias.transpose(2, 1, 0)
     return lay
 
 
-def _read_neuron(h: h5py.Group, where: str) -> NetxNeuron:
+def _read_neuron(h: H5Group, where: str) -> NetxNeuron:
     kind = _str(h["type"]) if "type" in h else "?"
     if kind not in ("CUBA", "LOIHI"):
         raise MalformedFileError(f"{where}/neuron: neuron type '{kind}' is not supported by snnc (CUBA/LOIHI only)")
     if "messageBits" in h:
         raise MalformedFileError(f"{where}/neuron: 'messageBits' makes netx 0.6 fail (it reads it as a group)")
-    get = lambda k, d=None: int(np.asarray(h[k][()]).reshape(-1)[0]) if k in h else d  # noqa: E731
-    for key in ("iDecay", "vDecay", "vThMant"):
+    def get(key: str, default=None):
+        return int(_integers(h[key], f"{where}/neuron/{key}", 1 << 31).reshape(-1)[0]) if key in h else default
+
+    for key, (low, high) in _NEURON_RANGES.items():
         if key not in h:
             raise MalformedFileError(f"{where}/neuron: missing {key}")
+        if not low <= get(key) <= high:
+            raise MalformedFileError(f"{where}/neuron/{key} is {get(key)}, outside Loihi's range {low}..{high}")
     return NetxNeuron(get("iDecay"), get("vDecay"), get("vThMant"), kind, get("refDelay", 1),
                       bool(get("gradedSpike", 0)))
 
