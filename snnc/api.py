@@ -10,9 +10,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from snnc import spelling
 from snnc.errors import InputError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
+from snnc.userdata import from_numpy
 
 
 def trace(model: torch.nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]], **kwargs: Any) -> Graph:
@@ -25,7 +27,7 @@ def trace(model: torch.nn.Module, input_shape: Sequence[int] | Sequence[Sequence
 def _sample_shape(data) -> tuple[tuple[int, ...], Any]:
     """The per-sample shape of calibration data, and the data (re-chained if peeked)."""
     if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
+        data = from_numpy(data, "calibration data")
     if isinstance(data, torch.Tensor):
         if data.dim() < 2 or data.shape[0] == 0:
             raise InputError(f"the calibration set is empty or has no batch dim (shape {list(data.shape)})",
@@ -55,7 +57,9 @@ def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | flo
 
     Args:
         calibration_data: an array/tensor [M, *sample_shape], or an iterable of
-            batches (tensors or (x, y) pairs), e.g. a DataLoader.
+            batches (tensors or (x, y) pairs), e.g. a DataLoader. Float, bool, or integers
+            that are all 0 or 1; other integers (uint8 pixels) are refused: scale them to
+            what the model was trained on first (x.float() / 255).
         mode: normalization: 'max', 'P%' (e.g. '99.9%'), a float scale in (0, 1],
             or 'mse' (the lambda with the least rate-code error at `time_steps`).
         **options: see `snnc.passes.ConversionOptions`: channelwise (one scale per
@@ -78,7 +82,8 @@ def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | flo
     needs_t = str(norm) == "mse" or opts.bias_correction
     if needs_t and opts.time_steps is None:
         raise InputError(f"{'mode mse' if str(norm) == 'mse' else 'bias_correction'} tunes the SNN for a number "
-                         "of time steps: give time_steps=T", hint="e.g. snnc.convert(model, data, 'mse', time_steps=4)")
+                         f"of time steps: give {spelling.flag('time_steps')}",
+                         hint="e.g. " + spelling.options("snnc.convert(model, data, 'mse', {})", time_steps=4))
     shape, data = _sample_shape(calibration_data)
     sharded = dist.init_from_env() if distributed is None else (distributed and dist.init_from_env())
     if sharded:
@@ -103,16 +108,43 @@ def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | flo
     return verify(dce(snn))
 
 
-def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None = None, **options: Any):
-    """Lower `graph` for `target` and write the artifact folder `output`; returns the Artifact."""
+def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None = None, *, force: bool = False,
+            **options: Any):
+    """Lower `graph` for `target` and write the artifact folder `output`; returns the Artifact.
+
+    `output` may be missing, an empty folder or an earlier snnc artifact (replaced
+    atomically); anything else raises OutputPathError unless `force=True`.
+    """
     from snnc import backends
+    from snnc.backends.artifact import check_output
 
     backend = backends.get(target)
     if output is None:
         import tempfile
 
         output = Path(tempfile.mkdtemp(prefix="snnc-")) / f"{graph.name}.{target}"
-    return backend.lower(graph, backend.Options(**options), output)
+    opts = target_options(target, options)  # bad options fail before any work
+    check_output(output, force=force)  # before any lowering work
+    return backend.lower(graph, opts, output, force=force)
+
+
+def target_options(target: str, given: dict[str, Any]):
+    """The target's Options from keyword values; an InputError naming an unknown or invalid option."""
+    from pydantic import ValidationError
+
+    from snnc import backends
+
+    options = backends.get(target).Options
+    unknown = sorted(set(given) - set(options.model_fields))
+    if unknown:
+        raise InputError(f"target {target!r} has no option {', '.join(unknown)}",
+                         hint=f"its options: {', '.join(options.model_fields) or 'none'}")
+    try:
+        return options(**given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "options"
+        raise InputError(f"bad option for target {target!r}: {spelling.flag(key)}: {err['msg']}") from None
 
 
 def load(path: str | os.PathLike, **kwargs: Any):

@@ -75,3 +75,8 @@ class UnsafeFileReferenceError(FrontendError):
 
 class ResourceError(InputError):
     """A run would need more memory than allowed or available; refused before allocating."""
+
+
+class OutputPathError(InputError):
+    """An output path snnc will not write: it holds what is not snnc's (without --force), is a device,
+    pipe or socket, or its folder cannot be written."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import Artifact, write_ir_artifact
 from snnc.errors import LoweringError
@@ -16,7 +16,7 @@ class Options(BaseModel):
     """CPU target options."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    time_steps: int | None = None  # default T recorded in the manifest
+    time_steps: int | None = Field(default=None, ge=1)  # default T recorded in the manifest
 
 
 def legalize(graph: Graph) -> Graph:
@@ -29,7 +29,8 @@ def legalize(graph: Graph) -> Graph:
     return graph
 
 
-def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None, *,
+          force: bool = False) -> Artifact:
     options = options or Options()
     g = legalize(verify(graph.copy()))
-    return write_ir_artifact(g, "cpu", output, {"time_steps": options.time_steps})
+    return write_ir_artifact(g, "cpu", output, {"time_steps": options.time_steps}, force=force)

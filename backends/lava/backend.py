@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.artifact import Artifact, write_artifact
 from snnc.backends.lava.netx import network_from_graph, write_netx
 from snnc.errors import LoweringError
-from snnc.fileio import atomic_path
 from snnc.ir.graph import Graph
-from snnc.ir.serialize import save
 from snnc.passes.quantize_loihi import QuantizeLoihi
 
 NETX_FILE = "net.net"
@@ -39,21 +36,17 @@ def legalize(graph: Graph, options: Options | None = None) -> Graph:
     return (options or Options()).quantizer()(graph)
 
 
-def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None, *,
+          force: bool = False) -> Artifact:
     """Write `output`/net.net (NetX hdf5), graph.snnir (the quantized graph) and manifest.json."""
     options = options or Options()
     if output is None:
         raise LoweringError("the lava target needs an output folder")
     g = legalize(graph, options)
     net = network_from_graph(g)
-    out = Path(output)
     info = g.meta["loihi"]
-    with atomic_path(out, directory=True) as tmp:
-        write_netx(net, tmp / NETX_FILE, options.time_steps)
-        save(g, tmp / "graph.snnir")
-        manifest = write_manifest(tmp, "lava", g, {
-            "netx": NETX_FILE, "time_steps": options.time_steps, "latency_steps": net.synaptic_layers,
-            "input": info["input"], "input_scale": info["input_scale"],
-            "input_message_bits": info["input_message_bits"], "quantization": info["layers"],
-        })
-    return Artifact(out, "lava", manifest)
+    return write_artifact(g, "lava", output, {
+        "netx": NETX_FILE, "time_steps": options.time_steps, "latency_steps": net.synaptic_layers,
+        "input": info["input"], "input_scale": info["input_scale"],
+        "input_message_bits": info["input_message_bits"], "quantization": info["layers"],
+    }, lambda folder: write_netx(net, folder / NETX_FILE, options.time_steps), force=force)

@@ -22,12 +22,16 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from snnc import spelling
 from snnc.backends.lava.compose import LINEAR_OPS, compose_convs, measure_dense
 from snnc.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import CubaLIF, HardReset, NoReset, SoftReset
 from snnc.ir.verify import verify
+
+# how the ANN is converted for Loihi, in Python and on the command line
+_LAVA_CONVERT = {False: "snnc.backends.lava.convert", True: "snnc compile ANN --target lava --calib DATA"}
 
 _PASS_THROUGH = (ops.Scale, ops.Identity, ops.LayoutCast)
 
@@ -91,8 +95,9 @@ def to_cuba(op: ops.NeuronOp, options: LegalizeOptions) -> tuple[CubaLIF, float]
     if isinstance(r, SoftReset):
         if options.soft_reset == "refuse":
             raise LoweringError(f"{op.where()} resets by subtraction, which Loihi's CUBA neuron cannot do",
-                                hint="convert with snnc.backends.lava.convert (reset to 0, thresholds calibrated)"
-                                     " or pass soft_reset='convert'")
+                                hint=f"convert the ANN for Loihi ({_LAVA_CONVERT[spelling.on_command_line()]}: "
+                                     "reset to 0, thresholds calibrated) or pass "
+                                     + spelling.option("soft_reset", "convert"))
         warnings.warn(f"{op.where()} resets by subtraction; Loihi resets to 0, so it is converted to reset-to-0 "
                       "(charge above threshold is lost at each spike and rates drop; "
                       "snnc.backends.lava.convert calibrates thresholds for it)", stacklevel=3)

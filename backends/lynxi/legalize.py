@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from snnc.backends.lynxi.build import LOWERINGS
 from snnc.backends.lynxi.options import Options
+from snnc import spelling
 from snnc.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -56,7 +57,7 @@ def _static(dims: list[tuple[str, Dim]], option: int | None, what: str, flag: st
     if option is not None:
         for name, d in sorted(fixed):
             if d != option:
-                problems.append(f"input %{name} has {what} {d} but {flag}={option}")
+                problems.append(f"input %{name} has {what} {d} but {spelling.option(flag, option)}")
         return option
     values = {d for _, d in fixed}
     if len(values) > 1:
@@ -66,7 +67,7 @@ def _static(dims: list[tuple[str, Dim]], option: int | None, what: str, flag: st
         return values.pop()
     symbolic = sorted({f"%{name}: {d!r}" for name, d in dims if not isinstance(d, int)})
     problems.append(f"{what} is dynamic ({', '.join(symbolic) or 'no input has it'}); the chip needs static "
-                    f"shapes: pass {flag}=<int>")
+                    f"shapes: pass {spelling.option(flag, '<int>')}")
     return None
 
 
@@ -84,8 +85,8 @@ def resolve_sizes(graph: Graph, options: Options) -> tuple[int, int]:
             problems.append(f"input %{op.name} has a folded time*batch dim of {folded}, not T*N = {T}*{N}")
     if problems:
         raise LoweringError("the lynxi target cannot fix the shapes of this graph:\n  " + "\n  ".join(problems),
-                            hint="compile with static sizes, e.g. snnc.compile(g, 'lynxi', out, time_steps=8, "
-                                 "batch_size=16)")
+                            hint="compile with static sizes, e.g. "
+                                 + spelling.options("snnc.compile(g, 'lynxi', out, {})", time_steps=8, batch_size=16))
     return T, N
 
 

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import torch
 
-from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.artifact import Artifact, write_artifact
 from snnc.backends.lynxi.build import DTYPE_NAMES, Interface, build
 from snnc.backends.lynxi.export import export_onnx, export_program
 from snnc.backends.lynxi.legalize import legalize, resolve_sizes
 from snnc.backends.lynxi.options import Options
 from snnc.errors import LoweringError
-from snnc.fileio import atomic_path
 from snnc.ir.graph import Graph
-from snnc.ir.serialize import save
 from snnc.ir.verify import verify
 
 PROGRAM_FILE = "model.pt2"
@@ -50,7 +48,8 @@ def manifest_extra(options: Options, T: int, N: int, iface: Interface) -> dict:
     }
 
 
-def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None, *,
+          force: bool = False) -> Artifact:
     """Write a Lynxi-style artifact folder: graph.snnir, model.pt2, model.onnx and manifest.json."""
     options = options or Options()
     if output is None:
@@ -60,10 +59,9 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
     net, iface = build(g, options, T, N)
     example = example_inputs(iface)
     in_names, out_names = [s.name for s in iface.inputs], [s.name for s in iface.outputs]
-    out = Path(output)
-    with atomic_path(out, directory=True) as tmp:
-        save(g, tmp / "graph.snnir")
-        export_program(net, example, tmp / PROGRAM_FILE)
-        export_onnx(net, example, tmp / ONNX_FILE, in_names, out_names, options.opset)
-        manifest = write_manifest(tmp, "lynxi", g, manifest_extra(options, T, N, iface))
-    return Artifact(out, "lynxi", manifest)
+
+    def write(folder: Path) -> None:
+        export_program(net, example, folder / PROGRAM_FILE)
+        export_onnx(net, example, folder / ONNX_FILE, in_names, out_names, options.opset)
+
+    return write_artifact(g, "lynxi", output, manifest_extra(options, T, N, iface), write, force=force)

@@ -8,17 +8,14 @@ per op and how the semantic gaps are resolved.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.backends.artifact import Artifact, write_manifest
+from snnc.backends.artifact import Artifact, write_artifact
 from snnc.backends.nir.neurons import DEFAULT_DT
 from snnc.errors import LoweringError
-from snnc.fileio import atomic_path
 from snnc.ir.graph import Graph
-from snnc.ir.serialize import save
 from snnc.ir.verify import verify
 
 NIR_FILE = "model.nir"
@@ -60,7 +57,8 @@ def legalize(graph: Graph, options: Options | None = None) -> Graph:
     return graph
 
 
-def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None, *,
+          force: bool = False) -> Artifact:
     """Write `graph` as a NIR artifact folder at `output`."""
     import nir
 
@@ -71,12 +69,8 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
         raise LoweringError("the nir target needs an output folder")
     g = legalize(verify(graph.copy()), options)
     nir_graph = to_nir_graph(g, options)
-    out = Path(output)
-    with atomic_path(out, directory=True) as tmp:
-        nir.write(tmp / NIR_FILE, nir_graph)
-        save(g, tmp / "graph.snnir")
-        manifest = write_manifest(tmp, "nir", g, {"nir": NIR_FILE, "nir_version": nir.version, "dt": options.dt,
-                                                  "soft_reset": options.soft_reset,
-                                                  "ge_threshold": options.ge_threshold,
-                                                  "time_steps": options.time_steps})
-    return Artifact(out, "nir", manifest)
+    return write_artifact(g, "nir", output, {"nir": NIR_FILE, "nir_version": nir.version, "dt": options.dt,
+                                             "soft_reset": options.soft_reset,
+                                             "ge_threshold": options.ge_threshold,
+                                             "time_steps": options.time_steps},
+                          lambda folder: nir.write(folder / NIR_FILE, nir_graph), force=force)

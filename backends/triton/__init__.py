@@ -38,8 +38,10 @@ def legalize(graph: Graph) -> Graph:
     return graph
 
 
-def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None) -> Artifact:
+def lower(graph: Graph, options: Options | None = None, output: str | os.PathLike | None = None, *,
+          force: bool = False) -> Artifact:
     options = options or Options()
     g = legalize(verify(graph.copy()))
     runtime = options.model_dump(include=set(RuntimeOptions.model_fields))
-    return write_ir_artifact(g, "triton", output, {"time_steps": options.time_steps, "runtime_options": runtime})
+    return write_ir_artifact(g, "triton", output, {"time_steps": options.time_steps, "runtime_options": runtime},
+                             force=force)
