@@ -195,7 +195,9 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
     inputs = []
     for node, shape in zip(placeholders, shapes):
         dims = layout.join("N", "T", shape)
-        inputs.append(ctx.emit(ops.Input(name=graph.fresh_name(node.name), type=TensorType(shape=dims, layout=layout))))
+        # the forward parameter's own name ('input'), which fx renames when it shadows a builtin ('input_1')
+        arg = str(node.target) if str(node.target).isidentifier() else node.name
+        inputs.append(ctx.emit(ops.Input(name=graph.fresh_name(arg), type=TensorType(shape=dims, layout=layout))))
     results = lower_fx_graph(ctx, fx_graph, dict(model.named_modules()), inputs, prefix="")
     for i, r in enumerate(results):
         ctx.emit(ops.Output(name=graph.fresh_name("out" if len(results) == 1 else f"out{i}"), inputs=(r,)))

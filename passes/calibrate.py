@@ -25,6 +25,7 @@ from snnc.errors import InputError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.progress import track
+from snnc.userdata import as_float, from_numpy
 
 _MIN_POS = 1e-9  # positive values below this are counted with the zeros
 _MAX_POS = 1e9
@@ -178,7 +179,7 @@ class ActivationStats:
 def batches(data, batch_size: int) -> Iterable[Tensor]:
     """Yield [B, *] float tensors from a tensor/array, or from an iterable of tensors or (x, y) pairs."""
     if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
+        data = from_numpy(data, "calibration data")
     if isinstance(data, Tensor):
         for i in range(0, data.shape[0], batch_size):
             yield data[i:i + batch_size]
@@ -192,32 +193,22 @@ def batches(data, batch_size: int) -> Iterable[Tensor]:
                              f"tensor: {e}", hint="give arrays/tensors [batch, *sample_shape]") from None
 
 
-_REAL_INTS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
 def check_batch(x, b: int, first: int, name: str, feats: tuple[int, ...]) -> Tensor:
     """One calibration batch as a float tensor [B, *feats]; an InputError naming the batch and sample if not."""
     where = f"calibration data for input %{name}, batch {b}"
-    if not isinstance(x, Tensor):
-        try:
-            x = torch.as_tensor(np.asarray(x) if not isinstance(x, np.ndarray) else x)
-        except Exception as e:  # noqa: BLE001 - ragged lists, strings, objects
-            raise InputError(f"{where}: cannot be converted to a tensor ({type(x).__name__}: {e})") from None
-    if not (x.is_floating_point() or x.dtype in _REAL_INTS):
-        raise InputError(f"{where} has dtype {x.dtype}; calibration needs real numbers (float32 preferred)")
+    x = as_float(x, where)  # snnc.userdata's dtype policy: integers other than 0/1 need a scale
     if tuple(x.shape[1:]) != feats or x.dim() != len(feats) + 1:
         raise InputError(f"{where} has shape {list(x.shape)}; the model takes [batch, {', '.join(map(str, feats))}]",
                          hint="calibration data is [num_samples, *sample_shape] (or batches of that shape), "
                               "without a time dim")
-    if x.is_floating_point():
-        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            row = x[i]
-            what = "NaN" if bool(torch.isnan(row).any()) else "Inf"
-            raise InputError(f"{where}: sample {first + i} (row {i} of the batch) contains {what} "
-                             f"({int((~torch.isfinite(row)).sum())} of {row.numel()} values)",
-                             hint="clean or drop the non-finite samples before calibrating")
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        row = x[i]
+        what = "NaN" if bool(torch.isnan(row).any()) else "Inf"
+        raise InputError(f"{where}: sample {first + i} (row {i} of the batch) contains {what} "
+                         f"({int((~torch.isfinite(row)).sum())} of {row.numel()} values)",
+                         hint="clean or drop the non-finite samples before calibrating")
     return x
 
 

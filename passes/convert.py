@@ -33,6 +33,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from snnc import spelling
 from snnc.errors import InputError, PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -88,7 +89,7 @@ class MinError(BaseModel):
     def scale(self, sketch: ChannelSketch, time_steps: int | None = None, v_init: float = 0.0) -> Tensor:
         if time_steps is None:
             raise PassError("normalization mode 'mse' optimizes lambda for a number of time steps",
-                            hint="give time_steps=T (snnc convert --time-steps T)")
+                            hint=f"give {spelling.option('time_steps', '<int>')}")
         return min_error_scale(sketch, time_steps, v_init)
 
     def __str__(self) -> str:

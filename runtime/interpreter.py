@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
+from snnc import spelling
 from snnc.errors import InputError, LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -31,6 +32,7 @@ from snnc.runtime import plan as planning
 from snnc.runtime.executor import Executor
 from snnc.runtime.kernels import KERNELS
 from snnc.runtime.stats import RunStats, StatsCollector
+from snnc.userdata import as_float, check_time_steps
 
 Observer = Callable[[ops.OpBase, Tensor], None]
 
@@ -123,14 +125,7 @@ class Interpreter:
 
     # -- inputs -----------------------------------------------------------
     def _as_tensor(self, op: ops.Input, x) -> Tensor:
-        if not isinstance(x, Tensor):
-            try:
-                x = torch.as_tensor(x)
-            except Exception as e:  # noqa: BLE001
-                raise InputError(f"input %{op.name}: cannot convert {type(x).__name__} to a tensor: {e}") from None
-        if not (x.is_floating_point() or x.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16,
-                                                      torch.int32, torch.int64)):
-            raise InputError(f"input %{op.name} has dtype {x.dtype}; expected a real-valued tensor")
+        x = as_float(x, f"input %{op.name}")  # the dtype policy of snnc.userdata: integers other than 0/1 refused
         # a fresh (aligned) copy: some BLAS kernels round differently for unaligned rows
         x = x.to(self.device, self.dtype, copy=True, memory_format=torch.contiguous_format)
         if not bool(torch.isfinite(x).all()):
@@ -178,8 +173,8 @@ class Interpreter:
             return _Bound(None, lambda t0, t1: x if (t0, t1) == (0, x.shape[0]) else x[t0:t1].clone(), batch,
                           _binary(x)), T
         if T is None and not one_step:
-            raise InputError(f"input %{op.name} is a single step of shape {list(x.shape)}: give T "
-                             "(the number of time steps) to hold it constant")
+            raise InputError(f"input %{op.name} is a single step of shape {list(x.shape)}: give "
+                             f"{spelling.flag('T')} (the number of time steps) to hold it constant")
         if isinstance(encoder, enc.Constant):
             return _Bound(x, None, batch, False), T
         if isinstance(encoder, enc.Latency):
@@ -225,8 +220,7 @@ class Interpreter:
             observe: called as observe(op, value) for every node (runs unfused, in one window).
             progress: progress(total) -> tick, for a progress bar over nodes x windows.
         """
-        if T is not None and (not isinstance(T, int) or isinstance(T, bool) or T <= 0):
-            raise InputError(f"T must be a positive int, got {T!r}")
+        T = check_time_steps(T)
         if one_step:
             T = 1
         probe_nodes, probe_v = self._parse_probes(probes)
@@ -239,7 +233,7 @@ class Interpreter:
             bound[op.name], T = self.bind(op, feeds[op.name], T, e, t_offset, one_step)
         timed = self.has_time
         if timed and T is None:
-            raise InputError("give T (the number of time steps) for a graph with constant inputs")
+            raise InputError(f"give {spelling.flag('T')} (the number of time steps) for a graph with constant inputs")
         static_inputs = frozenset(k for k, b in bound.items() if b.static is not None)
         collect = [o.name for o in self.graph.outputs] + [p for p in probe_nodes if p not in
                                                           {o.name for o in self.graph.outputs}]

@@ -24,6 +24,7 @@ from typing import Iterable
 
 import torch
 
+from snnc import spelling
 from snnc.errors import ResourceError
 from snnc.limits import mib, parse_bytes
 
@@ -142,7 +143,8 @@ def fit_window(interp, est: MemoryEstimate, *, can_shrink: bool = True) -> Memor
         f"this run needs about {mib(used(smallest))}, more than the {where} ({mib(cap)}): "
         f"{smallest.line()}; batch {est.batch}, T={est.T}",
         hint="run a smaller batch, a lower T, or fewer probes; outputs and probes are kept for all T steps"
-             + ("" if where == "available memory" else f"; or raise {'Session(max_memory=...)' if where == 'max_memory' else ENV_VAR}"))
+             + ("" if where == "available memory" else "; or raise "
+                + (spelling.options("Session({})", max_memory="<bytes>") if where == "max_memory" else ENV_VAR)))
 
 
 def input_bytes(feeds, dtype: torch.dtype) -> int:

@@ -193,7 +193,9 @@ class Session:
             chunk: int | None = None) -> Tensor | dict[str, Tensor]:
         """Run T steps (layer by layer) and return the output sequence(s) [T, N, *].
 
-        `inputs` is a tensor (one input) or a dict name -> tensor. A [N, *] input is
+        `inputs` is a tensor (one input) or a dict name -> tensor: float, bool, or integers
+        that are all 0 or 1; other integers (e.g. uint8 pixels) are refused, since their
+        scale is unknown: pass x.float() / 255 or whatever the model was trained on. A [N, *] input is
         held constant over T steps (the ANN-to-SNN default) unless an `encoder`
         ('poisson', 'latency', 'periodic', seeded by `seed`) turns it into spikes; a
         [T, N, *] input is a sequence. Neuron state is reset first unless reset=False.

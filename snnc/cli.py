@@ -7,23 +7,61 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from snnc import spelling
 from snnc.errors import InputError, SnncError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain (click) help: flags show no value placeholder; rich help would print `--json <bool>`, `-v <int>`.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="snnc: compile spiking neural networks.\n\nExample: snnc compile model.snnir --calib digits "
                        "-T 32 -o out/cpu")
 _state = {"verbose": 0, "quiet": False}
 MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact folder, or package.module:attribute."
 
+# The flags by which the commands take the options that errors deep inside snnc may name in a hint
+# (snnc.spelling); a target option without a flag of its own is spelled -O key=value.
+CLI_FLAGS = {"T": "-T", "time_steps": "-T", "batch_size": "--batch-size", "dtype": "--dtype",
+             "input_shape": "--input-shape", "weights": "--weights", "trust_pickle": "--trust-pickle",
+             "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device"}
+
+# Options several commands share: one definition each.
+ModelArgument = Annotated[str, typer.Argument(help=MODEL_HELP, metavar="MODEL", show_default=False)]
+InputShapeOption = Annotated[Optional[str], typer.Option(
+    "--input-shape", metavar="NAME:[N,...]",
+    help="Input shape of a Python model spec or a whole-model pickle, batch first: x:[1,1,8,8] "
+         "(the batch dim may be any number or N). Model files declare their own shapes.")]
+WeightsOption = Annotated[Optional[str], typer.Option(
+    "--weights", metavar="FILE", help="A state_dict file (torch.save(model.state_dict(), FILE)) for a Python model "
+                                      "spec; read with weights_only=True.")]
+TrustPickleOption = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Allow unpickling a whole-model torch.save file given as MODEL (runs any code in it: only "
+                           "files you made). It does not apply to --weights.")]
+InputScaleOption = Annotated[Optional[str], typer.Option(
+    "--input-scale", metavar="S", help="Multiply the data read from -i, --calib and --eval by S, e.g. 1/255 for "
+                                       "0..255 images. Integer data other than 0/1 needs it (1 uses the values as "
+                                       "they are).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from snnc import __version__
+
+        typer.echo(f"snnc {__version__}")
+        raise typer.Exit()
+
 
 @app.callback()
-def _main(verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More output; -v shows tracebacks."),
-          quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors.")) -> None:
+def _main(ctx: typer.Context,
+          verbose: int = typer.Option(0, "-v", "--verbose", count=True, metavar="", show_default=False,
+                                      help="More output; -v shows tracebacks and per-pass timings."),
+          quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
+          version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the snnc version and exit.")) -> None:
     _state["verbose"], _state["quiet"] = verbose, quiet
+    ctx.with_resource(spelling.command_line(CLI_FLAGS))  # hints name flags while the command runs
 
 
 def _say(msg: str) -> None:
@@ -32,43 +70,46 @@ def _say(msg: str) -> None:
 
 
 def parse_input_shape(spec: str) -> tuple[str | None, tuple[int, ...]]:
-    """'x:[1,1,8,8]' or '[1,1,8,8]' -> (name, per-sample shape); the leading batch dim is dropped."""
-    m = re.fullmatch(r"\s*(?:([A-Za-z_][\w.]*)\s*:)?\s*\[?\s*([0-9,\s]+?)\s*\]?\s*", spec)
-    if not m:
-        raise InputError(f"cannot parse input shape {spec!r}", hint="write it as x:[1,1,8,8] (batch first)")
-    dims = tuple(int(d) for d in m.group(2).split(",") if d.strip())
-    if len(dims) < 2:
-        raise InputError(f"input shape {spec!r} needs a batch dim and at least one feature dim")
-    return m.group(1), dims[1:]
+    """'x:[1,1,8,8]', 'x:[N,1,8,8]' or '[1,1,8,8]' (batch first) -> (name or None, per-sample shape (1, 8, 8))."""
+    m = re.fullmatch(r"\s*(?:([A-Za-z_][\w.]*)\s*:)?\s*\[?\s*([0-9A-Za-z,\s]+?)\s*\]?\s*", spec)
+    dims = [d.strip() for d in m.group(2).split(",")] if m else []
+    if not m or len(dims) < 2 or not (dims[0].isdigit() or dims[0] in ("N", "n")) \
+            or not all(d.isdigit() and int(d) > 0 for d in dims[1:]):
+        raise InputError(f"--input-shape {spec!r}: expected NAME:[N,d1,d2,...], batch first, with positive sizes "
+                         "after the batch dim", hint="e.g. --input-shape x:[1,1,8,8] for 1x8x8 inputs")
+    return m.group(1), tuple(int(d) for d in dims[1:])
 
 
-def load_array(spec: str, what: str):
-    """A .npy/.npz file (or a folder of them), or 'digits' for the bundled data set."""
-    import numpy as np
+def load_array(spec: str, what: str, scale: Optional[str] = None):
+    """A float tensor from a .npy/.npz/.pt file (or a folder of them), or 'digits' for the bundled data set.
 
+    Checked by snnc.userdata (dtype policy, finite values); `scale` is --input-scale.
+    """
+    import torch
+
+    from snnc.userdata import as_float, check_finite, parse_scale, read_arrays
+
+    factor = parse_scale(scale) if scale is not None else None
     if spec == "digits":
         from snnc import datasets
 
-        return datasets.digits().x_train[:512].numpy()
+        return as_float(datasets.digits().x_train[:512], "the digits data", scale=factor)
     p = Path(spec)
     if p.is_dir():
-        parts = [load_array(str(f), what) for f in sorted(p.iterdir()) if f.suffix in (".npy", ".npz")]
-        if not parts:
-            raise InputError(f"{what} folder {p} has no .npy/.npz files")
-        return np.concatenate(parts)
-    if not p.is_file():
-        raise InputError(f"{what} file {p} does not exist", hint="give a .npy/.npz file, a folder of them, or 'digits'")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"cannot read {what} file {p}: {e}") from None
-    if hasattr(data, "files"):
-        keys = list(data.files)
-        if not keys:
-            raise InputError(f"{what} file {p} is empty")
-        key = next((k for k in ("x", "inputs", "data") if k in keys), keys[0])
-        return data[key]
-    return data
+        files = [f for f in sorted(p.iterdir()) if f.suffix in (".npy", ".npz", ".pt")]
+        if not files:
+            raise InputError(f"{what} folder {p} has no .npy, .npz or .pt files")
+        parts = [load_array(str(f), what, scale) for f in files]
+        if len({tuple(t.shape[1:]) for t in parts}) > 1:
+            raise InputError(f"the files in {what} folder {p} hold samples of different shapes: "
+                             + ", ".join(f"{f.name} {list(t.shape)}" for f, t in zip(files, parts)))
+        return torch.cat(parts)
+    arrays = read_arrays(p, what)
+    key = next((k for k in (None, "x", "inputs", "data") if k in arrays), next(iter(arrays)))
+    where = f"{what} file {p}" + (f", array '{key}'" if key is not None else "")
+    x = as_float(arrays[key], where, scale=factor)
+    check_finite(x, where)
+    return x
 
 
 def _is_snn(graph) -> bool:
@@ -78,36 +119,59 @@ def _is_snn(graph) -> bool:
 
 
 def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str], trust_pickle: bool = False):
+    """The model as an IR graph; --input-shape must name one of its inputs and, for a model file, agree with it."""
     from snnc.frontends.loader import load_model
 
-    shape = parse_input_shape(input_shape)[1] if input_shape else None
-    return load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle)
+    name, shape = parse_input_shape(input_shape) if input_shape else (None, None)
+    graph = load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle)
+    if input_shape is not None:
+        inputs = {op.name: tuple(op.type.features) for op in graph.inputs}
+        if name is None and len(inputs) == 1:
+            name = next(iter(inputs))
+        if name not in inputs:
+            raise InputError(f"--input-shape {input_shape!r} names input {name!r}, but {model} has "
+                             f"input(s) {', '.join(inputs)}", hint=f"e.g. --input-shape {next(iter(inputs))}:[1,"
+                             f"{','.join(map(str, next(iter(inputs.values()))))}]")
+        if inputs[name] != shape:
+            raise InputError(f"--input-shape {input_shape!r} gives input {name!r} samples of shape {list(shape)}, "
+                             f"but {model} declares {list(inputs[name])}",
+                             hint="a model file declares its own input shapes: drop --input-shape, or make it agree")
+    return graph
 
 
 @app.command()
-def convert(model: str = typer.Argument(..., help=MODEL_HELP),
-            calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz, a folder of them, or 'digits'."),
+def convert(model: ModelArgument,
+            calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz/.pt, a folder of them, "
+                                                                 "or 'digits'."),
             mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P% (e.g. 99.9%), mse, or a float in (0,1]."),
             output: Path = typer.Option(..., "-o", "--output", help="Output .snnir file."),
-            input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
-            weights: Optional[str] = typer.Option(None, "--weights", help="state_dict file for a Python model spec."),
-            trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole-model torch.save "
-                                              "file (runs any code in it: only files you made)."),
+            input_shape: InputShapeOption = None,
+            weights: WeightsOption = None,
+            trust_pickle: TrustPickleOption = False,
+            input_scale: InputScaleOption = None,
             channelwise: bool = typer.Option(False, "--channelwise", help="One scale per channel instead of per layer."),
             v_init: float = typer.Option(0.5, "--v-init", help="Initial membrane potential / threshold, in [0, 1)."),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="The T that --mode mse and --bias-correction tune for."),
-            bias_correction: bool = typer.Option(False, "--bias-correction", help="Correct biases by the mean rate-code error at T.")):
+            bias_correction: bool = typer.Option(False, "--bias-correction", help="Correct biases by the mean rate-code error at T."),
+            force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc "
+                                       ".snnir file (never a device).")):
     """Convert a ReLU ANN into an SNN and save it as .snnir.
 
+    \b
     Example: snnc convert out/demo/digits_ann.snnir --calib digits --mode 99.9% -o digits_snn.snnir
     """
     import snnc
+    from snnc.fileio import check_destination
     from snnc.ir import save
+    from snnc.ir.serialize import is_snnir_file
+    from snnc.userdata import check_time_steps
 
+    check_time_steps(time_steps, "-T")
+    check_destination(output, replaces=is_snnir_file, force=force, what=".snnir file")  # before any work
     graph = _load_graph(model, input_shape, weights, trust_pickle)
-    snn = snnc.convert(graph, load_array(calib, "calibration"), mode, channelwise=channelwise, v_init=v_init,
-                       time_steps=time_steps, bias_correction=bias_correction)
-    save(snn, output)
+    snn = snnc.convert(graph, load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
+                       v_init=v_init, time_steps=time_steps, bias_correction=bias_correction)
+    save(snn, output, force=force)
     _say(f"wrote {output}")
 
 
@@ -124,27 +188,17 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 def backend_options(target: str, given: dict[str, object]):
     """The target's Options model from CLI values; unknown keys list the target's options."""
-    from pydantic import ValidationError
+    from snnc.api import target_options
 
-    from snnc import backends
-
-    fields = backends.get(target).Options.model_fields
-    unknown = sorted(set(given) - set(fields))
-    if unknown:
-        raise InputError(f"target {target!r} has no option {', '.join(unknown)}",
-                         hint=f"its options: {', '.join(fields) or 'none'}")
-    try:
-        return backends.get(target).Options(**given)
-    except ValidationError as e:
-        raise InputError(f"bad option for target {target!r}: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+    return target_options(target, given)
 
 
 @app.command()
-def compile(model: str = typer.Argument(..., help=MODEL_HELP),
+def compile(model: ModelArgument,
             target: str = typer.Option("cpu", "--target", help="Backend: cpu, triton, lynxi, lava, nir (see snnc targets)."),
             output: Path = typer.Option(..., "-o", "--output", help="Output artifact folder (written atomically)."),
             calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (converts an ANN first): "
-                                                ".npy/.npz, a folder of them, or 'digits'."),
+                                                ".npy/.npz/.pt, a folder of them, or 'digits'."),
             mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P%, mse, or a float in (0,1]."),
             channelwise: bool = typer.Option(False, "--channelwise", help="Conversion: one scale per channel."),
             v_init: float = typer.Option(0.5, "--v-init", help="Conversion: initial potential / threshold, in [0, 1)."),
@@ -152,28 +206,32 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Number of time steps."),
             batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Static batch size (lynxi)."),
             dtype: Optional[str] = typer.Option(None, "--dtype", help="Artifact dtype where the target has one: f32, f16."),
-            option: list[str] = typer.Option([], "-O", "--option", help="Backend option key=value (repeatable); "
+            option: list[str] = typer.Option([], "-O", "--option", metavar="KEY=VALUE",
+                                             help="Backend option key=value (repeatable); "
                                              "see docs/<target>.md."),
-            input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first)."),
-            weights: Optional[str] = typer.Option(None, "--weights", help="state_dict for a Python model spec."),
-            trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow unpickling a whole-model torch.save "
-                                              "file (runs any code in it: only files you made)."),
+            input_shape: InputShapeOption = None,
+            weights: WeightsOption = None,
+            trust_pickle: TrustPickleOption = False,
+            input_scale: InputScaleOption = None,
             passes: Optional[str] = typer.Option(None, "--passes", help="Comma-separated passes instead of the target's pipeline."),
             print_after: Optional[str] = typer.Option(None, "--print-after", help="Print the IR after these passes (comma-separated, or 'all')."),
             verify_each: bool = typer.Option(False, "--verify-each", help="Run the verifier after every pass."),
             dump_dir: Optional[Path] = typer.Option(None, "--dump-dir", help="Write the IR after every pass here."),
-            as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary.")):
+            as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+            force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc "
+                                       "artifact (never a device).")):
     """Compile a model for a target and write the artifact folder.
 
+    \b
     Examples:
       snnc compile out/demo/digits_ann.snnir --calib digits -T 32 -o out/digits_cpu
       snnc compile out/demo/digits_ann.snnir --calib digits --target lynxi -T 8 --batch-size 16 -o out/digits_lynxi
     """
     import snnc
     from snnc.passes import PIPELINES, PassManager, parse_pipeline
+    from snnc.userdata import check_time_steps
 
-    if time_steps is not None and time_steps <= 0:
-        raise InputError(f"-T must be positive, got {time_steps}")
+    check_time_steps(time_steps, "-T")
     given: dict[str, object] = parse_options(option)
     for key, value in (("time_steps", time_steps), ("batch_size", batch_size), ("dtype", dtype)):
         if value is not None:
@@ -184,12 +242,15 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
     if time_steps is not None and "time_steps" not in fields:
         given.pop("time_steps")  # -T then only tunes the conversion
     opts = backend_options(target, given)
+    from snnc.backends.artifact import check_output
+
+    check_output(output, force=force)  # before any work
     graph = _load_graph(model, input_shape, weights, trust_pickle)
     if not _is_snn(graph):
         if calib is None:
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
                              hint="e.g. --calib digits, or --calib calib.npy")
-        data = load_array(calib, "calibration")
+        data = load_array(calib, "calibration", input_scale)
         if target == "lava":  # Loihi resets to 0: calibrate thresholds for that, with a spiking readout
             from snnc.backends.lava.convert import convert as lava_convert
 
@@ -201,7 +262,7 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
                      verify_each=verify_each, print_after=set((print_after or "").split(",")) - {""},
                      printer=typer.echo, dump_dir=dump_dir)
     graph = pm.run(graph)
-    artifact = backends.get(target).lower(graph, opts, output)
+    artifact = backends.get(target).lower(graph, opts, output, force=force)
     if _state["verbose"]:
         typer.echo(pm.report())
     if as_json:
@@ -217,7 +278,8 @@ def compile(model: str = typer.Argument(..., help=MODEL_HELP),
 
 @app.command()
 def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir file)."),
-        inputs: Path = typer.Option(..., "-i", "--inputs", help=".npz (one array per input name) or .npy."),
+        inputs: Path = typer.Option(..., "-i", "--inputs", help=".npz (one array per input name), .npy, or .pt "
+                                    "(torch.save of a tensor or a dict of tensors)."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs to this .npz."),
         time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Time steps (default: the artifact's)."),
         stats: bool = typer.Option(False, "--stats", help="Print firing rates, spikes per step, SOPs vs ANN MACs "
@@ -229,42 +291,55 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
                                                  "a larger estimate runs in smaller time windows or fails early."),
         eager_exact: bool = typer.Option(False, "--eager-exact", help="Dense NCHW convolutions: every value "
                                          "bit-identical to eager PyTorch (slower; the default runs convs in "
-                                         "channels_last and convs on spikes event-driven).")):
+                                         "channels_last and convs on spikes event-driven)."),
+        force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier run's "
+                                   "outputs (never a device)."),
+        input_scale: InputScaleOption = None,
+        device: Optional[str] = typer.Option(None, "--device", metavar="cpu|cuda",
+                                             help="Where to run (default: cuda for triton artifacts when there "
+                                                  "is a GPU, else cpu).")):
     """Run a compiled artifact on inputs and save the output sequences [T, N, *].
 
+    \b
     Example: snnc run out/digits_cpu -i out/demo/test_inputs.npz -o outputs.npz -T 32 --stats
     """
-    import numpy as np
-    import torch
-
-    from snnc.backends.artifact import Artifact
-    from snnc.fileio import atomic_path
-
-    art = Artifact.open(artifact)
-    exact = {"channels_last": False, "event_conv": False} if eager_exact and art.target != "lava" else {}
-    session = art.session(**exact)
-    data = np.load(inputs, allow_pickle=False) if inputs.is_file() else None
-    if data is None:
-        raise InputError(f"inputs file {inputs} does not exist")
-    from snnc.runtime.loihi import LoihiSession
-
-    if isinstance(session, LoihiSession):  # a lava artifact: the bit-exact Loihi emulation
-        if stats or encoder != "constant":
-            raise InputError("--stats and --encoder are not available for lava artifacts (Loihi emulation)")
-        x = data[data.files[0]] if hasattr(data, "files") else data
-        T = time_steps or (art.manifest.get("time_steps") if artifact.is_dir() else None)
-        out = {"out": session.run(torch.from_numpy(x), T)}
-        _write_outputs(out, output)
-        return
-    T = time_steps or (session.artifact.manifest.get("time_steps") if session.artifact else None)
-    if hasattr(data, "files"):
-        feeds = {k: torch.from_numpy(data[k]) for k in data.files}
-        if len(session.input_names) == 1 and session.input_names[0] not in feeds and len(feeds) == 1:
-            feeds = {session.input_names[0]: next(iter(feeds.values()))}
-    else:
-        feeds = {session.input_names[0]: torch.from_numpy(data)}
     import time
 
+    from snnc.backends.artifact import Artifact
+    from snnc.fileio import check_destination, npz_with_keys
+    from snnc.runtime.loihi import LoihiSession
+    from snnc.userdata import check_time_steps, parse_scale, read_arrays
+
+    check_time_steps(time_steps, "-T")
+    scale = parse_scale(input_scale) if input_scale is not None else None
+    art = Artifact.open(artifact)
+    if art.target == "lava":  # the bit-exact Loihi emulation: integer arithmetic on the CPU, no options
+        given = [f for f, on in (("--stats", stats), ("--encoder", encoder != "constant"),
+                                 ("--eager-exact", eager_exact), ("--max-memory", max_memory is not None),
+                                 (f"--device {device}", device not in (None, "cpu"))) if on]
+        if given:
+            raise InputError(f"{', '.join(given)}: not available for lava artifacts (the Loihi emulation runs "
+                             "bit-exact on the CPU)")
+        session = art.session()
+    else:
+        exact = {"channels_last": False, "event_conv": False} if eager_exact else {}
+        session = art.session(device=_run_device(device, art.target), **exact)
+    if output is not None:  # before the run: -o may replace only an earlier run's outputs
+        names = ["out"] if isinstance(session, LoihiSession) else session.output_names
+        check_destination(output, replaces=npz_with_keys(names), force=force, what="outputs file (.npz)")
+    arrays = read_arrays(inputs, "inputs")
+    T = time_steps
+    if T is None and artifact.is_dir():
+        T = check_time_steps(art.manifest.get("time_steps"), f"the time_steps in {artifact}/manifest.json")
+    if isinstance(session, LoihiSession):
+        feeds = _feeds(arrays, {"input": tuple(session.network.input_shape)}, inputs, scale)
+        start = time.perf_counter()
+        out = {"out": session.run(next(iter(feeds.values())), T)}
+        if print_time:
+            typer.echo(f"run: {(time.perf_counter() - start) * 1000:.1f} ms")
+        _write_outputs(out, output, force)
+        return
+    feeds = _feeds(arrays, {op.name: tuple(op.type.features) for op in session.graph.inputs}, inputs, scale)
     if max_memory is not None:
         from snnc.limits import parse_bytes
 
@@ -276,20 +351,93 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats)
     if print_time:
         typer.echo(f"run: {(time.perf_counter() - start) * 1000:.1f} ms")
-    _write_outputs(result.outputs, output)
+    _write_outputs(result.outputs, output, force)
     if result.stats is not None:
         typer.echo(result.stats.table())
         if result.memory is not None:
             typer.echo(result.memory.line())
 
 
-def _write_outputs(out: dict, output: Optional[Path]) -> None:
+def _feeds(arrays: dict, inputs: dict[str, tuple[int, ...]], path: Path, scale: Optional[float]) -> dict:
+    """Input name -> checked float tensor, from the arrays of an inputs file (snnc.userdata.read_arrays);
+    `inputs` maps each input name to its per-sample shape."""
+    from snnc.userdata import as_float, check_finite
+
+    names = list(inputs)
+    if None in arrays or (len(names) == 1 and len(arrays) == 1):  # one array: the one input, whatever its name
+        if len(names) != 1:
+            raise InputError(f"inputs file {path} holds one array, but the model takes inputs {', '.join(names)}",
+                             hint="save one array per input name: numpy.savez(path, "
+                                  + ", ".join(f"{n}=..." for n in names) + ")")
+        (key, x), = arrays.items()
+        named = {names[0]: (x, f"inputs file {path}" + (f", array '{key}'" if key is not None else ""))}
+    else:
+        unknown, missing = sorted(set(arrays) - set(names)), [n for n in names if n not in arrays]
+        if unknown or missing:
+            held = ", ".join(map(repr, list(arrays)[:5])) + (f", ... ({len(arrays)} arrays)" if len(arrays) > 5 else "")
+            raise InputError(f"inputs file {path} holds arrays {held}, but the model takes inputs "
+                             f"{', '.join(map(repr, names))}", hint="save one array per input name")
+        named = {k: (arrays[k], f"inputs file {path}, array '{k}'") for k in names}
+    feeds = {}
+    for name, (x, where) in named.items():
+        x = feeds[name] = as_float(x, where, scale=scale)
+        feats = inputs[name]
+        if tuple(x.shape[x.dim() - len(feats):]) != feats or x.dim() not in (len(feats) + 1, len(feats) + 2):
+            dims = ", ".join(map(str, feats))
+            raise InputError(f"{where} has shape {list(x.shape)}, but input %{name} takes [N, {dims}] (held "
+                             f"constant over T) or [T, N, {dims}] (a sequence)")
+        check_finite(x, where)
+    return feeds
+
+
+def _run_device(device: Optional[str], target: str) -> Optional[str]:
+    """--device checked against this machine; a triton artifact without a GPU runs in Triton's CPU interpreter."""
+    import torch
+
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if device is not None and device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "" if torch.version.cuda else f" (this torch {torch.__version__} is a CPU-only build)"
+            raise InputError(f"--device {device}: no CUDA GPU is visible here{build}", hint="run with --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        return device
+    if target == "triton" and (device == "cpu" or not torch.cuda.is_available()):
+        _triton_on_cpu()
+    return device
+
+
+def _triton_on_cpu() -> None:
+    """Run Triton's kernels in its CPU interpreter (set before triton is imported), with a warning."""
+    import os
+    import warnings
+
+    from snnc.runtime import triton as snnc_triton
+
+    if not snnc_triton.is_available():
+        raise InputError("this is a triton artifact, but the triton package is not installed here",
+                         hint="compile the model for --target cpu, which runs the same IR")
+    if "triton" in sys.modules:
+        from snnc.runtime.triton.launch import interpreting
+
+        if not interpreting():
+            raise InputError("Triton's kernels were loaded for the GPU in this process; they cannot run on the CPU",
+                             hint="set TRITON_INTERPRET=1 before snnc starts, or use --device cuda")
+    else:
+        os.environ["TRITON_INTERPRET"] = "1"
+    warnings.warn("running the Triton kernels in Triton's CPU interpreter (no CUDA GPU in use): slow, for testing; "
+                  "--target cpu runs the same IR fast on a CPU", stacklevel=2)
+
+
+def _write_outputs(out: dict, output: Optional[Path], force: bool = False) -> None:
     import numpy as np
 
-    from snnc.fileio import atomic_path
+    from snnc.fileio import atomic_path, npz_with_keys
 
     if output is not None:
-        with atomic_path(output) as tmp:
+        with atomic_path(output, replaces=npz_with_keys(out), force=force, what="outputs file (.npz)") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **{k: v.numpy() for k, v in out.items()})
         _say(f"wrote {output}")
@@ -305,6 +453,7 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
           as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON.")):
     """Measure the throughput of an artifact on this machine (median of --repeat runs).
 
+    \b
     Example: snnc bench out/digits_cpu -T 32 --batch 256
     """
     import statistics
@@ -312,11 +461,12 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
 
     import torch
 
-    import snnc
+    from snnc.backends.artifact import Artifact
 
     if time_steps <= 0 or batch <= 0 or repeat <= 0:
         raise InputError("-T, --batch and --repeat must be positive")
-    session = snnc.load(artifact)
+    art = Artifact.open(artifact)
+    session = art.session() if art.target == "lava" else art.session(device=_run_device(None, art.target))
     graph = session.graph if hasattr(session, "graph") else None
     feats = graph.inputs[0].type.features if graph is not None else session.network.layers[0].shape
     x = torch.rand(batch, *feats, generator=torch.Generator().manual_seed(0))
@@ -337,17 +487,20 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
 
 
 @app.command()
-def inspect(path: Path = typer.Argument(..., help="A model file or an artifact folder."),
-            table: bool = typer.Option(True, "--table/--no-table", help="Also print the per-op table.")):
+def inspect(path: Path = typer.Argument(..., help="A model file, an artifact folder, or package.module:attribute."),
+            table: bool = typer.Option(True, "--table/--no-table", help="Also print the per-op table."),
+            input_shape: InputShapeOption = None,
+            weights: WeightsOption = None,
+            trust_pickle: TrustPickleOption = False):
     """Print the IR of a model file or artifact, then a per-op table: output shape, parameters,
     activation memory per sample, and MACs per sample (per time step for an SNN).
 
+    \b
     Example: snnc inspect out/demo/digits_snn.snnir
     """
     from snnc.backends.artifact import Artifact
-    from snnc.frontends.loader import load_model
 
-    graph = Artifact.open(path).graph() if path.is_dir() else load_model(path)
+    graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(str(path), input_shape, weights, trust_pickle)
     typer.echo(str(graph), nl=False)
     if table:
         typer.echo(op_table(graph))
@@ -388,27 +541,41 @@ def list_passes():
         typer.echo(f"pipeline {target}: {spec}")
 
 
-def load_labelled(spec: str):
-    """(x, y) from 'digits' (the test split) or an .npz with arrays x/inputs and y/labels."""
+def load_labelled(spec: str, scale: Optional[str] = None):
+    """(x, y) from 'digits' (the test split) or a file with arrays x/inputs/data and y/labels/targets.
+
+    x is checked by snnc.userdata (`scale` is --input-scale); y must hold integer labels.
+    """
     import numpy as np
     import torch
 
+    from snnc.userdata import as_float, check_finite, parse_scale, read_arrays
+
+    factor = parse_scale(scale) if scale is not None else None
     if spec == "digits":
         from snnc import datasets
 
         d = datasets.digits()
-        return d.x_test, d.y_test
+        return as_float(d.x_test, "the digits test set", scale=factor), d.y_test
     p = Path(spec)
-    try:
-        data = np.load(p, allow_pickle=False)
-        keys = set(data.files)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"cannot read evaluation file {p}: {e}", hint="an .npz with arrays 'x' and 'y'") from None
-    xk = next((k for k in ("x", "inputs", "data") if k in keys), None)
-    yk = next((k for k in ("y", "labels", "targets") if k in keys), None)
+    arrays = read_arrays(p, "evaluation")
+    xk = next((k for k in ("x", "inputs", "data") if k in arrays), None)
+    yk = next((k for k in ("y", "labels", "targets") if k in arrays), None)
     if xk is None or yk is None:
-        raise InputError(f"evaluation file {p} needs arrays 'x' and 'y' (has {sorted(keys)})")
-    return torch.from_numpy(data[xk]).float(), torch.from_numpy(data[yk]).long()
+        raise InputError(f"evaluation file {p} needs arrays 'x' and 'y' (it has "
+                         f"{', '.join(repr(k) for k in arrays if k is not None) or 'one unnamed array'})",
+                         hint="save them with numpy.savez(path, x=inputs, y=labels)")
+    x = as_float(arrays[xk], f"evaluation file {p}, array '{xk}'", scale=factor)
+    check_finite(x, f"evaluation file {p}, array '{xk}'")
+    y = arrays[yk]  # an ndarray or a tensor: integers, or floats with integer values
+    if isinstance(y, np.ndarray):
+        y = torch.from_numpy(y) if y.dtype.kind in "iuf" else None
+    elif y.is_complex() or y.dtype == torch.bool:
+        y = None
+    if y is None or (y.is_floating_point() and not bool((y == y.round()).all())):  # shapes: report.collect
+        raise InputError(f"evaluation file {p}: array '{yk}' must hold integer class labels; it has dtype "
+                         f"{arrays[yk].dtype}" + ("" if y is None else " with fractional values"))
+    return x, y.long()
 
 
 @app.command()
@@ -417,17 +584,26 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
            eval_data: str = typer.Option("digits", "--eval", help="Labelled data: .npz with x and y, or 'digits'."),
            output: Path = typer.Option(Path("report"), "-o", "--output", help="Output folder (report.html + PNGs)."),
            time_steps: str = typer.Option("4,8,16,32,64", "-T", "--time-steps", help="Comma-separated T values."),
-           input_shape: Optional[str] = typer.Option(None, "--input-shape", help="e.g. x:[1,1,8,8] (batch first).")):
+           input_shape: InputShapeOption = None,
+           weights: WeightsOption = None,
+           trust_pickle: TrustPickleOption = False,
+           input_scale: InputScaleOption = None,
+           force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc report "
+                                      "(never a device).")):
     """Write an HTML report: accuracy vs T per mode, firing rates, raster, traces, scatter, graph.
 
+    \b
     Example: snnc report out/demo/digits_ann.snnir --calib digits --eval digits -o out/report
     """
     from snnc.backends.artifact import Artifact
-    from snnc.report import collect, write_report
+    from snnc.fileio import check_destination
+    from snnc.report import collect, is_report_folder, write_report
 
+    # before any work: -o may replace only an earlier report
+    check_destination(output, directory=True, replaces=is_report_folder, force=force, what="report")
     path = Path(model)
-    graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(model, input_shape, None)
-    x, y = load_labelled(eval_data)
+    graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(model, input_shape, weights, trust_pickle)
+    x, y = load_labelled(eval_data, input_scale)
     try:
         ts = tuple(int(t) for t in time_steps.split(",") if t.strip())
     except ValueError:
@@ -436,8 +612,9 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
         raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}")
     if not _is_snn(graph) and calib is None:
         raise InputError(f"{model} is an ANN: give --calib to convert it for the report")
-    data = collect(graph, x, y, load_array(calib, "calibration") if calib else None, t_values=ts)
-    out = write_report(data, output)
+    data = collect(graph, x, y, load_array(calib, "calibration", input_scale) if calib else None, t_values=ts,
+                   model_source=model, eval_source=eval_data, calib_source=calib)
+    out = write_report(data, output, force=force)
     _say(f"wrote {out}")
 
 
@@ -448,16 +625,35 @@ def targets():
 
     have = available()
     for t in TARGETS:
-        typer.echo(f"{t:8s} {'available' if t in have else 'not built yet'}")
+        status = "available" if t in have else "not available in this build of snnc"
+        if t == "triton" and t in have:
+            status = _triton_status()
+        typer.echo(f"{t:8s} {status}")
+
+
+def _triton_status() -> str:
+    """Whether triton artifacts can run here, and how: on a CUDA GPU, or in Triton's CPU interpreter."""
+    import torch
+
+    from snnc.runtime import triton as snnc_triton
+
+    if not snnc_triton.is_available():
+        return "compiles; cannot run here: the triton package is not installed (it has wheels for Linux only)"
+    if torch.cuda.is_available():
+        return f"available: runs on the CUDA GPU ({torch.cuda.get_device_name(0)})"
+    return ("compiles; no CUDA GPU here, so `snnc run` runs its kernels in Triton's CPU interpreter "
+            "(slow; for testing)")
 
 
 @app.command()
 def demo(out: Optional[Path] = typer.Option(None, "--out", help="Also write the models and data here."),
-         loihi: bool = typer.Option(True, "--loihi/--no-loihi", help="Also evaluate the Loihi emulation (~1 min).")):
+         loihi: bool = typer.Option(True, "--loihi/--no-loihi", help="Also evaluate the Loihi emulation (~1 min)."),
+         force: bool = typer.Option(False, "--force", help="Replace --out even if it is not an earlier demo's "
+                                    "folder (never a device).")):
     """Train (cached) a CNN on the digits data set, convert it, and print accuracy vs T."""
     from snnc.demo import run_demo
 
-    run_demo(out, loihi=loihi)
+    run_demo(out, loihi=loihi, force=force)
 
 
 def main() -> None:
@@ -478,6 +674,12 @@ def main() -> None:
         if e.hint:
             typer.echo(f"hint: {e.hint}", err=True)
         sys.exit(e.exit_code)
+    except Exception as e:  # noqa: BLE001 - a bug in snnc: still one line, the traceback with -v
+        if _state["verbose"]:
+            traceback.print_exc()
+        typer.echo(f"error: internal error: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", err=True)
+        typer.echo("hint: this is a bug in snnc; run again with -v for the traceback and report it", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

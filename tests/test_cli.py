@@ -86,7 +86,7 @@ def test_bench_targets_and_json_schema(tmp_path, ann_file):
     r = snnc("compile", ann_file, "--calib", tmp_path / "calib.npy", "-T", "4", "-o", tmp_path / "out", "--json")
     summary = json.loads(r.stdout)
     assert set(summary) >= {"artifact", "target", "format_version", "inputs", "outputs", "files", "passes", "pass_ms"}
-    assert summary["format_version"] == 1 and "graph.snnir" in summary["files"]
+    assert summary["format_version"] == 2 and "graph.snnir" in summary["files"]
     assert len(summary["passes"]) == len(summary["pass_ms"])
     r = snnc("bench", tmp_path / "out", "-T", "4", "--batch", "8", "--repeat", "2", "--json")
     figures = json.loads(r.stdout)
