@@ -1,68 +1,184 @@
 """`snnc report`: one self-contained HTML file (plus PNGs) on how a conversion behaves.
 
-Sections: accuracy vs T per normalization mode, per-layer firing rates, a spike
-raster and membrane-potential trace of one sample, ANN activation vs SNN rate
-per layer, and a drawing of the graph with its fusion groups. The numbers
-behind every plot are embedded as JSON (`<script id="snnc-data">`) so they can
-be checked and reused.
+Sections: what was measured (versions, date, modes, T values, sample counts),
+accuracy vs T per normalization mode with 95% Wilson score intervals, per-layer
+firing rates, a spike raster and membrane-potential trace of one sample, ANN
+activation vs SNN rate per layer, and the graph with each node's op and type.
+The numbers behind every plot are embedded as JSON (`<script id="snnc-data">`)
+so they can be checked and reused. The plots themselves are in `report_plots`.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import html
-import io
 import json
-import shutil
-import subprocess
+import math
+import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from snnc import dynamics
-from snnc.fileio import atomic_path
+from snnc.errors import InputError
+from snnc.fileio import atomic_path, open_regular
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.types import Layout, TensorType
 
 DEFAULT_MODES = ("max", "99.9%", 0.5)
 DEFAULT_T = (4, 8, 16, 32, 64)
+RASTER_NEURONS = 64  # at most this many neurons in the raster
+TRACE_NEURONS = 4  # membrane traces drawn
+Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion successes/n, as fractions in [0, 1].
+
+    centre = (p + z²/2n) / (1 + z²/n),  half-width = z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n).
+    Unlike p ± z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not empty at p = 0 or 1.
+    """
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"a proportion needs 0 <= successes <= n and n > 0, got {successes} of {n}")
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    # at p = 0 (p = 1) the bound is exactly 0 (1); rounding would leave 1e-17 off
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Score:
+    """`correct` right answers out of `n` samples."""
+
+    correct: int
+    n: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.correct / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson score interval, in percent."""
+        lo, hi = wilson_interval(self.correct, self.n)
+        return 100.0 * lo, 100.0 * hi
+
+    def to_json(self) -> dict[str, Any]:
+        return {"correct": self.correct, "n": self.n, "percent": self.percent, "interval95": list(self.interval)}
+
+
+@dataclass
+class Raster:
+    """Spikes of a subset of one layer's neurons for one sample; `neurons` are flat indices, ascending."""
+
+    layer: str
+    sample: int
+    total: int  # neurons in the layer
+    neurons: list[int]
+    spikes: list[list[int]]  # [T][len(neurons)]
+    active: int  # neurons of the layer that spike at least once in this sample
+    rule: str  # how `neurons` were chosen, in words
+
+    @property
+    def caption(self) -> str:
+        k, m = len(self.neurons), self.total
+        return (f"spike raster of {self.layer}, sample {self.sample}: {k} of {m} neurons shown ({self.rule}); "
+                f"{self.active} of {m} neurons spike at least once")
+
+
+@dataclass
+class Trace:
+    """Membrane potential of a few neurons (flat indices) of one layer for one sample."""
+
+    layer: str
+    neurons: list[int]
+    v: list[list[float]]  # [T][len(neurons)]
+    threshold: float
+    spike_counts: list[int]  # per neuron, over the T steps
 
 
 @dataclass
 class ReportData:
     title: str
-    ann_accuracy: float | None
-    accuracy: dict[str, dict[int, float]]  # mode -> T -> accuracy (%)
+    ann: Score | None
+    accuracy: dict[str, dict[int, Score]]  # mode -> T -> score on the evaluation set
+    meta: dict[str, Any] = field(default_factory=dict)  # what was measured, and with what (see `collect`)
     rates: dict[str, float] = field(default_factory=dict)  # neuron layer -> mean firing rate
-    raster: dict[str, list[list[int]]] = field(default_factory=dict)  # layer -> [T][neurons] for one sample
-    v_trace: dict[str, list[list[float]]] = field(default_factory=dict)  # layer -> [T][few neurons]
+    layer_sizes: dict[str, int] = field(default_factory=dict)  # neuron layer -> neurons per sample
+    raster: Raster | None = None
+    trace: Trace | None = None
     scatter: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # layer -> (ann/λ, rate)
-    T: int = 32
+    T: int = 32  # time steps of the detail plots
+    detail_samples: int = 0  # samples behind rates, raster and scatter
     snn_graph: Graph | None = None  # the converted graph the details and the drawing show
 
+    @property
+    def ann_accuracy(self) -> float | None:
+        return None if self.ann is None else self.ann.percent
+
     def to_json(self) -> str:
-        return json.dumps({"title": self.title, "ann_accuracy": self.ann_accuracy,
-                           "accuracy": {m: {str(t): a for t, a in v.items()} for m, v in self.accuracy.items()},
-                           "rates": self.rates, "T": self.T}, indent=1)
-
-
-def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return float((pred == y).float().mean()) * 100.0
+        return json.dumps({
+            "title": self.title, "meta": self.meta, "ann_accuracy": self.ann_accuracy,
+            "ann": None if self.ann is None else self.ann.to_json(),
+            "accuracy": {m: {str(t): s.percent for t, s in v.items()} for m, v in self.accuracy.items()},
+            "scores": {m: {str(t): s.to_json() for t, s in v.items()} for m, v in self.accuracy.items()},
+            "rates": self.rates, "layer_sizes": self.layer_sizes, "T": self.T, "detail_samples": self.detail_samples,
+            "raster": None if self.raster is None else {
+                "layer": self.raster.layer, "sample": self.raster.sample, "total": self.raster.total,
+                "neurons": self.raster.neurons, "active": self.raster.active, "rule": self.raster.rule,
+                "caption": self.raster.caption},
+            "trace": None if self.trace is None else {"layer": self.trace.layer, "neurons": self.trace.neurons},
+        }, indent=1)
 
 
 def _is_snn(graph: Graph) -> bool:
     return any(isinstance(op, ops.NeuronOp) for op in graph)
 
 
+def _count(data) -> int | None:
+    shape = getattr(data, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) > 0 else None
+
+
+def _check_eval(x: torch.Tensor, y: torch.Tensor, source: str) -> None:
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise InputError(f"evaluation data {source}: inputs have shape {list(x.shape)}, need [num_samples, ...] "
+                         "with at least one sample")
+    if y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise InputError(f"evaluation data {source}: {x.shape[0]} inputs but labels of shape {list(y.shape)}",
+                         hint="labels are one class index per input")
+
+
 def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None, *,
-            modes=DEFAULT_MODES, t_values=DEFAULT_T, detail_T: int = 32, detail_batch: int = 128) -> ReportData:
-    """Compute everything the report shows."""
+            modes=DEFAULT_MODES, t_values=DEFAULT_T, detail_T: int = 32, detail_batch: int = 128,
+            model_source: str | None = None, eval_source: str | None = None,
+            calib_source: str | None = None) -> ReportData:
+    """Compute everything the report shows.
+
+    `graph` is an ANN (converted here with each of `modes`, which needs `calib`)
+    or an already converted SNN. The `*_source` strings only label the metadata.
+    """
     import snnc
+    from snnc import __version__
     from snnc.passes import fuse_bn
     from snnc.runtime import Interpreter, Session
 
-    ann_acc = None
+    eval_source = eval_source or "(given as tensors)"
+    _check_eval(x_eval, y_eval, eval_source)
+    if any(t <= 0 for t in t_values) or not t_values:
+        raise InputError(f"the report needs positive time steps, got {list(t_values)}")
+    n = int(x_eval.shape[0])
+    ann_score = None
     snns: dict[str, Graph] = {}
     if _is_snn(graph):
         mode = str(graph.meta.get("conversion", {}).get("mode", "snn"))
@@ -70,39 +186,100 @@ def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None
         ann = None
     else:
         if calib is None:
-            raise ValueError("an ANN needs calibration data for the report")
+            raise InputError(f"model {graph.name} is an ANN: the report needs calibration data to convert it")
         ann = fuse_bn(graph)
         out = Interpreter(ann).run({ann.inputs[0].name: x_eval})[ann.outputs[0].name]
-        ann_acc = _accuracy(out.argmax(-1), y_eval)
+        ann_score = Score(int((out.argmax(-1) == y_eval).sum()), n)
         for m in modes:
             snns[str(m)] = snnc.convert(graph, calib, m, show_progress=False)
     accuracy = {}
     for m, g in snns.items():
         s = Session(g)
-        accuracy[m] = {T: _accuracy(s.predict(x_eval, T), y_eval) for T in t_values}
+        accuracy[m] = {T: Score(int((s.predict(x_eval, T) == y_eval).sum()), n) for T in sorted(set(t_values))}
     primary_mode = "99.9%" if "99.9%" in snns else next(iter(snns))
-    data = ReportData(title=graph.name, ann_accuracy=ann_acc, accuracy=accuracy, T=detail_T,
-                      snn_graph=snns[primary_mode])
-    _details(data, snns[primary_mode], ann, x_eval[:detail_batch], detail_T)
+    primary = snns[primary_mode]
+    conv = primary.meta.get("conversion", {})
+    meta = {
+        "model": graph.name, "model_source": model_source or "(given as a Python object)",
+        "snnc_version": __version__, "torch_version": torch.__version__, "python_version": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "converted_here": ann is not None, "modes": list(snns), "t_values": sorted(set(t_values)),
+        "n_eval": n, "eval_source": eval_source,
+        "n_calib": _count(calib) if ann is not None else None,
+        "calib_source": (calib_source or "(given as data)") if ann is not None else None,
+        "channelwise": conv.get("channelwise"), "v_init": conv.get("v_init"),
+        "detail_mode": primary_mode, "detail_T": detail_T,
+    }
+    data = ReportData(title=graph.name, ann=ann_score, accuracy=accuracy, meta=meta, T=detail_T,
+                      snn_graph=primary)
+    _details(data, primary, ann, x_eval[:detail_batch], detail_T)
+    data.meta["detail_samples"] = data.detail_samples
     return data
+
+
+def _time_major(value: torch.Tensor, ty: TensorType, T: int) -> torch.Tensor:
+    """A runtime value of type `ty` as [T, N, *features]."""
+    if ty.layout is Layout.TNX:
+        return value
+    if ty.layout is Layout.NXT:
+        return value.movedim(-1, 0)
+    if ty.layout is Layout.TN:
+        return value.reshape(T, -1, *value.shape[1:])
+    raise InputError(f"value of type {ty} has no time dimension; the report needs neuron layers with time")
+
+
+def _spread(items: list[int], k: int) -> list[int]:
+    """k items of `items` at evenly spaced positions, the first and last included."""
+    if len(items) <= k:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)] if k > 1 else [items[0]]
+
+
+def make_raster(layer: str, spikes: torch.Tensor) -> Raster:
+    """Sample 0 of `spikes` [T, N, *]: every neuron if few; else a spread (by index) of those that spike."""
+    flat = spikes[:, 0].reshape(spikes.shape[0], -1)
+    counts = flat.sum(0)
+    total = flat.shape[1]
+    active = torch.nonzero(counts > 0).flatten().tolist()
+    if total <= RASTER_NEURONS:
+        chosen, rule = list(range(total)), "all of them"
+    elif not active:
+        chosen, rule = list(range(RASTER_NEURONS)), f"none spikes, so the first {RASTER_NEURONS} by index"
+    elif len(active) <= RASTER_NEURONS:
+        chosen, rule = active, "every neuron that spikes at least once"
+    else:
+        chosen = _spread(active, RASTER_NEURONS)
+        rule = f"evenly spaced by index among the {len(active)} that spike at least once"
+    return Raster(layer=layer, sample=0, total=total, neurons=chosen, spikes=flat[:, chosen].int().tolist(),
+                  active=len(active), rule=rule)
 
 
 def _details(data: ReportData, snn: Graph, ann: Graph | None, x: torch.Tensor, T: int) -> None:
     from snnc.runtime import Interpreter
 
     neurons = [op for op in snn if isinstance(op, ops.NeuronOp)]
+    types = snn.types
     seen: dict[str, torch.Tensor] = {}
     wanted = {op.name for op in neurons} | {op.inputs[0] for op in neurons}
     Interpreter(snn).run({snn.inputs[0].name: x}, T, observe=lambda op, v: seen.__setitem__(op.name, v)
                          if op.name in wanted else None)
+    data.detail_samples = int(x.shape[0])
     for op in neurons:
-        spikes = seen[op.name]  # [T, N, *]
+        spikes = _time_major(seen[op.name], types[op.name], T)  # [T, N, *]
         data.rates[op.name] = float(spikes.mean())
-        flat = spikes[:, 0].reshape(T, -1)
-        data.raster[op.name] = flat[:, :64].int().tolist()
-        _, _, v_seq = dynamics.multi_step(op.to_params(), seen[op.inputs[0]][:, :1], op.initial_v(),
-                                          return_v_seq=True)
-        data.v_trace[op.name] = v_seq[:, 0].reshape(T, -1)[:, :4].tolist()
+        data.layer_sizes[op.name] = int(spikes[0, 0].numel())
+    first = neurons[0]
+    spikes = _time_major(seen[first.name], types[first.name], T)
+    data.raster = make_raster(first.name, spikes)
+    # the traced neurons: the raster's, at evenly spaced ranks of spike count (busiest to quietest)
+    counts = torch.tensor(data.raster.spikes).sum(0).tolist()
+    by_count = sorted(range(len(counts)), key=lambda j: (-counts[j], j))
+    rows = _spread(by_count, TRACE_NEURONS)
+    traced = [data.raster.neurons[j] for j in rows]
+    drive = _time_major(seen[first.inputs[0]], types[first.inputs[0]], T)[:, :1]
+    _, _, v_seq = dynamics.multi_step(first.to_params(), drive, first.initial_v(), return_v_seq=True)
+    data.trace = Trace(layer=first.name, neurons=traced, v=v_seq[:, 0].reshape(T, -1)[:, traced].tolist(),
+                       threshold=float(first.v_threshold), spike_counts=[int(counts[j]) for j in rows])
     if ann is None:
         return
     acts: dict[str, torch.Tensor] = {}
@@ -111,181 +288,158 @@ def _details(data: ReportData, snn: Graph, ann: Graph | None, x: torch.Tensor, T
     scales = snn.meta.get("conversion", {}).get("scales", {})
     for relu, a in acts.items():
         name = f"{relu}_if"
-        if name in seen and relu in scales and scales[relu] > 0:
-            rate = seen[name].mean(0).reshape(-1)
-            act = (a / scales[relu]).reshape(-1)
+        scale = scales.get(relu)
+        if name in seen and isinstance(scale, (int, float)) and scale > 0:  # per-channel scales are not plotted
+            rate = _time_major(seen[name], types[name], T).mean(0).reshape(-1)
+            act = (a / scale).reshape(-1)
             idx = torch.randperm(act.numel(), generator=torch.Generator().manual_seed(0))[:2000]
             data.scatter[name] = (act[idx].tolist(), rate[idx].tolist())
 
 
-# ---------------------------------------------------------------- plots
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def plot_accuracy(data: ReportData) -> bytes:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for mode, series in data.accuracy.items():
-        ts = sorted(series)
-        ax.plot(ts, [series[t] for t in ts], marker="o", label=f"SNN {mode}")
-    if data.ann_accuracy is not None:
-        ax.axhline(data.ann_accuracy, color="k", ls="--", label=f"ANN {data.ann_accuracy:.2f}%")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("accuracy vs T")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def plot_rates(data: ReportData) -> bytes:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    names = list(data.rates)
-    ax.bar(range(len(names)), [data.rates[n] for n in names])
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("mean firing rate")
-    ax.set_title(f"per-layer firing rates (T={data.T})")
-    return _png(fig)
-
-
-def plot_raster_and_trace(data: ReportData) -> bytes:
-    import matplotlib.pyplot as plt
-
-    layer = next(iter(data.raster))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
-    r = torch.tensor(data.raster[layer])
-    t_idx, n_idx = torch.nonzero(r, as_tuple=True)
-    a.scatter(t_idx.tolist(), n_idx.tolist(), s=4, marker="|", color="k")
-    a.set_xlabel("t")
-    a.set_ylabel("neuron")
-    a.set_title(f"spike raster, {layer}, sample 0")
-    v = torch.tensor(data.v_trace[layer])
-    for j in range(v.shape[1]):
-        b.plot(v[:, j].tolist(), label=f"neuron {j}")
-    b.set_xlabel("t")
-    b.set_ylabel("V")
-    b.set_title(f"membrane potential, {layer}")
-    b.legend(fontsize=7)
-    return _png(fig)
-
-
-def plot_scatter(data: ReportData) -> bytes | None:
-    import matplotlib.pyplot as plt
-
-    if not data.scatter:
-        return None
-    n = len(data.scatter)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.1), squeeze=False)
-    for ax, (layer, (act, rate)) in zip(axes[0], data.scatter.items()):
-        ax.scatter(act, rate, s=3, alpha=0.4)
-        ax.plot([0, 1], [0, 1], "r--", lw=1)
-        ax.set_xlim(-0.05, 1.5)
-        ax.set_xlabel("ANN activation / λ")
-        ax.set_ylabel("SNN rate")
-        ax.set_title(layer, fontsize=9)
-    return _png(fig)
-
-
-def plot_graph(graph: Graph) -> tuple[bytes, str]:
-    """A drawing of the graph: graphviz `dot` when installed, else a layered layout in matplotlib."""
-    if shutil.which("dot"):
-        try:
-            png = subprocess.run(["dot", "-Tpng"], input=to_dot(graph).encode(), capture_output=True,
-                                 check=True, timeout=60).stdout
-            return png, "graphviz"
-        except (subprocess.SubprocessError, OSError):
-            pass
-    return _plot_graph_layers(graph), "layered"
-
-
-def to_dot(graph: Graph) -> str:
-    groups = graph.meta.get("fusion_groups") or {}
-    lines = ["digraph G {", "  rankdir=TB; node [shape=box, fontsize=10];"]
-    for gname, members in groups.items():
-        lines.append(f'  subgraph "cluster_{gname}" {{ label="{gname}"; style=dashed;')
-        lines += [f'    "{m}";' for m in members]
-        lines.append("  }")
-    for op in graph:
-        lines.append(f'  "{op.name}" [label="{op.name}\\n{op.kind}"];')
-        lines += [f'  "{i}" -> "{op.name}";' for i in op.inputs]
-    return "\n".join(lines + ["}"])
-
-
-def _plot_graph_layers(graph: Graph) -> bytes:
-    import matplotlib.pyplot as plt
-
-    depth: dict[str, int] = {}
-    for op in graph:
-        depth[op.name] = 1 + max((depth[i] for i in op.inputs), default=-1)
-    rows: dict[int, list[str]] = {}
-    for name, d in depth.items():
-        rows.setdefault(d, []).append(name)
-    groups = graph.meta.get("fusion_groups") or {}
-    member = {m: g for g, ms in groups.items() for m in ms}
-    palette = ["#cde", "#fdc", "#dfc", "#fcf", "#ffc", "#cff"]
-    colour = {g: palette[i % len(palette)] for i, g in enumerate(groups)}
-    width = max(len(r) for r in rows.values())
-    fig, ax = plt.subplots(figsize=(2.2 * max(width, 2), 0.7 * (len(rows) + 1)))
-    pos = {}
-    for d, names in rows.items():
-        for j, n in enumerate(names):
-            pos[n] = ((j + 0.5) * width / len(names), -d)
-    for op in graph:
-        for i in op.inputs:
-            (x0, y0), (x1, y1) = pos[i], pos[op.name]
-            ax.annotate("", (x1, y1 + 0.25), (x0, y0 - 0.25), arrowprops={"arrowstyle": "->", "lw": 0.8})
-    for op in graph:
-        x, y = pos[op.name]
-        fc = colour.get(member.get(op.name), "#eee")
-        ax.text(x, y, f"{op.name}\n{op.kind}", ha="center", va="center", fontsize=7,
-                bbox={"boxstyle": "round", "fc": fc, "ec": "#555"})
-    ax.set_xlim(-0.2, width + 0.2)
-    ax.set_ylim(-len(rows), 1)
-    ax.axis("off")
-    ax.set_title("graph" + (" (colours: fusion groups)" if groups else ""))
-    return _png(fig)
-
-
 # ---------------------------------------------------------------- HTML
-def write_report(data: ReportData, out_dir: str | Path) -> Path:
-    """Write report.html (self-contained, images inlined) and the PNGs to out_dir atomically."""
-    images = {"accuracy": plot_accuracy(data), "rates": plot_rates(data), "raster": plot_raster_and_trace(data)}
-    scatter = plot_scatter(data)
-    if scatter is not None:
-        images["scatter"] = scatter
-    images["graph"], how = plot_graph(data.snn_graph)
-    rows = "".join(f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{a:.2f}</td>" for _, a in sorted(s.items()))
-                   + "</tr>" for m, s in data.accuracy.items())
-    ts = sorted(next(iter(data.accuracy.values())))
+_META_ROWS = (  # key in ReportData.meta -> label
+    ("model", "model"), ("model_source", "model source"), ("snnc_version", "snnc version"),
+    ("torch_version", "torch version"), ("python_version", "Python version"), ("date", "date (UTC)"),
+    ("modes", "normalization modes"), ("t_values", "T values"), ("n_eval", "evaluation samples"),
+    ("eval_source", "evaluation data"), ("n_calib", "calibration samples"), ("calib_source", "calibration data"),
+    ("channelwise", "channel-wise scales"), ("v_init", "initial potential (× threshold)"),
+    ("detail_mode", "mode of the detail plots"), ("detail_T", "T of the detail plots"),
+    ("detail_samples", "samples of the detail plots"),
+)
+
+_CSS = """
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0;padding:1rem 2vw;width:100%;line-height:1.35}
+h1{font-size:1.5rem;margin:.2rem 0 1rem}h2{font-size:1.15rem;margin:1.6rem 0 .5rem}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+td,th{border:1px solid #bbb;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+table.meta td{text-align:left}small{color:#555}
+.scroll{overflow-x:auto;max-width:100%}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr));gap:1.2rem 2vw}
+figure{margin:0}figure img{display:block;width:100%;height:auto}
+figcaption{font-size:.9rem;color:#333;margin-top:.3rem}
+.graph{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:1.2rem 2vw;
+align-items:start}
+.graph img{display:block;max-width:100%;height:auto}
+"""
+
+
+def _fmt_meta(v: Any) -> str:
+    if v is None:
+        return "not used (the model was converted before the report)"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
+def _meta_table(meta: dict[str, Any]) -> str:
+    rows = "".join(f'<tr><th class="l">{html.escape(label)}</th><td data-key="{key}">'
+                   f"{html.escape(_fmt_meta(meta[key]))}</td></tr>" for key, label in _META_ROWS if key in meta)
+    return f'<table class="meta" id="meta">{rows}</table>'
+
+
+def _score_cell(s: Score) -> str:
+    lo, hi = s.interval
+    return (f'<td data-correct="{s.correct}" data-n="{s.n}">{s.percent:.2f}'
+            f"<br><small>{s.correct}/{s.n} · [{lo:.1f}, {hi:.1f}]</small></td>")
+
+
+def _accuracy_table(data: ReportData) -> str:
+    ts = sorted({t for s in data.accuracy.values() for t in s})
+    ann = data.ann is not None
+    head = ('<tr><th class="l">mode</th>' + ("<th>ANN</th>" if ann else "")
+            + "".join(f"<th>T={t}</th>" for t in ts) + "</tr>")
+    rows = [f'<tr><td class="l">SNN {html.escape(m)}</td>' + (_score_cell(data.ann) if ann else "")
+            + "".join(_score_cell(series[t]) if t in series else "<td></td>" for t in ts) + "</tr>"
+            for m, series in data.accuracy.items()]
+    return f'<div class="scroll"><table id="accuracy">{head}{"".join(rows)}</table></div>'
+
+
+def _node_table(graph: Graph) -> str:
+    from snnc.report_plots import graph_nodes
+
+    rows = "".join(f'<tr><td class="l">%{html.escape(n.name)}</td><td class="l">{html.escape(n.kind)}</td>'
+                   f'<td class="l"><code>{html.escape(n.type)}</code></td><td class="l">{html.escape(n.group or "")}'
+                   "</td></tr>" for n in graph_nodes(graph))
+    return ('<div class="scroll"><table id="nodes"><tr><th class="l">value</th><th class="l">op</th>'
+            f'<th class="l">type</th><th class="l">fusion group</th></tr>{rows}</table></div>')
+
+
+def _figure(key: str, png: bytes, caption: str) -> str:
+    b64 = base64.b64encode(png).decode()
+    return (f'<figure id="fig-{key}"><img id="img-{key}" alt="{html.escape(caption)}" '
+            f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+_REPORT_FILES = {"report.html", "accuracy.png", "rates.png", "raster.png", "trace.png", "scatter.png", "graph.png"}
+_MARKER = '<script type="application/json" id="snnc-data">'
+
+
+def is_report_folder(path: Path) -> bool:
+    """Whether `path` is a folder an earlier `write_report` wrote (so it may be replaced)."""
+    try:
+        names = set(os.listdir(path))
+        if "report.html" not in names or not names <= _REPORT_FILES:
+            return False
+        with open_regular(path / "report.html") as f:
+            return _MARKER.encode() in f.read(1 << 26)
+    except OSError:
+        return False
+
+
+def write_report(data: ReportData, out_dir: str | Path, *, force: bool = False) -> Path:
+    """Write report.html (self-contained, images inlined) and the PNGs to out_dir atomically.
+
+    An existing out_dir is replaced only if it is an earlier report (or empty), or with `force`.
+    """
+    from snnc import report_plots as rp
+
+    n = next(iter(next(iter(data.accuracy.values())).values())).n
+    images: dict[str, tuple[bytes, str]] = {
+        "accuracy": (rp.png(rp.accuracy_figure(data)),
+                     f"Accuracy vs T on {n} evaluation samples; error bars and the band around the ANN line are "
+                     "95% Wilson score intervals."),
+        "rates": (rp.png(rp.rates_figure(data)),
+                  f"Mean firing rate of each neuron layer over {data.detail_samples} samples, T={data.T}, "
+                  "all neurons of the layer (neurons per sample in brackets)."),
+    }
+    if data.raster is not None:
+        images["raster"] = (rp.png(rp.raster_figure(data.raster)), data.raster.caption[0].upper()
+                            + data.raster.caption[1:] + ".")
+    if data.trace is not None:
+        images["trace"] = (rp.png(rp.trace_figure(data.trace)),
+                           f"Membrane potential of {len(data.trace.neurons)} neurons of {data.trace.layer} "
+                           "(from the raster's, busiest to quietest), sample 0, after each step's reset; "
+                           "dashed: the threshold.")
+    if data.scatter:
+        k = len(next(iter(data.scatter.values()))[0])
+        images["scatter"] = (rp.png(rp.scatter_figure(data.scatter)),
+                             f"ANN activation / λ vs SNN firing rate (T={data.T}), {k} random neurons × samples "
+                             f"per layer out of {data.detail_samples} samples; red: rate = activation.")
+    graph_png, how = rp.draw_graph(data.snn_graph)
+    images["graph"] = (graph_png, f"The converted graph ({data.meta.get('detail_mode', '')}), {how} layout: "
+                       "each node shows its value name, op and output type.")
+    plots = "".join(_figure(k, png, cap) for k, (png, cap) in images.items() if k != "graph")
     body = [f"<h1>snnc report: {html.escape(data.title)}</h1>",
-            f"<p>ANN accuracy: {data.ann_accuracy:.2f}%</p>" if data.ann_accuracy is not None else "",
-            "<h2>Accuracy (%) by normalization mode and T</h2><table><tr><th>mode</th>" + "".join(f"<th>T={t}</th>" for t in ts) + "</tr>"
-            + rows + "</table>"]
-    captions = {"accuracy": "Accuracy vs T", "rates": "Per-layer firing rates",
-                "raster": "Spike raster and membrane potential (one sample)",
-                "scatter": "ANN activation vs SNN firing rate", "graph": f"Graph ({how} layout)"}
-    for key, png in images.items():
-        b64 = base64.b64encode(png).decode()
-        body.append(f'<h2>{captions[key]}</h2><img id="img-{key}" alt="{key}" src="data:image/png;base64,{b64}">')
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>snnc report</title><style>"
-            "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
+            "<h2>What was measured</h2>", _meta_table(data.meta),
+            f"<h2>Accuracy (%) by normalization mode and T</h2><p>{n} evaluation samples; each cell: accuracy, "
+            "correct/n and the 95% Wilson score interval.</p>", _accuracy_table(data),
+            "<h2>Plots</h2>", f'<div class="plots">{plots}</div>',
+            "<h2>Graph</h2>", f'<div class="graph">{_figure("graph", *images["graph"])}'
+                              f"{_node_table(data.snn_graph)}</div>"]
+    payload = data.to_json().replace("<", "\\u003c")  # still valid JSON; cannot end the script element
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>snnc report: {html.escape(data.title)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(body)
-            + f'<script type="application/json" id="snnc-data">{html.escape(data.to_json(), quote=False)}</script>'
+            + f"{_MARKER}{payload}</script>"
             + "</body></html>\n")
     out = Path(out_dir)
-    with atomic_path(out, directory=True) as tmp:
-        (tmp / "report.html").write_text(page)
-        for key, png in images.items():
+    with atomic_path(out, directory=True, replaces=is_report_folder, force=force, what="report") as tmp:
+        (tmp / "report.html").write_text(page, encoding="utf-8")
+        for key, (png, _) in images.items():
             (tmp / f"{key}.png").write_bytes(png)
     return out / "report.html"
