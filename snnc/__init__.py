@@ -3,12 +3,48 @@
     graph = snnc.convert(model, calibration_data, mode="99.9%")   # ANN -> SNN IR
     artifact = snnc.compile(graph, target="cpu", output="out/")    # lower to a target
     session = snnc.load("out/")                                     # run it
-    spikes = session.run(x, T=32)
+    outputs = session.run(x, T=32)                                  # the last layer's values, [T, N, *]
 """
+
+import sys
+from importlib.machinery import PathFinder
+from pathlib import Path
 
 __version__ = "0.1.0"
 
 _API = {"convert", "compile", "load", "trace"}
+
+# The subpackages that live in the folders beside snnc/ in a checkout (pyproject.toml's package-dir).
+_CHECKOUT_SUBPACKAGES = ("ir", "frontends", "passes", "backends", "runtime")
+
+
+class _CheckoutFinder:
+    """Finds `snnc.ir`, `snnc.passes`, ... in the folders beside snnc/ of a source checkout."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+
+    def find_spec(self, fullname, path=None, target=None):
+        parent, _, name = fullname.partition(".")
+        if parent == __name__ and name in _CHECKOUT_SUBPACKAGES:
+            return PathFinder.find_spec(fullname, [self.root])
+        return None
+
+
+def _use_checkout() -> None:
+    # An install (`pip install .`) copies ir/, passes/, ... under snnc/. In a checkout they are
+    # beside it: snnc/ is then imported from the checkout (cwd on sys.path) or through the
+    # link tree of the editable install (setup.cfg), and both read every module from the
+    # checkout, so a module added since the install is found too.
+    here = Path(__file__).resolve().parent
+    if (here / "ir").is_dir() or not (here.parent / "ir" / "__init__.py").is_file():
+        return
+    __path__[:] = [str(here)]
+    if not any(isinstance(f, _CheckoutFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _CheckoutFinder(here.parent))
+
+
+_use_checkout()
 
 
 def __getattr__(name: str):
