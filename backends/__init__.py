@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 
 # Every target; each has a package snnc.backends.<target> exposing Options, legalize and lower.
 TARGETS = ("cpu", "triton", "lynxi", "lava", "nir")

@@ -4,7 +4,7 @@ The manifest records the sha256 and size of every other file in the folder
 (`checksums`); `Artifact.open` checks them, and that every file the manifest names
 is a plain name inside the folder, before any file is used. Every backend writes
 its folder through `write_artifact`: atomically, and only over an earlier artifact
-(see snnc.fileio).
+(see snnc.core.fileio).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
-from snnc.errors import MalformedFileError, UnsafeFileReferenceError
+from snnc.core.errors import MalformedFileError, UnsafeFileReferenceError
 
 ARTIFACT_FORMAT_VERSION = 2  # 2: `checksums` of every file
 MANIFEST = "manifest.json"
@@ -202,7 +202,7 @@ def checksums(folder: Path) -> dict[str, dict[str, Any]]:
 
 def write_manifest(folder: Path, target: str, graph, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write manifest.json last: what the artifact is, and the checksum of every file already in `folder`."""
-    from snnc import __version__
+    from snnc.core import __version__
 
     types = graph.types
     manifest = {
@@ -222,7 +222,7 @@ def write_manifest(folder: Path, target: str, graph, extra: dict[str, Any] | Non
 
 def check_output(output, *, force: bool = False) -> Path:
     """Fail early (before any lowering work) if `output` is a path no artifact may be written to."""
-    from snnc.fileio import check_destination
+    from snnc.core.fileio import check_destination
 
     return check_destination(output, directory=True, replaces=is_artifact_folder, force=force, what="artifact")
 
@@ -232,10 +232,10 @@ def write_artifact(graph, target: str, output, extra: dict[str, Any] | None = No
     """Write an artifact folder atomically: graph.snnir, the target's files (`write(folder)`), manifest.json.
 
     `output` may be missing, an empty folder or an earlier artifact; anything else
-    is refused unless `force` (see snnc.fileio.atomic_path).
+    is refused unless `force` (see snnc.core.fileio.atomic_path).
     """
-    from snnc.errors import LoweringError
-    from snnc.fileio import atomic_path
+    from snnc.core.errors import LoweringError
+    from snnc.core.fileio import atomic_path
     from snnc.ir.serialize import save
 
     if output is None:

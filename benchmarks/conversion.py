@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 import snnc
-from snnc import datasets
+from snnc.core import datasets
 from snnc.demo import accuracy, pretrained_digits_cnn
 from snnc.runtime import Session
 

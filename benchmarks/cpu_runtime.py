@@ -16,7 +16,7 @@ Methods, all on the same converted network and the same input batch:
   snnc-exact  Session(graph, channels_last=False, event_conv=False): dense NCHW convs, every
               value bit-identical to eager NCHW torch
   eager       the same graph run step by step in plain PyTorch: at each step every op once
-              (F.conv2d, F.avg_pool2d, ...), neurons by snnc.dynamics.step
+              (F.conv2d, F.avg_pool2d, ...), neurons by snnc.core.dynamics.step
   spikingjelly  SpikingJelly's Converter(recipe=RateCodingRecipe(loader, mode="99.9%")) model,
               run T times after functional.reset_net (when spikingjelly is installed)
 
@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 
 import snnc
-from snnc import dynamics
+from snnc.core import dynamics
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime import Session
@@ -77,7 +77,7 @@ def make_vgg11(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 
 def make_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    from snnc import datasets
+    from snnc.core import datasets
     from snnc.demo import pretrained_digits_cnn
 
     data = datasets.digits()

@@ -85,7 +85,7 @@ def neuron_bandwidth(
     Ts: list[int], Ns: list[int], dtypes: list[str], device: torch.device, *, training: bool, sweep: bool
 ) -> list[Row]:
     """Part (1): forward (and with `training`, training-forward and backward) kernels vs clone."""
-    from snnc.dynamics import NeuronKind, NeuronParams, ResetMode
+    from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode
     from snnc.runtime.triton import backward, forward, launch
     from snnc.runtime.triton.spec import NeuronSpec
     from snnc.runtime.triton.surrogate import parse_surrogate
@@ -258,7 +258,7 @@ def bench_fused_linear(device: torch.device, T: int, batch: int, Ks: list[int], 
     """Part (2b): linear + IF as one kernel vs F.linear (cuBLAS) + the neuron kernel."""
     import torch.nn.functional as F
 
-    from snnc.dynamics import NeuronKind, NeuronParams, ResetMode
+    from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode
     from snnc.runtime.triton import linear, neuron
 
     params = NeuronParams(NeuronKind.IF, 1.0, ResetMode.SOFT)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from snnc.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_ops import merged_run, same_padding
 from snnc.frontends.torch_export import _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, lowers
 from snnc.ir import ops

@@ -19,7 +19,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from snnc.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.torch_fx import _Ctx, lowers_function, lowers_method, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc

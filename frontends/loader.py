@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import torch
 
-from snnc import spelling
-from snnc.errors import FrontendError, InputError, MalformedFileError, SnncError, UntrustedPickleError
+from snnc.core import spelling
+from snnc.core.errors import FrontendError, InputError, MalformedFileError, SnncError, UntrustedPickleError
 from snnc.ir.graph import Graph
 
 KINDS = {
@@ -55,7 +55,7 @@ def sniff(path: Path) -> str:
 
 
 def _sniff_hdf5(path: Path) -> str:
-    from snnc.safety import open_hdf5
+    from snnc.core.safety import open_hdf5
 
     try:
         # the root's attributes and names only, read in a helper process under a time limit

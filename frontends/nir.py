@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from snnc.backends.nir.neurons import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
-from snnc.dynamics import FireCompare
-from snnc.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.dynamics import FireCompare
+from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -37,7 +37,7 @@ def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireComp
     """Read a NIR file (HDF5 written by nir.write), checking its structure first."""
     import nir
 
-    from snnc.safety import open_hdf5
+    from snnc.core.safety import open_hdf5
 
     p = Path(path)
     # read whole in a child process under a time limit (a damaged file cannot hang this one); external
@@ -55,7 +55,7 @@ def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireComp
 
 def _nir_graph(root, nir) -> Any:
     """What nir.read makes of the file's /node group (its hdf2dict + dict2NIRNode), from the in-memory copy."""
-    from snnc.safety import H5Dataset, H5Group
+    from snnc.core.safety import H5Dataset, H5Group
 
     def to_dict(group) -> dict:
         out = {}

@@ -21,7 +21,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
 from snnc.frontends import onnx_tensors
 from snnc.frontends.builder import GraphBuilder
@@ -301,7 +301,7 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> list:
 
 def _check_fold_size(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> None:
     """Refuse to fold a node whose result would exceed the tensor limit (ConstantOfShape([10**6, 10**6]))."""
-    from snnc.limits import check_tensor
+    from snnc.core.limits import check_tensor
 
     label = f"node '{node.name or node.output[0]}' ({node.op_type})"
     for out in node.output:

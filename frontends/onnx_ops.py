@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from snnc.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_ops import merged_run, same_padding
 from snnc.frontends.onnx import _Const, _Ctx, _Refused, _ShapeVec, handles
 from snnc.ir import ops

@@ -2,9 +2,9 @@
 
 Every tensor (initializers, sparse initializers, tensor attributes such as a
 Constant's value, in subgraphs too) has its claimed shape checked against the
-tensor limit (snnc.limits) and its inline data against that shape. External
+tensor limit (snnc.core.limits) and its inline data against that shape. External
 data is read here rather than by onnx's helper: its location must stay inside
-the model's folder (snnc.safety.resolve_inside), its offset and
+the model's folder (snnc.core.safety.resolve_inside), its offset and
 length must fit the file, and exactly the tensor's bytes are read.
 """
 
@@ -17,9 +17,9 @@ from typing import Iterator
 import onnx
 from onnx import helper
 
-from snnc.errors import MalformedFileError, TensorTooLargeError
-from snnc.safety import resolve_inside
-from snnc.limits import check_tensor, max_tensor_bytes, mib
+from snnc.core.errors import MalformedFileError, TensorTooLargeError
+from snnc.core.safety import resolve_inside
+from snnc.core.limits import check_tensor, max_tensor_bytes, mib
 
 _BITS = {onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4}
 for _name, _bits in (("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2)):

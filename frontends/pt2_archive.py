@@ -20,8 +20,8 @@ import re
 import zipfile
 from pathlib import Path
 
-from snnc.errors import MalformedFileError, TensorTooLargeError, UntrustedPickleError
-from snnc.limits import check_tensor, max_tensor_bytes, mib
+from snnc.core.errors import MalformedFileError, TensorTooLargeError, UntrustedPickleError
+from snnc.core.limits import check_tensor, max_tensor_bytes, mib
 
 _CONFIG_LIMIT = 64 << 20  # bytes of JSON config read into memory
 _HINT = "write it with torch.export.save(torch.export.export(model, args), path)"

@@ -16,8 +16,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
-from snnc.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.torch_fx import _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc

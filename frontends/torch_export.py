@@ -23,7 +23,7 @@ import torch.fx as fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
-from snnc.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
 from snnc.frontends.builder import GraphBuilder
 from snnc.ir.graph import Graph

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import torch.fx as fx
 import torch.nn as nn
 
-from snnc.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc

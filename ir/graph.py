@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 import networkx as nx
 import torch
 
-from snnc.errors import VerifyError
+from snnc.core.errors import VerifyError
 from snnc.ir.ops import Input, OpBase, Output, ParamInfo, TypeInferenceError
 from snnc.ir.types import DType, TensorType
 

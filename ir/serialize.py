@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 import torch
 
-from snnc.errors import MalformedFileError
-from snnc.fileio import atomic_path
-from snnc.safety import H5Group, open_hdf5
+from snnc.core.errors import MalformedFileError
+from snnc.core.fileio import atomic_path
+from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir.graph import Graph
 from snnc.ir.ops import OP_ADAPTER
 
@@ -32,7 +32,7 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 
 def _version() -> str:
-    from snnc import __version__
+    from snnc.core import __version__
 
     return __version__
 
@@ -50,7 +50,7 @@ def graph_to_json(graph: Graph) -> str:
 
 def is_snnir_file(path: str | os.PathLike) -> bool:
     """Whether `path` is a .snnir file, by content (HDF5 with format='snnir'); never opens a device or pipe."""
-    from snnc.fileio import open_regular
+    from snnc.core.fileio import open_regular
 
     try:
         with open_regular(Path(path)) as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from snnc.errors import VerifyError
+from snnc.core.errors import VerifyError
 from snnc.ir.graph import Graph
 from snnc.ir.ops import Input, Output
 

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.progress import track
-from snnc.userdata import as_float, from_numpy
+from snnc.core.progress import track
+from snnc.core.userdata import as_float, from_numpy
 
 _MIN_POS = 1e-9  # positive values below this are counted with the zeros
 _MAX_POS = 1e9
@@ -196,7 +196,7 @@ def batches(data, batch_size: int) -> Iterable[Tensor]:
 def check_batch(x, b: int, first: int, name: str, feats: tuple[int, ...]) -> Tensor:
     """One calibration batch as a float tensor [B, *feats]; an InputError naming the batch and sample if not."""
     where = f"calibration data for input %{name}, batch {b}"
-    x = as_float(x, where)  # snnc.userdata's dtype policy: integers other than 0/1 need a scale
+    x = as_float(x, where)  # snnc.core.userdata's dtype policy: integers other than 0/1 need a scale
     if tuple(x.shape[1:]) != feats or x.dim() != len(feats) + 1:
         raise InputError(f"{where} has shape {list(x.shape)}; the model takes [batch, {', '.join(map(str, feats))}]",
                          hint="calibration data is [num_samples, *sample_shape] (or batches of that shape), "

@@ -33,8 +33,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from snnc import spelling
-from snnc.errors import InputError, PassError
+from snnc.core import spelling
+from snnc.core.errors import InputError, PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SoftReset

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir.graph import Graph
 from snnc.passes.calibrate import ActivationStats, calibrate
 

@@ -17,7 +17,7 @@ layout, so no other op changes.
 
 from __future__ import annotations
 
-from snnc.errors import PassError
+from snnc.core.errors import PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout

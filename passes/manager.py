@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from snnc.errors import PassError, SnncError, VerifyError
+from snnc.core.errors import PassError, SnncError, VerifyError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 
@@ -79,7 +79,7 @@ _SPEC = re.compile(r"\s*([a-z0-9-]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
 def parse_pipeline(spec: str) -> list[tuple[str, PassFn]]:
     """'fuse-bn,dce' or 'normalize{mode=99.9%}' -> [(name, pass)]; unknown names are rejected."""
-    from snnc import passes as _registered  # noqa: F401 - make sure every pass module is imported
+    import snnc.passes as _registered  # noqa: F401 - make sure every pass module is imported
 
     out: list[tuple[str, PassFn]] = []
     pos = 0

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from snnc.errors import PassError
+from snnc.core.errors import PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.passes.manager import PassSpec, register_pass

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 
 
 class Constant(BaseModel):

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 import torch
 from torch import Tensor
 
-from snnc.errors import InputError, LoweringError, SnncError
+from snnc.core.errors import InputError, LoweringError, SnncError
 from snnc.ir import ops
 from snnc.runtime import event_conv, neurons
 from snnc.runtime.kernels import call

@@ -19,8 +19,8 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from snnc import spelling
-from snnc.errors import InputError, LoweringError
+from snnc.core import spelling
+from snnc.core.errors import InputError, LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout
@@ -32,7 +32,7 @@ from snnc.runtime import plan as planning
 from snnc.runtime.executor import Executor
 from snnc.runtime.kernels import KERNELS
 from snnc.runtime.stats import RunStats, StatsCollector
-from snnc.userdata import as_float, check_time_steps
+from snnc.core.userdata import as_float, check_time_steps
 
 Observer = Callable[[ops.OpBase, Tensor], None]
 
@@ -125,7 +125,7 @@ class Interpreter:
 
     # -- inputs -----------------------------------------------------------
     def _as_tensor(self, op: ops.Input, x) -> Tensor:
-        x = as_float(x, f"input %{op.name}")  # the dtype policy of snnc.userdata: integers other than 0/1 refused
+        x = as_float(x, f"input %{op.name}")  # the dtype policy of snnc.core.userdata: integers other than 0/1 refused
         # a fresh (aligned) copy: some BLAS kernels round differently for unaligned rows
         x = x.to(self.device, self.dtype, copy=True, memory_format=torch.contiguous_format)
         if not bool(torch.isfinite(x).all()):

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from snnc import spelling
-from snnc.errors import InputError
-from snnc.userdata import as_float, check_time_steps
+from snnc.core import spelling
+from snnc.core.errors import InputError
+from snnc.core.userdata import as_float, check_time_steps
 
 _U_MAX = 1 << 23
 
@@ -109,7 +109,7 @@ class LoihiSession:
     # -- inputs -------------------------------------------------------------
     def encode(self, x) -> Tensor:
         """Host-side integers: round(x * input_scale) for graded/input-neuron networks; 0/1 spikes otherwise."""
-        x = as_float(x, "the input")  # snnc.userdata's dtype policy: integers other than 0/1 need a scale
+        x = as_float(x, "the input")  # snnc.core.userdata's dtype policy: integers other than 0/1 need a scale
         net = self.network
         if net.input_message_bits or net.input_neuron:
             return torch.round(x.double() * net.input_scale).to(torch.int64)

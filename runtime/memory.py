@@ -24,9 +24,9 @@ from typing import Iterable
 
 import torch
 
-from snnc import spelling
-from snnc.errors import ResourceError
-from snnc.limits import mib, parse_bytes
+from snnc.core import spelling
+from snnc.core.errors import ResourceError
+from snnc.core.limits import mib, parse_bytes
 
 ENV_VAR = "SNNC_MAX_MEMORY"
 
@@ -160,7 +160,7 @@ def input_bytes(feeds, dtype: torch.dtype) -> int:
 def estimate_for_shapes(interp, shapes: dict[str, tuple[int, ...]], T: int | None, probes: Iterable[str] = (),
                         window: int | None = None) -> MemoryEstimate:
     """The estimate of a run with inputs of these full shapes ([N, *] held constant, or [T, N, *] sequences)."""
-    from snnc.errors import InputError
+    from snnc.core.errors import InputError
 
     static, batch, itemsize = set(), None, torch.tensor([], dtype=interp.dtype).element_size()
     inputs = 0

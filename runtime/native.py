@@ -8,7 +8,7 @@ torch loop 110-450 ms, this kernel 5 ms. torch.compile needed ~60 s to compile
 and ran at 430 ms; a torch.utils.cpp_extension build took ~100 s (torch
 headers); plain C builds in ~0.3 s.
 
-Exactness: the kernel evaluates the expressions of `snnc.dynamics` in the same
+Exactness: the kernel evaluates the expressions of `snnc.core.dynamics` in the same
 order in float32, compiled with -ffp-contract=off (no fused multiply-add), so
 spikes and potentials are bit-identical to the torch definition (tested).
 
@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from snnc.core import fileio
+
 KINDS = {"if": 0, "lif": 1, "lif_no_decay_input": 2}
 RESETS = {"hard": 0, "soft": 1, "none": 2}
 
@@ -45,7 +47,7 @@ SOURCE = r"""
 #include <stdint.h>
 #define BLOCK 512
 
-/* One neuron for one step, as snnc.dynamics defines it: charge h from the input xv,
+/* One neuron for one step, as snnc.core.dynamics defines it: charge h from the input xv,
    fire (the returned spike, 0 or 1), reset; *vp becomes the new potential. */
 static inline __attribute__((always_inline)) float step(
     const int kind, const int reset, const int gt, const float xv, float* restrict vp,
@@ -303,9 +305,7 @@ def _cpu_id() -> str:
 
 
 def _cache_dir() -> Path:
-    from snnc.demo import cache_dir
-
-    return cache_dir() / "native"
+    return fileio.cache_dir() / "native"
 
 
 def build(cc: str, out_dir: Path) -> Path:

@@ -1,6 +1,6 @@
 """Neuron layers over a window of time steps: the native kernel, or the torch definition.
 
-    out[t] = pool(post * S[t]),  S from snnc.dynamics applied to pre * x[t]
+    out[t] = pool(post * S[t]),  S from snnc.core.dynamics applied to pre * x[t]
 
 `pre`/`post` are the Scale ops the plan fused into the neuron (1.0 when none),
 `pool` a fused 2x2/stride-2 average or max pooling (None when none). Fusing is
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from snnc import dynamics
-from snnc.dynamics import NeuronKind
+from snnc.core import dynamics
+from snnc.core.dynamics import NeuronKind
 from snnc.runtime import native
 
 
@@ -107,7 +107,7 @@ def _run_native(call, x, x0, steps, v, *, static, want_v):
 
 
 def _run_triton(call, x, steps, v, *, static, want_v):
-    """The Triton kernels: bit-identical to snnc.dynamics in float32 (tested under the interpreter)."""
+    """The Triton kernels: bit-identical to snnc.core.dynamics in float32 (tested under the interpreter)."""
     from snnc.runtime.triton.neuron import multi_step as triton_multi_step
 
     x_seq = x.unsqueeze(0).expand(steps, *x.shape) if static else x

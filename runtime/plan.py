@@ -112,7 +112,7 @@ def _f32(x: float) -> float:
 def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
     """Value name -> a, for the dynamic values that are 0 or a (float32) at every element.
 
-    A neuron fires 0/1 for every kind and reset (`snnc.dynamics.fire`); a fused
+    A neuron fires 0/1 for every kind and reset (`snnc.core.dynamics.fire`); a fused
     neuron outputs post * S, then (max pooling) the largest of such values or
     (average pooling) their mean, which is not two-valued. Scaling by a constant
     maps a to fl32(a * factor), exactly as the Scale kernel computes it.

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import Tensor
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
 from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
@@ -243,7 +243,7 @@ class Session:
         if show is False:
             return None
         if show is None:
-            from snnc import progress
+            from snnc.core import progress
 
             if not progress.enabled():
                 return None

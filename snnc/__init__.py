@@ -10,7 +10,7 @@ import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
 
-__version__ = "0.1.0"
+from snnc.core import __version__
 
 _API = {"convert", "compile", "load", "trace"}
 

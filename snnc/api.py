@@ -10,11 +10,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from snnc import spelling
-from snnc.errors import InputError
+from snnc.core import spelling
+from snnc.core.errors import InputError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
-from snnc.userdata import from_numpy
+from snnc.core.userdata import from_numpy
 
 
 def trace(model: torch.nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]], **kwargs: Any) -> Graph:

@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from snnc import spelling
-from snnc.errors import InputError, SnncError
+from snnc.core import spelling
+from snnc.core.errors import InputError, SnncError
 
 # Plain (click) help: flags show no value placeholder; rich help would print `--json <bool>`, `-v <int>`.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -22,7 +22,7 @@ _state = {"verbose": 0, "quiet": False}
 MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact folder, or package.module:attribute."
 
 # The flags by which the commands take the options that errors deep inside snnc may name in a hint
-# (snnc.spelling); a target option without a flag of its own is spelled -O key=value.
+# (snnc.core.spelling); a target option without a flag of its own is spelled -O key=value.
 CLI_FLAGS = {"T": "-T", "time_steps": "-T", "batch_size": "--batch-size", "dtype": "--dtype",
              "input_shape": "--input-shape", "weights": "--weights", "trust_pickle": "--trust-pickle",
              "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device"}
@@ -47,7 +47,7 @@ InputScaleOption = Annotated[Optional[str], typer.Option(
 
 def _version(value: bool) -> None:
     if value:
-        from snnc import __version__
+        from snnc.core import __version__
 
         typer.echo(f"snnc {__version__}")
         raise typer.Exit()
@@ -83,15 +83,15 @@ def parse_input_shape(spec: str) -> tuple[str | None, tuple[int, ...]]:
 def load_array(spec: str, what: str, scale: Optional[str] = None):
     """A float tensor from a .npy/.npz/.pt file (or a folder of them), or 'digits' for the bundled data set.
 
-    Checked by snnc.userdata (dtype policy, finite values); `scale` is --input-scale.
+    Checked by snnc.core.userdata (dtype policy, finite values); `scale` is --input-scale.
     """
     import torch
 
-    from snnc.userdata import as_float, check_finite, parse_scale, read_arrays
+    from snnc.core.userdata import as_float, check_finite, parse_scale, read_arrays
 
     factor = parse_scale(scale) if scale is not None else None
     if spec == "digits":
-        from snnc import datasets
+        from snnc.core import datasets
 
         return as_float(datasets.digits().x_train[:512], "the digits data", scale=factor)
     p = Path(spec)
@@ -161,10 +161,10 @@ def convert(model: ModelArgument,
     Example: snnc convert out/demo/digits_ann.snnir --calib digits --mode 99.9% -o digits_snn.snnir
     """
     import snnc
-    from snnc.fileio import check_destination
+    from snnc.core.fileio import check_destination
     from snnc.ir import save
     from snnc.ir.serialize import is_snnir_file
-    from snnc.userdata import check_time_steps
+    from snnc.core.userdata import check_time_steps
 
     check_time_steps(time_steps, "-T")
     check_destination(output, replaces=is_snnir_file, force=force, what=".snnir file")  # before any work
@@ -229,7 +229,7 @@ def compile(model: ModelArgument,
     """
     import snnc
     from snnc.passes import PIPELINES, PassManager, parse_pipeline
-    from snnc.userdata import check_time_steps
+    from snnc.core.userdata import check_time_steps
 
     check_time_steps(time_steps, "-T")
     given: dict[str, object] = parse_options(option)
@@ -306,9 +306,9 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     import time
 
     from snnc.backends.artifact import Artifact
-    from snnc.fileio import check_destination, npz_with_keys
+    from snnc.core.fileio import check_destination, npz_with_keys
     from snnc.runtime.loihi import LoihiSession
-    from snnc.userdata import check_time_steps, parse_scale, read_arrays
+    from snnc.core.userdata import check_time_steps, parse_scale, read_arrays
 
     check_time_steps(time_steps, "-T")
     scale = parse_scale(input_scale) if input_scale is not None else None
@@ -341,7 +341,7 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         return
     feeds = _feeds(arrays, {op.name: tuple(op.type.features) for op in session.graph.inputs}, inputs, scale)
     if max_memory is not None:
-        from snnc.limits import parse_bytes
+        from snnc.core.limits import parse_bytes
 
         try:
             session.max_memory = parse_bytes(max_memory)
@@ -359,9 +359,9 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
 
 
 def _feeds(arrays: dict, inputs: dict[str, tuple[int, ...]], path: Path, scale: Optional[float]) -> dict:
-    """Input name -> checked float tensor, from the arrays of an inputs file (snnc.userdata.read_arrays);
+    """Input name -> checked float tensor, from the arrays of an inputs file (snnc.core.userdata.read_arrays);
     `inputs` maps each input name to its per-sample shape."""
-    from snnc.userdata import as_float, check_finite
+    from snnc.core.userdata import as_float, check_finite
 
     names = list(inputs)
     if None in arrays or (len(names) == 1 and len(arrays) == 1):  # one array: the one input, whatever its name
@@ -434,7 +434,7 @@ def _triton_on_cpu() -> None:
 def _write_outputs(out: dict, output: Optional[Path], force: bool = False) -> None:
     import numpy as np
 
-    from snnc.fileio import atomic_path, npz_with_keys
+    from snnc.core.fileio import atomic_path, npz_with_keys
 
     if output is not None:
         with atomic_path(output, replaces=npz_with_keys(out), force=force, what="outputs file (.npz)") as tmp:
@@ -544,16 +544,16 @@ def list_passes():
 def load_labelled(spec: str, scale: Optional[str] = None):
     """(x, y) from 'digits' (the test split) or a file with arrays x/inputs/data and y/labels/targets.
 
-    x is checked by snnc.userdata (`scale` is --input-scale); y must hold integer labels.
+    x is checked by snnc.core.userdata (`scale` is --input-scale); y must hold integer labels.
     """
     import numpy as np
     import torch
 
-    from snnc.userdata import as_float, check_finite, parse_scale, read_arrays
+    from snnc.core.userdata import as_float, check_finite, parse_scale, read_arrays
 
     factor = parse_scale(scale) if scale is not None else None
     if spec == "digits":
-        from snnc import datasets
+        from snnc.core import datasets
 
         d = datasets.digits()
         return as_float(d.x_test, "the digits test set", scale=factor), d.y_test
@@ -596,7 +596,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     Example: snnc report out/demo/digits_ann.snnir --calib digits --eval digits -o out/report
     """
     from snnc.backends.artifact import Artifact
-    from snnc.fileio import check_destination
+    from snnc.core.fileio import check_destination
     from snnc.report import collect, is_report_folder, write_report
 
     # before any work: -o may replace only an earlier report

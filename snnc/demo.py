@@ -11,8 +11,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from snnc import datasets
-from snnc.progress import track
+from snnc.core import datasets
+from snnc.core.fileio import cache_dir
+from snnc.core.progress import track
 
 T_VALUES = (2, 4, 8, 16, 32, 64)
 MODES = ("max", "99.9%")
@@ -32,12 +33,6 @@ class DigitsCNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("SNNC_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
-                                                            "snnc")
-    return Path(base)
 
 
 def train_digits_cnn(data: datasets.Split, *, epochs: int = 30, seed: int = 0,
@@ -86,7 +81,7 @@ def _load_or_train(data: datasets.Split, verbose: bool) -> tuple[DigitsCNN, floa
     seconds = time.perf_counter() - start
     if verbose:
         print(f"trained in {seconds:.1f} s", flush=True)
-    from snnc.fileio import atomic_path
+    from snnc.core.fileio import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(model.state_dict(), tmp)
@@ -106,7 +101,7 @@ def run_demo(out_dir: str | os.PathLike | None = None, *, calib_samples: int = 5
     `out_dir` may be missing, empty or an earlier demo's folder (else OutputPathError, unless `force`).
     """
     import snnc
-    from snnc.fileio import check_destination
+    from snnc.core.fileio import check_destination
     from snnc.runtime import Session
 
     if out_dir is not None:  # before any work
@@ -169,7 +164,7 @@ def is_demo_folder(path: Path) -> bool:
 def _write_outputs(out: Path, model: nn.Module, graphs: dict, data: datasets.Split, force: bool = False) -> None:
     """Write the demo's models and data as one folder, atomically."""
     import snnc
-    from snnc.fileio import atomic_path
+    from snnc.core.fileio import atomic_path
     from snnc.ir import save
 
     with atomic_path(out, directory=True, replaces=is_demo_folder, force=force, what="demo folder") as tmp:

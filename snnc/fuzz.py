@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from snnc.errors import SnncError
+from snnc.core.errors import SnncError
 
 OUT_ENV_VAR = "SNNC_FUZZ_OUT"
 DEFAULT_OUT = "fuzz-failures"
@@ -148,7 +148,7 @@ def _alarm(signum, frame):
 
 def run_case(tgt: Target, data: bytes, folder: Path, time_limit: float) -> tuple[str, str]:
     """('ok', ''), ('rejected', the snnc error) or ('failure', what went wrong)."""
-    from snnc.safety import TIMEOUT_ENV_VAR
+    from snnc.core.safety import TIMEOUT_ENV_VAR
 
     path = folder / f"case{Path(tgt.name).suffix or '.bin'}"
     path.write_bytes(data)

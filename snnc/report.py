@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from snnc import dynamics
-from snnc.errors import InputError
-from snnc.fileio import atomic_path, open_regular
+from snnc.core import dynamics
+from snnc.core.errors import InputError
+from snnc.core.fileio import atomic_path, open_regular
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout, TensorType
@@ -169,7 +169,7 @@ def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None
     or an already converted SNN. The `*_source` strings only label the metadata.
     """
     import snnc
-    from snnc import __version__
+    from snnc.core import __version__
     from snnc.passes import fuse_bn
     from snnc.runtime import Interpreter, Session
 

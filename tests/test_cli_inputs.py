@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import snnc
-from snnc import spelling
-from snnc.errors import FrontendError, InputError, LoweringError, UntrustedPickleError
+from snnc.core import spelling
+from snnc.core.errors import FrontendError, InputError, LoweringError, UntrustedPickleError
 from snnc.backends.lava.convert import convert as lava_convert
 from snnc.frontends import load as load_model
 from snnc.frontends import trace

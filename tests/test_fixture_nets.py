@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import snnc
-from snnc import datasets
+from snnc.core import datasets
 from snnc.demo import accuracy
 from snnc.ir import IF, Graph, Input, Layout, Linear, Output, Scale, TensorType
 from tests.nets import BN_EPS, digits_cnn, exactness_bits, snap_scales, unit

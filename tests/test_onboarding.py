@@ -31,7 +31,7 @@ import json, sys
 from pathlib import Path
 assert (Path(sys.path[0] or ".") / "snnc").is_dir(), sys.path[0]  # the folder that used to shadow snnc
 import snnc
-from snnc import datasets
+from snnc.core import datasets
 import snnc.ir, snnc.backends.cpu, snnc.cli
 mods = {m: sys.modules[m].__file__ for m in ("snnc", "snnc.ir", "snnc.backends.cpu", "snnc.cli")}
 extra = {}
@@ -101,7 +101,7 @@ def test_editable_install_from_a_clone_named_snnc(tmp_path):
     # a module added after the install is found: snnc reads every module from the checkout
     (clone / "ir" / "added_after_install.py").write_text("VALUE = 1\n")
     out = _probe(py, tmp_path, "snnc.ir.added_after_install")
-    assert out["convert"] and out["datasets"] == "snnc.datasets"
+    assert out["convert"] and out["datasets"] == "snnc.core.datasets"
     for name, file in {**out["files"], **out["extra"]}.items():
         assert _within(file, clone), (name, file)
     # the subpackages are read from the checkout's folders, not from the link tree in build/
@@ -195,7 +195,7 @@ def test_machine_names_this_machine():
 
 # -- the demo says what it is doing ---------------------------------------------------------------
 def _small_digits():
-    from snnc import datasets
+    from snnc.core import datasets
 
     d = datasets.digits()
     return datasets.Split(d.x_train[:64], d.y_train[:64], d.x_test[:32], d.y_test[:32])

@@ -27,8 +27,8 @@ import torch
 
 import snnc
 from snnc.backends.artifact import Artifact, file_digest, is_artifact_folder
-from snnc.errors import MalformedFileError, OutputPathError, UnsafeFileReferenceError
-from snnc.fileio import atomic_path, check_destination, clean_stale
+from snnc.core.errors import MalformedFileError, OutputPathError, UnsafeFileReferenceError
+from snnc.core.fileio import atomic_path, check_destination, clean_stale
 from snnc.ir import save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def test_earlier_demo_and_report_folders_are_recognised(tmp_path, snn):
 # ------------------------------------------------------------------ temporaries of killed writers
 _KILLED_WRITER = """
 import sys, time
-from snnc.fileio import atomic_path
+from snnc.core.fileio import atomic_path
 with atomic_path(sys.argv[1], directory=True) as tmp:
     (tmp / "half").write_text("half of an artifact")
     print("writing", flush=True)
@@ -341,7 +341,7 @@ def test_a_writer_killed_between_the_two_renames_gets_the_old_output_back(tmp_pa
 _RACER = """
 import os, sys, time
 from pathlib import Path
-from snnc.fileio import atomic_path
+from snnc.core.fileio import atomic_path
 dst, go, directory = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "dir"
 while not go.exists():
     time.sleep(0.001)
@@ -381,7 +381,7 @@ def test_twelve_concurrent_writers_leave_one_complete_output(tmp_path, directory
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "move-aside"])
 def test_concurrent_threads_with_and_without_an_atomic_exchange(tmp_path, monkeypatch, exchange):
-    import snnc.fileio as fileio
+    import snnc.core.fileio as fileio
 
     if not exchange:
         monkeypatch.setattr(fileio, "_renameat2", None)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import snnc
-from snnc.errors import UntrustedPickleError
-from snnc.fileio import atomic_path
+from snnc.core.errors import UntrustedPickleError
+from snnc.core.fileio import atomic_path
 from snnc.frontends.loader import load_state_dict
 
 
@@ -143,7 +143,7 @@ def test_onnx_external_data_outside_the_folder_is_refused_unopened(tmp_path, mon
 
     import numpy as np
 
-    from snnc.errors import UnsafeFileReferenceError
+    from snnc.core.errors import UnsafeFileReferenceError
     from snnc.frontends.loader import load_model
 
     (tmp_path / "model").mkdir()
@@ -169,7 +169,7 @@ def test_onnx_oversized_claims_are_rejected_quickly(tmp_path):
     import numpy as np
     from onnx import numpy_helper
 
-    from snnc.errors import TensorTooLargeError
+    from snnc.core.errors import TensorTooLargeError
     from snnc.frontends.loader import load_model
 
     inline = numpy_helper.from_array(np.ones((3, 4), np.float32), "w")
@@ -191,7 +191,7 @@ def test_onnx_constant_of_shape_is_not_folded_into_a_huge_tensor(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from snnc.errors import TensorTooLargeError
+    from snnc.core.errors import TensorTooLargeError
     from snnc.frontends.loader import load_model
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
@@ -228,7 +228,7 @@ def test_hdf5_references_to_other_files_are_refused(tmp_path, how):
     import h5py
     import numpy as np
 
-    from snnc.errors import UnsafeFileReferenceError
+    from snnc.core.errors import UnsafeFileReferenceError
     from snnc.frontends.loader import load_model
     from snnc.frontends.nir import load_nir
 
@@ -257,7 +257,7 @@ def test_hdf5_oversized_datasets_are_rejected_quickly(tmp_path, monkeypatch):
 
     import h5py
 
-    from snnc.errors import TensorTooLargeError
+    from snnc.core.errors import TensorTooLargeError
     from snnc.frontends.loader import load_model
 
     path = _nir_file(tmp_path)
@@ -296,7 +296,7 @@ def test_pt2_oversized_weight_claim_is_rejected_quickly(tmp_path):
     import json
     import time
 
-    from snnc.errors import TensorTooLargeError
+    from snnc.core.errors import TensorTooLargeError
     from snnc.frontends.loader import load_model
 
     src = _pt2(tmp_path)
@@ -344,7 +344,7 @@ def test_pt2_pickled_payloads_are_not_executed(tmp_path):
 
 # ---------------------------------------------------------------- calibration data
 def test_calibration_nan_names_batch_sample_and_input():
-    from snnc.errors import InputError
+    from snnc.core.errors import InputError
 
     m = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
     data = torch.rand(40, 5)
@@ -367,7 +367,7 @@ def test_run_over_max_memory_fails_fast_with_the_estimate(small_cnn):
     import re
     import time
 
-    from snnc.errors import ResourceError
+    from snnc.core.errors import ResourceError
     from snnc.runtime import Session
 
     g = snnc.convert(small_cnn, torch.rand(8, 1, 8, 8), "max")
@@ -433,7 +433,7 @@ def test_cli_run_reports_and_bounds_memory(tmp_path, small_cnn):
     assert ok.exit_code == 0, ok.output
     assert "estimated peak memory" in ok.output
     bad = CliRunner().invoke(app, ["run", str(art), "-i", str(tmp_path / "x.npy"), "-T", "8", "--max-memory", "1K"])
-    from snnc.errors import ResourceError
+    from snnc.core.errors import ResourceError
 
     assert isinstance(bad.exception, ResourceError) and ResourceError.exit_code == 7
     assert "more than the max_memory (1.0 KiB)" in str(bad.exception)
@@ -445,7 +445,7 @@ def test_direct_readers_refuse_links_into_other_files(tmp_path, small_cnn, fmt):
     import h5py
     import numpy as np
 
-    from snnc.errors import UnsafeFileReferenceError
+    from snnc.core.errors import UnsafeFileReferenceError
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 
 import snnc
-from snnc import datasets
-from snnc.errors import InputError
+from snnc.core import datasets
+from snnc.core.errors import InputError
 from snnc.ir import ops, save
 from snnc.report import (RASTER_NEURONS, ReportData, Score, collect, is_report_folder, make_raster,
                          wilson_interval, write_report)

@@ -7,7 +7,7 @@ import os
 from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import Artifact, write_ir_artifact
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import Artifact, write_artifact
 from snnc.backends.lava.netx import network_from_graph, write_netx
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir.graph import Graph
 from snnc.passes.quantize_loihi import QuantizeLoihi
 

@@ -10,7 +10,7 @@ int(64 threshold), round(4096 decay)) gives back exactly our integers and
 
 from __future__ import annotations
 
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir.graph import Graph
 
 W_SCALE = 64

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 

@@ -22,9 +22,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc import spelling
+from snnc.core import spelling
 from snnc.backends.lava.compose import LINEAR_OPS, compose_convs, measure_dense
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import CubaLIF, HardReset, NoReset, SoftReset

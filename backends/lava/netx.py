@@ -1,4 +1,4 @@
-"""The NetX hdf5 format (lava-dl 0.6), written with h5py, read through snnc.safety.open_hdf5 (bounded).
+"""The NetX hdf5 format (lava-dl 0.6), written with h5py, read through snnc.core.safety.open_hdf5 (bounded).
 
 Layout, as `lava.lib.dl.netx.hdf5.Network` reads it (LAVA_NETX.md section 3):
 
@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 import torch
 
-from snnc.errors import LoweringError, MalformedFileError
-from snnc.safety import H5Group, open_hdf5
+from snnc.core.errors import LoweringError, MalformedFileError
+from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import DType, Layout, TensorType
@@ -263,7 +263,7 @@ def read_network(path: str | os.PathLike) -> NetxNetwork:
 
 def _check_shapes(net: NetxNetwork, path: Path) -> None:
     """Every layer's shape must be what its synapse makes of the previous one (the emulator trusts them)."""
-    from snnc.errors import SnncError
+    from snnc.core.errors import SnncError
     from snnc.ir.verify import verify
 
     try:

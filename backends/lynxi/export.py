@@ -15,7 +15,7 @@ from torch import nn
 
 from snnc.backends.lynxi.f16_rounding import spell_float16_rounding
 from snnc.backends.lynxi.legalize import MAX_RANK
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 
 
 def export_program(net: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> torch.export.ExportedProgram:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from snnc.backends.lynxi.build import LOWERINGS
 from snnc.backends.lynxi.options import Options
-from snnc import spelling
-from snnc.errors import LoweringError
+from snnc.core import spelling
+from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Dim, Layout

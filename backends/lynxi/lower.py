@@ -12,7 +12,7 @@ from snnc.backends.lynxi.build import DTYPE_NAMES, Interface, build
 from snnc.backends.lynxi.export import export_onnx, export_program
 from snnc.backends.lynxi.legalize import legalize, resolve_sizes
 from snnc.backends.lynxi.options import Options
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from snnc import dynamics
+from snnc.core import dynamics
 
 
 class Scale(nn.Module):
@@ -71,7 +71,7 @@ class MeanOverTime(nn.Module):
 class UnrolledNeuron(nn.Module):
     """A spiking neuron over a folded sequence [T*N, *F], unrolled over a static T.
 
-    Each step applies `snnc.dynamics.step` (charge, fire, reset) to the slice
+    Each step applies `snnc.core.dynamics.step` (charge, fire, reset) to the slice
     [t*N, (t+1)*N), so the float ops are exactly those of the reference. The
     state V is [N, *F] in `state_dtype` (the input is cast to it); without a
     state input it starts at `v_init`. The spikes, exactly 0 or 1, are returned

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from snnc.backends.artifact import Artifact
-from snnc.errors import InputError
-from snnc.userdata import as_float
+from snnc.core.errors import InputError
+from snnc.core.userdata import as_float
 
 Engine = Literal["onnx", "torch"]
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -85,7 +85,7 @@ class Runner:
                 raise InputError(f"missing input {spec['name']!r}", hint=f"inputs: {names}")
             # standard strides: torch's CPU conv picks its algorithm (and rounding) by memory format, and a
             # [N, 1, H, W] tensor can look channels-last; a chip has no strides, the reference copies densely
-            if node is None:  # the user's data: snnc.userdata's dtype policy (integers other than 0/1 refused)
+            if node is None:  # the user's data: snnc.core.userdata's dtype policy (integers other than 0/1 refused)
                 x = as_float(x, f"input {spec['name']!r}")
             x = torch.as_tensor(x).to(_DTYPES[spec["dtype"]]).clone(memory_format=torch.contiguous_format)
             if list(x.shape) != spec["shape"]:

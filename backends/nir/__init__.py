@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import Artifact, write_artifact
 from snnc.backends.nir.neurons import DEFAULT_DT
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 

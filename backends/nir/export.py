@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from snnc.backends.nir.neurons import META_KEY, to_nir_node
-from snnc.dynamics import FireCompare
-from snnc.errors import LoweringError
+from snnc.core.dynamics import FireCompare
+from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 

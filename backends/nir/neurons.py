@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from snnc.dynamics import FireCompare
+from snnc.core.dynamics import FireCompare
 from snnc.ir import ops
 from snnc.ir.ops import OP_ADAPTER
 

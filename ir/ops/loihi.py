@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams
-from snnc.errors import LoweringError
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams
+from snnc.core.errors import LoweringError
 from snnc.ir.ops.base import StateSpec, register
 from snnc.ir.ops.neuron import HardReset, NeuronOp
 

@@ -1,4 +1,4 @@
-"""Spiking neurons. Every semantic choice is an explicit field (see snnc.dynamics).
+"""Spiking neurons. Every semantic choice is an explicit field (see snnc.core.dynamics).
 
     IF:  H[t] = V[t-1] + X[t]
     LIF: H[t] = V[t-1] + (X[t] - (V[t-1] - V_leak)) / tau      decay_input=True
@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
 from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
 from snnc.ir.types import DType, TensorType
 

@@ -4,7 +4,7 @@ Modules, each one concept:
 
 - `spec`       NeuronParams -> the constexpr flags and scalars the kernels take
 - `surrogate`  surrogate-gradient specs and their Triton device functions
-- `dynamics`   charge / fire / reset as Triton device functions (mirrors snnc.dynamics)
+- `dynamics`   charge / fire / reset as Triton device functions (mirrors snnc.core.dynamics)
 - `launch`     block sizes, device checks, [T, N] flattening
 - `forward`    the multi-step forward kernel (with the fused prologue and epilogues)
 - `backward`   the multi-step backward kernel (BPTT with surrogate gradients)

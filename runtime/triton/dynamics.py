@@ -1,7 +1,7 @@
-"""charge / fire / reset as Triton device functions, mirroring `snnc.dynamics` op for op
+"""charge / fire / reset as Triton device functions, mirroring `snnc.core.dynamics` op for op
 (and `start_block`, the kernels' common prologue).
 
-The fp32 operations and their order are those of `snnc.dynamics`, so a kernel
+The fp32 operations and their order are those of `snnc.core.dynamics`, so a kernel
 built from these functions gives the same bits as `dynamics.multi_step`:
 
     IF:                  H = V + X

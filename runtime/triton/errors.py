@@ -1,12 +1,12 @@
 """Typed errors of the Triton kernel layer, in the snnc hierarchy.
 
-`KernelInputError` is also an `snnc.errors.InputError` and a `ValueError`, so
+`KernelInputError` is also an `snnc.core.errors.InputError` and a `ValueError`, so
 callers that catch either keep working.
 """
 
 from __future__ import annotations
 
-from snnc import errors
+from snnc.core import errors
 
 
 class TritonRuntimeError(errors.SnncError):

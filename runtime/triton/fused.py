@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from snnc.dynamics import NeuronParams
+from snnc.core.dynamics import NeuronParams
 
 from . import launch
 from .errors import KernelInputError

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from snnc.dynamics import NeuronParams
+from snnc.core.dynamics import NeuronParams
 
 from . import launch
 from .dynamics import charge, fire, reset

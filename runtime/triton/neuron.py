@@ -1,10 +1,10 @@
 """`multi_step`: the differentiable multi-step neuron on Triton kernels.
 
-    spikes, v = multi_step(params, x_seq)                      # like snnc.dynamics.multi_step
+    spikes, v = multi_step(params, x_seq)                      # like snnc.core.dynamics.multi_step
     spikes, v, v_seq = multi_step(params, x_seq, v0, decay=w.sigmoid(), surrogate=("atan", 2.0),
                                   detach_reset=True, return_v_seq=True)
 
-Forward: the spikes equal `snnc.dynamics.multi_step(params, x_seq.float(), v0)`
+Forward: the spikes equal `snnc.core.dynamics.multi_step(params, x_seq.float(), v0)`
 bit for bit (fp32 state for every input dtype). Backward: surrogate gradients
 w.r.t. x_seq, a tensor v0, and a tensor tau or decay (ParametricLIF), equal
 to those of a torch autograd loop over `dynamics.charge` / `dynamics.reset`
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from snnc.dynamics import NeuronKind, NeuronParams
+from snnc.core.dynamics import NeuronKind, NeuronParams
 
 from . import launch
 from .backward import run_backward
@@ -111,7 +111,7 @@ def multi_step(
     x_seq's dtype. Gradients flow to every input tensor that requires them.
     """
     if not isinstance(params, NeuronParams):
-        raise KernelInputError(f"params must be snnc.dynamics.NeuronParams, got {type(params).__name__}")
+        raise KernelInputError(f"params must be snnc.core.dynamics.NeuronParams, got {type(params).__name__}")
     x2d = launch.time_major_2d(x_seq)
     spike_dtype = x_seq.dtype if spike_dtype is None else spike_dtype
     launch.check_dtype("spike_dtype", spike_dtype, launch.SPIKE_DTYPES)

@@ -20,7 +20,7 @@ from typing import Mapping
 
 from torch import Tensor
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
@@ -137,7 +137,7 @@ class TritonExecutor(Executor):
     def _neuron(self, node, ins, c, state, hooks, want_v, t0, t1):
         if not isinstance(node, (ChainNode, LinearNode)):
             return super()._neuron(node, ins, c, state, hooks, want_v, t0, t1)
-        from snnc.errors import LoweringError, SnncError
+        from snnc.core.errors import LoweringError, SnncError
 
         op = node.op
         x, is_static = ins[0]

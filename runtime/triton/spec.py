@@ -1,6 +1,6 @@
 """Translate `NeuronParams` into what the kernels take: constexpr flags and fp32 scalars.
 
-The codes below are the only place where the enums of `snnc.dynamics` meet
+The codes below are the only place where the enums of `snnc.core.dynamics` meet
 integers; `dynamics.py` (the Triton device functions) uses the same names.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
 
 KIND_IF = 0
 KIND_LIF = 1
@@ -23,7 +23,7 @@ _RESET_CODES = {ResetMode.HARD: RESET_HARD, ResetMode.SOFT: RESET_SOFT, ResetMod
 
 
 class Leak(str, enum.Enum):
-    """Where the LIF leak factor comes from (see `snnc.dynamics.charge`)."""
+    """Where the LIF leak factor comes from (see `snnc.core.dynamics.charge`)."""
 
     PARAMS_TAU = "params_tau"  # divide by params.tau, baked into the launch
     TAU = "tau"  # divide by a 1-element tensor read at run time (learnable)

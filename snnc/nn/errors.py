@@ -1,4 +1,4 @@
-"""Errors raised by `snnc.nn`, part of the `snnc.errors.SnncError` hierarchy.
+"""Errors raised by `snnc.nn`, part of the `snnc.core.errors.SnncError` hierarchy.
 
 Each one also derives from the builtin a SpikingJelly user would catch
 (`ValueError`, `RuntimeError`, `TypeError`), so ported `except` clauses keep working.
@@ -6,7 +6,7 @@ Each one also derives from the builtin a SpikingJelly user would catch
 
 from __future__ import annotations
 
-from snnc import errors
+from snnc.core import errors
 
 
 class NNError(errors.SnncError):
@@ -34,4 +34,4 @@ class BackendError(NNError, ValueError):
 
 
 class NoNeuronParamsError(NNError, TypeError):
-    """A neuron whose dynamics `snnc.dynamics.NeuronParams` cannot describe."""
+    """A neuron whose dynamics `snnc.core.dynamics.NeuronParams` cannot describe."""

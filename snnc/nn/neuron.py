@@ -1,6 +1,6 @@
 """Spiking neuron layers.
 
-A neuron layer runs the three equations of `snnc.dynamics` at every step:
+A neuron layer runs the three equations of `snnc.core.dynamics` at every step:
 
     charge:  H[t] = f(V[t-1], X[t])                       (neuronal_charge, per class)
     fire:    S[t] = Theta(H[t] - V_th)                     (the surrogate function)
@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from snnc import dynamics
-from snnc.dynamics import NeuronKind, NeuronParams, ResetMode
+from snnc.core import dynamics
+from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode
 from snnc.nn import surrogate
 from snnc.nn.base import MemoryModule
+from snnc.nn import triton_backend
 from snnc.nn.errors import BackendError, ConfigError, NoNeuronParamsError
 
 __all__ = ["BaseNode", "IFNode", "LIFNode", "ParametricLIFNode", "register_backend", "registered_backends"]
@@ -152,7 +153,7 @@ class BaseNode(MemoryModule):
         return self.surrogate_function(self.v - self.v_threshold)
 
     def neuronal_reset(self, spike: Tensor) -> None:
-        """V[t] from H[t] (self.v) and S[t] (`snnc.dynamics.reset`)."""
+        """V[t] from H[t] (self.v) and S[t] (`snnc.core.dynamics.reset`)."""
         spike_d = spike.detach() if self.detach_reset else spike
         self.v = dynamics.reset(self._reset_params(), self.v, spike_d)
 
@@ -191,7 +192,7 @@ class BaseNode(MemoryModule):
             )
 
     def neuron_params(self) -> NeuronParams:
-        """The dynamics of this layer as `snnc.dynamics.NeuronParams`."""
+        """The dynamics of this layer as `snnc.core.dynamics.NeuronParams`."""
         raise NoNeuronParamsError(
             f"{type(self).__name__} is a custom neuron; NeuronParams can describe IFNode, LIFNode and "
             "ParametricLIFNode only"
@@ -318,16 +319,13 @@ class ParametricLIFNode(BaseNode):
 
 def _triton_supports(node: BaseNode) -> bool:
     try:
-        from snnc.runtime.triton import nn_backend
+        return triton_backend.supports(node)
     except ImportError:  # triton is not installed (it has wheels for Linux only)
         return False
-    return nn_backend.supports(node)
 
 
 def _triton_multi_step(node: BaseNode, x_seq: Tensor) -> Tensor:
-    from snnc.runtime.triton import nn_backend
-
-    return nn_backend.multi_step(node, x_seq)
+    return triton_backend.multi_step(node, x_seq)
 
 
 register_backend("triton", _triton_multi_step, _triton_supports)

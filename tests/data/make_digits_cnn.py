@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from snnc import datasets  # noqa: E402
+from snnc.core import datasets  # noqa: E402
 from snnc.demo import DigitsCNN, accuracy, train_digits_cnn  # noqa: E402
 from tests.nets import BN_EPS, DIGITS_CNN_FILE, round_bits  # noqa: E402
 

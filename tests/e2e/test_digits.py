@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import snnc
-from snnc import datasets
+from snnc.core import datasets
 from snnc.demo import accuracy
 from snnc.runtime import Session
 from tests.nets import digits_cnn

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import snnc
-from snnc.errors import (FrontendError, MalformedFileError, SnncError, UnsupportedOpError,
+from snnc.core.errors import (FrontendError, MalformedFileError, SnncError, UnsupportedOpError,
                          UntrustedPickleError)
 from snnc.frontends import load, trace
 from snnc.ir import save

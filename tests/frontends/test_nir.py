@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 import snnc
-from snnc.errors import LoweringError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import LoweringError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import load, trace
 from snnc.frontends.nir import from_nir
 from snnc.ir import ops

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from snnc.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import trace
 from snnc.ir import Layout, ops
 from snnc.runtime import Interpreter

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from snnc.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import trace
 from snnc.runtime import Interpreter
 from tests.conftest import randomize_bn

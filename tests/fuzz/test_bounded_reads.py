@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from snnc import isolate
-from snnc.errors import MalformedFileError, TensorTooLargeError, UnsafeFileReferenceError
+from snnc.core import isolate
+from snnc.core.errors import MalformedFileError, TensorTooLargeError, UnsafeFileReferenceError
 from snnc.fuzz import load_case
-from snnc.safety import H5Dataset, H5Group, open_hdf5
+from snnc.core.safety import H5Dataset, H5Group, open_hdf5
 
 # A fuzz seed (.snnir) with 205 bytes zeroed at offset 2100, as in issue 15: the global heap holding the
 # variable-length attribute /@snnc_version is gone, and HDF5 2.0 loops forever (holding the GIL) reading it.

@@ -17,7 +17,7 @@ def test_every_reader_survives_the_short_budget():
     from snnc.fuzz import TARGETS
 
     # seed 1 reaches a NIR file whose zeroed global heap makes HDF5 2.0 loop forever inside H5Dread
-    # (case 465, 'zero@2552+94'); snnc.safety reads HDF5 in a helper process that it stops after a time
+    # (case 465, 'zero@2552+94'); snnc.core.safety reads HDF5 in a helper process that it stops after a time
     # limit (0.5 s here: the fuzzer's), so that case is rejected with an snnc error
     rep = fuzz(cases=300, seed=1, time_limit=10.0)
     assert set(TARGETS) >= {"snnir", "onnx", "nir", "netx"}

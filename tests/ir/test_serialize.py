@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import snnc
-from snnc.errors import MalformedFileError
+from snnc.core.errors import MalformedFileError
 from snnc.frontends import trace
 from snnc.ir import load, save
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from snnc.errors import VerifyError
+from snnc.core.errors import VerifyError
 from snnc.frontends import trace
 from snnc.ir import Graph, TensorType, ops, verify
 from snnc.ir.ops import SourceLoc

@@ -28,7 +28,7 @@ from tests.backends.lava import nets  # noqa: E402
 
 def build(name: str, T: int, n: int):
     if name == "digits":
-        from snnc import datasets
+        from snnc.core import datasets
         from snnc.backends.lava import convert
         from tests.nets import digits_cnn  # stored, not trained here: the same network on every machine
 

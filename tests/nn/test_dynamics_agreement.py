@@ -1,11 +1,11 @@
-"""The snnc.nn neurons compute exactly `snnc.dynamics.multi_step` (the one semantics)."""
+"""The snnc.nn neurons compute exactly `snnc.core.dynamics.multi_step` (the one semantics)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from snnc import dynamics
+from snnc.core import dynamics
 from snnc.nn import neuron
 
 CONFIGS = [

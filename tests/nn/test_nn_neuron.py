@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from snnc.dynamics import NeuronKind, NeuronParams, ResetMode
+from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode
 from snnc.nn import functional, neuron, surrogate
 from snnc.nn.errors import BackendError, ConfigError, NoNeuronParamsError
 

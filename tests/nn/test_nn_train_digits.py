@@ -70,7 +70,7 @@ def _reference_rates(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_surrogate_gradients_equal_a_hand_written_bptt():
-    from snnc import datasets
+    from snnc.core import datasets
 
     data = datasets.digits()
     x, y = data.x_train[:64], data.y_train[:64]  # pixels k/16

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.passes import QuantileSketch, calibrate
 from snnc.frontends import trace
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import snnc
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir import Graph, Layout, TensorType, ops, verify
 from snnc.passes import dce, fold_constants, hoist_constant_input, remove_identities
 from snnc.runtime import Session

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import snnc
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.frontends import trace
 from snnc.ir import Graph, Layout, TensorType, load, ops, save
 from snnc.passes import QuantileSketch, fuse_bn, parse_norm_mode
@@ -102,7 +102,7 @@ def test_defaults_beat_the_textbook_at_low_T_on_digits():
     (benchmarks/conversion.py measures it on the fully trained demo network). On the stored digits CNN
     (tests/nets.py; nothing trains here), all 450 test images: measured ANN 99.56, default 99.11, textbook
     73.1, so each bound keeps a margin of 7 samples or more against last-bit differences between CPUs."""
-    from snnc import datasets
+    from snnc.core import datasets
     from snnc.demo import accuracy
     from tests.nets import digits_cnn
 

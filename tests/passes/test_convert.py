@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 import snnc
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir import ops
 from snnc.passes import FixedScale, MaxNorm, Percentile, parse_norm_mode
 from snnc.runtime import Session

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from snnc.errors import PassError
+from snnc.core.errors import PassError
 from snnc.ir import Graph, Layout, TensorType, ops, verify
 from snnc.passes import assign_layout, cancel_casts, parse_pipeline
 from snnc.runtime import Session

@@ -2,7 +2,7 @@
 
 import pytest
 
-from snnc.errors import PassError, VerifyError
+from snnc.core.errors import PassError, VerifyError
 from snnc.ir import Graph, Layout, TensorType, ops
 from snnc.passes import PASSES, PIPELINES, PassManager, parse_pipeline, register_pass
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.ir import Graph, Layout, TensorType, ops
 from snnc.runtime import Latency, Periodic, Poisson, Session, get_encoder
 

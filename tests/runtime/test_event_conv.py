@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import snnc
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.runtime import Session, event_conv, native
 from snnc.runtime import plan as planning
@@ -200,7 +200,7 @@ def test_digits_demo_net_same_outputs_and_spikes():
     """The demo net pools by averaging (analog conv inputs): the option leaves it bit-identical.
     With max pooling instead, the event kernel runs and only rounding separates the spikes.
     (The demo architecture on the digits data, seeded random weights: training takes too long here.)"""
-    from snnc import datasets
+    from snnc.core import datasets
     from snnc.demo import DigitsCNN
     from tests.conftest import randomize_bn
 

@@ -1,12 +1,12 @@
-"""The native neuron kernel against the one definition, snnc.dynamics (bit for bit)."""
+"""The native neuron kernel against the one definition, snnc.core.dynamics (bit for bit)."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snnc import dynamics
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.core import dynamics
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
 from snnc.runtime import native, neurons
 from snnc.runtime.neurons import NeuronCall
 

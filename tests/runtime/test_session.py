@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import snnc
-from snnc import dynamics
-from snnc.errors import InputError
+from snnc.core import dynamics
+from snnc.core.errors import InputError
 from snnc.ir import Graph, Layout, TensorType, ops
 from snnc.runtime import Session, rate, spike_count
 

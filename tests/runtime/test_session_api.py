@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 import snnc
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.runtime import Session
 from snnc.runtime.session import _LazyBar
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
 
 TAU = 1.7  # not a float32 number: checks that tau is rounded as torch rounds it
 V_THRESHOLD = 0.7

@@ -37,7 +37,7 @@ def main() -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("run with TRITON_INTERPRET unset", file=sys.stderr)
         return 2
-    from snnc.dynamics import NeuronKind, NeuronParams, ResetMode
+    from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode
     from snnc.runtime.triton import chain, forward, launch, linear, neuron
 
     launch.interpreting = lambda: True  # CPU tensors pass the device check; the kernels never run

@@ -75,7 +75,7 @@ def main() -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("run with TRITON_INTERPRET unset", file=sys.stderr)
         return 2
-    from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+    from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
     from snnc.runtime.triton import backward, forward, launch
     from snnc.runtime.triton.forward import Affine
     from snnc.runtime.triton.spec import Leak, NeuronSpec

@@ -1,11 +1,11 @@
-"""Backward kernel vs a torch autograd loop over snnc.dynamics with surrogate spikes."""
+"""Backward kernel vs a torch autograd loop over snnc.core.dynamics with surrogate spikes."""
 
 import pytest
 import torch
 
 pytest.importorskip("triton", reason="triton is not installed (Linux wheels only); the Triton kernels cannot be tested")
 
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
 from snnc.runtime.triton import launch, neuron  # noqa: E402
 
 from .cases import Case, all_cases, params_of, random_input  # noqa: E402

@@ -1,4 +1,4 @@
-"""Forward kernel vs snnc.dynamics: bit-exact spikes and potentials for every option."""
+"""Forward kernel vs snnc.core.dynamics: bit-exact spikes and potentials for every option."""
 
 import dataclasses
 
@@ -11,10 +11,10 @@ pytest.importorskip("triton", reason="triton is not installed (Linux wheels only
 from .cases import all_cases, params_of, random_input  # noqa: E402
 from .triton_reference import autograd_multi_step  # noqa: E402
 
-from snnc import dynamics  # noqa: E402
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
+from snnc.core import dynamics  # noqa: E402
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
 from snnc.runtime.triton import launch, neuron  # noqa: E402
-from snnc.errors import InputError  # noqa: E402
+from snnc.core.errors import InputError  # noqa: E402
 from snnc.runtime.triton.errors import KernelInputError  # noqa: E402
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("triton", reason="triton is not installed (Linux wheels only); the Triton kernels cannot be tested")
 
-from snnc import dynamics  # noqa: E402
-from snnc.dynamics import NeuronKind, NeuronParams, ResetMode  # noqa: E402
+from snnc.core import dynamics  # noqa: E402
+from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode  # noqa: E402
 from snnc.runtime.triton import fused  # noqa: E402
 from snnc.runtime.triton.errors import KernelInputError  # noqa: E402
 

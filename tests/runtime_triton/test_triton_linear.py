@@ -1,4 +1,4 @@
-"""The fused "linear + neuron" kernel vs F.linear + snnc.dynamics, and the runtime's fused_linear option.
+"""The fused "linear + neuron" kernel vs F.linear + snnc.core.dynamics, and the runtime's fused_linear option.
 
 The kernel sums in another order than MKL, so the input currents agree to fp32
 rounding; spikes are compared for every neuron whose reference H stayed more
@@ -13,8 +13,8 @@ import torch.nn.functional as F
 pytest.importorskip("triton", reason="triton is not installed (Linux wheels only); the Triton kernels cannot be tested")
 
 import snnc  # noqa: E402
-from snnc import dynamics  # noqa: E402
-from snnc.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
+from snnc.core import dynamics  # noqa: E402
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode  # noqa: E402
 from snnc.ir import Graph, Layout, TensorType, ops  # noqa: E402
 from snnc.runtime import Session  # noqa: E402
 from snnc.runtime.triton.errors import KernelInputError  # noqa: E402

@@ -1,7 +1,7 @@
-"""References for the Triton kernel tests: snnc.dynamics in a torch autograd loop.
+"""References for the Triton kernel tests: snnc.core.dynamics in a torch autograd loop.
 
 `autograd_multi_step` builds the network the torch backend trains: charge and
-reset from `snnc.dynamics`, and a spike function that is the Heaviside step
+reset from `snnc.core.dynamics`, and a spike function that is the Heaviside step
 forward and the surrogate derivative backward.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from snnc import dynamics
-from snnc.dynamics import FireCompare, NeuronParams
+from snnc.core import dynamics
+from snnc.core.dynamics import FireCompare, NeuronParams
 
 
 def surrogate_derivative(name: str, alpha: float, x: Tensor) -> Tensor:

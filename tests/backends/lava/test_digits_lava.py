@@ -7,7 +7,7 @@ ten samples (measured on 450 test images: 99.56% float, 98.89% emulated; 0.22 po
 
 import pytest
 
-from snnc import datasets
+from snnc.core import datasets
 from snnc.backends.lava import convert
 from snnc.demo import accuracy
 from snnc.runtime import Session

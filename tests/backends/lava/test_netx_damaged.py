@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import snnc
-from snnc.errors import MalformedFileError
+from snnc.core.errors import MalformedFileError
 from snnc.frontends.loader import load_model
 from snnc.runtime.loihi import LoihiSession
 from tests.backends.lava.nets import conv_pool_dense, spikes

@@ -11,7 +11,7 @@ import torch
 import snnc
 from snnc.backends.lava import network_from_graph, read_netx, write_netx
 from snnc.backends.lava.netx import NetxLayer, NetxNetwork, NetxNeuron, read_network
-from snnc.errors import MalformedFileError
+from snnc.core.errors import MalformedFileError
 from snnc.ir import ops
 from snnc.passes.quantize_loihi import QuantizeLoihi
 from snnc.runtime import Session

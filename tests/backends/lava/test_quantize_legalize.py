@@ -7,7 +7,7 @@ import torch
 
 from snnc.backends.lava.compose import compose_convs
 from snnc.backends.lava.legalize import LegalizeOptions, legalize
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SoftReset

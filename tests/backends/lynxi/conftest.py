@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 import snnc
-from snnc import datasets
+from snnc.core import datasets
 from snnc.backends.lynxi.options import Options
 from snnc.backends.lynxi.precision import op_dtypes
 from snnc.demo import DigitsCNN

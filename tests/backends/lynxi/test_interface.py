@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import snnc
 from snnc.cli import app
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir import IF, Graph, Input, Layout, Linear, Output, TensorType, save
 from snnc.passes import PIPELINES, hoist_constant_input
 from snnc.runtime import Session

@@ -11,7 +11,7 @@ import torch
 
 import snnc
 from snnc.backends import lynxi
-from snnc.errors import LoweringError
+from snnc.core.errors import LoweringError
 from snnc.ir import (IF, AdaptiveAvgPool2d, CubaLIF, Flatten, Graph, HardReset, Input, Layout, Output, Scale,
                      SourceLoc, TensorType)
 

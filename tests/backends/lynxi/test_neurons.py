@@ -8,7 +8,7 @@ import torch
 
 import snnc
 from snnc.backends.lynxi import Runner
-from snnc.dynamics import FireCompare
+from snnc.core.dynamics import FireCompare
 from snnc.ir import IF, LIF, Graph, HardReset, Input, Layout, Linear, NoReset, Output, SoftReset, TensorType
 from snnc.runtime import Session
 from tests.backends.lynxi.conftest import with_spike_outputs

@@ -8,7 +8,7 @@ import torch
 
 import snnc
 from snnc.backends.lynxi import Runner
-from snnc.errors import InputError
+from snnc.core.errors import InputError
 from snnc.runtime import Session
 from tests.backends.lynxi.conftest import T
 

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("triton")
 
 import snnc  # noqa: E402
-from snnc.errors import LoweringError  # noqa: E402
+from snnc.core.errors import LoweringError  # noqa: E402
 from snnc.runtime import Session  # noqa: E402
 from tests.backends.lava.nets import conv_pool_dense, spikes  # noqa: E402
 
@@ -69,7 +69,7 @@ def test_neuron_layers_really_go_through_triton(monkeypatch, small_cnn):
 
 def test_options_go_into_the_manifest_and_the_cli(tmp_path):
     from snnc.cli import backend_options
-    from snnc.errors import InputError
+    from snnc.core.errors import InputError
 
     opts = backend_options("triton", {"fused_linear": "auto", "cuda_graphs": "false", "graph_max_batch": "8"})
     assert (opts.fused_linear, opts.cuda_graphs, opts.graph_max_batch) == ("auto", False, 8)

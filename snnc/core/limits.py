@@ -14,7 +14,7 @@ import math
 import os
 from typing import Iterable
 
-from snnc.errors import TensorTooLargeError
+from snnc.core.errors import TensorTooLargeError
 
 ENV_VAR = "SNNC_MAX_TENSOR_BYTES"
 DEFAULT_MAX_TENSOR_BYTES = 8 << 30

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from snnc.errors import OutputPathError
+from snnc.core.errors import OutputPathError
 
 Recognizer = Callable[[Path], bool]
 FORCE_HINT = "choose a new path (or an empty folder), or pass --force (force=True in Python) to replace it"
@@ -336,3 +336,10 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False, replaces: R
             raise OutputPathError(f"cannot write output {dst}: {e.strerror or e}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cache_dir() -> Path:
+    """snnc's cache folder: $SNNC_CACHE_DIR, else $XDG_CACHE_HOME/snnc, else ~/.cache/snnc."""
+    base = os.environ.get("SNNC_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
+                                                            "snnc")
+    return Path(base)

@@ -17,8 +17,8 @@ import os
 import stat
 from pathlib import Path
 
-from snnc.errors import MalformedFileError, SnncError, TensorTooLargeError, UnsafeFileReferenceError
-from snnc.limits import check_tensor, max_tensor_bytes, mib
+from snnc.core.errors import MalformedFileError, SnncError, TensorTooLargeError, UnsafeFileReferenceError
+from snnc.core.limits import check_tensor, max_tensor_bytes, mib
 
 # deflate, HDF5's strongest standard filter, compresses at most ~1032:1
 _MAX_COMPRESSION = 1100
@@ -63,7 +63,7 @@ def open_hdf5(path: str | os.PathLike, kind: str = "HDF5", *, outline: bool = Fa
     """The whole HDF5 file at `path`, read into memory and checked: its root group, read like h5py's.
 
     Every reader of HDF5 model files (.snnir, NIR, NetX, the loader's sniffing) reads them here.
-    The HDF5 library runs in a helper process (see snnc.isolate), which walks every
+    The HDF5 library runs in a helper process (see snnc.core.isolate), which walks every
     group, dataset, attribute and variable-length value under `hdf5_time_limit`: a damaged
     file that makes HDF5 loop forever or crash gives a MalformedFileError naming it, and
     Ctrl-C stops the read at once. This process never hands the file to HDF5 itself.
@@ -71,7 +71,7 @@ def open_hdf5(path: str | os.PathLike, kind: str = "HDF5", *, outline: bool = Fa
     `outline=True` reads only the root's attributes and member names (the members are
     bare H5Objects): enough to tell the format, at a fraction of the cost.
     """
-    from snnc import isolate
+    from snnc.core import isolate
 
     import h5py  # noqa: F401 - imported here, so that the helper (a fork of this process) has it already
 

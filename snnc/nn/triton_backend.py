@@ -1,13 +1,15 @@
-"""The 'triton' backend of `snnc.nn` neurons: multi-step forward/backward in the Triton kernels."""
+"""The "triton" backend of `snnc.nn` neurons: multi-step forward/backward in the Triton kernels of
+`snnc.runtime.triton` (imported on first use: triton is an optional heavy dependency)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from snnc.nn.errors import NoNeuronParamsError
+
 
 def supports(node) -> bool:
     """IF/LIF/PLIF with a Sigmoid or ATan surrogate (custom neurons stay on torch)."""
-    from snnc.nn.errors import NoNeuronParamsError
     from snnc.runtime.triton.surrogate import is_supported_surrogate
 
     try:

@@ -66,7 +66,7 @@ class InputError(SnncError):
 
 
 class TensorTooLargeError(MalformedFileError):
-    """A file claims a tensor larger than snnc's size limit (see snnc.limits); refused before allocating."""
+    """A file claims a tensor larger than snnc's size limit (see snnc.core.limits); refused before allocating."""
 
 
 class UnsafeFileReferenceError(FrontendError):

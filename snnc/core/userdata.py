@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snnc import spelling
-from snnc.errors import InputError, SnncError
-from snnc.limits import check_tensor
+from snnc.core import spelling
+from snnc.core.errors import InputError, SnncError
+from snnc.core.limits import check_tensor
 
 Array = Union[np.ndarray, Tensor]
 
