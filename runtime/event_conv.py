@@ -30,6 +30,8 @@ summation order) in the last bits only.
 Safety: listing the events checks every input element; one that is neither 0
 nor `a` makes the call fail (a wrong static analysis is an error, never a
 silently wrong result).
+
+The C source is runtime/csrc/event_conv.c, built into the library of `snnc.runtime.native`.
 """
 
 from __future__ import annotations
@@ -39,174 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-C_SOURCE = r"""
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#if defined(__AVX2__)
-#include <immintrin.h>
-/* ev_lut[m] = the positions of the set bits of m, in increasing order (a compress table). */
-static uint16_t ev_lut[256][8] __attribute__((aligned(16)));
-__attribute__((constructor)) static void ev_lut_init(void) {
-  for (int m = 0; m < 256; m++) {
-    int k = 0;
-    for (int b = 0; b < 8; b++) if (m >> b & 1) ev_lut[m][k++] = (uint16_t)b;
-  }
-}
-#endif
-
-typedef float ev_v8 __attribute__((vector_size(32), aligned(4), may_alias));
-
-/* Lists the nonzero channels of input pixels q0..q1 (q = (n*H + y)*W + x), in increasing
-   order, into ev[q*C ...]; bnd[q*(NCB+1) + b] = the number of them below channel b*CB.
-   x has element strides sn, sc, sh, sw. Returns -1 when an element is neither 0 nor amp. */
-int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw,
-                          int64_t H, int64_t W, int64_t C, int64_t CB, float amp,
-                          int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd)
-{
-  const int64_t NCB = (C + CB - 1) / CB;
-  int bad = 0;
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t n = q / (H * W), r = q % (H * W);
-    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
-    uint16_t* restrict e = ev + q * C;
-    uint16_t* restrict b = bnd + q * (NCB + 1);
-    int64_t k = 0;
-    for (int64_t cb = 0; cb < NCB; cb++) {
-      b[cb] = (uint16_t)k;
-      const int64_t c1 = (cb + 1) * CB < C ? (cb + 1) * CB : C;
-      if (sc == 1) {
-        int64_t c = cb * CB;
-#if defined(__AVX2__)
-        const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(amp);
-        for (; c + 8 <= c1; c += 8) {  /* branch free: 8 channels, then a compress by table */
-          const __m256 v = _mm256_loadu_ps(xp + c);
-          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
-          const int na = _mm256_movemask_ps(_mm256_cmp_ps(v, va, _CMP_NEQ_UQ));
-          bad |= (nz & na) != 0;
-          const __m128i idx = _mm_add_epi16(_mm_load_si128((const __m128i*)ev_lut[nz]), _mm_set1_epi16((short)c));
-          _mm_storeu_si128((__m128i*)(e + k), idx);  /* k <= c and c + 8 <= C: inside this pixel's list */
-          k += __builtin_popcount(nz);
-        }
-#endif
-        for (; c < c1; c++) {
-          const float v = xp[c];
-          e[k] = (uint16_t)c;
-          k += (v != 0.0f);
-          bad |= (v != 0.0f) & (v != amp);
-        }
-      } else {
-        for (int64_t c = cb * CB; c < c1; c++) {
-          const float v = xp[c * sc];
-          e[k] = (uint16_t)c;
-          k += (v != 0.0f);
-          bad |= (v != 0.0f) & (v != amp);
-        }
-      }
-    }
-    b[NCB] = (uint16_t)k;
-  }
-  return bad ? -1 : 0;
-}
-
-/* One column tile of TW floats (TW = 8..64, a multiple of 8) for output pixels p0..p1. */
-static inline __attribute__((always_inline)) void ev_tile(
-    const int TW, const uint16_t* restrict ev, const uint16_t* restrict bnd, int64_t C, int64_t CB,
-    int64_t H, int64_t W, const float* restrict wt, const float* restrict bias, int64_t col0, int64_t ncols,
-    const int64_t* restrict geo, float* restrict out, const int64_t* restrict ostr, int64_t Ho, int64_t Wo,
-    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin)
-{
-  const int64_t kh = geo[0], kw = geo[1], sh = geo[2], sw = geo[3], ph = geo[4], pw = geo[5], dh = geo[6], dw = geo[7];
-  const int64_t NCB = (C + CB - 1) / CB;
-  const int NV = TW / 8;
-  int64_t* restrict pn = pin;
-  int64_t* restrict py = pin + P;
-  int64_t* restrict px = pin + 2 * P;
-  for (int64_t g0 = p0; g0 < p1; g0 += P) {
-    const int64_t np = p1 - g0 < P ? p1 - g0 : P;
-    for (int64_t i = 0; i < np; i++) {
-      const int64_t p = g0 + i, r = p % (Ho * Wo);
-      pn[i] = p / (Ho * Wo);
-      py[i] = (r / Wo) * sh - ph;
-      px[i] = (r % Wo) * sw - pw;
-    }
-    memset(buf, 0, (size_t)(np * TW) * sizeof(float));
-    for (int64_t ky = 0; ky < kh; ky++)
-      for (int64_t kx = 0; kx < kw; kx++) {
-        const float* restrict wtap = wt + (ky * kw + kx) * C * TW;
-        for (int64_t cb = 0; cb < NCB; cb++) {
-          for (int64_t i = 0; i < np; i++) {
-            const int64_t iy = py[i] + ky * dh, ix = px[i] + kx * dw;
-            if ((uint64_t)iy >= (uint64_t)H || (uint64_t)ix >= (uint64_t)W) continue;
-            const int64_t q = (pn[i] * H + iy) * W + ix;
-            const uint16_t* restrict bq = bnd + q * (NCB + 1);
-            const int64_t k0 = bq[cb], k1 = bq[cb + 1];
-            if (k0 == k1) continue;
-            const uint16_t* restrict e = ev + q * C;
-            float* restrict a = buf + i * TW;
-            ev_v8 acc[8];
-            for (int v = 0; v < NV; v++) acc[v] = *(const ev_v8*)(a + 8 * v);
-            for (int64_t k = k0; k < k1; k++) {
-              const float* restrict row = wtap + (int64_t)e[k] * TW;
-              for (int v = 0; v < NV; v++) acc[v] += *(const ev_v8*)(row + 8 * v);
-            }
-            for (int v = 0; v < NV; v++) *(ev_v8*)(a + 8 * v) = acc[v];
-          }
-        }
-      }
-    for (int64_t i = 0; i < np; i++) {
-      const int64_t p = g0 + i, r = p % (Ho * Wo);
-      float* restrict o = out + pn[i] * ostr[0] + (r / Wo) * ostr[2] + (r % Wo) * ostr[3] + col0 * ostr[1];
-      const float* restrict a = buf + i * TW;
-      const int64_t oc = ostr[1];
-      if (bias) {
-        for (int64_t c = 0; c < ncols; c++) o[c * oc] = a[c] + bias[col0 + c];
-      } else {
-        for (int64_t c = 0; c < ncols; c++) o[c * oc] = a[c];
-      }
-    }
-  }
-}
-
-/* The smallest of 8, 16, 32, 64 that holds rem columns, at most twmax. */
-static int64_t ev_tile_width(int64_t rem, int64_t twmax) {
-  int64_t tw = 8;
-  while (tw < rem && tw < twmax) tw *= 2;
-  return tw;
-}
-
-/* conv2d of the listed events with packed weights wp (per column tile: [kh*kw*C, TW] rows),
-   for output pixels p0..p1 of [N, Cout, Ho, Wo] (element strides ostr = n, c, h, w).
-   geo = kh, kw, stride h/w, padding h/w, dilation h/w. Returns -1 when out of memory. */
-int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H, int64_t W,
-                          const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
-                          float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t p0, int64_t p1, int64_t P,
-                          int64_t twmax)
-{
-  if (twmax > 64) twmax = 64;
-  float* buf = (float*)malloc((size_t)P * 64 * sizeof(float));
-  int64_t* pin = (int64_t*)malloc((size_t)P * 3 * sizeof(int64_t));
-  if (!buf || !pin) { free(buf); free(pin); return -1; }
-  const int64_t K = geo[0] * geo[1] * C;
-  const float* wt = wp;
-  for (int64_t col = 0; col < Cout;) {
-    const int64_t tw = ev_tile_width(Cout - col, twmax);
-    const int64_t nc = Cout - col < tw ? Cout - col : tw;
-    switch (tw) {
-      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-    }
-    wt += K * tw;
-    col += tw;
-  }
-  free(buf);
-  free(pin);
-  return 0;
-}
-"""
+from snnc.runtime import native
 
 CHANNEL_BLOCK = 256  # input channels per weight slab
 PIXEL_GROUP = 64  # output pixels sharing each slab
@@ -277,8 +112,6 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool) -> Tensor:
     Returns [B, C_out, Ho, Wo] in channels_last or NCHW memory format. Raises ValueError
     when an input element is neither 0 nor the amplitude.
     """
-    from snnc.runtime import native
-
     lib = native.load()
     if lib is None:
         raise RuntimeError(f"the native kernels are unavailable: {native.why_unavailable()}")
@@ -320,10 +153,8 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool) -> Tensor:
 
 
 def _parallel(fn, arg_lists: list[tuple]) -> list[int]:
-    from snnc.runtime import native
-
     if len(arg_lists) == 1:
         return [fn(*arg_lists[0])]
-    pool = native._threads()
+    pool = native.threads()
     futures = [pool.submit(fn, *a) for a in arg_lists]
     return [f.result() for f in futures]

@@ -31,11 +31,6 @@ class NeuronCall:
     post: float = 1.0
     pool: str | None = None  # 'avg' / 'max': a fused 2x2, stride-2 pooling of the output
 
-    def variant(self) -> int:
-        p = self.params
-        kind = "if" if p.kind is NeuronKind.IF else ("lif" if p.decay_input else "lif_no_decay_input")
-        return native.variant(kind, p.reset.value, p.compare is dynamics.FireCompare.GT)
-
 
 def native_ok(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
@@ -97,12 +92,12 @@ def _run_native(call, x, x0, steps, v, *, static, want_v):
         pooled = torch.empty((n, c, h // 2, w // 2), dtype=x0.dtype, device=x0.device,
                              memory_format=torch.channels_last if cl else torch.contiguous_format)
         out = _dense_like(pooled, steps)
-        native.neuron_pool_f32(call.variant(), call.pool, x, xs, out, v, steps, w * c if cl else w, c if cl else 1,
+        native.neuron_pool_f32(p, call.pool, x, xs, out, v, steps, w * c if cl else w, c if cl else 1,
                                call.pre, call.post, p.v_threshold, vr, tau)
         return out, v, None
     out = _dense_like(x0, steps)
     vseq = _dense_like(x0, steps) if want_v else None
-    native.neuron_f32(call.variant(), x, xs, out, v, vseq, steps, E, call.pre, call.post, p.v_threshold, vr, tau)
+    native.neuron_f32(p, x, xs, out, v, vseq, steps, E, call.pre, call.post, p.v_threshold, vr, tau)
     return out, v, vseq
 
 

@@ -19,6 +19,14 @@ with the charge function
 where V_reset is 0 for soft reset and no reset (the leak pulls towards 0).
 The floating-point evaluation order matches SpikingJelly's torch backend, so
 spikes agree bit for bit on the same inputs.
+
+Each semantic field has one enumeration here, used by every layer from
+`snnc.nn` to the kernels: `Charge` (the decay: IF, LIF with or without
+decay_input), `FireCompare` and `ResetMode`. Their `.code` is the integer the
+kernels take: the Triton kernels as constexprs, the C kernels as arguments
+checked against the header `snnc.runtime.clib` generates from these enums.
+`snnc.nn`'s `v_reset: float | None` becomes a ResetMode once, in
+`reset_from_v_reset`.
 """
 
 from __future__ import annotations
@@ -30,20 +38,42 @@ import torch
 from torch import Tensor
 
 
-class NeuronKind(str, enum.Enum):
+class _Coded(str, enum.Enum):
+    """A semantic field's values: a name for the IR and the printer, an integer `code` for the kernels."""
+
+    @property
+    def code(self) -> int:
+        """The integer the C and Triton kernels take: the position in the declaration."""
+        return list(type(self)).index(self)
+
+
+class NeuronKind(_Coded):
     IF = "if"
     LIF = "lif"
 
 
-class ResetMode(str, enum.Enum):
+class ResetMode(_Coded):
     HARD = "hard"  # V <- v_reset after a spike
     SOFT = "soft"  # V <- V - v_threshold after a spike (reset by subtraction)
     NONE = "none"  # V is left as charged
 
 
-class FireCompare(str, enum.Enum):
+class FireCompare(_Coded):
     GE = "ge"  # fire when H >= threshold (SpikingJelly)
     GT = "gt"  # fire when H > threshold (NIR, snnTorch, Lava/Loihi)
+
+
+class Charge(_Coded):
+    """The charge equation (the decay field): NeuronKind and, for LIF, decay_input together."""
+
+    IF = "if"  # H = V + X
+    LIF = "lif"  # H = V + (X - (V - V_reset)) / tau  (decay_input)
+    LIF_NO_DECAY_INPUT = "lif_no_decay_input"  # H = V - (V - V_reset) / tau + X
+
+
+def reset_from_v_reset(v_reset: float | None) -> tuple[ResetMode, float]:
+    """SpikingJelly's `v_reset: float | None` as (mode, v_reset): None means soft reset (and 0)."""
+    return (ResetMode.SOFT, 0.0) if v_reset is None else (ResetMode.HARD, float(v_reset))
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,13 @@ class NeuronParams:
     compare: FireCompare = FireCompare.GE
     tau: float = 2.0  # LIF only
     decay_input: bool = True  # LIF only
+
+    @property
+    def charge(self) -> Charge:
+        """The charge equation: IF, or LIF with or without decay_input."""
+        if self.kind is NeuronKind.IF:
+            return Charge.IF
+        return Charge.LIF if self.decay_input else Charge.LIF_NO_DECAY_INPUT
 
     @property
     def leak_target(self) -> float:
@@ -84,15 +121,16 @@ def charge(
     (X - (V - V_reset)) * sigmoid(w), which is not bit-identical to dividing by
     1/sigmoid(w).
     """
-    if p.kind is NeuronKind.IF:
+    form = p.charge
+    if form is Charge.IF:
         return v + x
     vr = p.leak_target
     if decay is not None:
-        if p.decay_input:
+        if form is Charge.LIF:
             return v + (x - v) * decay if vr == 0.0 else v + (x - (v - vr)) * decay
         return v - v * decay + x if vr == 0.0 else v - (v - vr) * decay + x
     t = p.tau if tau is None else tau
-    if p.decay_input:
+    if form is Charge.LIF:
         if vr == 0.0:
             return v + (x - v) / t
         return v + (x - (v - vr)) / t
