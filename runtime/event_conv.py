@@ -31,7 +31,7 @@ Safety: listing the events checks every input element; one that is neither 0
 nor `a` makes the call fail (a wrong static analysis is an error, never a
 silently wrong result).
 
-The C source is runtime/csrc/event_conv.c, built into the library of `snnc.runtime.native`.
+The C source is runtime/event_conv.c, built into the library of `snnc.runtime.native`.
 """
 
 from __future__ import annotations
