@@ -32,7 +32,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import launch
-from .dynamics import KIND_IF, RESET_HARD, RESET_SOFT, fire, reset
+from .dynamics import CHARGE_IF, CHARGE_LIF, RESET_HARD, RESET_SOFT, fire, reset
 from .spec import NeuronSpec
 from .surrogate import Surrogate, surrogate_grad
 
@@ -43,7 +43,7 @@ def neuron_backward_kernel(
     grad_x_ptr, grad_v0_ptr, grad_leak_ptr,
     T, N, LAST_ROW,
     v0_value, v_threshold, v_reset, v_leak, tau_value, sg_a, sg_b,
-    KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, RESET: tl.constexpr, COMPARE_GT: tl.constexpr,
+    CHARGE: tl.constexpr, RESET: tl.constexpr, COMPARE: tl.constexpr,
     LEAK_FROM_PTR: tl.constexpr, LEAK_MULTIPLY: tl.constexpr, V0_FROM_PTR: tl.constexpr,
     SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
     HAS_GRAD_SPIKE: tl.constexpr, HAS_GRAD_V_SEQ: tl.constexpr, HAS_GRAD_V_FINAL: tl.constexpr,
@@ -82,7 +82,7 @@ def neuron_backward_kernel(
         gs = tl.load(grad_spike_row + offs, mask=mask, other=0.0)
     if HAS_GRAD_V_SEQ:
         grad_v_seq_row = grad_v_seq_ptr + LAST_ROW
-    if STORE_GRAD_LEAK and DECAY_INPUT:
+    if STORE_GRAD_LEAK and CHARGE == CHARGE_LIF:  # LIF with decay_input
         x_row = x_ptr + LAST_ROW
     h = tl.load(h_row + offs, mask=mask, other=0.0)
     for i in range(T):
@@ -100,7 +100,7 @@ def neuron_backward_kernel(
             gv += tl.load(grad_v_seq_row + offs, mask=mask, other=0.0).to(tl.float32)
             grad_v_seq_row -= N
         if RESET == RESET_HARD:
-            s = fire(h, v_threshold, COMPARE_GT)
+            s = fire(h, v_threshold, COMPARE)
             if DETACH_RESET:
                 gh = gv * (1.0 - s)
             else:
@@ -113,20 +113,20 @@ def neuron_backward_kernel(
             gh += gs.to(tl.float32) * sg
             gs = gs_prev
 
-        if KIND == KIND_IF:
+        if CHARGE == CHARGE_IF:
             gx = gh
             gv = gh
         else:
             gh_k = gh * rate
             gv = gh - gh_k
-            if DECAY_INPUT:
+            if CHARGE == CHARGE_LIF:
                 gx = gh_k
             else:
                 gx = gh
             if STORE_GRAD_LEAK:
-                s_prev = fire(h_prev, v_threshold, COMPARE_GT)
+                s_prev = fire(h_prev, v_threshold, COMPARE)
                 v_prev = tl.where(has_prev, reset(h_prev, s_prev, v_threshold, v_reset, RESET), v_init)
-                if DECAY_INPUT:
+                if CHARGE == CHARGE_LIF:
                     d = tl.load(x_row + offs, mask=mask, other=0.0).to(tl.float32) - (v_prev - v_leak)
                     x_row -= N
                 else:

@@ -100,7 +100,7 @@ def chain_neuron_kernel(
     OPERAND0: tl.constexpr, OPERAND1: tl.constexpr, OPERAND2: tl.constexpr, OPERAND3: tl.constexpr,
     X_STATIC: tl.constexpr, Y0_STATIC: tl.constexpr, Y1_STATIC: tl.constexpr,
     HAS_Y0: tl.constexpr, HAS_Y1: tl.constexpr, ROUND: tl.constexpr,
-    KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, RESET: tl.constexpr, COMPARE_GT: tl.constexpr,
+    CHARGE: tl.constexpr, RESET: tl.constexpr, COMPARE: tl.constexpr,
     LEAK_FROM_PTR: tl.constexpr, LEAK_MULTIPLY: tl.constexpr, V0_FROM_PTR: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # fmt: skip
@@ -143,8 +143,8 @@ def chain_neuron_kernel(
         x = _round(_apply(x, OP1, f1, w1, y0, y1, OPERAND1), ROUND, OP1)
         x = _round(_apply(x, OP2, f2, w2, y0, y1, OPERAND2), ROUND, OP2)
         x = _round(_apply(x, OP3, f3, w3, y0, y1, OPERAND3), ROUND, OP3)
-        h = charge(v, x, k, v_leak, KIND, DECAY_INPUT, LEAK_MULTIPLY)
-        s = fire(h, v_threshold, COMPARE_GT)
+        h = charge(v, x, k, v_leak, CHARGE, LEAK_MULTIPLY)
+        s = fire(h, v_threshold, COMPARE)
         v = reset(h, s, v_threshold, v_reset, RESET)
         tl.store(spike_ptr + offs, s.to(spike_ptr.dtype.element_ty), mask=mask)
         spike_ptr += N

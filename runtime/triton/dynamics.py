@@ -23,19 +23,22 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from . import spec
+from snnc.core.dynamics import Charge, FireCompare, ResetMode
 
-KIND_IF: tl.constexpr = tl.constexpr(spec.KIND_IF)
-RESET_HARD: tl.constexpr = tl.constexpr(spec.RESET_HARD)
-RESET_SOFT: tl.constexpr = tl.constexpr(spec.RESET_SOFT)
+# The codes of snnc.core.dynamics, as constexprs the kernels compare their flags with.
+CHARGE_IF: tl.constexpr = tl.constexpr(Charge.IF.code)
+CHARGE_LIF: tl.constexpr = tl.constexpr(Charge.LIF.code)  # LIF with decay_input
+RESET_HARD: tl.constexpr = tl.constexpr(ResetMode.HARD.code)
+RESET_SOFT: tl.constexpr = tl.constexpr(ResetMode.SOFT.code)
+COMPARE_GT: tl.constexpr = tl.constexpr(FireCompare.GT.code)
 
 
 @triton.jit
-def charge(v, x, k, v_leak, KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, LEAK_MULTIPLY: tl.constexpr):
+def charge(v, x, k, v_leak, CHARGE: tl.constexpr, LEAK_MULTIPLY: tl.constexpr):
     """H[t] from V[t-1] and X[t]; k (an fp32 block like v) is tau, or decay = 1/tau if LEAK_MULTIPLY."""
-    if KIND == KIND_IF:
+    if CHARGE == CHARGE_IF:
         h = v + x
-    elif DECAY_INPUT:
+    elif CHARGE == CHARGE_LIF:
         if LEAK_MULTIPLY:
             h = v + (x - (v - v_leak)) * k
         else:
@@ -48,9 +51,9 @@ def charge(v, x, k, v_leak, KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, LEAK_
 
 
 @triton.jit
-def fire(h, v_threshold, COMPARE_GT: tl.constexpr):
+def fire(h, v_threshold, COMPARE: tl.constexpr):
     """S[t] = Theta(H[t] - V_th) as an fp32 0/1 block (Theta(0) = 0 for gt, 1 for ge)."""
-    if COMPARE_GT:
+    if COMPARE == COMPARE_GT:
         s = (h > v_threshold).to(tl.float32)
     else:
         s = (h >= v_threshold).to(tl.float32)

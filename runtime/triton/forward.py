@@ -48,7 +48,7 @@ def neuron_forward_kernel(
     v_final_ptr, v_seq_ptr, h_seq_ptr, count_ptr,
     T, N, CHANNELS, INNER,
     v0_value, v_threshold, v_reset, v_leak, tau_value, scale_value, bias_value,
-    KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, RESET: tl.constexpr, COMPARE_GT: tl.constexpr,
+    CHARGE: tl.constexpr, RESET: tl.constexpr, COMPARE: tl.constexpr,
     LEAK_FROM_PTR: tl.constexpr, LEAK_MULTIPLY: tl.constexpr, V0_FROM_PTR: tl.constexpr,
     SCALE: tl.constexpr, BIAS: tl.constexpr,
     STORE_SPIKES: tl.constexpr, STORE_V_FINAL: tl.constexpr, STORE_V_SEQ: tl.constexpr,
@@ -99,8 +99,8 @@ def neuron_forward_kernel(
             x = x * a
         if BIAS != 0:
             x = x + b
-        h = charge(v, x, k, v_leak, KIND, DECAY_INPUT, LEAK_MULTIPLY)
-        s = fire(h, v_threshold, COMPARE_GT)
+        h = charge(v, x, k, v_leak, CHARGE, LEAK_MULTIPLY)
+        s = fire(h, v_threshold, COMPARE)
         v = reset(h, s, v_threshold, v_reset, RESET)
         if STORE_SPIKES:
             tl.store(spike_ptr + offs, s.to(spike_ptr.dtype.element_ty), mask=mask)

@@ -40,7 +40,7 @@ def linear_neuron_kernel(
     T, R, K, M,
     v0_value, v_threshold, v_reset, v_leak, tau_value,
     HAS_BIAS: tl.constexpr, V0_FROM_PTR: tl.constexpr, IEEE: tl.constexpr,
-    KIND: tl.constexpr, DECAY_INPUT: tl.constexpr, RESET: tl.constexpr, COMPARE_GT: tl.constexpr,
+    CHARGE: tl.constexpr, RESET: tl.constexpr, COMPARE: tl.constexpr,
     LEAK_FROM_PTR: tl.constexpr, LEAK_MULTIPLY: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, K_RESIDENT: tl.constexpr,
 ):  # fmt: skip
@@ -82,8 +82,8 @@ def linear_neuron_kernel(
         x_row += R * K
         if HAS_BIAS:
             acc = acc + bias[None, :]
-        h = charge(v, acc, k, v_leak, KIND, DECAY_INPUT, LEAK_MULTIPLY)
-        s = fire(h, v_threshold, COMPARE_GT)
+        h = charge(v, acc, k, v_leak, CHARGE, LEAK_MULTIPLY)
+        s = fire(h, v_threshold, COMPARE)
         v = reset(h, s, v_threshold, v_reset, RESET)
         tl.store(spike_ptr + out_offs, s.to(spike_ptr.dtype.element_ty), mask=out_mask)
         spike_ptr += R * M

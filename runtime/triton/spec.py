@@ -1,7 +1,8 @@
 """Translate `NeuronParams` into what the kernels take: constexpr flags and fp32 scalars.
 
-The codes below are the only place where the enums of `snnc.core.dynamics` meet
-integers; `dynamics.py` (the Triton device functions) uses the same names.
+The neuron's semantic fields are passed as the `.code` of the enums of
+`snnc.core.dynamics` (the codes the C kernels take too); `dynamics.py` (the
+Triton device functions) compares them with constexprs made from the same enums.
 """
 
 from __future__ import annotations
@@ -9,17 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
-
-KIND_IF = 0
-KIND_LIF = 1
-
-RESET_HARD = 0
-RESET_SOFT = 1
-RESET_NONE = 2
-
-_KIND_CODES = {NeuronKind.IF: KIND_IF, NeuronKind.LIF: KIND_LIF}
-_RESET_CODES = {ResetMode.HARD: RESET_HARD, ResetMode.SOFT: RESET_SOFT, ResetMode.NONE: RESET_NONE}
+from snnc.core.dynamics import NeuronKind, NeuronParams
 
 
 class Leak(str, enum.Enum):
@@ -45,10 +36,9 @@ class NeuronSpec:
         """The compile-time flags shared by the forward and backward kernels."""
         p = self.params
         return {
-            "KIND": _KIND_CODES[p.kind],
-            "DECAY_INPUT": bool(p.decay_input),
-            "RESET": _RESET_CODES[p.reset],
-            "COMPARE_GT": p.compare is FireCompare.GT,
+            "CHARGE": p.charge.code,
+            "RESET": p.reset.code,
+            "COMPARE": p.compare.code,
             "LEAK_FROM_PTR": self.leak is not Leak.PARAMS_TAU,
             "LEAK_MULTIPLY": self.leak is Leak.DECAY,
         }
