@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
+from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, reset_from_v_reset
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.torch_fx import _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
@@ -50,13 +50,8 @@ def _try(register, library: str) -> None:
 
 def neuron_op(name: str, x: str, loc: SourceLoc, p: NeuronParams) -> ops.NeuronOp:
     """The IR op for neuron parameters `p`."""
-    if p.reset is ResetMode.HARD:
-        reset = ops.HardReset(v_reset=float(p.v_reset))
-    elif p.reset is ResetMode.SOFT:
-        reset = ops.SoftReset()
-    else:
-        reset = ops.NoReset()
-    common = dict(name=name, inputs=(x,), loc=loc, v_threshold=float(p.v_threshold), reset=reset, fire=p.compare)
+    common = dict(name=name, inputs=(x,), loc=loc, v_threshold=float(p.v_threshold),
+                  reset=ops.reset_of(p.reset, p.v_reset), fire=p.compare)
     if p.kind is NeuronKind.IF:
         return ops.IF(**common)
     return ops.LIF(**common, tau=float(p.tau), decay_input=bool(p.decay_input))
@@ -148,8 +143,8 @@ def _register_spikingjelly() -> None:
         if isinstance(v_reset, torch.Tensor) or isinstance(m.v_threshold, torch.Tensor):
             raise UnsupportedAttributeError(f"{loc.describe()} has a tensor v_threshold or v_reset",
                                             hint="IR neurons take one float threshold and reset value per layer")
-        reset = ResetMode.SOFT if v_reset is None else ResetMode.HARD
-        common = dict(v_threshold=float(m.v_threshold), reset=reset, v_reset=float(v_reset or 0.0),
+        reset, v_reset = reset_from_v_reset(v_reset)
+        common = dict(v_threshold=float(m.v_threshold), reset=reset, v_reset=v_reset,
                       compare=FireCompare.GE)  # SpikingJelly's heaviside fires at equality
         if cls is neuron.IFNode:
             p = NeuronParams(NeuronKind.IF, **common)

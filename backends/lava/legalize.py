@@ -103,7 +103,7 @@ def to_cuba(op: ops.NeuronOp, options: LegalizeOptions) -> tuple[CubaLIF, float]
                       "snnc.backends.lava.convert calibrates thresholds for it)", stacklevel=3)
     elif isinstance(r, HardReset):
         theta -= r.v_reset  # V' = V - v_reset resets to 0 and leaks towards 0
-    start = r.v_reset if isinstance(r, HardReset) else 0.0
+    start = op.to_params().initial_v
     if op.v_init is not None and op.v_init != start:
         warnings.warn(f"{op.where()} starts at v_init={op.v_init}; NetX cannot set an initial potential, so on "
                       f"Loihi it starts at its reset value {start}", stacklevel=3)

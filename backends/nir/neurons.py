@@ -50,7 +50,7 @@ def _full(value: float, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def leak_target(op: ops.NeuronOp) -> float:
-    return op.reset.v_reset if isinstance(op.reset, ops.HardReset) else 0.0
+    return op.to_params().leak_target
 
 
 def nir_params(op: ops.NeuronOp, dt: float, *, soft_as_hard: bool, ge: Literal["nextafter", "keep"]) -> dict:
@@ -59,7 +59,7 @@ def nir_params(op: ops.NeuronOp, dt: float, *, soft_as_hard: bool, ge: Literal["
         raise ValueError("it never resets (reset=none), which no NIR neuron does")
     if isinstance(op.reset, ops.SoftReset) and not soft_as_hard:
         raise ValueError("it resets by subtraction (soft reset), which NIR cannot express")
-    v_reset = op.reset.v_reset if isinstance(op.reset, ops.HardReset) else 0.0
+    v_reset = op.reset.v_reset  # 0 for a soft reset written as a hard one
     thr = below(op.v_threshold) if op.fire is FireCompare.GE and ge == "nextafter" else op.v_threshold
     p: dict[str, float] = {"v_threshold": thr, "v_reset": v_reset}
     if isinstance(op, ops.LIF):

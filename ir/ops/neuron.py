@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Mapping, Union
+from typing import Annotated, ClassVar, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,10 +18,15 @@ from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
 from snnc.ir.types import DType, TensorType
 
 
+# The reset field of an op: a ResetMode of snnc.core.dynamics (`mode`, whose value is the `kind` written
+# to .snnir files) with its parameter. `reset_of` and `NeuronOp.to_params` convert to and from NeuronParams.
+
+
 class HardReset(BaseModel):
     """After a spike, V <- v_reset."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    mode: ClassVar[ResetMode] = ResetMode.HARD
     kind: Literal["hard"] = "hard"
     v_reset: float = 0.0
 
@@ -33,7 +38,13 @@ class SoftReset(BaseModel):
     """After a spike, V <- V - v_threshold (reset by subtraction)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    mode: ClassVar[ResetMode] = ResetMode.SOFT
     kind: Literal["soft"] = "soft"
+
+    @property
+    def v_reset(self) -> float:
+        """NeuronParams.v_reset: 0 (the LIF leak's target without a hard reset)."""
+        return 0.0
 
     def __str__(self) -> str:
         return "soft"
@@ -43,13 +54,25 @@ class NoReset(BaseModel):
     """V is not reset after a spike."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    mode: ClassVar[ResetMode] = ResetMode.NONE
     kind: Literal["none"] = "none"
+
+    @property
+    def v_reset(self) -> float:
+        """NeuronParams.v_reset: 0 (the LIF leak's target without a hard reset)."""
+        return 0.0
 
     def __str__(self) -> str:
         return "none"
 
 
 Reset = Annotated[Union[HardReset, SoftReset, NoReset], Field(discriminator="kind")]
+RESETS: dict[ResetMode, type[HardReset | SoftReset | NoReset]] = {c.mode: c for c in (HardReset, SoftReset, NoReset)}
+
+
+def reset_of(mode: ResetMode, v_reset: float = 0.0) -> HardReset | SoftReset | NoReset:
+    """The op's reset field for NeuronParams' (reset, v_reset); v_reset is kept for a hard reset only."""
+    return HardReset(v_reset=float(v_reset)) if mode is ResetMode.HARD else RESETS[mode]()
 
 
 class NeuronOp(OpBase):
@@ -70,11 +93,8 @@ class NeuronOp(OpBase):
         return x.with_dtype(DType.SPIKE)
 
     def _params(self, kind: NeuronKind, **extra) -> NeuronParams:
-        r = self.reset
-        mode = ResetMode(r.kind)
-        return NeuronParams(kind=kind, v_threshold=self.v_threshold, reset=mode,
-                            v_reset=r.v_reset if isinstance(r, HardReset) else 0.0,
-                            compare=self.fire, **extra)
+        return NeuronParams(kind=kind, v_threshold=self.v_threshold, reset=self.reset.mode,
+                            v_reset=self.reset.v_reset, compare=self.fire, **extra)
 
     def initial_v(self) -> float:
         return self.v_init if self.v_init is not None else self.to_params().initial_v

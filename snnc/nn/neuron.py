@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from snnc.core import dynamics
-from snnc.core.dynamics import NeuronKind, NeuronParams, ResetMode
+from snnc.core.dynamics import NeuronKind, NeuronParams
 from snnc.nn import surrogate
 from snnc.nn.base import MemoryModule
 from snnc.nn import triton_backend
@@ -98,7 +98,7 @@ class BaseNode(MemoryModule):
         self.v_reset = None if v_reset is None else _as_float(owner, "v_reset", v_reset)
         self.detach_reset = _as_bool(owner, "detach_reset", detach_reset)
         self.surrogate_function = surrogate.Sigmoid() if surrogate_function is None else surrogate_function
-        self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
+        self.register_memory("v", self._reset_params().initial_v)
         self.store_v_seq = store_v_seq
         # Only the name is checked here: subclasses set their own attributes after this, and
         # `supports(node)` may need them; multi_step_forward checks support on use.
@@ -180,9 +180,9 @@ class BaseNode(MemoryModule):
 
     # ---- description for the compiler ------------------------------------------
     def _reset_params(self) -> NeuronParams:
-        if self.v_reset is None:
-            return NeuronParams(NeuronKind.IF, self.v_threshold, ResetMode.SOFT, 0.0)
-        return NeuronParams(NeuronKind.IF, self.v_threshold, ResetMode.HARD, self.v_reset)
+        """IF parameters with this layer's threshold and reset: where `v_reset: float | None` becomes a ResetMode."""
+        mode, v_reset = dynamics.reset_from_v_reset(self.v_reset)
+        return NeuronParams(NeuronKind.IF, self.v_threshold, mode, v_reset)
 
     def _require_own_charge(self, cls: type[BaseNode]) -> None:
         if type(self).neuronal_charge is not cls.neuronal_charge:
