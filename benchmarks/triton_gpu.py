@@ -192,8 +192,8 @@ def _sj_from_graph(graph, device: torch.device):
         elif isinstance(op, ops.Flatten):
             mods.append(layer.SeqToANNContainer(nn.Flatten(1 + op.start_dim, -1 if op.end_dim == -1 else 1 + op.end_dim)))
         elif isinstance(op, ops.IF):
-            soft = op.to_params().reset.value == "soft"
-            mods.append(neuron.IFNode(v_threshold=op.v_threshold, v_reset=None if soft else op.to_params().v_reset,
+            soft = isinstance(op.reset, ops.SoftReset)
+            mods.append(neuron.IFNode(v_threshold=op.v_threshold, v_reset=None if soft else op.reset.v_reset,
                                       step_mode="m"))  # fmt: skip
         elif isinstance(op, ops.Scale) and op.weight is None:
             factor = op.factor
