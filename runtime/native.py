@@ -161,10 +161,10 @@ def header(srcs: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(cc: str, out_dir: Path) -> Path:
-    """Compile the kernel library into out_dir (atomically); returns the .so path."""
+def build(cc: str, out_dir: Path, srcs: dict[str, str] | None = None) -> Path:
+    """Compile the kernel library from srcs (default: `sources()`) into out_dir (atomically); returns the .so path."""
     flags = FLAGS + _ARCH_FLAGS
-    srcs = sources()
+    srcs = sources() if srcs is None else srcs
     head = header(srcs)
     texts = [part for name, text in srcs.items() for part in (name, text)]
     key = hashlib.sha256("\0".join([*texts, head, cc, *flags, sys.platform, platform.machine(), _cpu_id()]).encode())
@@ -202,8 +202,9 @@ def load() -> ctypes.CDLL | None:
             cc = _compiler()
             if cc is None:
                 raise RuntimeError("no C compiler found (set $CC)")
-            lib = ctypes.CDLL(str(build(cc, _cache_dir())))
-            for name, text in sources().items():
+            srcs = sources()
+            lib = ctypes.CDLL(str(build(cc, _cache_dir(), srcs)))
+            for name, text in srcs.items():
                 for sig in signatures(text, name):
                     fn = getattr(lib, sig.name)
                     fn.restype, fn.argtypes = sig.ctypes_restype, sig.argtypes
