@@ -26,7 +26,7 @@ import warnings
 
 import torch
 
-from snnc.core.errors import InputError, PassError
+from snnc.core.errors import PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SoftReset
@@ -34,7 +34,7 @@ from snnc.ir.types import Layout
 from snnc.ir.verify import verify
 from snnc.passes.calibrate import ActivationStats, calibrate
 from snnc.passes.context import ConversionContext, calibrated, require
-from snnc.passes.distributed import all_reduce_stats
+from snnc.passes.distributed import calibrate_distributed
 from snnc.passes.manager import PassManager, conversion_pipeline, parse_pipeline, register_pass
 from snnc.passes.norm_modes import NormMode
 
@@ -43,13 +43,11 @@ from snnc.passes.norm_modes import NormMode
 def calibrate_pass(graph: Graph, context: ConversionContext | None) -> Graph:
     """Sketch every ReLU's activations over the calibration data (for normalize); the graph is unchanged."""
     ctx = require(context, "calibrate")
-    stats = calibrate(graph, ctx.data, batch_size=ctx.batch_size, channelwise=ctx.options.channelwise,
-                      show_progress=ctx.show_progress, require_data=not ctx.distributed)
-    if ctx.distributed:
-        all_reduce_stats(stats)
-        if stats.samples == 0:
-            raise InputError("the calibration set is empty")
-    ctx.stats, ctx.ann = stats, graph
+    run = calibrate_distributed if ctx.distributed else calibrate  # distributed: ctx.data is this rank's shard
+    extra = {"shard_data": False} if ctx.distributed else {}
+    ctx.stats = run(graph, ctx.data, batch_size=ctx.batch_size, channelwise=ctx.options.channelwise,
+                    show_progress=ctx.show_progress, **extra)
+    ctx.ann = graph
     return graph
 
 

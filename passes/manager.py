@@ -22,7 +22,7 @@ from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 from snnc.passes.context import ConversionContext
 
-PassFn = Callable[[Graph], Graph]
+PassFn = Callable[[Graph], Graph]  # or (graph, context) -> Graph when fn.uses_context
 
 
 class PassSpec(BaseModel):
@@ -90,6 +90,7 @@ PIPELINES: dict[str, str] = {
     # scales folded into weights and thresholds: fewer float16 roundings (lower() folds time into batch)
     "lynxi": "fuse-bn,fold-scales,fold-constants,remove-identities,dce",
 }
+
 
 def conversion_pipeline(target: str | None = None) -> str:
     """PIPELINES["convert"], then the target's own conversion passes ("convert-<target>") if it has any."""
