@@ -7,14 +7,16 @@ The functions other parts build on:
     fold_scales(graph)                fold Scale ops into weights, biases and thresholds
     fuse(graph)                       record fusion groups in graph.meta["fusion_groups"/"fusion_kinds"]
     hoist_constant_input(graph)       constant input: stateless prefix in NX, computed once
+    convert_graph(graph, context)     PIPELINES["convert"]: calibrate, normalize, relu-to-if, ... as passes
 """
 
 from snnc.passes import dce as _dce  # noqa: F401 - registers 'dce'
 from snnc.passes import fuse_bn as _fuse_bn  # noqa: F401 - registers 'fuse-bn'
 from snnc.passes.bias_correction import correct_biases
 from snnc.passes.calibrate import ActivationStats, ChannelSketch, QuantileSketch, calibrate
-from snnc.passes.convert import (ConversionOptions, FixedScale, MaxNorm, MinError, Percentile, parse_norm_mode,
-                                 relu_to_if, to_time_layout)
+from snnc.passes.context import ConversionContext, ConversionOptions, conversion_context
+from snnc.passes.convert import convert_graph, normalize, relu_to_if, to_time_layout
+from snnc.passes.norm_modes import FixedScale, MaxNorm, MinError, NormMode, Percentile, parse_norm_mode
 from snnc.passes.cleanup import fold_constants, remove_identities
 from snnc.passes.dce import dce
 from snnc.passes.distributed import all_reduce_stats, calibrate_distributed
@@ -23,15 +25,17 @@ from snnc.passes.fuse import fuse, fusion_groups, live_groups
 from snnc.passes.fuse_bn import fuse_bn, fuse_bn_weights
 from snnc.passes.hoist import hoist_constant_input
 from snnc.passes.layout import TARGET_LAYOUTS, assign_layout, cancel_casts
-from snnc.passes.manager import PASSES, PIPELINES, PassManager, PassSpec, parse_pipeline, register_pass
+from snnc.passes.manager import (PASSES, PIPELINES, PassManager, PassSpec, conversion_pipeline, parse_pipeline,
+                                 register_pass)
 
 __all__ = ["ActivationStats", "ChannelSketch", "QuantileSketch", "calibrate", "correct_biases",
-           "ConversionOptions", "FixedScale", "MaxNorm", "MinError", "Percentile",
+           "ConversionContext", "ConversionOptions", "conversion_context", "convert_graph", "normalize",
+           "FixedScale", "MaxNorm", "MinError", "NormMode", "Percentile",
            "parse_norm_mode", "relu_to_if", "to_time_layout", "dce", "fuse_bn", "fuse_bn_weights",
            "fold_scales", "assign_layout", "cancel_casts", "TARGET_LAYOUTS", "fold_constants", "remove_identities",
            "all_reduce_stats", "calibrate_distributed", "fuse", "fusion_groups", "live_groups",
            "hoist_constant_input",
-           "PASSES", "PIPELINES", "PassManager", "PassSpec", "parse_pipeline", "register_pass"]
+           "PASSES", "PIPELINES", "PassManager", "PassSpec", "conversion_pipeline", "parse_pipeline", "register_pass"]
 
 
 def _register_all() -> None:

@@ -9,7 +9,9 @@ the per-channel mean error to the bias of the layer feeding the neuron:
 
     b_l[c] += E[a_l[c]] - E[decoded SNN output of layer l, channel c]
 
-It needs no labels, only the calibration data and the ANN it was converted from.
+It needs no labels, only the calibration data and the ANN it was converted from
+(the "bias-correction" pass reads both from the ConversionContext; it does nothing
+unless the conversion options ask for it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from torch import Tensor
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.passes.calibrate import batches
+from snnc.passes.context import ConversionContext, calibrated
 from snnc.passes.distributed import all_reduce_sums
+from snnc.passes.manager import register_pass
 
 
 def _channel_mean(value: Tensor, channel_dim: int) -> tuple[Tensor, int]:
@@ -103,3 +107,15 @@ def _producer(g: Graph, relu: str) -> ops.Conv2d | ops.Linear | None:
     if isinstance(src, (ops.Conv2d, ops.Linear)) and len(g.users(src.name)) == 1:
         return src
     return None
+
+
+@register_pass("bias-correction", context=True)
+def bias_correction_pass(graph: Graph, context: ConversionContext | None) -> Graph:
+    """With --bias-correction: shift biases by the mean rate-code error at -T (else the graph unchanged)."""
+    if context is None or not context.options.bias_correction:
+        return graph
+    ctx = calibrated(context, "bias-correction")
+    snn = correct_biases(graph, ctx.ann, ctx.data, ctx.options.time_steps, batch_size=ctx.batch_size)
+    snn = snn.copy() if snn is graph else snn  # passes never change their input
+    snn.meta = {**snn.meta, "conversion": {**snn.meta["conversion"], "bias_correction": True}}
+    return snn

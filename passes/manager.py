@@ -1,7 +1,10 @@
 """Pass registry, named pipelines and the PassManager.
 
 A pass is a named, pure `Graph -> Graph`. Passes with parameters are frozen
-models whose fields are their options: `normalize{mode=99.9%}` on the CLI.
+models whose fields are their options: `layout{to=TNX}` on the CLI. A conversion
+pass (registered with `context=True`) is called `(graph, context)` with the
+PassManager's ConversionContext: the calibration data and typed options, and what
+earlier passes left there (calibrate's statistics).
 """
 
 from __future__ import annotations
@@ -10,21 +13,23 @@ import re
 from pathlib import Path
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from snnc.core.errors import PassError, SnncError, VerifyError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
+from snnc.passes.context import ConversionContext
 
-PassFn = Callable[[Graph], Graph]
+PassFn = Callable[[Graph], Graph]  # or (graph, context) -> Graph when fn.uses_context
 
 
 class PassSpec(BaseModel):
     """Base of passes with options: a frozen model whose fields are the options, called on a graph."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    uses_context: ClassVar[bool] = False  # True: called (graph, context) with the PassManager's context
 
     def __call__(self, graph: Graph) -> Graph:
         raise NotImplementedError(type(self).__name__)
@@ -40,8 +45,12 @@ class PassInfo:
 PASSES: dict[str, PassInfo] = {}
 
 
-def register_pass(name: str):
-    """Register a pass function (no options) or a class whose instances are passes."""
+def register_pass(name: str, *, context: bool = False):
+    """Register a pass function (no options) or a class whose instances are passes.
+
+    context=True: a function called (graph, context) with the PassManager's ConversionContext
+    (None when the pipeline has none); a PassSpec says so with `uses_context = True` instead.
+    """
 
     def deco(obj):
         if name in PASSES:
@@ -56,16 +65,24 @@ def register_pass(name: str):
                 return obj
         PASSES[name] = PassInfo(name, factory, doc)
         obj.pass_name = name
+        if not isinstance(obj, type):
+            obj.uses_context = context
         return obj
 
     return deco
 
 
-# Named pipelines of graph-to-graph passes run by `snnc compile` after conversion.
-# Order: fold-scales before fold-constants (it leaves Scale chains to merge);
+# Named pipelines. "convert" turns a ReLU ANN into an SNN (snnc.convert, and `snnc compile --calib`
+# before the target's pipeline): calibrate sketches the activations that normalize reads; normalize
+# wraps each ReLU in Scale(1/lambda) -> ReLU -> Scale(lambda) on the ANN, where to-time-layout
+# leaves it; relu-to-if then makes the ReLU an IF neuron; bias-correction (a no-op unless asked
+# for) needs the converted graph before any folding. A target may add its own conversion passes
+# as "convert-<target>" (the lava package registers reset to 0 and threshold calibration).
+# The target pipelines: fold-scales before fold-constants (it leaves Scale chains to merge);
 # layout after the rewrites (they do not care) and before fuse, which runs last
 # so its groups name nodes that still exist.
 PIPELINES: dict[str, str] = {
+    "convert": "fuse-bn,calibrate,normalize,to-time-layout,relu-to-if,bias-correction,dce",
     "cpu": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
     "triton": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
     "lava": "fuse-bn,dce",  # lower() then runs quantize-loihi (NetX legalization + Loihi fixed point)
@@ -73,6 +90,13 @@ PIPELINES: dict[str, str] = {
     # scales folded into weights and thresholds: fewer float16 roundings (lower() folds time into batch)
     "lynxi": "fuse-bn,fold-scales,fold-constants,remove-identities,dce",
 }
+
+
+def conversion_pipeline(target: str | None = None) -> str:
+    """PIPELINES["convert"], then the target's own conversion passes ("convert-<target>") if it has any."""
+    extra = PIPELINES.get(f"convert-{target}") if target else None
+    return PIPELINES["convert"] + (f",{extra}" if extra else "")
+
 
 _SPEC = re.compile(r"\s*([a-z0-9-]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
@@ -114,6 +138,7 @@ class PassManager:
     timings: list[tuple[str, float]] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # nodes before and after each pass
     dump_dir: Path | None = None  # write 00-input.txt, 01-<pass>.txt, ... (the IR after each pass)
+    context: ConversionContext | None = None  # what conversion passes read (calibration data, options, stats)
 
     def __post_init__(self) -> None:
         unknown = set(self.print_after) - {n for n, _ in self.passes} - {"all"}
@@ -134,12 +159,14 @@ class PassManager:
             (self.dump_dir / f"{index:02d}-{name}.txt").write_text(str(graph))
 
     def run(self, graph: Graph) -> Graph:
+        if self.context is not None:
+            self.context.model = graph
         self._dump(0, "input", graph)
         for index, (name, fn) in enumerate(self.passes, 1):
             before = len(graph)
             start = time.perf_counter()
             try:
-                graph = fn(graph)
+                graph = fn(graph, self.context) if getattr(fn, "uses_context", False) else fn(graph)
             except SnncError:
                 raise
             except Exception as e:  # noqa: BLE001 - name the pass that failed

@@ -201,7 +201,9 @@ def compile(model: ModelArgument,
                                                 ".npy/.npz/.pt, a folder of them, or 'digits'."),
             mode: str = typer.Option("99.9%", "--mode", help="Normalization: max, P%, mse, or a float in (0,1]."),
             channelwise: bool = typer.Option(False, "--channelwise", help="Conversion: one scale per channel."),
-            v_init: float = typer.Option(0.5, "--v-init", help="Conversion: initial potential / threshold, in [0, 1)."),
+            v_init: Optional[float] = typer.Option(None, "--v-init", show_default=False,
+                                                   help="Conversion: initial potential / threshold, in [0, 1) "
+                                                        "[default: 0.5]."),
             bias_correction: bool = typer.Option(False, "--bias-correction", help="Conversion: correct biases at -T."),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Number of time steps."),
             batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Static batch size (lynxi)."),
@@ -222,14 +224,17 @@ def compile(model: ModelArgument,
                                        "artifact (never a device).")):
     """Compile a model for a target and write the artifact folder.
 
+    An ANN given with --calib runs the conversion pipeline first (snnc passes: 'pipeline convert',
+    then the target's own conversion passes), in the same pass manager as the target's pipeline:
+    --print-after, --verify-each and --dump-dir see every pass; --passes replaces the target's part.
+
     \b
     Examples:
       snnc compile out/demo/digits_ann.snnir --calib digits -T 32 -o out/digits_cpu
       snnc compile out/demo/digits_ann.snnir --calib digits --target lynxi -T 8 --batch-size 16 -o out/digits_lynxi
     """
-    import snnc
-    from snnc.passes import PIPELINES, PassManager, parse_pipeline
     from snnc.core.userdata import check_time_steps
+    from snnc.passes import PIPELINES, PassManager, conversion_context, conversion_pipeline, parse_pipeline
 
     check_time_steps(time_steps, "-T")
     given: dict[str, object] = parse_options(option)
@@ -246,21 +251,19 @@ def compile(model: ModelArgument,
 
     check_output(output, force=force)  # before any work
     graph = _load_graph(model, input_shape, weights, trust_pickle)
+    spec = passes if passes is not None else PIPELINES.get(target, "")
+    context = None
     if not _is_snn(graph):
         if calib is None:
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
                              hint="e.g. --calib digits, or --calib calib.npy")
-        data = load_array(calib, "calibration", input_scale)
-        if target == "lava":  # Loihi resets to 0: calibrate thresholds for that, with a spiking readout
-            from snnc.backends.lava.convert import convert as lava_convert
-
-            graph = lava_convert(graph, data, mode, T=time_steps or 32)
-        else:
-            graph = snnc.convert(graph, data, mode, channelwise=channelwise, v_init=v_init,
-                                 time_steps=time_steps, bias_correction=bias_correction)
-    pm = PassManager(parse_pipeline(passes if passes is not None else PIPELINES.get(target, "")),
-                     verify_each=verify_each, print_after=set((print_after or "").split(",")) - {""},
-                     printer=typer.echo, dump_dir=dump_dir)
+        conversion = {"v_init": v_init} if v_init is not None else {}  # unset: the default, and lava keeps quiet
+        context = conversion_context(load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
+                                     time_steps=time_steps, bias_correction=bias_correction, **conversion)
+        spec = ",".join(p for p in (conversion_pipeline(target), spec) if p)
+    pm = PassManager(parse_pipeline(spec), verify_each=verify_each,
+                     print_after=set((print_after or "").split(",")) - {""}, printer=typer.echo, dump_dir=dump_dir,
+                     context=context)
     graph = pm.run(graph)
     artifact = backends.get(target).lower(graph, opts, output, force=force)
     if _state["verbose"]:
@@ -531,8 +534,12 @@ def op_table(graph) -> str:
 
 @app.command("passes")
 def list_passes():
-    """List the registered passes and the named pipelines."""
+    """List the registered passes and the named pipelines, a target's own passes included."""
+    from snnc import backends
     from snnc.passes import PASSES, PIPELINES
+
+    for target in backends.available():
+        backends.get(target)  # a target package registers its own passes and pipelines
 
     for name, info in sorted(PASSES.items()):
         typer.echo(f"{name:20s} {info.doc}")

@@ -11,8 +11,8 @@ environment; docs/lava.md explains the semantics and the measured costs.
 from snnc.passes import quantize_loihi as _quantize_loihi  # noqa: F401 - registers 'quantize-loihi'
 from snnc.backends.lava.backend import NETX_FILE, Options, legalize, lower
 from snnc.backends.lava.blocks import to_blocks
-from snnc.backends.lava.convert import convert, demo_rows
+from snnc.backends.lava.convert import convert
 from snnc.backends.lava.netx import NetxLayer, NetxNetwork, NetxNeuron, network_from_graph, read_netx, write_netx
 
-__all__ = ["NETX_FILE", "Options", "legalize", "lower", "to_blocks", "convert", "demo_rows", "NetxLayer",
+__all__ = ["NETX_FILE", "Options", "legalize", "lower", "to_blocks", "convert", "NetxLayer",
            "NetxNetwork", "NetxNeuron", "network_from_graph", "read_netx", "write_netx"]

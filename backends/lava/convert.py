@@ -1,23 +1,39 @@
 """ANN-to-SNN conversion for Loihi: reset to 0, thresholds calibrated for it, a spiking readout.
 
-snnc.convert gives IF neurons that reset by subtraction, which keeps the
-charge above threshold; Loihi's CUBA neuron resets to 0 and loses it, so with
-the same thresholds rates come out low. Here each layer's threshold is scaled
-by the factor (from THRESHOLD_GRID) whose reset-to-0 rates best match the
-ANN's ReLU activations on calibration data, layer by layer from the input. The
-analog output layer gets a readout neuron whose threshold is the 99.9th
-percentile of the ANN's positive outputs, so class scores become spike counts.
+The conversion pipeline gives IF neurons that reset by subtraction, which keeps
+the charge above threshold; Loihi's CUBA neuron resets to 0 and loses it, so with
+the same thresholds rates come out low. The lava target's own conversion passes
+(PIPELINES["convert-lava"], run after PIPELINES["convert"] by `snnc compile --calib
+--target lava` and by `convert` below):
+
+    reset-to-zero         every IF/LIF resets to 0 and starts at 0
+    calibrate-thresholds  each layer's threshold scaled by the factor (from THRESHOLD_GRID)
+                          whose reset-to-0 rates best match the ANN's ReLU activations on
+                          calibration data, layer by layer from the input
+    calibrate-readout     the analog output layer's readout neuron gets the 99.9th percentile
+                          of the ANN's positive outputs as threshold (class scores become
+                          spike counts), and the input range is recorded for quantization
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import HardReset
+from snnc.passes.context import ConversionContext, calibrated, conversion_context, require
+from snnc.passes.convert import convert_graph
+from snnc.passes.manager import PIPELINES, PassSpec, register_pass
+from snnc.runtime.interpreter import Interpreter
 
 THRESHOLD_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+DEFAULT_T = 32  # the T thresholds are calibrated for when the conversion names none
+DEFAULT_SAMPLES = 256  # calibration samples the threshold and readout searches run
+
+PIPELINES["convert-lava"] = "reset-to-zero,calibrate-thresholds,calibrate-readout"
 
 
 def reset_to_zero(graph: Graph) -> Graph:
@@ -29,10 +45,18 @@ def reset_to_zero(graph: Graph) -> Graph:
     return g
 
 
+@register_pass("reset-to-zero", context=True)
+def reset_to_zero_pass(graph: Graph, context: ConversionContext | None) -> Graph:
+    """Every IF/LIF resets to 0 and starts at 0, as Loihi's CUBA neuron does."""
+    if context is not None and "v_init" in context.options.model_fields_set and context.options.v_init:
+        warnings.warn(f"v_init={context.options.v_init}: Loihi neurons start at 0 (NetX cannot set an initial "
+                      "potential), so v_init only tunes what depends on it (mode mse, bias correction)",
+                      stacklevel=2)
+    return reset_to_zero(graph)
+
+
 def calibrate_thresholds(snn: Graph, ann: Graph, data: torch.Tensor, T: int) -> tuple[Graph, dict[str, float]]:
     """Scale each neuron's threshold so its reset-to-0 rate x output scale tracks the ANN activation."""
-    from snnc.runtime.interpreter import Interpreter
-
     targets = [op.name for op in snn if isinstance(op, ops.Scale) and op.name in ann.nodes
                and isinstance(ann[op.name], ops.ReLU)]
     with torch.no_grad():
@@ -55,62 +79,59 @@ def calibrate_thresholds(snn: Graph, ann: Graph, data: torch.Tensor, T: int) -> 
     return g, chosen
 
 
-def convert(model, calibration_data, mode: str | float = "99.9%", *, T: int = 32, calibrate: bool = True,
-            calib_samples: int = 256, input_shape=None) -> Graph:
-    """A float SNN ready for the lava target (reset to 0, calibrated thresholds, spiking readout)."""
-    import snnc
-    from snnc.api import _sample_shape
-    from snnc.passes import fuse_bn
+@register_pass("calibrate-thresholds")
+class CalibrateThresholds(PassSpec):
+    """Scale each layer's threshold so its reset-to-0 rates match the ANN (at -T, default 32)."""
 
-    shape, data = _sample_shape(calibration_data)
-    ann = model if isinstance(model, Graph) else snnc.trace(model, input_shape or shape)
-    x = torch.as_tensor(data if isinstance(data, torch.Tensor) else next(iter(data)))[:calib_samples].float()
-    snn = reset_to_zero(snnc.convert(ann, calibration_data, mode))
-    chosen: dict[str, float] = {}
-    if calibrate:
-        snn, chosen = calibrate_thresholds(snn, fuse_bn(ann), x, T)
+    uses_context = True
+    samples: int = DEFAULT_SAMPLES  # the first calibration samples the search runs
+
+    def __call__(self, graph: Graph, context: ConversionContext | None) -> Graph:
+        ctx = calibrated(context, "calibrate-thresholds")
+        g, chosen = calibrate_thresholds(graph, ctx.ann, ctx.head(self.samples), ctx.options.time_steps or DEFAULT_T)
+        g = g.copy() if g is graph else g  # passes never change their input
+        g.meta = {**g.meta, "loihi": {**g.meta.get("loihi", {}), "threshold_factors": chosen}}
+        return g
+
+
+def readout_threshold(ann: Graph, x: torch.Tensor) -> float:
+    """The 99.9th percentile of the ANN's positive outputs on `x` (1.0 when none is positive)."""
     with torch.no_grad():
-        from snnc.runtime.interpreter import Interpreter
-
         out = Interpreter(ann).run({ann.inputs[0].name: x})[ann.outputs[0].name]
     pos = out.clamp(min=0).flatten()
-    readout = float(torch.quantile(pos[pos > 0], 0.999)) if bool((pos > 0).any()) else 1.0
-    meta = dict(snn.meta)
-    meta["loihi"] = {**meta.get("loihi", {}), "readout_threshold": readout, "threshold_factors": chosen,
-                     "input_max": float(x.abs().max()) or 1.0}
-    snn.meta = meta
-    return snn
+    return float(torch.quantile(pos[pos > 0], 0.999)) if bool((pos > 0).any()) else 1.0
 
 
-def demo_rows(model, data, *, T: int = 32, calib_samples: int = 512, show: bool = False) -> dict:
-    """Digits-demo accuracies (%): float SNN with soft reset vs reset-to-0 vs the Loihi emulation.
+@register_pass("calibrate-readout")
+class CalibrateReadout(PassSpec):
+    """The spiking readout's threshold from the ANN's outputs, and the input range, for quantize-loihi."""
 
-    Returns {"T", "latency_steps", "rows": {name: accuracy}, "reset_to_0_cost", "quantization_cost"}.
+    uses_context = True
+    samples: int = DEFAULT_SAMPLES  # the first calibration samples the ANN runs on
+
+    def __call__(self, graph: Graph, context: ConversionContext | None) -> Graph:
+        ctx = require(context, "calibrate-readout")
+        x = ctx.head(self.samples)
+        ann = ctx.model if ctx.model is not None else ctx.ann  # the ANN as given: its outputs are the scores
+        info = dict(graph.meta.get("loihi", {}))
+        factors = info.pop("threshold_factors", {})  # {} when the thresholds were not calibrated
+        g = graph.copy()
+        g.meta = {**g.meta, "loihi": {**info, "readout_threshold": readout_threshold(ann, x),
+                                      "threshold_factors": factors, "input_max": float(x.abs().max()) or 1.0}}
+        return g
+
+
+def convert(model, calibration_data, mode: str | float = "99.9%", *, T: int = DEFAULT_T, calibrate: bool = True,
+            calib_samples: int = DEFAULT_SAMPLES, input_shape=None, **options) -> Graph:
+    """A float SNN ready for the lava target (reset to 0, calibrated thresholds, spiking readout).
+
+    The same passes as `snnc compile --calib DATA --target lava -T T`; **options are the
+    conversion options of snnc.convert (channelwise, v_init, bias_correction).
     """
-    import snnc
-    from snnc.demo import accuracy
-    from snnc.runtime.loihi import LoihiSession
-    from snnc.runtime.session import Session
+    from snnc.frontends.torch_fx import trace
 
-    calib = data.x_train[:calib_samples]
-    x, y = data.x_test, data.y_test
-    soft = snnc.convert(model, calib, "99.9%")
-    hard = reset_to_zero(soft)
-    lava_snn = convert(model, calib, "99.9%", T=T)
-    loihi = LoihiSession(lava_snn)
-    rows = {
-        "SNN, reset by subtraction (float)": accuracy(Session(soft).predict(x, T), y),
-        "SNN, reset to 0, same thresholds (float)": accuracy(Session(hard).predict(x, T), y),
-        "SNN, reset to 0, calibrated (float)": accuracy(Session(lava_snn).predict(x, T), y),
-        f"Loihi emulation (fixed point, {loihi.latency}-step latency)": accuracy(loihi.predict(x, T), y),
-    }
-    vals = list(rows.values())
-    result = {"T": T, "latency_steps": loihi.latency, "rows": rows, "reset_to_0_cost": vals[0] - vals[2],
-              "quantization_cost": vals[2] - vals[3]}
-    if show:
-        print(f"digits on Loihi (T={T}, {x.shape[0]} test images):")
-        for k, v in rows.items():
-            print(f"  {k:52s} {v:6.2f} %")
-        print(f"  cost of reset-to-0 after calibration: {result['reset_to_0_cost']:+.2f} points; "
-              f"of fixed point + spiking readout: {result['quantization_cost']:+.2f} points")
-    return result
+    context = conversion_context(calibration_data, mode, time_steps=T, **options)
+    ann = model if isinstance(model, Graph) else trace(model, input_shape or context.sample_shape)
+    lava = ["reset-to-zero"] + [f"calibrate-thresholds{{samples={calib_samples}}}"] * calibrate \
+        + [f"calibrate-readout{{samples={calib_samples}}}"]
+    return convert_graph(ann, context, pipeline=",".join([PIPELINES["convert"], *lava]))

@@ -13,7 +13,7 @@ from snnc.core.errors import InputError
 from snnc.frontends import trace
 from snnc.ir import Graph, Layout, TensorType, load, ops, save
 from snnc.passes import QuantileSketch, fuse_bn, parse_norm_mode
-from snnc.passes.convert import MinError, min_error_scale, rate_code
+from snnc.passes.norm_modes import MinError, min_error_scale, rate_code
 from snnc.runtime import Session
 
 
