@@ -258,6 +258,7 @@ def compile(model: ModelArgument,
         else:
             graph = snnc.convert(graph, data, mode, channelwise=channelwise, v_init=v_init,
                                  time_steps=time_steps, bias_correction=bias_correction)
+    backends.register_passes()  # a target's own passes (quantize-loihi) are named by --passes too
     pm = PassManager(parse_pipeline(passes if passes is not None else PIPELINES.get(target, "")),
                      verify_each=verify_each, print_after=set((print_after or "").split(",")) - {""},
                      printer=typer.echo, dump_dir=dump_dir)
@@ -532,8 +533,10 @@ def op_table(graph) -> str:
 @app.command("passes")
 def list_passes():
     """List the registered passes and the named pipelines."""
+    from snnc.backends import register_passes
     from snnc.passes import PASSES, PIPELINES
 
+    register_passes()  # the targets' own passes
     for name, info in sorted(PASSES.items()):
         typer.echo(f"{name:20s} {info.doc}")
     typer.echo("")

@@ -15,7 +15,7 @@ import torch
 
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.ir.ops import HardReset
+from snnc.ir.ops import HardReset, LoihiInfo
 
 THRESHOLD_GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 
@@ -75,10 +75,8 @@ def convert(model, calibration_data, mode: str | float = "99.9%", *, T: int = 32
         out = Interpreter(ann).run({ann.inputs[0].name: x})[ann.outputs[0].name]
     pos = out.clamp(min=0).flatten()
     readout = float(torch.quantile(pos[pos > 0], 0.999)) if bool((pos > 0).any()) else 1.0
-    meta = dict(snn.meta)
-    meta["loihi"] = {**meta.get("loihi", {}), "readout_threshold": readout, "threshold_factors": chosen,
-                     "input_max": float(x.abs().max()) or 1.0}
-    snn.meta = meta
+    LoihiInfo.of(snn).updated(readout_threshold=readout, threshold_factors=chosen,
+                              input_max=float(x.abs().max()) or 1.0).put(snn)
     return snn
 
 
@@ -88,8 +86,8 @@ def demo_rows(model, data, *, T: int = 32, calib_samples: int = 512, show: bool 
     Returns {"T", "latency_steps", "rows": {name: accuracy}, "reset_to_0_cost", "quantization_cost"}.
     """
     import snnc
+    from snnc.backends.lava.backend import emulate
     from snnc.demo import accuracy
-    from snnc.runtime.loihi import LoihiSession
     from snnc.runtime.session import Session
 
     calib = data.x_train[:calib_samples]
@@ -97,7 +95,7 @@ def demo_rows(model, data, *, T: int = 32, calib_samples: int = 512, show: bool 
     soft = snnc.convert(model, calib, "99.9%")
     hard = reset_to_zero(soft)
     lava_snn = convert(model, calib, "99.9%", T=T)
-    loihi = LoihiSession(lava_snn)
+    loihi = emulate(lava_snn)
     rows = {
         "SNN, reset by subtraction (float)": accuracy(Session(soft).predict(x, T), y),
         "SNN, reset to 0, same thresholds (float)": accuracy(Session(hard).predict(x, T), y),
