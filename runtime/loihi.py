@@ -61,7 +61,11 @@ class LoihiSession:
     """Runs a NetX network like Lava's Loihi2SimCfg: a NetxNetwork, a graph quantized for Loihi (`graph`
     keeps it), a lava artifact (folder or Artifact) or a NetX .net file."""
 
-    def __init__(self, source):
+    def __init__(self, source, **options):
+        if options:  # quantization options belong to the lava target, which quantizes before emulating
+            raise InputError(f"the Loihi emulation takes no options, got {', '.join(sorted(options))}",
+                             hint="it runs a network already on Loihi's integer grid; to quantize a float graph "
+                                  "with options use snnc.backends.lava.emulate(graph, **options)")
         self.graph = None
         if isinstance(source, NetxNetwork):
             self.network = source

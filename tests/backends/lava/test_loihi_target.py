@@ -63,6 +63,20 @@ def test_emulator_refuses_a_float_graph_and_emulate_quantizes_it():
     assert torch_equal(s.run(x), LoihiSession(QuantizeLoihi()(g)).run(x))
 
 
+def test_emulator_options_are_refused_by_name_and_go_to_emulate(tmp_path):
+    """LoihiSession once took quantization options; they are emulate()'s now, and naming one is an error."""
+    art = snnc.compile(conv_pool_dense(), target="lava", output=tmp_path / "art")
+    for source in (conv_pool_dense(), art, art.path):
+        with pytest.raises(InputError, match="takes no options, got input_bits") as e:
+            LoihiSession(source, input_bits=5)
+        assert "emulate(graph, **options)" in e.value.hint
+    with pytest.raises(InputError, match="takes no options, got device"):
+        snnc.load(art.path, device="cpu")
+    with pytest.warns(UserWarning, match="resets by subtraction"):
+        q = emulate(input_neuron_net(), input_bits=5, soft_reset="convert")
+    assert LoihiInfo.of(q.graph).input_bits == 5 and q.network.input_scale == 31.0
+
+
 def test_quantize_loihi_is_the_lava_targets_pass_and_the_cli_names_it(tmp_path):
     """The pass lives in snnc.backends.lava; `snnc passes` lists it and `--passes` resolves it for any target."""
     from snnc.passes import PASSES
