@@ -17,6 +17,19 @@ def available() -> tuple[str, ...]:
     return tuple(t for t in TARGETS if importlib.util.find_spec(f"snnc.backends.{t}") is not None)
 
 
+def register_passes() -> None:
+    """Import every available target package, so the passes a target owns (e.g. lava's quantize-loihi) are
+    in the pass registry; a package that fails to import is reported, not fatal."""
+    import warnings
+
+    for target in available():
+        try:
+            importlib.import_module(f"snnc.backends.{target}")
+        except Exception as e:  # noqa: BLE001 - one broken target must not hide the other passes
+            warnings.warn(f"target package snnc.backends.{target} failed to import: {type(e).__name__}: {e}",
+                          stacklevel=2)
+
+
 def get(target: str):
     """The backend module for `target`."""
     if target not in TARGETS:

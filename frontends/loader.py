@@ -230,7 +230,7 @@ def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
 
         return load_snnir(path)
     if kind == "netx":
-        from snnc.backends.lava.netx import read_netx
+        from snnc.ir.formats.netx import read_netx
 
         return read_netx(path)
     if kind == "artifact":

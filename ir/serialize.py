@@ -3,6 +3,7 @@
 Layout:
     attrs  format = "snnir", format_version = SNNIR_FORMAT_VERSION, snnc_version
     /graph            UTF-8 JSON: {"name", "meta", "nodes": [op...], "params": [{"name","dtype","shape"}]}
+                      (meta's typed annotations, snnc.ir.annotations, as their fields)
     /params/p00000    one dataset per parameter, in the order of "params"
 
 Files are deterministic: the same graph gives the same bytes (no timestamps).
@@ -21,6 +22,7 @@ import torch
 from snnc.core.errors import MalformedFileError
 from snnc.core.fileio import atomic_path
 from snnc.core.safety import H5Group, open_hdf5
+from snnc.ir.annotations import dump_meta, load_meta
 from snnc.ir.graph import Graph
 from snnc.ir.ops import OP_ADAPTER
 
@@ -40,7 +42,7 @@ def _version() -> str:
 def graph_to_json(graph: Graph) -> str:
     doc = {
         "name": graph.name,
-        "meta": graph.meta,
+        "meta": dump_meta(graph.meta),  # typed annotations as their JSON
         "nodes": [OP_ADAPTER.dump_python(op, mode="json") for op in graph],
         "params": [{"name": k, "dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
                    for k, v in graph.params.items()],
@@ -117,6 +119,10 @@ def _load(p: Path) -> Graph:
         meta = doc.get("meta") or {}
         if not isinstance(meta, dict):
             raise MalformedFileError(f"{p}: graph meta must be a mapping")
+        try:
+            meta = load_meta(meta)
+        except ValueError as e:
+            raise MalformedFileError(f"{p}: {e}") from None
         graph = Graph(str(doc.get("name", "main")), meta)
         for i, spec in enumerate(specs):
             graph.params[spec["name"]] = _read_param(f, p, i, spec)

@@ -39,8 +39,9 @@ __all__ = ["ActivationStats", "ChannelSketch", "QuantileSketch", "calibrate", "c
 
 
 def _register_all() -> None:
-    """Import every other pass module of this package so its passes are registered (e.g. a backend's
-    quantize pass); a module that fails to import is reported, not fatal."""
+    """Import every other pass module of this package so its passes are registered (a target's own passes
+    are registered by its package, snnc.backends.register_passes); a module that fails to import is reported,
+    not fatal."""
     import importlib
     import pkgutil
     import warnings

@@ -11,8 +11,11 @@ One time step of a layer, in Lava's order (lava/proc/{dense,conv,lif}/models.py)
 The input is fed as integers: graded messages (Loihi 2) or 0/1 spikes into the
 first synapse, or the a_in of an input neuron (no latency there).
 
-    session = LoihiSession(graph_or_artifact_or_netx_file)
+    session = LoihiSession(network_or_quantized_graph_or_artifact_or_netx_file)
     spikes = session.run(x, T=32)      # [T, N, *out] of 0/1, exactly Lava's output
+
+The emulator runs what is already on Loihi's integer grid; a float graph is
+quantized by the lava target first: snnc.backends.lava.emulate(graph).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from torch import Tensor
 from snnc.core import spelling
 from snnc.core.errors import InputError
 from snnc.core.userdata import as_float, check_time_steps
+from snnc.ir.formats.netx import NetxNetwork, network_from_graph, read_network
+from snnc.ir.graph import Graph
+from snnc.ir.ops import LoihiInfo
 
 _U_MAX = 1 << 23
 
@@ -52,27 +58,27 @@ def _wrap24(x: Tensor) -> Tensor:
 
 
 class LoihiSession:
-    """Runs a NetX network (from a graph, an artifact folder or a .net file) like Lava's Loihi2SimCfg."""
+    """Runs a NetX network like Lava's Loihi2SimCfg: a NetxNetwork, a graph quantized for Loihi (`graph`
+    keeps it), a lava artifact (folder or Artifact) or a NetX .net file."""
 
-    def __init__(self, source, **quantize_options):
-        from snnc.backends.lava.netx import NetxNetwork
-
+    def __init__(self, source, **options):
+        if options:  # quantization options belong to the lava target, which quantizes before emulating
+            raise InputError(f"the Loihi emulation takes no options, got {', '.join(sorted(options))}",
+                             hint="it runs a network already on Loihi's integer grid; to quantize a float graph "
+                                  "with options use snnc.backends.lava.emulate(graph, **options)")
         self.graph = None
         if isinstance(source, NetxNetwork):
             self.network = source
         else:
-            self.network = self._load(source, quantize_options)
+            self.network = self._load(source)
         net = self.network
         self.latency = net.synaptic_layers
         self._layers = [lay for lay in net.layers if lay.type in ("conv", "dense")]
         self._weights = [self._exact_float(lay, i == 0) for i, lay in enumerate(self._layers)]
         self._bias = [self._bias_of(lay) for lay in self._layers]
 
-    def _load(self, source, options):
+    def _load(self, source) -> NetxNetwork:
         from snnc.backends.artifact import Artifact
-        from snnc.backends.lava.netx import network_from_graph, read_network
-        from snnc.ir.graph import Graph
-        from snnc.passes.quantize_loihi import QuantizeLoihi
 
         if isinstance(source, (str, os.PathLike)):
             p = Path(source)
@@ -84,9 +90,14 @@ class LoihiSession:
                 return read_network(source.path / source.manifest.get("netx", "net.net"))
             source = source.graph()
         if not isinstance(source, Graph):
-            raise TypeError(f"LoihiSession needs a Graph, an artifact or a NetX file, got {type(source).__name__}")
-        self.graph = QuantizeLoihi(**options)(source)
-        return network_from_graph(self.graph)
+            raise TypeError(f"LoihiSession needs a NetX network, a graph quantized for Loihi, an artifact or a NetX "
+                            f"file, got {type(source).__name__}")
+        if not LoihiInfo.of(source).quantized:
+            raise InputError(f"graph {source.name} is not on Loihi's integer grid, which the emulator runs",
+                             hint="quantize it first: snnc.backends.lava.emulate(graph) (or compile it for target "
+                                  "lava and run the artifact)")
+        self.graph = source
+        return network_from_graph(source)
 
     def _exact_float(self, lay, first: bool) -> Tensor:
         """The weights in float32 when every partial sum is an integer below 2^24 (exact), else float64."""

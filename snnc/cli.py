@@ -261,6 +261,7 @@ def compile(model: ModelArgument,
         context = conversion_context(load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
                                      time_steps=time_steps, bias_correction=bias_correction, **conversion)
         spec = ",".join(p for p in (conversion_pipeline(target), spec) if p)
+    backends.register_passes()  # a target's own passes (quantize-loihi) are named by --passes too
     pm = PassManager(parse_pipeline(spec), verify_each=verify_each,
                      print_after=set((print_after or "").split(",")) - {""}, printer=typer.echo, dump_dir=dump_dir,
                      context=context)
@@ -534,13 +535,11 @@ def op_table(graph) -> str:
 
 @app.command("passes")
 def list_passes():
-    """List the registered passes and the named pipelines, a target's own passes included."""
-    from snnc import backends
+    """List the registered passes and the named pipelines."""
+    from snnc.backends import register_passes
     from snnc.passes import PASSES, PIPELINES
 
-    for target in backends.available():
-        backends.get(target)  # a target package registers its own passes and pipelines
-
+    register_passes()  # the targets' own passes
     for name, info in sorted(PASSES.items()):
         typer.echo(f"{name:20s} {info.doc}")
     typer.echo("")

@@ -132,8 +132,8 @@ def demo_rows(model, data: datasets.Split, *, T: int = 32, calib_samples: int = 
     Returns {"T", "latency_steps", "rows": {name: accuracy}, "reset_to_0_cost", "quantization_cost"}.
     """
     import snnc
+    from snnc.backends.lava import emulate
     from snnc.backends.lava.convert import convert as lava_convert, reset_to_zero
-    from snnc.runtime.loihi import LoihiSession
     from snnc.runtime.session import Session
 
     calib = data.x_train[:calib_samples]
@@ -141,7 +141,7 @@ def demo_rows(model, data: datasets.Split, *, T: int = 32, calib_samples: int = 
     soft = snnc.convert(model, calib, "99.9%")
     hard = reset_to_zero(soft)
     lava_snn = lava_convert(model, calib, "99.9%", T=T)
-    loihi = LoihiSession(lava_snn)
+    loihi = emulate(lava_snn)
     rows = {
         "SNN, reset by subtraction (float)": accuracy(Session(soft).predict(x, T), y),
         "SNN, reset to 0, same thresholds (float)": accuracy(Session(hard).predict(x, T), y),

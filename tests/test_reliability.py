@@ -455,7 +455,7 @@ def test_direct_readers_refuse_links_into_other_files(tmp_path, small_cnn, fmt):
         path = snnc.ir.save(snnc.trace(small_cnn, (1, 8, 8)), tmp_path / "m.snnir")
         read = snnc.ir.load
     else:
-        from snnc.backends.lava.netx import NetxLayer, NetxNetwork, NetxNeuron, read_network, write_netx
+        from snnc.ir.formats.netx import NetxLayer, NetxNetwork, NetxNeuron, read_network, write_netx
 
         net = NetxNetwork([NetxLayer("input", (3,)), NetxLayer("dense", (2,), NetxNeuron(4096, 0, 10),
                                                                weight=np.array([[1, -1, 0], [0, 2, 4]]))], (3,))

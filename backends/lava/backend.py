@@ -1,4 +1,4 @@
-"""lower(graph) for the lava target: a folder with the NetX hdf5 file Lava runs on Loihi."""
+"""lower(graph) for the lava target: a folder with the NetX hdf5 file Lava runs on Loihi; emulate(graph) runs it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import Artifact, write_artifact
-from snnc.backends.lava.netx import network_from_graph, write_netx
+from snnc.backends.lava.quantize import QuantizeLoihi
 from snnc.core.errors import LoweringError
+from snnc.ir.formats.netx import network_from_graph, write_netx
 from snnc.ir.graph import Graph
-from snnc.passes.quantize_loihi import QuantizeLoihi
+from snnc.ir.ops import LoihiInfo
+from snnc.runtime.loihi import LoihiSession
 
 NETX_FILE = "net.net"
 
@@ -44,9 +46,15 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
         raise LoweringError("the lava target needs an output folder")
     g = legalize(graph, options)
     net = network_from_graph(g)
-    info = g.meta["loihi"]
+    info = LoihiInfo.of(g)
     return write_artifact(g, "lava", output, {
         "netx": NETX_FILE, "time_steps": options.time_steps, "latency_steps": net.synaptic_layers,
-        "input": info["input"], "input_scale": info["input_scale"],
-        "input_message_bits": info["input_message_bits"], "quantization": info["layers"],
+        "input": info.input, "input_scale": info.input_scale, "input_message_bits": info.input_message_bits,
+        "quantization": [r.model_dump(mode="json", exclude_defaults=True) for r in info.layers],
     }, lambda folder: write_netx(net, folder / NETX_FILE, options.time_steps), force=force)
+
+
+def emulate(graph: Graph, **quantize_options) -> LoihiSession:
+    """The bit-exact Loihi emulation of `graph`: quantized first (the quantize-loihi pass, with its options),
+    unless it already is; `session.graph` is the quantized graph."""
+    return LoihiSession(QuantizeLoihi(**quantize_options)(graph))

@@ -10,7 +10,9 @@ int(64 threshold), round(4096 decay)) gives back exactly our integers and
 
 from __future__ import annotations
 
+from snnc.backends.lava.quantize import QuantizeLoihi
 from snnc.core.errors import LoweringError
+from snnc.ir.formats.netx import network_from_graph
 from snnc.ir.graph import Graph
 
 W_SCALE = 64
@@ -34,9 +36,6 @@ def to_blocks(graph: Graph, **quantize_options) -> list:
     """
     slayer = _slayer()
     import torch
-
-    from snnc.backends.lava.netx import network_from_graph
-    from snnc.passes.quantize_loihi import QuantizeLoihi
 
     net = network_from_graph(QuantizeLoihi(**quantize_options)(graph))
     blocks = []

@@ -23,7 +23,7 @@ import torch
 
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.ir.ops import HardReset
+from snnc.ir.ops import HardReset, LoihiInfo
 from snnc.passes.context import ConversionContext, calibrated, conversion_context, require
 from snnc.passes.convert import convert_graph
 from snnc.passes.manager import PIPELINES, PassSpec, register_pass
@@ -90,8 +90,7 @@ class CalibrateThresholds(PassSpec):
         ctx = calibrated(context, "calibrate-thresholds")
         g, chosen = calibrate_thresholds(graph, ctx.ann, ctx.head(self.samples), ctx.options.time_steps or DEFAULT_T)
         g = g.copy() if g is graph else g  # passes never change their input
-        g.meta = {**g.meta, "loihi": {**g.meta.get("loihi", {}), "threshold_factors": chosen}}
-        return g
+        return LoihiInfo.of(g).updated(threshold_factors=chosen).put(g)
 
 
 def readout_threshold(ann: Graph, x: torch.Tensor) -> float:
@@ -113,12 +112,9 @@ class CalibrateReadout(PassSpec):
         ctx = require(context, "calibrate-readout")
         x = ctx.head(self.samples)
         ann = ctx.model if ctx.model is not None else ctx.ann  # the ANN as given: its outputs are the scores
-        info = dict(graph.meta.get("loihi", {}))
-        factors = info.pop("threshold_factors", {})  # {} when the thresholds were not calibrated
-        g = graph.copy()
-        g.meta = {**g.meta, "loihi": {**info, "readout_threshold": readout_threshold(ann, x),
-                                      "threshold_factors": factors, "input_max": float(x.abs().max()) or 1.0}}
-        return g
+        g = graph.copy()  # threshold_factors stay as calibrate-thresholds left them ({} when it did not run)
+        return LoihiInfo.of(g).updated(readout_threshold=readout_threshold(ann, x),
+                                       input_max=float(x.abs().max()) or 1.0).put(g)
 
 
 def convert(model, calibration_data, mode: str | float = "99.9%", *, T: int = DEFAULT_T, calibrate: bool = True,

@@ -27,7 +27,7 @@ from snnc.backends.lava.compose import LINEAR_OPS, compose_convs, measure_dense
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.ir.ops import CubaLIF, HardReset, NoReset, SoftReset
+from snnc.ir.ops import CubaLIF, HardReset, LoihiInfo, NoReset, SoftReset
 from snnc.ir.verify import verify
 
 # how the ANN is converted for Loihi, in Python and on the command line
@@ -151,10 +151,8 @@ def legalize(graph: Graph, options: LegalizeOptions | None = None) -> Graph:
             out.add(ops.Output(name=op.name, inputs=(prev,), loc=op.loc))
         else:
             seg.append(op)
-    meta = dict(out.meta)
-    meta["loihi"] = {**meta.get("loihi", {}), "input": "neuron" if input_neuron else
-                     ("spikes" if inp.type.dtype.value == "spike" else "graded")}
-    out.meta = meta
+    LoihiInfo.of(out).updated(input="neuron" if input_neuron else
+                              ("spikes" if inp.type.dtype.value == "spike" else "graded")).put(out)
     out.drop_unused_params()
     return verify(out)
 
@@ -216,7 +214,7 @@ def _readout(out: Graph, graph: Graph, seg, prev: str, options: LegalizeOptions)
     """A spiking readout after an analog output (NetX outputs spikes only)."""
     base = next((s.name for s in reversed(seg) if isinstance(s, (ops.Conv2d, ops.Linear))), seg[-1].name)
     syn = _synapse(out, graph, seg, prev, 1.0, f"{base}_syn")
-    theta = options.readout_threshold or graph.meta.get("loihi", {}).get("readout_threshold")
+    theta = options.readout_threshold or LoihiInfo.of(graph).readout_threshold
     if theta is None:
         w = out.params[out[syn].weight]
         b = out.params[out[syn].bias] if out[syn].bias else torch.zeros(w.shape[0])

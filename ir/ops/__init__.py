@@ -10,7 +10,7 @@ from snnc.ir.ops.base import REGISTRY, OpBase, ParamInfo, SourceLoc, StateSpec, 
 from snnc.ir.ops.elementwise import Add, Concat, Flatten, Identity, ReLU, Scale
 from snnc.ir.ops.io import Input, Output
 from snnc.ir.ops.layout import LayoutCast
-from snnc.ir.ops.loihi import CubaLIF
+from snnc.ir.ops.loihi import CubaLIF, LoihiInfo, LoihiLayerReport
 from snnc.ir.ops.linear import BatchNorm, Conv2d, Linear
 from snnc.ir.ops.neuron import IF, LIF, RESETS, HardReset, NeuronOp, NoReset, SoftReset, reset_of
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -22,5 +22,5 @@ __all__ = [
     "REGISTRY", "Op", "OP_ADAPTER", "OpBase", "ParamInfo", "SourceLoc", "StateSpec", "TypeInferenceError",
     "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d", "MaxPool2d",
     "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "IF", "LIF", "NeuronOp",
-    "HardReset", "SoftReset", "NoReset", "RESETS", "reset_of", "LayoutCast", "CubaLIF",
+    "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
 ]

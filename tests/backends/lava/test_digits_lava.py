@@ -8,10 +8,10 @@ ten samples (measured on 450 test images: 99.56% float, 98.89% emulated; 0.22 po
 import pytest
 
 from snnc.core import datasets
-from snnc.backends.lava import convert
+from snnc.backends.lava import convert, emulate
 from snnc.demo import accuracy
+from snnc.ir.ops import LoihiInfo
 from snnc.runtime import Session
-from snnc.runtime.loihi import LoihiSession
 from tests.nets import digits_cnn
 
 
@@ -30,8 +30,8 @@ def test_loihi_emulation_keeps_digits_accuracy(digits):
     soft = accuracy(Session(snnc.convert(model, calib)).predict(x, T), y)
     snn = convert(model, calib, T=T, calib_samples=64)
     assert all(op.reset.kind == "hard" for op in snn if hasattr(op, "reset"))
-    assert snn.meta["loihi"]["threshold_factors"]  # thresholds were calibrated for reset-to-0
-    loihi = LoihiSession(snn)
+    assert LoihiInfo.of(snn).threshold_factors  # thresholds were calibrated for reset-to-0
+    loihi = emulate(snn)
     acc = accuracy(loihi.predict(x, T), y)
     assert acc >= soft - 3.0, (soft, acc)
     assert loihi.latency == 3  # conv, conv (pool folded in), dense: one step each

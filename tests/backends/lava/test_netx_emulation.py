@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import snnc
-from snnc.backends.lava import network_from_graph, read_netx, write_netx
-from snnc.backends.lava.netx import NetxLayer, NetxNetwork, NetxNeuron, read_network
+from snnc.backends.lava import emulate, network_from_graph, read_netx, write_netx
+from snnc.backends.lava.quantize import QuantizeLoihi
 from snnc.core.errors import MalformedFileError
 from snnc.ir import ops
-from snnc.passes.quantize_loihi import QuantizeLoihi
+from snnc.ir.formats.netx import NetxLayer, NetxNetwork, NetxNeuron, read_network
 from snnc.runtime import Session
 from snnc.runtime.loihi import LoihiSession, neuron_step
 from tests.backends.lava.nets import conv_pool_dense, input_neuron_net, spikes
@@ -119,7 +119,7 @@ def test_emulation_equals_cpu_reference_on_the_quantized_graph_shifted_by_latenc
 def test_input_neuron_network_runs_and_encodes_analog_input():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = LoihiSession(input_neuron_net())
+        s = emulate(input_neuron_net())
     x = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     layers = s.run(x, 12, all_layers=True)
     assert s.network.input_neuron and len(layers) == 3

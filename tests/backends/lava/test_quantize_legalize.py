@@ -10,9 +10,9 @@ from snnc.backends.lava.legalize import LegalizeOptions, legalize
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.ir.ops import SoftReset
-from snnc.passes.quantize_loihi import (QuantizeLoihi, decay_mantissa, quantization_report, quantize_weight,
-                                        threshold_mantissa)
+from snnc.ir.ops import LoihiInfo, SoftReset
+from snnc.backends.lava.quantize import (QuantizeLoihi, decay_mantissa, quantization_report, quantize_weight,
+                                         threshold_mantissa)
 from snnc.runtime import Session
 from tests.backends.lava.nets import _tnx, conv_pool_dense, input_neuron_net, spikes
 
@@ -38,17 +38,17 @@ def test_decays_are_12_bit_fractions():
 
 def test_each_layer_uses_the_8bit_range_or_names_what_limited_it():
     q = QuantizeLoihi()(conv_pool_dense())
-    layers = q.meta["loihi"]["layers"]
-    assert [r["neuron"] for r in layers] == ["n1", "n2", "n3"]
+    layers = LoihiInfo.of(q).layers
+    assert [r.neuron for r in layers] == ["n1", "n2", "n3"]
     for r in layers:
-        w = q.params[q[r["synapse"]].weight]
+        w = q.params[q[r.synapse].weight]
         assert bool((w == torch.round(w)).all()) and bool((w % 2 == 0).all())
         assert w.abs().max() <= 256
-        if r["limited_by"] == "weights (8 bit)":
-            assert r["weight_range_used"] > 0.5  # the exponent is the largest power of two that fits
-        assert r["weight_rel_error"] < 0.05
+        if r.limited_by == "weights (8 bit)":
+            assert r.weight_range_used > 0.5  # the exponent is the largest power of two that fits
+        assert r.weight_rel_error < 0.05
     report = quantization_report(q)
-    assert all(r["neuron"] in report for r in layers)
+    assert all(r.neuron in report for r in layers)
 
 
 def test_ge_neuron_becomes_gt_and_lif_decays_are_quantized():

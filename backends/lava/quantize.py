@@ -1,5 +1,6 @@
 """quantize-loihi: put an SNN on Loihi's fixed-point grid, with a per-layer error report.
 
+The lava target's own pass, registered when snnc.backends.lava is imported.
 The graph is first legalized for NetX (snnc.backends.lava.legalize: one
 `synapse -> CUBA neuron` chain). Each layer then gets a weight exponent e, the
 largest power of two 2^e for which every Loihi register stays in range:
@@ -14,8 +15,8 @@ largest power of two 2^e for which every Loihi register stays in range:
 so the integer network computes the float one scaled by s, up to rounding.
 A graded (analog) input is sent as integers x_int = round(x input_scale) with
 input_scale = (2^input_bits - 1) / input_max (Loihi 2 graded spikes). The
-report (graph.meta["loihi"]["layers"]) gives, per layer, e, the register that
-limited it, the weight range used and the relative errors.
+report (`LoihiInfo.of(graph).layers`, snnc.ir.ops.LoihiInfo) gives, per layer,
+e, the register that limited it, the weight range used and the relative errors.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from snnc.backends.lava.legalize import LegalizeOptions, legalize
 from snnc.core.errors import PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.ops import LoihiInfo, LoihiLayerReport
 from snnc.passes.manager import PassSpec, register_pass
 
 W_MIN, W_MAX = -256, 254
@@ -70,22 +73,20 @@ class QuantizeLoihi(PassSpec):
     input_max: float | None = Field(default=None, gt=0)
 
     def __call__(self, graph: Graph) -> Graph:
-        if graph.meta.get("loihi", {}).get("quantized"):
+        if LoihiInfo.of(graph).quantized:
             return graph
-        from snnc.backends.lava.legalize import LegalizeOptions, legalize
-
         g = legalize(graph, LegalizeOptions(soft_reset=self.soft_reset, readout_threshold=self.readout_threshold))
         return quantize(g, input_bits=self.input_bits, input_max=self.input_max)
 
 
 def quantize(graph: Graph, *, input_bits: int = 7, input_max: float | None = None) -> Graph:
     """Quantize a legalized graph (see snnc.backends.lava.legalize); returns a new graph."""
-    info = dict(graph.meta.get("loihi", {}))
-    if "input" not in info:
+    info = LoihiInfo.of(graph)
+    if info.input is None:
         raise PassError(f"graph {graph.name} is not legalized for Loihi", hint="run the quantize-loihi pass")
     g = graph.copy()
-    mode = info["input"]
-    x_max = float(input_max or info.get("input_max") or 1.0)
+    mode = info.input
+    x_max = float(input_max or info.input_max or 1.0)
     if mode == "spikes":
         in_scale, in_max, message_bits = 1.0, 1.0, 0
     else:
@@ -106,9 +107,8 @@ def quantize(graph: Graph, *, input_bits: int = 7, input_max: float | None = Non
         reads_input = _reads(g, src, inp)
         layers.append(_quantize_layer(g, src, op, in_scale if reads_input else 1.0,
                                       in_max if reads_input else 1.0))
-    info.update(quantized=True, input_scale=in_scale, input_bits=input_bits if mode != "spikes" else 0,
-                input_max=x_max, input_message_bits=message_bits, layers=layers)
-    g.meta = {**g.meta, "loihi": info}
+    info.updated(quantized=True, input_scale=in_scale, input_bits=input_bits if mode != "spikes" else 0,
+                 input_max=x_max, input_message_bits=message_bits, layers=tuple(layers)).put(g)
     g.drop_unused_params()
     return g
 
@@ -124,17 +124,18 @@ def _neuron_ints(op: ops.CubaLIF) -> tuple[int, int]:
     return decay_mantissa(op.current_decay), decay_mantissa(op.voltage_decay)
 
 
-def _quantize_input_neuron(g: Graph, op: ops.CubaLIF, in_scale: float) -> dict:
+def _quantize_input_neuron(g: Graph, op: ops.CubaLIF, in_scale: float) -> LoihiLayerReport:
     i_decay, v_decay = _neuron_ints(op)
     vth = threshold_mantissa(op.v_threshold, in_scale, op.fire.value == "ge")
     g.replace_op(op.replace(v_threshold=float(vth), current_decay=i_decay / DECAY_ONE,
                             voltage_decay=v_decay / DECAY_ONE, fire=ops.CubaLIF.model_fields["fire"].default))
-    return {"neuron": op.name, "synapse": None, "weight_exp": None, "limited_by": "input scale", "v_th_mant": vth,
-            "threshold_rel_error": _rel(vth + (op.fire.value == "ge"), op.v_threshold * in_scale),
-            "i_decay": i_decay, "v_decay": v_decay}
+    return LoihiLayerReport(neuron=op.name, synapse=None, weight_exp=None, limited_by="input scale", v_th_mant=vth,
+                            threshold_rel_error=_rel(vth + (op.fire.value == "ge"), op.v_threshold * in_scale),
+                            i_decay=i_decay, v_decay=v_decay)
 
 
-def _quantize_layer(g: Graph, syn: ops.Conv2d | ops.Linear, op: ops.CubaLIF, in_scale: float, in_max: float) -> dict:
+def _quantize_layer(g: Graph, syn: ops.Conv2d | ops.Linear, op: ops.CubaLIF, in_scale: float,
+                    in_max: float) -> LoihiLayerReport:
     w = g.params[syn.weight].double()
     b = g.params[syn.bias].double() if syn.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     i_decay, v_decay = _neuron_ints(op)
@@ -162,15 +163,15 @@ def _quantize_layer(g: Graph, syn: ops.Conv2d | ops.Linear, op: ops.CubaLIF, in_
     g.replace_op(syn.replace(weight=wname, bias=bname))
     g.replace_op(op.replace(v_threshold=float(vth), current_decay=i_decay / DECAY_ONE,
                             voltage_decay=v_decay / DECAY_ONE, fire=ops.CubaLIF.model_fields["fire"].default))
-    return {
-        "neuron": op.name, "synapse": syn.name, "weight_exp": e, "limited_by": limited_by,
-        "weight_range_used": float(wq.abs().max() / W_MAX),
-        "weight_rel_error": _rel_norm(wq / 2.0 ** e, w),
-        "bias_rel_error": _rel_norm(bq / scale, b) if bool((b != 0).any()) else 0.0,
-        "v_th_mant": vth, "threshold_rel_error": _rel(vth + ge, op.v_threshold * scale),
-        "i_decay": i_decay, "v_decay": v_decay,
-        "decay_abs_error": max(abs(i_decay / DECAY_ONE - op.current_decay), abs(v_decay / DECAY_ONE - op.voltage_decay)),
-    }
+    return LoihiLayerReport(
+        neuron=op.name, synapse=syn.name, weight_exp=e, limited_by=limited_by,
+        weight_range_used=float(wq.abs().max() / W_MAX),
+        weight_rel_error=_rel_norm(wq / 2.0 ** e, w),
+        bias_rel_error=_rel_norm(bq / scale, b) if bool((b != 0).any()) else 0.0,
+        v_th_mant=vth, threshold_rel_error=_rel(vth + ge, op.v_threshold * scale),
+        i_decay=i_decay, v_decay=v_decay,
+        decay_abs_error=max(abs(i_decay / DECAY_ONE - op.current_decay), abs(v_decay / DECAY_ONE - op.voltage_decay)),
+    )
 
 
 def _rel(q: float, x: float) -> float:
@@ -184,16 +185,16 @@ def _rel_norm(q: Tensor, x: Tensor) -> float:
 
 def quantization_report(graph: Graph) -> str:
     """The per-layer quantization report of a quantized graph, as a text table."""
-    layers = graph.meta.get("loihi", {}).get("layers")
+    layers = LoihiInfo.of(graph).layers
     if layers is None:
         raise PassError(f"graph {graph.name} is not quantized for Loihi", hint="run the quantize-loihi pass")
     head = f"{'layer':28s} {'exp':>4s} {'limited by':18s} {'w used':>7s} {'w err':>7s} {'b err':>7s} {'vThMant':>8s} {'th err':>7s}"
     lines = [head]
     for r in layers:
-        exp = "-" if r["weight_exp"] is None else str(r["weight_exp"])
-        used = f"{r['weight_range_used']:.0%}" if "weight_range_used" in r else "-"
-        werr = f"{r['weight_rel_error']:.2%}" if "weight_rel_error" in r else "-"
-        berr = f"{r['bias_rel_error']:.2%}" if "bias_rel_error" in r else "-"
-        lines.append(f"{r['neuron']:28s} {exp:>4s} {r['limited_by']:18s} {used:>7s} {werr:>7s} {berr:>7s} "
-                     f"{r['v_th_mant']:>8d} {r['threshold_rel_error']:>7.2%}")
+        exp = "-" if r.weight_exp is None else str(r.weight_exp)
+        used = "-" if r.weight_range_used is None else f"{r.weight_range_used:.0%}"
+        werr = "-" if r.weight_rel_error is None else f"{r.weight_rel_error:.2%}"
+        berr = "-" if r.bias_rel_error is None else f"{r.bias_rel_error:.2%}"
+        lines.append(f"{r.neuron:28s} {exp:>4s} {r.limited_by:18s} {used:>7s} {werr:>7s} {berr:>7s} "
+                     f"{r.v_th_mant:>8d} {r.threshold_rel_error:>7.2%}")
     return "\n".join(lines)

@@ -14,6 +14,10 @@ Layout, as `lava.lib.dl.netx.hdf5.Network` reads it (LAVA_NETX.md section 3):
 Layers run in sequence; a `flatten` marks the next dense as reading its input in
 (C, H, W) order. Root attributes (snnc_*) record the host-side input scaling,
 which netx never reads.
+
+The codec is read by the loader (snnc.frontends.loader), the Loihi emulator
+(snnc.runtime.loihi) and the lava target (snnc.backends.lava), which makes the
+quantized graph that `network_from_graph` turns into a network.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import h5py
 import numpy as np
 import torch
 
-from snnc.core.errors import LoweringError, MalformedFileError
+from snnc.core.errors import LoweringError, MalformedFileError, SnncError
 from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.ops import LoihiInfo
 from snnc.ir.types import DType, Layout, TensorType
+from snnc.ir.verify import verify
 
 READABLE = ("input", "conv", "dense", "flatten")
 DEFAULT_DENSE_NEURON = (0, 4096, 1 << 17)  # netx's neuron for a dense without one: a non-spiking integrator
@@ -113,9 +119,9 @@ def _neuron(op: ops.CubaLIF) -> NetxNeuron:
 
 
 def network_from_graph(graph: Graph) -> NetxNetwork:
-    """The NetX layers of a graph quantized by quantize-loihi."""
-    info = graph.meta.get("loihi", {})
-    if not info.get("quantized"):
+    """The NetX layers of a graph quantized by quantize-loihi (snnc.backends.lava)."""
+    info = LoihiInfo.of(graph)
+    if not info.quantized:
         raise LoweringError(f"graph {graph.name} is not quantized for Loihi", hint="run the quantize-loihi pass")
     types = graph.types
     inp = graph.inputs[0]
@@ -147,8 +153,8 @@ def network_from_graph(graph: Graph) -> NetxNetwork:
                 pending_synapse = None
         else:
             raise LoweringError(f"{op.where()} has no NetX layer", hint="run the quantize-loihi pass first")
-    return NetxNetwork(layers, in_shape, int(info.get("input_message_bits", 0)), float(info.get("input_scale", 1.0)),
-                       name=graph.name)
+    return NetxNetwork(layers, in_shape, int(info.input_message_bits or 0),
+                       float(1.0 if info.input_scale is None else info.input_scale), name=graph.name)
 
 
 # -- writing ----------------------------------------------------------------------
@@ -263,9 +269,6 @@ def read_network(path: str | os.PathLike) -> NetxNetwork:
 
 def _check_shapes(net: NetxNetwork, path: Path) -> None:
     """Every layer's shape must be what its synapse makes of the previous one (the emulator trusts them)."""
-    from snnc.core.errors import SnncError
-    from snnc.ir.verify import verify
-
     try:
         graph = verify(network_to_graph(net))
     except SnncError:
@@ -381,14 +384,11 @@ def network_to_graph(net: NetxNetwork) -> Graph:
         g.add(syn)
         prev = g.add(_cuba(f"{base}_neuron", syn.name, lay.neuron))
     g.add(ops.Output(name="out", inputs=(prev,)))
-    g.meta["loihi"] = {"quantized": True, "input": "neuron" if net.input_neuron else
-                       ("graded" if net.input_message_bits else "spikes"),
-                       "input_scale": net.input_scale, "input_message_bits": net.input_message_bits}
+    LoihiInfo(quantized=True, input="neuron" if net.input_neuron else ("graded" if net.input_message_bits else "spikes"),
+              input_scale=net.input_scale, input_message_bits=net.input_message_bits).put(g)
     return g
 
 
 def read_netx(path: str | os.PathLike) -> Graph:
     """Read a NetX hdf5 file (snnc's or lava-dl slayer's export_hdf5) as an IR graph."""
-    from snnc.ir.verify import verify
-
     return verify(network_to_graph(read_network(path)))
