@@ -69,7 +69,7 @@ class LoihiSession:
         self._bias = [self._bias_of(lay) for lay in self._layers]
 
     def _load(self, source, options):
-        from snnc.backends.artifact import Artifact
+        from snnc.ir.formats.artifact import Artifact
         from snnc.backends.lava.netx import network_from_graph, read_network
         from snnc.ir.graph import Graph
         from snnc.passes.quantize_loihi import QuantizeLoihi
@@ -176,3 +176,8 @@ class LoihiSession:
     def predict(self, x, T: int | None = None) -> Tensor:
         """Class labels: argmax of the output spike counts (first index on ties)."""
         return self.run(x, T).sum(0).flatten(1).argmax(-1)
+
+
+from snnc.runtime.protocol import register_session  # noqa: E402 - the registration, kept apart
+
+register_session("lava", LoihiSession)
