@@ -16,6 +16,7 @@ from snnc.frontends.builder import GraphBuilder
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 
+
 @dataclass(frozen=True)
 class _Const:
     """A constant tensor (a weight, or a call folded over weights); `name` is its state-dict name."""

@@ -30,7 +30,6 @@ from snnc.ir.types import Layout, TensorType
 from snnc.ir.verify import verify
 
 
-
 def load_onnx(path: str | os.PathLike, *, name: str | None = None) -> Graph:
     """Read an `.onnx` file (with its external data, if any)."""
     p = Path(path)

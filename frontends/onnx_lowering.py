@@ -17,6 +17,7 @@ from snnc.frontends.builder import GraphBuilder
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 
+
 @dataclass(frozen=True)
 class _Const:
     """A constant tensor (initializer, Constant node, or a node folded over constants)."""
