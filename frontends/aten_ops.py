@@ -13,7 +13,7 @@ import torch.fx as fx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_ops import merged_run, same_padding
-from snnc.frontends.torch_export import _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, lowers
+from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, lowers
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 

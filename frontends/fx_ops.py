@@ -1,7 +1,7 @@
 """torch.fx lowerings of torch.nn modules, torch functions and tensor methods.
 
 One entry per module class, function or method (`lowers_module`, ...); the
-tables live in `snnc.frontends.torch_fx`. Shapes are handled symbolically:
+tables live in `snnc.frontends.fx_lowering`. Shapes are handled symbolically:
 `x.size(0)` is the batch dim, and a view that only merges feature dims is a
 Flatten.
 """
@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.torch_fx import _Ctx, lowers_function, lowers_method, lowers_module, type_name
+from snnc.frontends.fx_lowering import _Ctx, lowers_function, lowers_method, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 

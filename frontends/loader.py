@@ -234,7 +234,7 @@ def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
 
         return read_netx(path)
     if kind == "artifact":
-        from snnc.backends.artifact import Artifact
+        from snnc.ir.formats.artifact import Artifact
 
         return Artifact.open(path).graph()
     if kind == "nir":

@@ -1,7 +1,7 @@
 """NIR frontend: read a NIR graph (a `.nir`/`.h5` file or a nir.NIRGraph) into an IR graph.
 
 NIR neurons are continuous-time; they are discretised with a time step dt
-chosen here (see snnc.backends.nir.neurons and docs/nir.md). Files written
+chosen here (see snnc.ir.formats.nir and docs/nir.md). Files written
 by snnc carry each neuron's exact IR op in their metadata, which is used when
 it still matches the NIR parameters. Several edges entering one node are
 summed (NIR's rule), which becomes a chain of IR Add ops.
@@ -19,10 +19,10 @@ import networkx as nx
 import numpy as np
 import torch
 
-from snnc.backends.nir.neurons import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
 from snnc.core.dynamics import FireCompare
 from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.ir import ops
+from snnc.ir.formats.nir import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 from snnc.ir.types import Layout, TensorType

@@ -12,7 +12,7 @@ import onnx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_ops import merged_run, same_padding
-from snnc.frontends.onnx import _Const, _Ctx, _Refused, _ShapeVec, handles
+from snnc.frontends.onnx_lowering import _Const, _Ctx, _Refused, _ShapeVec, handles
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, reset_from_v_reset
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.torch_fx import _Ctx, lower_children, lowers_module, type_name
+from snnc.frontends.fx_lowering import _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 

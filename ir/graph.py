@@ -10,6 +10,7 @@ import torch
 
 from snnc.core.errors import VerifyError
 from snnc.ir.ops import Input, OpBase, Output, ParamInfo, TypeInferenceError
+from snnc.ir.printer import format_op_line, print_graph
 from snnc.ir.types import DType, TensorType
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -156,8 +157,6 @@ class Graph:
         return self.types[name]
 
     def _infer(self) -> dict[str, TensorType]:
-        from snnc.ir.printer import format_op_line  # late import: the printer uses Graph
-
         info = self.param_info()
         types: dict[str, TensorType] = {}
         for op in self.nodes.values():
@@ -187,8 +186,6 @@ class Graph:
         return g
 
     def __str__(self) -> str:
-        from snnc.ir.printer import print_graph
-
         return print_graph(self)
 
     def __repr__(self) -> str:

@@ -12,15 +12,12 @@ parameters as typed references, never values; no ids or addresses.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
 from snnc.ir.ops import OpBase
 from snnc.ir.types import DType, TensorType
-
-if TYPE_CHECKING:
-    from snnc.ir.graph import Graph
 
 
 def format_value(v: Any) -> str:
@@ -48,7 +45,8 @@ def format_op_line(op: OpBase, types: dict[str, TensorType] | None, groups: dict
     return f"%{op.name}{ty} = {op.kind}({', '.join(operands)}){attr_s}{grp}{loc}"
 
 
-def print_graph(graph: "Graph", *, with_types: bool = True) -> str:
+def print_graph(graph, *, with_types: bool = True) -> str:
+    """The text form of `graph` (a snnc.ir.graph.Graph, which imports this module for its __str__)."""
     types = graph.types if with_types else None
     ins = ", ".join(f"%{op.name}: {op.type}" for op in graph.inputs)
     outs = ", ".join(f"%{op.name}" for op in graph.outputs)

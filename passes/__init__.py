@@ -21,7 +21,7 @@ from snnc.passes.cleanup import fold_constants, remove_identities
 from snnc.passes.dce import dce
 from snnc.passes.distributed import all_reduce_stats, calibrate_distributed
 from snnc.passes.fold_scales import fold_scales
-from snnc.passes.fuse import fuse, fusion_groups, live_groups
+from snnc.passes.fuse import fuse
 from snnc.passes.fuse_bn import fuse_bn, fuse_bn_weights
 from snnc.passes.hoist import hoist_constant_input
 from snnc.passes.layout import TARGET_LAYOUTS, assign_layout, cancel_casts
@@ -33,7 +33,7 @@ __all__ = ["ActivationStats", "ChannelSketch", "QuantileSketch", "calibrate", "c
            "FixedScale", "MaxNorm", "MinError", "NormMode", "Percentile",
            "parse_norm_mode", "relu_to_if", "to_time_layout", "dce", "fuse_bn", "fuse_bn_weights",
            "fold_scales", "assign_layout", "cancel_casts", "TARGET_LAYOUTS", "fold_constants", "remove_identities",
-           "all_reduce_stats", "calibrate_distributed", "fuse", "fusion_groups", "live_groups",
+           "all_reduce_stats", "calibrate_distributed", "fuse",
            "hoist_constant_input",
            "PASSES", "PIPELINES", "PassManager", "PassSpec", "conversion_pipeline", "parse_pipeline", "register_pass"]
 

@@ -24,75 +24,9 @@ run a group runs its members one by one; the CPU runtime ignores groups.
 from __future__ import annotations
 
 from snnc.ir import ops
+from snnc.ir.fusion import fusion_groups
 from snnc.ir.graph import Graph
 from snnc.passes.manager import PassSpec, register_pass
-
-ELEMENTWISE = (ops.Scale, ops.ReLU, ops.Identity, ops.Add)
-_NOT_PRODUCERS = (ops.Input, ops.Output, ops.NeuronOp, ops.LayoutCast)
-
-
-def _single_user(g: Graph, name: str) -> ops.OpBase | None:
-    users = g.users(name)
-    return users[0] if len(users) == 1 else None
-
-
-def _is_repeat(g: Graph, op: ops.OpBase) -> bool:
-    """A LayoutCast from one step (NX) to a time layout: the same input at every step."""
-    return isinstance(op, ops.LayoutCast) and not g.type_of(op.inputs[0]).layout.has_time
-
-
-def _chain_into_neuron(g: Graph, neuron: ops.NeuronOp, taken: set[str], producers: bool) -> list[str]:
-    """The members before `neuron`: elementwise ops, then optionally one stateless producer."""
-    chain: list[str] = []
-    cur = neuron
-    while True:
-        src = g.nodes[cur.inputs[0]] if cur.inputs else None
-        if src is None or src.name in taken or _single_user(g, src.name) is not cur:
-            break
-        if isinstance(src, ELEMENTWISE) or _is_repeat(g, src):
-            chain.append(src.name)
-            cur = src
-            continue
-        if producers and not isinstance(src, _NOT_PRODUCERS) and not src.stateful:
-            chain.append(src.name)
-        break
-    return chain[::-1]
-
-
-def fusion_groups(graph: Graph, *, producers: bool = True, count: bool = True) -> dict[str, list[str]]:
-    """Compute the groups of `graph` (see the module doc) without changing it."""
-    g = graph
-    groups: list[list[str]] = []
-    taken: set[str] = set()
-    outputs = {o.name for o in g.outputs}
-    for op in g:
-        if not isinstance(op, ops.NeuronOp):
-            continue
-        members = _chain_into_neuron(g, op, taken, producers) + [op.name]
-        users = g.users(op.name)
-        counted = count and users and all(u.name in outputs for u in users)
-        if len(members) > 1 or counted:
-            groups.append(members)
-            taken.update(members)
-    for op in g:  # elementwise chains not already inside a neuron group
-        if not isinstance(op, ELEMENTWISE) or op.name in taken:
-            continue
-        prev = [g.nodes[i] for i in op.inputs]
-        if any(isinstance(p, ELEMENTWISE) and p.name not in taken and _single_user(g, p.name) is op for p in prev):
-            continue  # not the head of a chain
-        chain, cur = [op.name], op
-        while True:
-            nxt = _single_user(g, cur.name)
-            if not isinstance(nxt, ELEMENTWISE) or nxt.name in taken:
-                break
-            chain.append(nxt.name)
-            cur = nxt
-        if len(chain) > 1:
-            groups.append(chain)
-            taken.update(chain)
-    order = {n: i for i, n in enumerate(g.nodes)}
-    groups.sort(key=lambda m: order[m[0]])
-    return {f"g{i}": m for i, m in enumerate(groups)}
 
 
 def fuse(graph: Graph, *, producers: bool = True, count: bool = True) -> Graph:
@@ -108,20 +42,6 @@ def fuse(graph: Graph, *, producers: bool = True, count: bool = True) -> Graph:
             kinds[name] += "+count"
     g.meta = {**g.meta, "fusion_groups": groups, "fusion_kinds": kinds}
     return g
-
-
-def live_groups(graph: Graph) -> dict[str, list[str]]:
-    """The recorded groups that are still chains of existing nodes (a pass after `fuse` may have
-    removed or rewired members); a backend runs the others member by member."""
-    groups = graph.meta.get("fusion_groups") or {}
-    live = {}
-    for k, members in groups.items():
-        if not all(m in graph.nodes for m in members):
-            continue
-        if all([u.name for u in graph.users(a)] == [b] and a in graph.nodes[b].inputs
-               for a, b in zip(members, members[1:])):
-            live[k] = list(members)
-    return live
 
 
 @register_pass("fuse")

@@ -30,9 +30,11 @@ from torch import Tensor
 from snnc.core import spelling
 from snnc.core.errors import InputError
 from snnc.core.userdata import as_float, check_time_steps
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir.formats.netx import NetxNetwork, network_from_graph, read_network
 from snnc.ir.graph import Graph
 from snnc.ir.ops import LoihiInfo
+from snnc.runtime.protocol import register_session
 
 _U_MAX = 1 << 23
 
@@ -78,7 +80,6 @@ class LoihiSession:
         self._bias = [self._bias_of(lay) for lay in self._layers]
 
     def _load(self, source) -> NetxNetwork:
-        from snnc.backends.artifact import Artifact
 
         if isinstance(source, (str, os.PathLike)):
             p = Path(source)
@@ -187,3 +188,6 @@ class LoihiSession:
     def predict(self, x, T: int | None = None) -> Tensor:
         """Class labels: argmax of the output spike counts (first index on ties)."""
         return self.run(x, T).sum(0).flatten(1).argmax(-1)
+
+
+register_session("lava", LoihiSession)

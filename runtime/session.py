@@ -1,6 +1,6 @@
 """Session: the user-facing way to run a compiled graph.
 
-    s = snnc.load("out/digits_cpu")          # or Session(graph), snnc.compile(...).session()
+    s = snnc.load("out/digits_cpu")          # or Session(graph), snnc.load(snnc.compile(...))
     out = s.run(x, T=32)                      # [T, N, *] per output; x [N, *] is held constant
     out = s.run(x, T=32, encoder="poisson", seed=1)
     s.reset(); y_t = s.step(x_t)              # streaming: one step [N, *] in, one step out
@@ -19,9 +19,11 @@ import torch
 from torch import Tensor
 
 from snnc.core.errors import InputError
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
 from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
+from snnc.runtime.protocol import register_session
 
 
 class Session:
@@ -52,8 +54,6 @@ class Session:
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = True,
                  progress: bool | None = None, neuron_impl: str | None = None, max_memory: int | None = None,
                  event_conv: bool = True, triton_options: Mapping[str, Any] | None = None):
-        from snnc.backends.artifact import Artifact
-
         if isinstance(source, (str, os.PathLike)):
             source = Artifact.open(Path(source))
         if isinstance(source, Artifact):
@@ -285,3 +285,9 @@ def rate(seq: Tensor) -> Tensor:
 
 
 __all__ = ["Session", "RunResult", "rate", "spike_count"]
+
+
+# The reference runtime runs every artifact that keeps its network as IR: 'triton' with its neurons in the
+# Triton kernels, 'lynxi' and 'nir' (whose target files run elsewhere) as their graph.snnir.
+for _target in ("snnir", "cpu", "triton", "lynxi", "nir"):
+    register_session(_target, Session)

@@ -92,12 +92,13 @@ def target_options(target: str, given: dict[str, Any]):
         raise InputError(f"bad option for target {target!r}: {spelling.flag(key)}: {err['msg']}") from None
 
 
-def load(path: str | os.PathLike, **kwargs: Any):
-    """Open a compiled artifact folder (or a .snnir file) as a runnable session.
+def load(path: "str | os.PathLike | Artifact", **kwargs: Any):
+    """Open a compiled artifact (a folder, a .snnir file, or what `compile` returned) as a runnable session.
 
-    Artifacts for 'lava' open in the bit-exact Loihi emulation; every other one in
-    the CPU reference runtime.
+    The session is the runtime registered for the artifact's target (snnc.runtime.protocol):
+    the bit-exact Loihi emulation for 'lava', the CPU reference runtime for the others.
     """
-    from snnc.backends.artifact import Artifact
+    from snnc.ir.formats.artifact import Artifact
+    from snnc.runtime.protocol import open_session
 
-    return Artifact.open(Path(path)).session(**kwargs)
+    return open_session(path if isinstance(path, Artifact) else Artifact.open(Path(path)), **kwargs)

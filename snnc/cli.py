@@ -309,9 +309,10 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     """
     import time
 
-    from snnc.backends.artifact import Artifact
+    from snnc.ir.formats.artifact import Artifact
     from snnc.core.fileio import check_destination, npz_with_keys
     from snnc.runtime.loihi import LoihiSession
+    from snnc.runtime.protocol import open_session
     from snnc.core.userdata import check_time_steps, parse_scale, read_arrays
 
     check_time_steps(time_steps, "-T")
@@ -324,10 +325,10 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         if given:
             raise InputError(f"{', '.join(given)}: not available for lava artifacts (the Loihi emulation runs "
                              "bit-exact on the CPU)")
-        session = art.session()
+        session = open_session(art)
     else:
         exact = {"channels_last": False, "event_conv": False} if eager_exact else {}
-        session = art.session(device=_run_device(device, art.target), **exact)
+        session = open_session(art, device=_run_device(device, art.target), **exact)
     if output is not None:  # before the run: -o may replace only an earlier run's outputs
         names = ["out"] if isinstance(session, LoihiSession) else session.output_names
         check_destination(output, replaces=npz_with_keys(names), force=force, what="outputs file (.npz)")
@@ -465,12 +466,14 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
 
     import torch
 
-    from snnc.backends.artifact import Artifact
+    from snnc.ir.formats.artifact import Artifact
+    from snnc.runtime.protocol import open_session
 
     if time_steps <= 0 or batch <= 0 or repeat <= 0:
         raise InputError("-T, --batch and --repeat must be positive")
     art = Artifact.open(artifact)
-    session = art.session() if art.target == "lava" else art.session(device=_run_device(None, art.target))
+    # the Loihi emulation takes no device (it runs bit-exact integers on the CPU)
+    session = open_session(art) if art.target == "lava" else open_session(art, device=_run_device(None, art.target))
     graph = session.graph if hasattr(session, "graph") else None
     feats = graph.inputs[0].type.features if graph is not None else session.network.layers[0].shape
     x = torch.rand(batch, *feats, generator=torch.Generator().manual_seed(0))
@@ -502,7 +505,7 @@ def inspect(path: Path = typer.Argument(..., help="A model file, an artifact fol
     \b
     Example: snnc inspect out/demo/digits_snn.snnir
     """
-    from snnc.backends.artifact import Artifact
+    from snnc.ir.formats.artifact import Artifact
 
     graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(str(path), input_shape, weights, trust_pickle)
     typer.echo(str(graph), nl=False)
@@ -601,7 +604,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     \b
     Example: snnc report out/demo/digits_ann.snnir --calib digits --eval digits -o out/report
     """
-    from snnc.backends.artifact import Artifact
+    from snnc.ir.formats.artifact import Artifact
     from snnc.core.fileio import check_destination
     from snnc.report import collect, is_report_folder, write_report
 

@@ -180,7 +180,7 @@ DEMO_FILES = ("digits_ann.snnir", "digits_snn.snnir", "digits_cpu", "calib.npy",
 
 def is_demo_folder(path: Path) -> bool:
     """Whether `path` is a folder an earlier demo wrote (only its files, read by content where they have one)."""
-    from snnc.backends.artifact import is_artifact_folder
+    from snnc.ir.formats.artifact import is_artifact_folder
     from snnc.ir.serialize import is_snnir_file
 
     try:

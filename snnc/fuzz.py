@@ -25,9 +25,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from snnc.core.errors import SnncError
+from snnc.fuzz_targets import TARGETS, Target, mutate
 
 OUT_ENV_VAR = "SNNC_FUZZ_OUT"
 DEFAULT_OUT = "fuzz-failures"
@@ -36,17 +36,6 @@ CASE_FORMAT = "snnc-fuzz-case"
 
 class CaseTimeout(BaseException):
     """A case ran past its time limit (a BaseException: no reader's `except Exception` may swallow it)."""
-
-
-Mutator = Callable[[bytes, random.Random], "tuple[bytes, str]"]
-
-
-@dataclass
-class Target:
-    name: str
-    seeds: Callable[[Path], list[Path]]  # write valid files into a folder, return their paths
-    read: Callable[[Path], object]  # read (and exercise) one file
-    mutators: list[Mutator] = field(default_factory=list)  # format-aware mutations (oversized claims, links)
 
 
 @dataclass
@@ -60,85 +49,6 @@ class Report:
     def line(self) -> str:
         return (f"fuzz: {self.cases} cases, {self.ok} read fine, {self.rejected} rejected with an snnc error, "
                 f"{len(self.failures)} failures")
-
-
-TARGETS: dict[str, Target] = {}
-
-
-def target(name: str, *mutators: Mutator):
-    """Register a target: `fn()` returns (seeds, read); `mutators` are used for a quarter of its cases."""
-    def deco(fn):
-        seeds, read = fn()
-        TARGETS[name] = Target(name, seeds, read, list(mutators))
-        return fn
-    return deco
-
-
-# ---------------------------------------------------------------- mutations
-def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
-    if not data:
-        return data, "empty"
-    kind = rng.choice(["truncate", "flip", "overwrite", "json", "json", "zero"])
-    if kind == "truncate":
-        n = rng.randrange(len(data))
-        return data[:n], f"truncate@{n}"
-    if kind == "flip":
-        b = bytearray(data)
-        for _ in range(rng.randint(1, 8)):
-            i = rng.randrange(len(b))
-            b[i] ^= 1 << rng.randrange(8)
-        return bytes(b), "flip"
-    if kind == "zero":
-        b = bytearray(data)
-        i = rng.randrange(len(b))
-        n = rng.randint(1, 256)
-        b[i:i + n] = bytes(min(n, len(b) - i))
-        return bytes(b), f"zero@{i}+{n}"
-    if kind == "overwrite":
-        b = bytearray(data)
-        i = rng.randrange(len(b))
-        n = rng.randint(1, 64)
-        b[i:i + n] = bytes(rng.randrange(256) for _ in range(min(n, len(b) - i)))
-        return bytes(b), f"overwrite@{i}+{n}"
-    return _mutate_json(data, rng)
-
-
-def _mutate_json(data: bytes, rng: random.Random) -> tuple[bytes, str]:
-    """Change one value inside an embedded JSON document of the same length class (shape, dtype, attribute)."""
-    start = data.find(b'{"name"')
-    if start < 0:
-        return mutate(data, rng) if rng.random() < 0.5 else (data[: len(data) // 2], "truncate-half")
-    depth, end = 0, start
-    for end in range(start, len(data)):
-        c = data[end:end + 1]
-        depth += c == b"{"
-        depth -= c == b"}"
-        if depth == 0:
-            break
-    try:
-        doc = json.loads(data[start:end + 1])
-    except ValueError:
-        return data, "json-unparsed"
-    path = _random_leaf(doc, rng)
-    if not path:
-        return data, "json-noleaf"
-    parent = doc
-    for k in path[:-1]:
-        parent = parent[k]
-    old = parent[path[-1]]
-    parent[path[-1]] = rng.choice([-1, 0, 10**12, 1.5, "bogus", None, [], [10**6, 10**6], float("nan"),
-                                   old * 3 if isinstance(old, (int, float)) and not isinstance(old, bool) else "x"])
-    new = json.dumps(doc, separators=(",", ":")).encode()
-    return data[:start] + new + data[end + 1:], f"json:{'/'.join(map(str, path))}"
-
-
-def _random_leaf(doc, rng: random.Random) -> list:
-    path, node = [], doc
-    while isinstance(node, (dict, list)) and node:
-        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
-        path.append(key)
-        node = node[key]
-    return path
 
 
 # ---------------------------------------------------------------- running
@@ -223,8 +133,6 @@ class _Worker:
 def _serve(conn) -> None:
     import warnings
 
-    from snnc import fuzz_targets  # noqa: F401 - registers the targets
-
     warnings.simplefilter("ignore")
     while True:
         msg = conn.recv()
@@ -256,8 +164,6 @@ def save_case(folder: Path, case: dict, data: bytes) -> Path:
 
 def load_case(path: str | os.PathLike) -> tuple[dict, bytes]:
     """A saved case and its input bytes; ValueError naming the file when it is not one."""
-    from snnc import fuzz_targets  # noqa: F401 - registers the targets
-
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
@@ -291,8 +197,6 @@ def fuzz(targets: list[str] | None = None, *, cases: int | None = None, seconds:
     worker stuck in C code for twice that is killed; both count as failures. Each failing
     case is saved under `failure_folder(out)` (see `save_case`); `replay` reruns it.
     """
-    from snnc import fuzz_targets  # noqa: F401 - registers the targets (and their mutators)
-
     names = targets or sorted(TARGETS)
     unknown = sorted(set(names) - set(TARGETS))
     if unknown:
@@ -347,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"./{DEFAULT_OUT})")
     ap.add_argument("--replay", metavar="FILE", nargs="+", help="rerun saved failing case(s) and report each outcome")
     args = ap.parse_args(argv)
-    # the importable module, not __main__: the targets register there
+    # the importable module, not __main__ (its worker processes import snnc.fuzz)
     from snnc.fuzz import fuzz as run, replay as rerun
 
     if args.replay:

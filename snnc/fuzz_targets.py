@@ -1,16 +1,113 @@
-"""The file formats `snnc.fuzz` mutates: a seed-file maker and a reader for each."""
+"""What `snnc.fuzz` mutates: the target registry, the generic mutations, and the file formats.
+
+Each target is a seed-file maker and a reader; `@target(name, *mutators)` registers it
+with the format-aware mutations used for a quarter of its cases.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from snnc.fuzz import mutate, target
+Mutator = Callable[[bytes, random.Random], "tuple[bytes, str]"]
+
+
+@dataclass
+class Target:
+    name: str
+    seeds: Callable[[Path], list[Path]]  # write valid files into a folder, return their paths
+    read: Callable[[Path], object]  # read (and exercise) one file
+    mutators: list[Mutator] = field(default_factory=list)  # format-aware mutations (oversized claims, links)
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def target(name: str, *mutators: Mutator):
+    """Register a target: `fn()` returns (seeds, read); `mutators` are used for a quarter of its cases."""
+    def deco(fn):
+        seeds, read = fn()
+        TARGETS[name] = Target(name, seeds, read, list(mutators))
+        return fn
+    return deco
+
+
+# ---------------------------------------------------------------- mutations
+def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    if not data:
+        return data, "empty"
+    kind = rng.choice(["truncate", "flip", "overwrite", "json", "json", "zero"])
+    if kind == "truncate":
+        n = rng.randrange(len(data))
+        return data[:n], f"truncate@{n}"
+    if kind == "flip":
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+        return bytes(b), "flip"
+    if kind == "zero":
+        b = bytearray(data)
+        i = rng.randrange(len(b))
+        n = rng.randint(1, 256)
+        b[i:i + n] = bytes(min(n, len(b) - i))
+        return bytes(b), f"zero@{i}+{n}"
+    if kind == "overwrite":
+        b = bytearray(data)
+        i = rng.randrange(len(b))
+        n = rng.randint(1, 64)
+        b[i:i + n] = bytes(rng.randrange(256) for _ in range(min(n, len(b) - i)))
+        return bytes(b), f"overwrite@{i}+{n}"
+    return _mutate_json(data, rng)
+
+
+def _mutate_json(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Change one value inside an embedded JSON document of the same length class (shape, dtype, attribute)."""
+    start = data.find(b'{"name"')
+    if start < 0:
+        return mutate(data, rng) if rng.random() < 0.5 else (data[: len(data) // 2], "truncate-half")
+    depth, end = 0, start
+    for end in range(start, len(data)):
+        c = data[end:end + 1]
+        depth += c == b"{"
+        depth -= c == b"}"
+        if depth == 0:
+            break
+    try:
+        doc = json.loads(data[start:end + 1])
+    except ValueError:
+        return data, "json-unparsed"
+    path = _random_leaf(doc, rng)
+    if not path:
+        return data, "json-noleaf"
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    old = parent[path[-1]]
+    parent[path[-1]] = rng.choice([-1, 0, 10**12, 1.5, "bogus", None, [], [10**6, 10**6], float("nan"),
+                                   old * 3 if isinstance(old, (int, float)) and not isinstance(old, bool) else "x"])
+    new = json.dumps(doc, separators=(",", ":")).encode()
+    return data[:start] + new + data[end + 1:], f"json:{'/'.join(map(str, path))}"
+
+
+def _random_leaf(doc, rng: random.Random) -> list:
+    path, node = [], doc
+    while isinstance(node, (dict, list)) and node:
+        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        path.append(key)
+        node = node[key]
+    return path
+
+
+# ---------------------------------------------------------------- the formats
 
 _HUGE = [[10**6, 10**6], [10**12], [2**31, 2**31], [-1, 4], [0, 10**13]]
 

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.report_data import Raster, ReportData, Trace
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from snnc.report import Raster, ReportData, Trace
 
 DPI = 120
 _CATEGORY_COLOURS = {"input/output": "#e4e4e4", "weighted": "#cfe0f5", "neuron": "#fbd5a8", "other": "#f7f7f7"}

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import snnc
-from snnc.backends.artifact import Artifact, file_digest, is_artifact_folder
+from snnc.ir.formats.artifact import Artifact, file_digest, is_artifact_folder
 from snnc.core.errors import MalformedFileError, OutputPathError, UnsafeFileReferenceError
 from snnc.core.fileio import atomic_path, check_destination, clean_stale
 from snnc.ir import save

@@ -25,8 +25,8 @@ import snnc
 from snnc.core import datasets
 from snnc.core.errors import InputError
 from snnc.ir import ops, save
-from snnc.report import (RASTER_NEURONS, ReportData, Score, collect, is_report_folder, make_raster,
-                         wilson_interval, write_report)
+from snnc.report import RASTER_NEURONS, collect, is_report_folder, make_raster, write_report
+from snnc.report_data import ReportData, Score, wilson_interval
 from snnc.report_plots import (accuracy_figure, accuracy_ylim, graph_figure, graph_layout, graph_nodes, to_dot,
                                trace_figure)
 from snnc.runtime import Interpreter, Session

@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.backends.artifact import Artifact, write_artifact
+from snnc.backends.artifact import write_artifact
 from snnc.backends.lava.quantize import QuantizeLoihi
 from snnc.core.errors import LoweringError
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir.formats.netx import network_from_graph, write_netx
 from snnc.ir.graph import Graph
 from snnc.ir.ops import LoihiInfo

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from snnc.backends.artifact import Artifact, write_artifact
+from snnc.backends.artifact import write_artifact
 from snnc.backends.lynxi.build import DTYPE_NAMES, Interface, build
 from snnc.backends.lynxi.export import export_onnx, export_program
 from snnc.backends.lynxi.legalize import legalize, resolve_sizes
 from snnc.backends.lynxi.options import Options
 from snnc.core.errors import LoweringError
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snnc.backends.artifact import Artifact
 from snnc.core.errors import InputError
 from snnc.core.userdata import as_float
+from snnc.ir.formats.artifact import Artifact
 
 Engine = Literal["onnx", "torch"]
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}

@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.backends.artifact import Artifact, write_artifact
-from snnc.backends.nir.neurons import DEFAULT_DT
+from snnc.backends.artifact import write_artifact
 from snnc.core.errors import LoweringError
+from snnc.ir.formats.artifact import Artifact
+from snnc.ir.formats.nir import DEFAULT_DT
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 

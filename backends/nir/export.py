@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from snnc.backends.nir.neurons import META_KEY, to_nir_node
 from snnc.core.dynamics import FireCompare
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
+from snnc.ir.formats.nir import META_KEY, to_nir_node
 from snnc.ir.graph import Graph
 
 # Ops that become edges, not NIR nodes.
@@ -38,7 +38,7 @@ def _np(t) -> np.ndarray:
 
 def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | None:
     """(why, what to do) when `op` cannot be written to NIR with `options`, else None."""
-    from snnc.backends.nir.neurons import nir_params
+    from snnc.ir.formats.nir import nir_params
 
     if not isinstance(op, SUPPORTED):
         return f"{op.where()} has no NIR equivalent", HINTS.get(type(op), "NIR has no such primitive")

@@ -12,9 +12,10 @@ import os
 
 from pydantic import Field
 
-from snnc.backends.artifact import Artifact, write_ir_artifact
+from snnc.backends.artifact import write_ir_artifact
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 from snnc.runtime.triton.options import RuntimeOptions

@@ -2,7 +2,7 @@
 
     S = neuron(stage_k(... stage_1(X) ...))        stages: x * f, x * w[c], x + Y_i, relu(x)
 
-This is what `passes/fuse.py` groups before a neuron: Scale (a factor and/or a
+This is what `ir/fusion.py` groups before a neuron: Scale (a factor and/or a
 per-channel weight), Add of a second value (a residual), ReLU and Identity.
 One program owns BLOCK neurons and loops over T; per step it reads X and the
 Add operands once and writes S once, with V in fp32 registers. An input that

@@ -8,8 +8,9 @@ Linear before a neuron runs in the same kernel (`linear.py`, option
 `fused_linear`). On CUDA, small-batch runs are captured and replayed as CUDA
 graphs (`graphs.py`, option `cuda_graphs`).
 
-The groups come from the graph's metadata (`passes/fuse.py`, run by the triton
-pipeline) or, for a graph that did not go through it, from `fusion_groups`.
+The groups come from the graph's metadata (recorded by the fuse pass, run by the
+triton pipeline) or, for a graph that did not go through it, are computed here
+(both in snnc.ir.fusion).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from snnc.core.errors import InputError
 from snnc.ir import ops
+from snnc.ir.fusion import fusion_groups, live_groups
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
 from snnc.runtime import plan as planning
@@ -73,8 +75,6 @@ def _stages_of(members: list[ops.OpBase]) -> tuple[list[tuple], list[str]]:
 
 def _groups(graph: Graph) -> dict[str, list[str]]:
     """neuron name -> the members of its fusion group (recorded ones, else computed now)."""
-    from snnc.passes.fuse import fusion_groups, live_groups
-
     groups = live_groups(graph) if "fusion_groups" in graph.meta else fusion_groups(graph)
     return {m[-1]: m for m in groups.values() if isinstance(graph.nodes[m[-1]], ops.NeuronOp)}
 

@@ -4,7 +4,8 @@ import torch
 
 import snnc
 from snnc.ir import Graph, Layout, TensorType, load, ops, save, verify
-from snnc.passes import PIPELINES, PassManager, fuse, hoist_constant_input, live_groups, parse_pipeline
+from snnc.ir.fusion import live_groups
+from snnc.passes import PIPELINES, PassManager, fuse, hoist_constant_input, parse_pipeline
 from snnc.runtime import Session
 
 

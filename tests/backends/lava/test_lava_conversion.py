@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import snnc
-from snnc.backends.artifact import Artifact
+from snnc.ir.formats.artifact import Artifact
 from snnc.backends.lava import NETX_FILE, convert as lava_convert
 from snnc.cli import app
 from snnc.frontends import trace

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from snnc.backends.artifact import Artifact
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir import NeuronOp
 from snnc.runtime import Session
 from tests.backends.lynxi.conftest import T, onnx_value_types
