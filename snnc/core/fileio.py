@@ -101,7 +101,7 @@ def _identity(path: Path) -> tuple | None:
         return None
     except OSError as e:  # a parent that is a file, a path too long, no permission to look
         raise OutputPathError(f"cannot write output {path}: {e.strerror or e}") from None
-    return st.st_dev, st.st_ino, st.st_mode
+    return st.st_dev, st.st_ino, st.st_mode, st.st_ctime_ns
 
 
 def check_destination(path: str | os.PathLike, *, directory: bool = False, replaces: Recognizer | None = None,
@@ -117,6 +117,7 @@ def check_destination(path: str | os.PathLike, *, directory: bool = False, repla
     what = what or ("folder" if directory else "file")
     if dst.name in ("", ".", ".."):
         raise OutputPathError(f"output {dst} is not a path snnc can write a {what} to", hint=FORCE_HINT)
+    confirmed = False
     for _ in range(100):
         seen = _identity(dst)
         try:
@@ -124,8 +125,14 @@ def check_destination(path: str | os.PathLike, *, directory: bool = False, repla
             return dst
         except OutputPathError:
             if _identity(dst) == seen:
-                raise
-            # another writer replaced it while we looked: look again
+                if confirmed:
+                    raise
+                # The same twice running before refusing: a concurrent writer may have moved the
+                # output aside and put a new one in while we looked, and a new folder can reuse the
+                # inode number of a removed one.
+                confirmed = True
+            else:
+                confirmed = False  # another writer replaced it while we looked: look again
     raise OutputPathError(f"cannot write output {dst}: other writers kept replacing it")
 
 
