@@ -193,6 +193,24 @@ def backend_options(target: str, given: dict[str, object]):
     return target_options(target, given)
 
 
+_DUMP_FILE = re.compile(r"\d{2,}-.+\.txt")  # what --dump-dir writes: 00-input.txt, 01-<pass>.txt, ...
+
+
+def _fresh_dump_dir(path: Path, force: bool) -> Path:
+    """--dump-dir: a new or empty folder, or an earlier dump (its files are removed first, so none is stale)."""
+    from snnc.core.fileio import check_destination
+
+    def is_dump(p: Path) -> bool:
+        return all(_DUMP_FILE.fullmatch(e.name) and e.is_file() and not e.is_symlink() for e in p.iterdir())
+
+    dst = check_destination(path, directory=True, replaces=is_dump, force=force, what="IR dump folder")
+    if dst.is_dir() and not dst.is_symlink():
+        for e in dst.iterdir():
+            if _DUMP_FILE.fullmatch(e.name) and e.is_file() and not e.is_symlink():
+                e.unlink()
+    return dst
+
+
 @app.command()
 def compile(model: ModelArgument,
             target: str = typer.Option("cpu", "--target", help="Backend: cpu, triton, lynxi, lava, nir (see snnc targets)."),
@@ -250,6 +268,8 @@ def compile(model: ModelArgument,
     from snnc.backends.artifact import check_output
 
     check_output(output, force=force)  # before any work
+    if dump_dir is not None:
+        dump_dir = _fresh_dump_dir(dump_dir, force)
     graph = _load_graph(model, input_shape, weights, trust_pickle)
     spec = passes if passes is not None else PIPELINES.get(target, "")
     context = None

@@ -90,6 +90,30 @@ def assert_one_error(code: int, out: str, err: str, *names: str, exit_code: int 
     return lines[0]
 
 
+# ------------------------------------------------------------------ snnc compile --dump-dir
+def test_dump_dir_refuses_a_users_folder_and_replaces_an_earlier_dump(tmp_path, monkeypatch, capsys, snn_file,
+                                                                     users_folder):
+    before = tree(users_folder)
+    r = cli(monkeypatch, capsys, "compile", snn_file, "-o", tmp_path / "a1", "--dump-dir", users_folder)
+    assert_one_error(*r, str(users_folder), "thesis.tex", "IR dump folder")
+    assert tree(users_folder) == before and not (tmp_path / "a1").exists()
+    dumps = tmp_path / "dumps"
+    code, _, err = cli(monkeypatch, capsys, "compile", snn_file, "-o", tmp_path / "a1", "--dump-dir", dumps)
+    assert code == 0, err
+    first = sorted(os.listdir(dumps))
+    assert first[0] == "00-input.txt" and len(first) >= 2
+    (dumps / "99-from-a-longer-pipeline.txt").write_text("stale")
+    code, _, err = cli(monkeypatch, capsys, "compile", snn_file, "-o", tmp_path / "a1", "--dump-dir", dumps)
+    assert code == 0, err
+    assert sorted(os.listdir(dumps)) == first  # the stale dump is gone, nothing else is left
+    # --force writes the dumps into the user's folder, and removes none of the user's files
+    code, _, err = cli(monkeypatch, capsys, "compile", snn_file, "-o", tmp_path / "a1", "--dump-dir", users_folder,
+                       "--force")
+    assert code == 0, err
+    assert {k: v for k, v in tree(users_folder).items() if k in before} == before
+    assert "00-input.txt" in os.listdir(users_folder)
+
+
 # ------------------------------------------------------------------ snnc compile -o
 def test_compile_refuses_a_users_folder_and_keeps_it(tmp_path, monkeypatch, capsys, snn_file, users_folder):
     before = tree(users_folder)
