@@ -51,7 +51,8 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
     return write_artifact(g, "lava", output, {
         "netx": NETX_FILE, "time_steps": options.time_steps, "latency_steps": net.synaptic_layers,
         "input": info.input, "input_scale": info.input_scale, "input_message_bits": info.input_message_bits,
-        "quantization": [r.model_dump(mode="json", exclude_defaults=True) for r in info.layers],
+        # a graph read from a NetX file is on the integer grid already: snnc quantized no layer
+        "quantization": [r.model_dump(mode="json", exclude_defaults=True) for r in info.layers or ()],
     }, lambda folder: write_netx(net, folder / NETX_FILE, options.time_steps), force=force)
 
 

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import torch
 
-from snnc.core.errors import LoweringError, MalformedFileError, SnncError
+from snnc.core.errors import LoweringError, MalformedFileError, SnncError, UnsupportedAttributeError
 from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -283,6 +283,12 @@ def _check_shapes(net: NetxNetwork, path: Path) -> None:
                                      f"{lay.type} synapse makes, {list(graph.types[name].features)}")
 
 
+# The keys of a NetX layer that snnc reads (or knows to be redundant: the channel/feature counts and the
+# kernel size are the weight's shape; an all-zero 'delay' is none).
+_LAYER_KEYS = frozenset({"type", "shape", "neuron", "weight", "bias", "inFeatures", "outFeatures", "inChannels",
+                         "outChannels", "kernelSize", "stride", "padding", "dilation", "groups", "delay"})
+
+
 def _read_layer(h: H5Group, where: str) -> NetxLayer:
     if "type" not in h:
         raise MalformedFileError(f"{where}: no 'type'")
@@ -294,6 +300,13 @@ def _read_layer(h: H5Group, where: str) -> NetxLayer:
     shape = tuple(int(s) for s in _integers(h["shape"], f"{where}/shape", 1 << 31).reshape(-1)) if "shape" in h else ()
     if any(d < 1 for d in shape):
         raise MalformedFileError(f"{where}: shape {list(shape)} has a dimension below 1")
+    unknown = sorted(set(h) - _LAYER_KEYS)
+    if unknown:  # never dropped silently: each changes what the layer computes, or may
+        raise UnsupportedAttributeError(f"{where}: snnc does not model {', '.join(map(repr, unknown))} of a NetX "
+                                        f"{kind} layer", hint="it reads " + ", ".join(sorted(_LAYER_KEYS)))
+    if "delay" in h and _integers(h["delay"], f"{where}/delay", 1 << 31).any():
+        raise UnsupportedAttributeError(f"{where}: an axonal 'delay' (nonzero) is not modelled by snnc yet; "
+                                        "dropping it would change every spike time after this layer")
     lay = NetxLayer(kind, shape, name=h.name.rsplit("/", 1)[-1])
     if "neuron" in h:
         lay.neuron = _read_neuron(h["neuron"], where)
