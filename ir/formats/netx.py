@@ -293,6 +293,10 @@ def _read_layer(h: H5Group, where: str) -> NetxLayer:
     if "type" not in h:
         raise MalformedFileError(f"{where}: no 'type'")
     kind = _str(h["type"])
+    if kind == "dense_rec":  # netx reads it (a dense layer with recurrent weights); snnc has no recurrence yet
+        raise UnsupportedAttributeError(f"{where}: layer type 'dense_rec' (a recurrent dense layer) is not modelled "
+                                        "by snnc yet", hint="netx reads it; snnc refuses it rather than drop the "
+                                        "recurrent weights ('weight_rec')")
     if kind not in READABLE:
         raise MalformedFileError(f"{where}: layer type '{kind}' is not read by netx 0.6 (it reads "
                                  f"{', '.join(READABLE)})", hint="pool/average/concat raise NotImplementedError in "

@@ -81,3 +81,14 @@ def test_a_synaptic_current_is_refused_by_the_cpu_target_at_compile_time(tmp_pat
     assert not (tmp_path / "cpu").exists()
     x = spikes(4, 2, 2, 8, 8, seed=7)
     assert LoihiSession(path).run(x).shape[0] == 4  # the emulation runs it
+
+
+def test_a_recurrent_dense_layer_is_refused_as_unmodelled_not_as_unreadable(tmp_path, netx_file):
+    path = tmp_path / "rec.net"
+    shutil.copy(netx_file, path)
+    last = _last_layer(netx_file)
+    with h5py.File(path, "r+") as f:
+        del f[f"layer/{last}/type"]
+        f[f"layer/{last}"].create_dataset("type", data=np.array([b"dense_rec"]))
+    with pytest.raises(UnsupportedAttributeError, match=r"'dense_rec' \(a recurrent dense layer\) is not modelled"):
+        load_model(path)
