@@ -15,7 +15,14 @@ import torch
 
 from snnc.core import spelling
 from snnc.core.errors import FrontendError, InputError, MalformedFileError, SnncError, UntrustedPickleError
+from snnc.core.safety import open_hdf5
+from snnc.frontends.nir import from_nir, load_nir
+from snnc.frontends.torch_export import from_exported_program, load_pt2
+from snnc.frontends.torch_fx import trace
+from snnc.ir.formats.artifact import Artifact
+from snnc.ir.formats.netx import read_netx
 from snnc.ir.graph import Graph
+from snnc.ir.serialize import load as load_snnir
 
 KINDS = {
     "snnir": ".snnir: the snnc IR (HDF5 with format='snnir')",
@@ -55,8 +62,6 @@ def sniff(path: Path) -> str:
 
 
 def _sniff_hdf5(path: Path) -> str:
-    from snnc.core.safety import open_hdf5
-
     try:
         # the root's attributes and names only, read in a helper process under a time limit
         with open_hdf5(path, outline=True) as f:
@@ -105,8 +110,6 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
         if input_shape is None:
             raise FrontendError(f"tracing {type(source).__name__} needs the per-sample input shape",
                                 hint="pass input_shape=(C, H, W) (without batch and time dims)")
-        from snnc.frontends.torch_fx import trace
-
         return trace(source, input_shape, name=name, **options)
     kind = _object_kind(source)
     if kind is not None:
@@ -138,8 +141,6 @@ def load_model(spec: Any, *, input_shape: Sequence[int] | None = None, weights: 
 def _from_trusted_pickle(path: Path, input_shape, name: str | None, options: dict) -> Graph:
     """Unpickle a whole nn.Module (opt-in: unpickling runs whatever code the file names)."""
     import warnings
-
-    from snnc.frontends.torch_fx import trace
 
     warnings.warn(f"unpickling {path} with --trust-pickle: this runs any code the file contains; "
                   "only do this for files you created", stacklevel=2)
@@ -187,15 +188,11 @@ def _object_kind(obj: Any) -> str | None:
 
 def _from_object(kind: str, obj: Any, name: str | None, options: dict) -> Graph:
     if kind == "pt2":
-        from snnc.frontends.torch_export import from_exported_program
-
         return from_exported_program(obj, name=name or "main", **options)
     if kind == "onnx":
-        from snnc.frontends.onnx import from_onnx_model
+        from snnc.frontends.onnx import from_onnx_model  # lazy: imports onnx, for ONNX input only
 
         return from_onnx_model(obj, name=name or "main", **options)
-    from snnc.frontends.nir import from_nir
-
     return from_nir(obj, name=name or "nir", **options)
 
 
@@ -226,27 +223,17 @@ def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
     if kind == "torch":
         _refuse_torch_pickle(path)
     if kind == "snnir":
-        from snnc.ir.serialize import load as load_snnir
-
         return load_snnir(path)
     if kind == "netx":
-        from snnc.ir.formats.netx import read_netx
-
         return read_netx(path)
     if kind == "artifact":
-        from snnc.ir.formats.artifact import Artifact
-
         return Artifact.open(path).graph()
     if kind == "nir":
-        from snnc.frontends.nir import load_nir
-
         return load_nir(path, name=name, **options)
     if kind == "onnx":
-        from snnc.frontends.onnx import load_onnx
+        from snnc.frontends.onnx import load_onnx  # lazy: imports onnx, for ONNX input only
 
         return load_onnx(path, name=name)
-    from snnc.frontends.torch_export import load_pt2
-
     return load_pt2(path, name=name)
 
 
@@ -260,8 +247,6 @@ def _refuse_torch_pickle(path: Path) -> None:
 
 
 def _from_python(spec: str, input_shape, weights, name, options: dict) -> Graph:
-    from snnc.frontends.torch_fx import trace
-
     mod_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(mod_name)

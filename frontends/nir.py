@@ -21,6 +21,8 @@ import torch
 
 from snnc.core.dynamics import FireCompare
 from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.safety import H5Dataset, H5Group, open_hdf5
+from snnc.frontends.fx_ops import same_padding
 from snnc.ir import ops
 from snnc.ir.formats.nir import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
 from snnc.ir.graph import Graph
@@ -36,8 +38,6 @@ def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireComp
              use_metadata: bool = True, name: str | None = None) -> Graph:
     """Read a NIR file (HDF5 written by nir.write), checking its structure first."""
     import nir
-
-    from snnc.core.safety import open_hdf5
 
     p = Path(path)
     # read whole in a child process under a time limit (a damaged file cannot hang this one); external
@@ -55,8 +55,6 @@ def load_nir(path: str | os.PathLike, *, dt: float | None = None, fire: FireComp
 
 def _nir_graph(root, nir) -> Any:
     """What nir.read makes of the file's /node group (its hdf2dict + dict2NIRNode), from the in-memory copy."""
-    from snnc.core.safety import H5Dataset, H5Group
-
     def to_dict(group) -> dict:
         out = {}
         for key, item in group.items():
@@ -269,8 +267,6 @@ def _lower(g: Graph, node: Any, key: str, x: str | None, loc: SourceLoc, where: 
 
 
 def _conv(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, where: str) -> ops.Conv2d:
-    from snnc.frontends.fx_ops import same_padding
-
     w = np.asarray(node.weight)
     if w.ndim != 4:
         raise UnsupportedAttributeError(f"{where} has a {w.ndim}-D weight; Conv2d needs [Cout, Cin/groups, kH, kW]")

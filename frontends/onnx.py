@@ -20,6 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.limits import check_tensor
 from snnc.frontends import onnx_ops  # noqa: F401 - registers the operator handlers
 from snnc.frontends import onnx_tensors
 from snnc.frontends.onnx_lowering import HANDLERS, SHAPE_OPS, _Const, _Ctx, _Opaque, _ShapeVec, supported_ops
@@ -221,8 +222,6 @@ def _fold(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> list:
 
 def _check_fold_size(ctx: _Ctx, node: onnx.NodeProto, ins: list) -> None:
     """Refuse to fold a node whose result would exceed the tensor limit (ConstantOfShape([10**6, 10**6]))."""
-    from snnc.core.limits import check_tensor
-
     label = f"node '{node.name or node.output[0]}' ({node.op_type})"
     for out in node.output:
         dims = ctx.shapes.get(out)

@@ -21,6 +21,11 @@ from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_lowering import _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
+from snnc.nn import container
+from snnc.nn.base import MemoryModule
+from snnc.nn.errors import NoNeuronParamsError
+from snnc.nn.layer import Dropout
+from snnc.nn.neuron import BaseNode, ParametricLIFNode
 
 _REGISTERED: set[str] = set()
 # Containers whose children run once per time step (the children see [N, *] or [T*N, *]).
@@ -102,21 +107,18 @@ def _identity(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
 
 # ---------------------------------------------------------------- snnc.nn
 def _register_snnc_nn() -> None:
-    from snnc.nn import base, container, layer, neuron
-    from snnc.nn.errors import NoNeuronParamsError
-
-    @lowers_module(neuron.BaseNode)
+    @lowers_module(BaseNode)
     def _snnc_neuron(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
         try:
             p = m.neuron_params()
         except NoNeuronParamsError as e:
             raise UnsupportedOpError(f"{type_name(type(m))} at '{loc.module_path}' is not supported: {e.message}",
                                      hint="use IFNode, LIFNode or ParametricLIFNode") from None
-        if isinstance(m, neuron.ParametricLIFNode):
+        if isinstance(m, ParametricLIFNode):
             _plif_warning(loc, p.tau)
         return _emit_neuron(ctx, m, node, loc, p)
 
-    _register_library(neuron.BaseNode, base.MemoryModule, layer.Dropout, container)
+    _register_library(BaseNode, MemoryModule, Dropout, container)
 
 
 # ---------------------------------------------------------------- SpikingJelly

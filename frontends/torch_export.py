@@ -25,6 +25,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import aten_ops  # noqa: F401 - registers the ATen lowerings
 from snnc.frontends.export_lowering import ATEN_LOWERINGS, _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, supported_ops
+from snnc.frontends.pt2_archive import check_archive
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -34,8 +35,6 @@ from snnc.ir.verify import verify
 
 def load_pt2(path: str | os.PathLike, *, name: str | None = None) -> Graph:
     """Read a `.pt2` file written by torch.export.save."""
-    from snnc.frontends.pt2_archive import check_archive
-
     p = Path(path)
     check_archive(p)  # no pickled objects, native code or oversized claims: before torch reads anything
     log = logging.getLogger("torch.export")  # it logs a traceback per failed attempt; we raise one error

@@ -19,8 +19,9 @@ import h5py
 import numpy as np
 import torch
 
+from snnc.core import __version__
 from snnc.core.errors import MalformedFileError
-from snnc.core.fileio import atomic_path
+from snnc.core.fileio import atomic_path, open_regular
 from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir.annotations import dump_meta, load_meta
 from snnc.ir.graph import Graph
@@ -34,8 +35,6 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 
 def _version() -> str:
-    from snnc.core import __version__
-
     return __version__
 
 
@@ -52,8 +51,6 @@ def graph_to_json(graph: Graph) -> str:
 
 def is_snnir_file(path: str | os.PathLike) -> bool:
     """Whether `path` is a .snnir file, by content (HDF5 with format='snnir'); never opens a device or pipe."""
-    from snnc.core.fileio import open_regular
-
     try:
         with open_regular(Path(path)) as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":

@@ -27,6 +27,7 @@ from snnc.passes.calibrate import batches
 from snnc.passes.context import ConversionContext, calibrated
 from snnc.passes.distributed import all_reduce_sums
 from snnc.passes.manager import register_pass
+from snnc.runtime.interpreter import Interpreter
 
 
 def _channel_mean(value: Tensor, channel_dim: int) -> tuple[Tensor, int]:
@@ -37,8 +38,6 @@ def _channel_mean(value: Tensor, channel_dim: int) -> tuple[Tensor, int]:
 
 def _means(graph: Graph, data, names: set[str], T: int | None, channel_dim: int,
            batch_size: int) -> dict[str, Tensor]:
-    from snnc.runtime.interpreter import Interpreter
-
     interp = Interpreter(graph)
     sums: dict[str, list] = {}
     for n in sorted(names):  # the same order on every rank: the sums are all-reduced in it

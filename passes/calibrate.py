@@ -26,6 +26,7 @@ from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.core.progress import track
 from snnc.core.userdata import as_float, from_numpy
+from snnc.runtime.interpreter import Interpreter
 
 _MIN_POS = 1e-9  # positive values below this are counted with the zeros
 _MAX_POS = 1e9
@@ -221,8 +222,6 @@ def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.
     feature dim 0), which channel-wise normalization needs. require_data=False allows
     an empty shard (one rank of a distributed calibration).
     """
-    from snnc.runtime.interpreter import Interpreter
-
     if len(graph.inputs) != 1:
         raise InputError(f"calibration supports graphs with one input; {graph.name} has {len(graph.inputs)}")
     watch = set(nodes) if nodes is not None else {op.name for op in graph if isinstance(op, ops.ReLU)}

@@ -17,6 +17,9 @@ from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+# The registry: the package snnc.passes imports every pass module, and Python imports it before this
+# module, so this import only names that dependency of parse_pipeline (it is no cycle at run time).
+import snnc.passes  # noqa: F401
 from snnc.core.errors import PassError, SnncError, VerifyError
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
@@ -103,8 +106,6 @@ _SPEC = re.compile(r"\s*([a-z0-9-]+)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
 
 def parse_pipeline(spec: str) -> list[tuple[str, PassFn]]:
     """'fuse-bn,dce' or 'normalize{mode=99.9%}' -> [(name, pass)]; unknown names are rejected."""
-    import snnc.passes as _registered  # noqa: F401 - make sure every pass module is imported
-
     out: list[tuple[str, PassFn]] = []
     pos = 0
     spec = spec.strip()

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from snnc.ir import ops
+from snnc.ir.ops.linear import conv_out
+from snnc.runtime import native
 
 Kernel = Callable[[ops.OpBase, list[Tensor], Mapping[str, Tensor]], Tensor]
 KERNELS: dict[type, Kernel] = {}
@@ -154,8 +156,6 @@ def flatten(op: ops.Flatten, ins, params) -> Tensor:
 
 
 def _native_pool(x: Tensor) -> bool:
-    from snnc.runtime import native
-
     return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.is_contiguous()
             and x.numel() > 0 and native.available())
 
@@ -166,8 +166,6 @@ def _native_pool(x: Tensor) -> bool:
 def avg_pool2d(op: ops.AvgPool2d, ins, params) -> Tensor:
     x = ins[0]
     if _native_pool(x):
-        from snnc.runtime import native
-
         ho, wo = _pool_out(op, x, (1, 1))
         return native.pool2d_f32("avg", x, (ho, wo), (*op.kernel_size, *op.stride, *op.padding,
                                                      int(op.count_include_pad), op.divisor_override or 0))
@@ -179,16 +177,12 @@ def avg_pool2d(op: ops.AvgPool2d, ins, params) -> Tensor:
 def max_pool2d(op: ops.MaxPool2d, ins, params) -> Tensor:
     x = ins[0]
     if _native_pool(x):
-        from snnc.runtime import native
-
         ho, wo = _pool_out(op, x, op.dilation)
         return native.pool2d_f32("max", x, (ho, wo), (*op.kernel_size, *op.stride, *op.padding, *op.dilation))
     return F.max_pool2d(x, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
 
 
 def _pool_out(op, x: Tensor, dilation) -> tuple[int, int]:
-    from snnc.ir.ops.linear import conv_out
-
     return tuple(conv_out(x.shape[2 + i], op.kernel_size[i], op.stride[i], op.padding[i], dilation[i], op.ceil_mode)
                  for i in range(2))
 

@@ -25,8 +25,9 @@ from typing import Iterable
 import torch
 
 from snnc.core import spelling
-from snnc.core.errors import ResourceError
+from snnc.core.errors import InputError, ResourceError
 from snnc.core.limits import mib, parse_bytes
+from snnc.ir import ops
 
 ENV_VAR = "SNNC_MAX_MEMORY"
 
@@ -75,8 +76,6 @@ class MemoryEstimate:
 def estimate(interp, plan, batch: int, steps: int, window: int, inputs_bytes: int, keep: Iterable[str],
              potentials: Iterable[str] = ()) -> MemoryEstimate:
     """The peak-memory estimate of running `plan` for `steps` steps of `batch` samples in windows of `window`."""
-    from snnc.ir import ops
-
     itemsize = torch.tensor([], dtype=interp.dtype).element_size()
     types = interp.types
 
@@ -160,8 +159,6 @@ def input_bytes(feeds, dtype: torch.dtype) -> int:
 def estimate_for_shapes(interp, shapes: dict[str, tuple[int, ...]], T: int | None, probes: Iterable[str] = (),
                         window: int | None = None) -> MemoryEstimate:
     """The estimate of a run with inputs of these full shapes ([N, *] held constant, or [T, N, *] sequences)."""
-    from snnc.core.errors import InputError
-
     static, batch, itemsize = set(), None, torch.tensor([], dtype=interp.dtype).element_size()
     inputs = 0
     for op in interp.graph.inputs:

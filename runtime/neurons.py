@@ -103,7 +103,7 @@ def _run_native(call, x, x0, steps, v, *, static, want_v):
 
 def _run_triton(call, x, steps, v, *, static, want_v):
     """The Triton kernels: bit-identical to snnc.core.dynamics in float32 (tested under the interpreter)."""
-    from snnc.runtime.triton.neuron import multi_step as triton_multi_step
+    from snnc.runtime.triton.neuron import multi_step as triton_multi_step  # lazy: imports triton
 
     x_seq = x.unsqueeze(0).expand(steps, *x.shape) if static else x
     if call.pre != 1.0:

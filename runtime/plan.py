@@ -34,6 +34,7 @@ import torch
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime import event_conv as event_kernel
+from snnc.runtime.native import TILE_MAX
 from snnc.runtime.neurons import NeuronCall
 
 
@@ -91,8 +92,6 @@ def _fusable_scale(op: ops.OpBase) -> bool:
 
 def _fusable_pool(op: ops.OpBase, features: tuple[int, ...], channels_last: bool) -> str | None:
     """'avg'/'max' when op is a 2x2, stride-2, unpadded pooling of even-sized planes the native kernel takes."""
-    from snnc.runtime.native import TILE_MAX
-
     if not isinstance(op, (ops.AvgPool2d, ops.MaxPool2d)) or len(features) != 3:
         return None
     c, h, w = features

@@ -18,12 +18,15 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import Tensor
 
+from snnc.core import progress as progress_bars
 from snnc.core.errors import InputError
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
 from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
+from snnc.runtime.memory import estimate_for_shapes
 from snnc.runtime.protocol import register_session
+from snnc.runtime.triton.session import make_interpreter
 
 
 class Session:
@@ -74,8 +77,6 @@ class Session:
             device = "cuda" if triton and torch.cuda.is_available() else "cpu"
         kwargs = dict(device=device, dtype=dtype, channels_last=channels_last, memory_budget=memory_budget)
         if neuron_impl == "triton":  # neuron groups in Triton kernels, CUDA graphs (snnc.runtime.triton.session)
-            from snnc.runtime.triton.session import make_interpreter
-
             self._interp = make_interpreter(graph, self.artifact, triton_options, **kwargs)
         else:
             self._interp = Interpreter(graph, neuron_impl=neuron_impl, event_conv=event_conv, **kwargs)
@@ -118,8 +119,6 @@ class Session:
                         chunk: int | None = None):
         """The peak-memory estimate (a MemoryEstimate: `.total` bytes, `.line()`) of running inputs of
         `input_shape` ([N, *] held constant or [T, N, *]; a dict name -> shape for several inputs) for T steps."""
-        from snnc.runtime.memory import estimate_for_shapes
-
         shapes = input_shape if isinstance(input_shape, Mapping) else {self.input_names[0]: tuple(input_shape)}
         return estimate_for_shapes(self._interp, dict(shapes), T, probes, chunk)
 
@@ -243,9 +242,7 @@ class Session:
         if show is False:
             return None
         if show is None:
-            from snnc.core import progress
-
-            if not progress.enabled():
+            if not progress_bars.enabled():
                 return None
         return _LazyBar
 

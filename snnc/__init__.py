@@ -48,8 +48,8 @@ _use_checkout()
 
 
 def __getattr__(name: str):
-    # The API pulls in torch.fx, passes and backends: import it on first use only,
-    # so `import snnc.ir` stays light.
+    # The API pulls in torch, the frontends, passes and backends: import it on first use only,
+    # so importing a submodule (snnc.core for `snnc --help`) stays light.
     if name in _API:
         from snnc import api
 

@@ -8,9 +8,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from snnc import backends
+from snnc.backends.artifact import check_output
 from snnc.core import spelling
 from snnc.core.errors import InputError
+from snnc.frontends.torch_fx import trace as fx_trace
+from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
+from snnc.passes import conversion_context, convert_graph
+from snnc.runtime.protocol import open_session
 
 if TYPE_CHECKING:
     from snnc.passes.norm_modes import NormMode
@@ -18,8 +24,6 @@ if TYPE_CHECKING:
 
 def trace(model: torch.nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]], **kwargs: Any) -> Graph:
     """Trace a PyTorch module into an IR graph (see snnc.frontends.torch_fx.trace)."""
-    from snnc.frontends.torch_fx import trace as fx_trace
-
     return fx_trace(model, input_shape, **kwargs)
 
 
@@ -44,8 +48,6 @@ def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | flo
             0.5 rounds instead of truncating), time_steps (the T that 'mse' and
             bias_correction tune for), bias_correction.
     """
-    from snnc.passes import conversion_context, convert_graph
-
     # a bad mode, option or data set fails before any work
     context = conversion_context(calibration_data, mode, batch_size=batch_size, show_progress=show_progress,
                                  distributed=distributed, **options)
@@ -60,9 +62,6 @@ def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None 
     `output` may be missing, an empty folder or an earlier snnc artifact (replaced
     atomically); anything else raises OutputPathError unless `force=True`.
     """
-    from snnc import backends
-    from snnc.backends.artifact import check_output
-
     backend = backends.get(target)
     if output is None:
         import tempfile
@@ -76,8 +75,6 @@ def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None 
 def target_options(target: str, given: dict[str, Any]):
     """The target's Options from keyword values; an InputError naming an unknown or invalid option."""
     from pydantic import ValidationError
-
-    from snnc import backends
 
     options = backends.get(target).Options
     unknown = sorted(set(given) - set(options.model_fields))
@@ -98,7 +95,4 @@ def load(path: "str | os.PathLike | Artifact", **kwargs: Any):
     The session is the runtime registered for the artifact's target (snnc.runtime.protocol):
     the bit-exact Loihi emulation for 'lava', the CPU reference runtime for the others.
     """
-    from snnc.ir.formats.artifact import Artifact
-    from snnc.runtime.protocol import open_session
-
     return open_session(path if isinstance(path, Artifact) else Artifact.open(Path(path)), **kwargs)

@@ -78,21 +78,27 @@ def _resolve(name: str, mods: dict[str, Module]) -> str | None:
     return name or None
 
 
+def _imported_names(node: ast.AST, mod: Module) -> list[str] | None:
+    """The dotted names an import statement imports (relative ones made absolute); None: not an import."""
+    pkg = mod.name if mod.is_package else mod.name.rpartition(".")[0]
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+            base = ".".join(up + ([base] if base else []))
+        return [base] + [f"{base}.{a.name}" for a in node.names]  # `from p import m`: p, then m
+    return None
+
+
 def import_edges(mods: dict[str, Module], top: str) -> list[Edge]:
     """Every import between modules of the package `top`, wherever it is written."""
     edges = []
     for mod in mods.values():
-        pkg = mod.name if mod.is_package else mod.name.rpartition(".")[0]
         for node in ast.walk(ast.parse(mod.path.read_text(encoding="utf-8"), str(mod.path))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
-                    base = ".".join(up + ([base] if base else []))
-                names = [base] + [f"{base}.{a.name}" for a in node.names]  # `from p import m`: p, then m
-            else:
+            names = _imported_names(node, mod)
+            if names is None:
                 continue
             seen = set()
             for n in names:
@@ -202,6 +208,112 @@ def check(root: Path, dirs: dict[str, Path], table, top: str = "snnc") -> tuple[
     return layer_violations(root, mods, edges, table, top), import_cycles(root, mods, edges)
 
 
+# ---------------------------------------------------------------- imports inside functions
+# Below the tools layer, an snnc module is imported at module level, never inside a function to hide
+# a cycle. The exceptions: the modules here, each of which imports, when it is imported, a heavy
+# dependency that its importers need only on one path (triton: optional, no wheels off Linux).
+# module -> (that dependency, why it stays lazy); test_each_lazy_import_allowance_holds checks that
+# the module does import the dependency at import time. The tools (the top layer: cli, demo, report,
+# fuzz) import lazily to keep `snnc --help` fast and are not checked.
+LAZY_IMPORTS = {
+    "snnc.runtime.triton.neuron": ("triton", "the Triton neuron kernels (snnc.nn's triton backend, the "
+                                             "interpreter's neuron_impl='triton'); no triton wheels off Linux"),
+    "snnc.runtime.triton.surrogate": ("triton", "the Triton surrogate gradients (snnc.nn's triton backend)"),
+    "snnc.runtime.triton.chain": ("triton", "the fused elementwise-chain kernel of the Triton session"),
+    "snnc.runtime.triton.linear": ("triton", "the fused linear + neuron kernel of the Triton session"),
+    "snnc.frontends.onnx": ("onnx", "ONNX input only (frontends/loader.py); importing onnx takes ~0.6 s, which "
+                                    "every `snnc.convert` and `snnc compile` of a PyTorch model would pay"),
+    "snnc.api": ("torch", "snnc/__init__.py's __getattr__ (snnc.convert, ...): importing any submodule, e.g. "
+                          "snnc.core for `snnc --help`, imports the package snnc, which must not import torch"),
+}
+
+
+def _function_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements inside a function (a method, a nested function), each once."""
+    found: dict[int, ast.Import | ast.ImportFrom] = {}
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    found.setdefault(id(node), node)
+    return sorted(found.values(), key=lambda n: n.lineno)
+
+
+def _import_time_nodes(tree: ast.AST):
+    """The import statements run when the module is imported: outside functions and `if TYPE_CHECKING:`."""
+    work = list(ast.iter_child_nodes(tree))
+    while work:
+        node = work.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            work.extend(node.orelse)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        work.extend(ast.iter_child_nodes(node))
+
+
+def _lazy_targets(node: ast.Import | ast.ImportFrom, mod: Module, mods: dict[str, Module], top: str) -> list[str]:
+    """The modules of `top` one import statement imports: `from p import m` names p.m when m is a module, else p."""
+    names = _imported_names(node, mod)
+    if isinstance(node, ast.ImportFrom):
+        names = names[1:]  # the package p itself only when what is imported from it is no module
+    out = []
+    for n in names:
+        if n == top or n.startswith(top + "."):
+            target = _resolve(n, mods)
+            if target is not None and target not in out:
+                out.append(target)
+    return out
+
+
+def lazy_imports(root: Path, mods: dict[str, Module], table, allowed=LAZY_IMPORTS, top: str = "snnc") -> list[str]:
+    """Each import of a module of `top` inside a function of a module below the top (tools) layer that
+    `allowed` does not name, as 'file:line: ...'."""
+    out = []
+    for mod in mods.values():
+        layer = layer_of(mod.name, table)
+        if layer is None or layer[0] == len(table) - 1:
+            continue
+        for node in _function_imports(ast.parse(mod.path.read_text(encoding="utf-8"), str(mod.path))):
+            for target in _lazy_targets(node, mod, mods, top):
+                if target not in allowed:
+                    out.append(f"{_where(mods, root, mod.name, node.lineno)}: {mod.name} [{layer[1]}] imports "
+                               f"{target} inside a function (`{ast.unparse(node)}`): import it at module level "
+                               f"(only the modules of LAZY_IMPORTS, which import an optional heavy dependency, "
+                               f"may be imported lazily)")
+    return out
+
+
+def import_time_dependencies(mods: dict[str, Module], top: str = "snnc") -> dict[str, set[str]]:
+    """Module -> the top-level names of the other distributions it imports when it is imported, through
+    the modules of `top` (and their parent packages) it imports then."""
+    direct: dict[str, set[str]] = {}
+    inner: dict[str, set[str]] = {}
+    for mod in mods.values():
+        direct[mod.name], inner[mod.name] = set(), set()
+        for node in _import_time_nodes(ast.parse(mod.path.read_text(encoding="utf-8"), str(mod.path))):
+            for n in _imported_names(node, mod):
+                if n == top or n.startswith(top + "."):
+                    target = _resolve(n, mods)
+                    while target:  # a module's parent packages are imported first
+                        if target in mods and target != mod.name:
+                            inner[mod.name].add(target)
+                        target = target.rpartition(".")[0]
+                elif n and n.split(".")[0] != "__future__":
+                    direct[mod.name].add(n.split(".")[0])
+    deps = {}
+    for name in mods:
+        seen, work = {name}, [name]
+        while work:
+            for t in inner[work.pop()] - seen:
+                seen.add(t)
+                work.append(t)
+        deps[name] = set().union(*(direct[m] for m in seen))
+    return deps
+
+
 # ---------------------------------------------------------------- the tests
 def _table():
     return layer_table(DOC.read_text(encoding="utf-8"))
@@ -252,3 +364,51 @@ def test_a_module_in_no_layer_is_reported(tmp_path):
     assert violations == []  # pkg.stray lies under pkg
     violations, _ = check(tmp_path, {"pkg": tmp_path / "pkg"}, [("x", ("pkg.x",))], top="pkg")
     assert "module pkg.stray is in no layer" in "\n".join(violations)
+
+
+def test_no_snnc_module_is_imported_inside_a_function_below_the_tools():
+    lazy = lazy_imports(ROOT, find_modules(package_dirs(ROOT)), _table())
+    assert not lazy, f"{len(lazy)} imports inside functions (docs/ARCHITECTURE.md, Layers):\n" + "\n".join(lazy)
+
+
+def test_each_lazy_import_allowance_holds():
+    """Each LAZY_IMPORTS module exists, imports its dependency when it is imported, and is imported lazily."""
+    mods = find_modules(package_dirs(ROOT))
+    deps = import_time_dependencies(mods)
+    used = {t for m in mods.values() if layer_of(m.name, _table())[1] != "tools"
+            for node in _function_imports(ast.parse(m.path.read_text(encoding="utf-8")))
+            for t in _lazy_targets(node, m, mods, "snnc")}
+    for name, (dependency, _why) in LAZY_IMPORTS.items():
+        assert name in mods, f"LAZY_IMPORTS names {name}, which is no module of snnc"
+        assert dependency in deps[name], f"{name} does not import {dependency} when it is imported: " \
+                                         f"import it at module level and drop it from LAZY_IMPORTS"
+        assert name in used, f"nothing below the tools imports {name} inside a function: drop it from LAZY_IMPORTS"
+
+
+def test_the_checker_reports_an_import_in_a_function_unless_allowed(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("def __getattr__(name):\n    from pkg import tools\n    return tools\n")
+    (pkg / "low" / "__init__.py").write_text("")
+    (pkg / "low" / "a.py").write_text(
+        "import os\n\n\ndef f():\n    from pkg.low import b\n    import pkg.low.heavy\n    return b\n\n\n"
+        "class C:\n    def m(self):\n        def inner():\n            from . import b, heavy\n        return inner\n")
+    (pkg / "low" / "b.py").write_text("from pkg.low import heavy\n")
+    (pkg / "low" / "heavy.py").write_text("import heavydep.sub\n")
+    (pkg / "low" / "light.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import heavydep\n\n\ndef f():\n    import heavydep\n")
+    (pkg / "tools.py").write_text("def main():\n    from pkg.low import b  # the tools may\n")
+    table = [("low", ("pkg.low",)), ("api", ("pkg",)), ("tools", ("pkg.tools",))]
+    mods = find_modules({"pkg": pkg})
+    allowed = {"pkg.low.heavy": ("heavydep", "a heavy optional dependency")}
+    lazy = lazy_imports(tmp_path, mods, table, allowed, top="pkg")
+    assert len(lazy) == 3, lazy
+    assert lazy[0].startswith("pkg/__init__.py:2: pkg [api] imports pkg.tools inside a function")
+    assert lazy[1].startswith("pkg/low/a.py:5: pkg.low.a [low] imports pkg.low.b inside a function "
+                              "(`from pkg.low import b`)")
+    assert lazy[2].startswith("pkg/low/a.py:13: pkg.low.a [low] imports pkg.low.b inside a function")
+    assert lazy_imports(tmp_path, mods, table, {**allowed, "pkg.low.b": ("heavydep", ""),
+                                                "pkg.tools": ("", "")}, top="pkg") == []
+    deps = import_time_dependencies(mods, top="pkg")
+    assert deps["pkg.low.heavy"] == {"heavydep"} and deps["pkg.low.b"] == {"heavydep"}
+    assert deps["pkg.low.a"] == {"os"} and deps["pkg.low.light"] == {"typing"}

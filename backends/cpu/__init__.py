@@ -11,6 +11,7 @@ from snnc.core.errors import LoweringError
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
+from snnc.runtime.interpreter import unsupported_ops
 
 
 class Options(BaseModel):
@@ -22,8 +23,6 @@ class Options(BaseModel):
 
 def legalize(graph: Graph) -> Graph:
     """Check every op has a CPU kernel; report all offenders at once."""
-    from snnc.runtime.interpreter import unsupported_ops
-
     bad = unsupported_ops(graph)
     if bad:
         raise LoweringError("the cpu target cannot run: " + "; ".join(op.where() for op in bad))

@@ -26,6 +26,8 @@ from torch import Tensor
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.ops.linear import conv_out
+from snnc.runtime.kernels import KERNELS
 
 # ops that may sit between two neuron layers
 LINEAR_OPS = (ops.Conv2d, ops.Linear, ops.AvgPool2d, ops.AdaptiveAvgPool2d, ops.Scale, ops.BatchNorm,
@@ -106,8 +108,6 @@ def conv_out_floor(size: int, k: int, s: int, p: int) -> int:
 
 
 def _ceil_size(op: ops.AvgPool2d, size: int, axis: int) -> int:
-    from snnc.ir.ops.linear import conv_out
-
     return conv_out(size, op.kernel_size[axis], op.stride[axis], op.padding[axis], 1, True)
 
 
@@ -187,8 +187,6 @@ def _bias_factor(specs: list[tuple[ops.OpBase, ConvSpec]]) -> float:
 
 def measure_dense(g: Graph, seg: list[ops.OpBase], in_features: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """(A [out, in], c [out]) with seg(x) = A flatten(x) + c, measured in float64."""
-    from snnc.runtime.kernels import KERNELS
-
     d = math.prod(in_features)
     if d > _MAX_PROBE:
         raise LoweringError(f"{seg[-1].where()}: a dense NetX layer over {d} inputs is too large to build",

@@ -21,6 +21,7 @@ import warnings
 
 import torch
 
+from snnc.frontends.torch_fx import trace
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import HardReset, LoihiInfo
@@ -124,8 +125,6 @@ def convert(model, calibration_data, mode: str | float = "99.9%", *, T: int = DE
     The same passes as `snnc compile --calib DATA --target lava -T T`; **options are the
     conversion options of snnc.convert (channelwise, v_init, bias_correction).
     """
-    from snnc.frontends.torch_fx import trace
-
     context = conversion_context(calibration_data, mode, time_steps=T, **options)
     ann = model if isinstance(model, Graph) else trace(model, input_shape or context.sample_shape)
     lava = ["reset-to-zero"] + [f"calibrate-thresholds{{samples={calib_samples}}}"] * calibrate \

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import write_artifact
+from snnc.backends.nir.export import refusal, to_nir_graph
 from snnc.core.errors import LoweringError
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.formats.nir import DEFAULT_DT
@@ -47,8 +48,6 @@ class Options(BaseModel):
 
 def legalize(graph: Graph, options: Options | None = None) -> Graph:
     """Check every op has a NIR form under `options`; report all offenders at once."""
-    from snnc.backends.nir.export import refusal
-
     options = options or Options()
     bad = [r for op in graph if (r := refusal(op, graph, options)) is not None]
     if bad:
@@ -62,8 +61,6 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
           force: bool = False) -> Artifact:
     """Write `graph` as a NIR artifact folder at `output`."""
     import nir
-
-    from snnc.backends.nir.export import to_nir_graph
 
     options = options or Options()
     if output is None:

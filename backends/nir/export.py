@@ -16,7 +16,7 @@ import numpy as np
 from snnc.core.dynamics import FireCompare
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
-from snnc.ir.formats.nir import META_KEY, to_nir_node
+from snnc.ir.formats.nir import META_KEY, nir_params, to_nir_node
 from snnc.ir.graph import Graph
 
 # Ops that become edges, not NIR nodes.
@@ -38,8 +38,6 @@ def _np(t) -> np.ndarray:
 
 def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | None:
     """(why, what to do) when `op` cannot be written to NIR with `options`, else None."""
-    from snnc.ir.formats.nir import nir_params
-
     if not isinstance(op, SUPPORTED):
         return f"{op.where()} has no NIR equivalent", HINTS.get(type(op), "NIR has no such primitive")
     types = graph.types

@@ -18,6 +18,7 @@ from snnc.ir import ops
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
+from snnc.runtime.interpreter import unsupported_ops
 from snnc.runtime.triton.options import RuntimeOptions
 
 
@@ -29,8 +30,6 @@ class Options(RuntimeOptions):
 
 def legalize(graph: Graph) -> Graph:
     """Every neuron must be one the kernels implement (IF/LIF); other ops run through torch."""
-    from snnc.runtime.interpreter import unsupported_ops
-
     bad = unsupported_ops(graph)
     bad += [op for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
     if bad:

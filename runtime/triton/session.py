@@ -11,6 +11,9 @@ graphs (`graphs.py`, option `cuda_graphs`).
 The groups come from the graph's metadata (recorded by the fuse pass, run by the
 triton pipeline) or, for a graph that did not go through it, are computed here
 (both in snnc.ir.fusion).
+
+Importing this module does not import triton: the kernel modules (chain.py, linear.py) are
+imported inside the functions that launch them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Mapping
 
 from torch import Tensor
 
-from snnc.core.errors import InputError
+from snnc.core.errors import InputError, LoweringError, SnncError
 from snnc.ir import ops
 from snnc.ir.fusion import fusion_groups, live_groups
 from snnc.ir.graph import Graph
@@ -56,7 +59,7 @@ _CHAIN_OPS = (ops.Scale, ops.ReLU, ops.Identity, ops.Add)
 
 def _stages_of(members: list[ops.OpBase]) -> tuple[list[tuple], list[str]]:
     """Kernel stages and Add operands (value names) of a chain of elementwise ops."""
-    from .chain import STAGE_ADD, STAGE_MUL, STAGE_MUL_CHANNEL, STAGE_RELU
+    from .chain import STAGE_ADD, STAGE_MUL, STAGE_MUL_CHANNEL, STAGE_RELU  # lazy: imports triton
 
     stages, operands = [], []
     for op in members:
@@ -82,7 +85,7 @@ def _groups(graph: Graph) -> dict[str, list[str]]:
 def group_plan(base: Plan, graph: Graph, *, keep: frozenset[str], no_group: frozenset[str],
                fused_linear: bool, linear_ok=lambda op: True) -> Plan:  # fmt: skip
     """Replace each neuron node of an unfused plan by a ChainNode (or LinearNode) of its group."""
-    from .chain import MAX_OPERANDS, MAX_STAGES
+    from .chain import MAX_OPERANDS, MAX_STAGES  # lazy: imports triton
 
     groups = _groups(graph)
     by_name = {n.name: n for n in base.nodes}
@@ -137,8 +140,6 @@ class TritonExecutor(Executor):
     def _neuron(self, node, ins, c, state, hooks, want_v, t0, t1):
         if not isinstance(node, (ChainNode, LinearNode)):
             return super()._neuron(node, ins, c, state, hooks, want_v, t0, t1)
-        from snnc.core.errors import LoweringError, SnncError
-
         op = node.op
         x, is_static = ins[0]
         v = state.get(op.name)
@@ -162,7 +163,7 @@ class TritonExecutor(Executor):
     def _chain(self, node: ChainNode, x: Tensor, is_static: bool, operands: list[tuple[Tensor, bool]], c: int,
                v: Tensor | None):  # fmt: skip
         """Run a ChainNode; `operands` are the (value, static) Add operands, node.inputs[1:]."""
-        from .chain import Stage, chain_multi_step
+        from .chain import Stage, chain_multi_step  # lazy: imports triton
 
         step_shape = x.shape if is_static else x.shape[1:]
         self._check_state(node.op, v, step_shape)
@@ -174,7 +175,7 @@ class TritonExecutor(Executor):
                                 spike_dtype=x.dtype)  # fmt: skip
 
     def _linear(self, node: LinearNode, x: Tensor, v: Tensor | None):
-        from .linear import linear_multi_step
+        from .linear import linear_multi_step  # lazy: imports triton
 
         lin = node.linear
         w = self.params[lin.weight]
@@ -201,7 +202,7 @@ class TritonInterpreter(Interpreter):
     def use_fused_linear(self, op: ops.Linear) -> bool:
         mode = self.options.fused_linear
         if mode == "auto":
-            from .linear import resident
+            from .linear import resident  # lazy: imports triton
 
             return self.device.type == "cuda" and resident(self.params[op.weight].shape[1])
         return mode == "on"

@@ -17,6 +17,7 @@ import os
 import stat
 from pathlib import Path
 
+from snnc.core import isolate
 from snnc.core.errors import MalformedFileError, SnncError, TensorTooLargeError, UnsafeFileReferenceError
 from snnc.core.limits import check_tensor, max_tensor_bytes, mib
 
@@ -71,8 +72,6 @@ def open_hdf5(path: str | os.PathLike, kind: str = "HDF5", *, outline: bool = Fa
     `outline=True` reads only the root's attributes and member names (the members are
     bare H5Objects): enough to tell the format, at a fraction of the cost.
     """
-    from snnc.core import isolate
-
     import h5py  # noqa: F401 - imported here, so that the helper (a fork of this process) has it already
 
     source = str(path)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from snnc.nn.base import MemoryModule, StepMode
+from snnc.nn.neuron import BaseNode
 
 __all__ = [
     "multi_step_forward",
@@ -112,8 +113,6 @@ def detach_net(net: nn.Module) -> None:
 
 def set_backend(net: nn.Module, backend: str, instance: type | tuple[type, ...] | None = None) -> None:
     """Set `backend` on every neuron of `net` (only those of type `instance` when given)."""
-    from snnc.nn.neuron import BaseNode
-
     for m in net.modules():
         if isinstance(m, instance or BaseNode) and hasattr(m, "backend"):
             m.backend = backend

@@ -10,7 +10,7 @@ from snnc.nn.errors import NoNeuronParamsError
 
 def supports(node) -> bool:
     """IF/LIF/PLIF with a Sigmoid or ATan surrogate (custom neurons stay on torch)."""
-    from snnc.runtime.triton.surrogate import is_supported_surrogate
+    from snnc.runtime.triton.surrogate import is_supported_surrogate  # lazy: imports triton
 
     try:
         node.neuron_params()
@@ -20,7 +20,7 @@ def supports(node) -> bool:
 
 
 def multi_step(node, x_seq: Tensor) -> Tensor:
-    from snnc.runtime.triton.neuron import multi_step as kernel
+    from snnc.runtime.triton.neuron import multi_step as kernel  # lazy: imports triton
 
     decay = node.w.sigmoid() if hasattr(node, "w") and isinstance(getattr(node, "w"), Tensor) else None
     v0 = node.v if isinstance(node.v, Tensor) else float(node.v)
