@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from snnc.cli_args import (backend_options, fresh_dump_dir, input_feeds, is_snn, load_array, load_graph,
+                           load_labelled, parse_options, run_device)
 from snnc.core import spelling
 from snnc.core.errors import InputError, SnncError
 
@@ -69,76 +70,6 @@ def _say(msg: str) -> None:
         typer.echo(msg)
 
 
-def parse_input_shape(spec: str) -> tuple[str | None, tuple[int, ...]]:
-    """'x:[1,1,8,8]', 'x:[N,1,8,8]' or '[1,1,8,8]' (batch first) -> (name or None, per-sample shape (1, 8, 8))."""
-    m = re.fullmatch(r"\s*(?:([A-Za-z_][\w.]*)\s*:)?\s*\[?\s*([0-9A-Za-z,\s]+?)\s*\]?\s*", spec)
-    dims = [d.strip() for d in m.group(2).split(",")] if m else []
-    if not m or len(dims) < 2 or not (dims[0].isdigit() or dims[0] in ("N", "n")) \
-            or not all(d.isdigit() and int(d) > 0 for d in dims[1:]):
-        raise InputError(f"--input-shape {spec!r}: expected NAME:[N,d1,d2,...], batch first, with positive sizes "
-                         "after the batch dim", hint="e.g. --input-shape x:[1,1,8,8] for 1x8x8 inputs")
-    return m.group(1), tuple(int(d) for d in dims[1:])
-
-
-def load_array(spec: str, what: str, scale: Optional[str] = None):
-    """A float tensor from a .npy/.npz/.pt file (or a folder of them), or 'digits' for the bundled data set.
-
-    Checked by snnc.core.userdata (dtype policy, finite values); `scale` is --input-scale.
-    """
-    import torch
-
-    from snnc.core.userdata import as_float, check_finite, parse_scale, read_arrays
-
-    factor = parse_scale(scale) if scale is not None else None
-    if spec == "digits":
-        from snnc.core import datasets
-
-        return as_float(datasets.digits().x_train[:512], "the digits data", scale=factor)
-    p = Path(spec)
-    if p.is_dir():
-        files = [f for f in sorted(p.iterdir()) if f.suffix in (".npy", ".npz", ".pt")]
-        if not files:
-            raise InputError(f"{what} folder {p} has no .npy, .npz or .pt files")
-        parts = [load_array(str(f), what, scale) for f in files]
-        if len({tuple(t.shape[1:]) for t in parts}) > 1:
-            raise InputError(f"the files in {what} folder {p} hold samples of different shapes: "
-                             + ", ".join(f"{f.name} {list(t.shape)}" for f, t in zip(files, parts)))
-        return torch.cat(parts)
-    arrays = read_arrays(p, what)
-    key = next((k for k in (None, "x", "inputs", "data") if k in arrays), next(iter(arrays)))
-    where = f"{what} file {p}" + (f", array '{key}'" if key is not None else "")
-    x = as_float(arrays[key], where, scale=factor)
-    check_finite(x, where)
-    return x
-
-
-def _is_snn(graph) -> bool:
-    from snnc.ir import ops
-
-    return any(isinstance(op, ops.NeuronOp) for op in graph)
-
-
-def _load_graph(model: str, input_shape: Optional[str], weights: Optional[str], trust_pickle: bool = False):
-    """The model as an IR graph; --input-shape must name one of its inputs and, for a model file, agree with it."""
-    from snnc.frontends.loader import load_model
-
-    name, shape = parse_input_shape(input_shape) if input_shape else (None, None)
-    graph = load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle)
-    if input_shape is not None:
-        inputs = {op.name: tuple(op.type.features) for op in graph.inputs}
-        if name is None and len(inputs) == 1:
-            name = next(iter(inputs))
-        if name not in inputs:
-            raise InputError(f"--input-shape {input_shape!r} names input {name!r}, but {model} has "
-                             f"input(s) {', '.join(inputs)}", hint=f"e.g. --input-shape {next(iter(inputs))}:[1,"
-                             f"{','.join(map(str, next(iter(inputs.values()))))}]")
-        if inputs[name] != shape:
-            raise InputError(f"--input-shape {input_shape!r} gives input {name!r} samples of shape {list(shape)}, "
-                             f"but {model} declares {list(inputs[name])}",
-                             hint="a model file declares its own input shapes: drop --input-shape, or make it agree")
-    return graph
-
-
 @app.command()
 def convert(model: ModelArgument,
             calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz/.pt, a folder of them, "
@@ -168,47 +99,11 @@ def convert(model: ModelArgument,
 
     check_time_steps(time_steps, "-T")
     check_destination(output, replaces=is_snnir_file, force=force, what=".snnir file")  # before any work
-    graph = _load_graph(model, input_shape, weights, trust_pickle)
+    graph = load_graph(model, input_shape, weights, trust_pickle)
     snn = snnc.convert(graph, load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
                        v_init=v_init, time_steps=time_steps, bias_correction=bias_correction)
     save(snn, output, force=force)
     _say(f"wrote {output}")
-
-
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    """['batch_size=32', 'dtype=f16'] -> {'batch_size': '32', 'dtype': 'f16'}."""
-    out = {}
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"backend option {item!r} is not key=value", hint="e.g. -O batch_size=32")
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
-
-
-def backend_options(target: str, given: dict[str, object]):
-    """The target's Options model from CLI values; unknown keys list the target's options."""
-    from snnc.api import target_options
-
-    return target_options(target, given)
-
-
-_DUMP_FILE = re.compile(r"\d{2,}-.+\.txt")  # what --dump-dir writes: 00-input.txt, 01-<pass>.txt, ...
-
-
-def _fresh_dump_dir(path: Path, force: bool) -> Path:
-    """--dump-dir: a new or empty folder, or an earlier dump (its files are removed first, so none is stale)."""
-    from snnc.core.fileio import check_destination
-
-    def is_dump(p: Path) -> bool:
-        return all(_DUMP_FILE.fullmatch(e.name) and e.is_file() and not e.is_symlink() for e in p.iterdir())
-
-    dst = check_destination(path, directory=True, replaces=is_dump, force=force, what="IR dump folder")
-    if dst.is_dir() and not dst.is_symlink():
-        for e in dst.iterdir():
-            if _DUMP_FILE.fullmatch(e.name) and e.is_file() and not e.is_symlink():
-                e.unlink()
-    return dst
 
 
 @app.command()
@@ -269,11 +164,11 @@ def compile(model: ModelArgument,
 
     check_output(output, force=force)  # before any work
     if dump_dir is not None:
-        dump_dir = _fresh_dump_dir(dump_dir, force)
-    graph = _load_graph(model, input_shape, weights, trust_pickle)
+        dump_dir = fresh_dump_dir(dump_dir, force)
+    graph = load_graph(model, input_shape, weights, trust_pickle)
     spec = passes if passes is not None else PIPELINES.get(target, "")
     context = None
-    if not _is_snn(graph):
+    if not is_snn(graph):
         if calib is None:
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
                              hint="e.g. --calib digits, or --calib calib.npy")
@@ -348,7 +243,7 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         session = open_session(art)
     else:
         exact = {"channels_last": False, "event_conv": False} if eager_exact else {}
-        session = open_session(art, device=_run_device(device, art.target), **exact)
+        session = open_session(art, device=run_device(device, art.target), **exact)
     if output is not None:  # before the run: -o may replace only an earlier run's outputs
         names = ["out"] if isinstance(session, LoihiSession) else session.output_names
         check_destination(output, replaces=npz_with_keys(names), force=force, what="outputs file (.npz)")
@@ -357,14 +252,14 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     if T is None and artifact.is_dir():
         T = check_time_steps(art.manifest.get("time_steps"), f"the time_steps in {artifact}/manifest.json")
     if isinstance(session, LoihiSession):
-        feeds = _feeds(arrays, {"input": tuple(session.network.input_shape)}, inputs, scale)
+        feeds = input_feeds(arrays, {"input": tuple(session.network.input_shape)}, inputs, scale)
         start = time.perf_counter()
         out = {"out": session.run(next(iter(feeds.values())), T)}
         if print_time:
             typer.echo(f"run: {(time.perf_counter() - start) * 1000:.1f} ms")
         _write_outputs(out, output, force)
         return
-    feeds = _feeds(arrays, {op.name: tuple(op.type.features) for op in session.graph.inputs}, inputs, scale)
+    feeds = input_feeds(arrays, {op.name: tuple(op.type.features) for op in session.graph.inputs}, inputs, scale)
     if max_memory is not None:
         from snnc.core.limits import parse_bytes
 
@@ -381,79 +276,6 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         typer.echo(result.stats.table())
         if result.memory is not None:
             typer.echo(result.memory.line())
-
-
-def _feeds(arrays: dict, inputs: dict[str, tuple[int, ...]], path: Path, scale: Optional[float]) -> dict:
-    """Input name -> checked float tensor, from the arrays of an inputs file (snnc.core.userdata.read_arrays);
-    `inputs` maps each input name to its per-sample shape."""
-    from snnc.core.userdata import as_float, check_finite
-
-    names = list(inputs)
-    if None in arrays or (len(names) == 1 and len(arrays) == 1):  # one array: the one input, whatever its name
-        if len(names) != 1:
-            raise InputError(f"inputs file {path} holds one array, but the model takes inputs {', '.join(names)}",
-                             hint="save one array per input name: numpy.savez(path, "
-                                  + ", ".join(f"{n}=..." for n in names) + ")")
-        (key, x), = arrays.items()
-        named = {names[0]: (x, f"inputs file {path}" + (f", array '{key}'" if key is not None else ""))}
-    else:
-        unknown, missing = sorted(set(arrays) - set(names)), [n for n in names if n not in arrays]
-        if unknown or missing:
-            held = ", ".join(map(repr, list(arrays)[:5])) + (f", ... ({len(arrays)} arrays)" if len(arrays) > 5 else "")
-            raise InputError(f"inputs file {path} holds arrays {held}, but the model takes inputs "
-                             f"{', '.join(map(repr, names))}", hint="save one array per input name")
-        named = {k: (arrays[k], f"inputs file {path}, array '{k}'") for k in names}
-    feeds = {}
-    for name, (x, where) in named.items():
-        x = feeds[name] = as_float(x, where, scale=scale)
-        feats = inputs[name]
-        if tuple(x.shape[x.dim() - len(feats):]) != feats or x.dim() not in (len(feats) + 1, len(feats) + 2):
-            dims = ", ".join(map(str, feats))
-            raise InputError(f"{where} has shape {list(x.shape)}, but input %{name} takes [N, {dims}] (held "
-                             f"constant over T) or [T, N, {dims}] (a sequence)")
-        check_finite(x, where)
-    return feeds
-
-
-def _run_device(device: Optional[str], target: str) -> Optional[str]:
-    """--device checked against this machine; a triton artifact without a GPU runs in Triton's CPU interpreter."""
-    import torch
-
-    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N")
-    if device is not None and device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            build = "" if torch.version.cuda else f" (this torch {torch.__version__} is a CPU-only build)"
-            raise InputError(f"--device {device}: no CUDA GPU is visible here{build}", hint="run with --device cpu")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-        return device
-    if target == "triton" and (device == "cpu" or not torch.cuda.is_available()):
-        _triton_on_cpu()
-    return device
-
-
-def _triton_on_cpu() -> None:
-    """Run Triton's kernels in its CPU interpreter (set before triton is imported), with a warning."""
-    import os
-    import warnings
-
-    from snnc.runtime import triton as snnc_triton
-
-    if not snnc_triton.is_available():
-        raise InputError("this is a triton artifact, but the triton package is not installed here",
-                         hint="compile the model for --target cpu, which runs the same IR")
-    if "triton" in sys.modules:
-        from snnc.runtime.triton.launch import interpreting
-
-        if not interpreting():
-            raise InputError("Triton's kernels were loaded for the GPU in this process; they cannot run on the CPU",
-                             hint="set TRITON_INTERPRET=1 before snnc starts, or use --device cuda")
-    else:
-        os.environ["TRITON_INTERPRET"] = "1"
-    warnings.warn("running the Triton kernels in Triton's CPU interpreter (no CUDA GPU in use): slow, for testing; "
-                  "--target cpu runs the same IR fast on a CPU", stacklevel=2)
 
 
 def _write_outputs(out: dict, output: Optional[Path], force: bool = False) -> None:
@@ -493,7 +315,7 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
         raise InputError("-T, --batch and --repeat must be positive")
     art = Artifact.open(artifact)
     # the Loihi emulation takes no device (it runs bit-exact integers on the CPU)
-    session = open_session(art) if art.target == "lava" else open_session(art, device=_run_device(None, art.target))
+    session = open_session(art) if art.target == "lava" else open_session(art, device=run_device(None, art.target))
     graph = session.graph if hasattr(session, "graph") else None
     feats = graph.inputs[0].type.features if graph is not None else session.network.layers[0].shape
     x = torch.rand(batch, *feats, generator=torch.Generator().manual_seed(0))
@@ -527,7 +349,7 @@ def inspect(path: Path = typer.Argument(..., help="A model file, an artifact fol
     """
     from snnc.ir.formats.artifact import Artifact
 
-    graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(str(path), input_shape, weights, trust_pickle)
+    graph = Artifact.open(path).graph() if path.is_dir() else load_graph(str(path), input_shape, weights, trust_pickle)
     typer.echo(str(graph), nl=False)
     if table:
         typer.echo(op_table(graph))
@@ -570,43 +392,6 @@ def list_passes():
         typer.echo(f"pipeline {target}: {spec}")
 
 
-def load_labelled(spec: str, scale: Optional[str] = None):
-    """(x, y) from 'digits' (the test split) or a file with arrays x/inputs/data and y/labels/targets.
-
-    x is checked by snnc.core.userdata (`scale` is --input-scale); y must hold integer labels.
-    """
-    import numpy as np
-    import torch
-
-    from snnc.core.userdata import as_float, check_finite, parse_scale, read_arrays
-
-    factor = parse_scale(scale) if scale is not None else None
-    if spec == "digits":
-        from snnc.core import datasets
-
-        d = datasets.digits()
-        return as_float(d.x_test, "the digits test set", scale=factor), d.y_test
-    p = Path(spec)
-    arrays = read_arrays(p, "evaluation")
-    xk = next((k for k in ("x", "inputs", "data") if k in arrays), None)
-    yk = next((k for k in ("y", "labels", "targets") if k in arrays), None)
-    if xk is None or yk is None:
-        raise InputError(f"evaluation file {p} needs arrays 'x' and 'y' (it has "
-                         f"{', '.join(repr(k) for k in arrays if k is not None) or 'one unnamed array'})",
-                         hint="save them with numpy.savez(path, x=inputs, y=labels)")
-    x = as_float(arrays[xk], f"evaluation file {p}, array '{xk}'", scale=factor)
-    check_finite(x, f"evaluation file {p}, array '{xk}'")
-    y = arrays[yk]  # an ndarray or a tensor: integers, or floats with integer values
-    if isinstance(y, np.ndarray):
-        y = torch.from_numpy(y) if y.dtype.kind in "iuf" else None
-    elif y.is_complex() or y.dtype == torch.bool:
-        y = None
-    if y is None or (y.is_floating_point() and not bool((y == y.round()).all())):  # shapes: report.collect
-        raise InputError(f"evaluation file {p}: array '{yk}' must hold integer class labels; it has dtype "
-                         f"{arrays[yk].dtype}" + ("" if y is None else " with fractional values"))
-    return x, y.long()
-
-
 @app.command()
 def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr) or a converted SNN / artifact."),
            calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (needed for an ANN)."),
@@ -631,7 +416,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     # before any work: -o may replace only an earlier report
     check_destination(output, directory=True, replaces=is_report_folder, force=force, what="report")
     path = Path(model)
-    graph = Artifact.open(path).graph() if path.is_dir() else _load_graph(model, input_shape, weights, trust_pickle)
+    graph = Artifact.open(path).graph() if path.is_dir() else load_graph(model, input_shape, weights, trust_pickle)
     x, y = load_labelled(eval_data, input_scale)
     try:
         ts = tuple(int(t) for t in time_steps.split(",") if t.strip())
@@ -639,7 +424,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
         raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}") from None
     if not ts or min(ts) <= 0:
         raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}")
-    if not _is_snn(graph) and calib is None:
+    if not is_snn(graph) and calib is None:
         raise InputError(f"{model} is an ANN: give --calib to convert it for the report")
     data = collect(graph, x, y, load_array(calib, "calibration", input_scale) if calib else None, t_values=ts,
                    model_source=model, eval_source=eval_data, calib_source=calib)
