@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from snnc.cli_args import (backend_options, fresh_dump_dir, input_feeds, is_snn, load_array, load_graph,
-                           load_labelled, parse_options, run_device)
+                           load_labelled, parse_options, parse_time_list, run_device)
 from snnc.core import spelling
 from snnc.core.errors import InputError, SnncError
 
@@ -411,6 +411,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     """
     from snnc.ir.formats.artifact import Artifact
     from snnc.core.fileio import check_destination
+    from snnc.evaluate import is_main_rank
     from snnc.report import collect, is_report_folder, write_report
 
     # before any work: -o may replace only an earlier report
@@ -418,18 +419,66 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     path = Path(model)
     graph = Artifact.open(path).graph() if path.is_dir() else load_graph(model, input_shape, weights, trust_pickle)
     x, y = load_labelled(eval_data, input_scale)
-    try:
-        ts = tuple(int(t) for t in time_steps.split(",") if t.strip())
-    except ValueError:
-        raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}") from None
-    if not ts or min(ts) <= 0:
-        raise InputError(f"-T must be a comma-separated list of positive ints, got {time_steps!r}")
+    ts = parse_time_list(time_steps)
     if not is_snn(graph) and calib is None:
         raise InputError(f"{model} is an ANN: give --calib to convert it for the report")
     data = collect(graph, x, y, load_array(calib, "calibration", input_scale) if calib else None, t_values=ts,
                    model_source=model, eval_source=eval_data, calib_source=calib)
+    if not is_main_rank():  # under torchrun every rank scored its part; rank 0 writes the report
+        return
     out = write_report(data, output, force=force)
     _say(f"wrote {out}")
+
+
+@app.command("eval")
+def eval_(model: ModelArgument,
+          data: str = typer.Option("digits", "--data", help="Labelled data: 'digits', an .npz with x and y, or a "
+                                   "folder of shards (.npz with x and y, or NAME.x.npy + NAME.y.npy pairs)."),
+          time_steps: str = typer.Option("4,8,16,32", "-T", "--time-steps", help="Comma-separated T values."),
+          mode: str = typer.Option("max", "--mode", help="Comma-separated normalization modes to convert an ANN "
+                                   "with: max, P% (e.g. 99.9%), mse, or a float in (0,1]."),
+          calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data (needed for an ANN): "
+                                              ".npy/.npz/.pt, a folder of them, or 'digits'."),
+          batch_size: int = typer.Option(256, "--batch-size", help="Samples per run."),
+          output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the results to this .json."),
+          as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+          input_shape: InputShapeOption = None,
+          weights: WeightsOption = None,
+          trust_pickle: TrustPickleOption = False,
+          input_scale: InputScaleOption = None,
+          force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier eval's "
+                                     "results (never a device).")):
+    """Accuracy against T over a labelled data set; runs unchanged under torchrun (each rank takes its shards).
+
+    \b
+    Example: snnc eval out/demo/digits_ann.snnir --calib digits --data digits -T 4,8,16,32 --mode max,99.9%
+             torchrun --nproc-per-node 2 -m snnc eval model.snnir --calib digits --data shards/ -T 8,32
+    """
+    from snnc.core.fileio import atomic_path, check_destination
+    from snnc.core.userdata import parse_scale
+    from snnc.evaluate import evaluate, is_main_rank, is_eval_json
+    from snnc.ir.formats.artifact import Artifact
+
+    ts = parse_time_list(time_steps)
+    modes = [m.strip() for m in mode.split(",") if m.strip()]
+    if not modes:
+        raise InputError(f"--mode: no mode in {mode!r}", hint="e.g. max or max,99.9%")
+    if output is not None:  # before any work
+        check_destination(output, replaces=is_eval_json, force=force, what="results file (.json)")
+    path = Path(model)
+    graph = Artifact.open(path).graph() if path.is_dir() else load_graph(model, input_shape, weights, trust_pickle)
+    scale = parse_scale(input_scale) if input_scale is not None else None
+    result = evaluate(graph, data, ts, calib=load_array(calib, "calibration", input_scale) if calib else None,
+                      modes=modes, batch_size=batch_size, scale=scale)
+    if not is_main_rank():
+        return
+    doc = result.to_json()
+    if output is not None:
+        with atomic_path(output, replaces=is_eval_json, force=force, what="results file (.json)") as tmp:
+            Path(tmp).write_text(json.dumps(doc, indent=1) + "\n")
+    typer.echo(json.dumps(doc, indent=1) if as_json else result.table())
+    if output is not None:
+        _say(f"wrote {output}")
 
 
 @app.command()

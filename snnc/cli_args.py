@@ -193,6 +193,17 @@ def triton_on_cpu() -> None:
                   "--target cpu runs the same IR fast on a CPU", stacklevel=2)
 
 
+def parse_time_list(spec: str) -> tuple[int, ...]:
+    """-T as a comma-separated list of positive ints, e.g. '4,8,16'."""
+    try:
+        ts = tuple(int(t) for t in spec.split(",") if t.strip())
+    except ValueError:
+        raise InputError(f"-T must be a comma-separated list of positive ints, got {spec!r}") from None
+    if not ts or min(ts) <= 0:
+        raise InputError(f"-T must be a comma-separated list of positive ints, got {spec!r}")
+    return ts
+
+
 def load_labelled(spec: str, scale: Optional[str] = None):
     """(x, y) from 'digits' (the test split) or a file with arrays x/inputs/data and y/labels/targets.
 

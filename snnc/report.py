@@ -27,6 +27,8 @@ from snnc.core.fileio import atomic_path, open_regular
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout, TensorType
+from snnc.evaluate import correct_at, rank_and_world
+from snnc.passes import distributed
 from snnc.report_data import Raster, ReportData, Score, Trace
 
 DEFAULT_MODES = ("max", "99.9%", 0.5)
@@ -85,11 +87,14 @@ def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None
         out = Interpreter(ann).run({ann.inputs[0].name: x_eval})[ann.outputs[0].name]
         ann_score = Score(int((out.argmax(-1) == y_eval).sum()), n)
         for m in modes:
-            snns[str(m)] = snnc.convert(graph, calib, m, show_progress=False)
-    accuracy = {}
-    for m, g in snns.items():
-        s = Session(g)
-        accuracy[m] = {T: Score(int((s.predict(x_eval, T) == y_eval).sum()), n) for T in sorted(set(t_values))}
+            snns[str(m)] = snnc.convert(graph, calib, m, show_progress=False, distributed=False)
+    # under torchrun each rank scores its rows of the evaluation set and the counts are summed (snnc.evaluate)
+    rank, world = rank_and_world()
+    ts = tuple(sorted(set(t_values)))
+    correct = torch.stack([correct_at(Session(g, progress=False), x_eval[rank::world], y_eval[rank::world], ts)
+                           for g in snns.values()])
+    correct = distributed.all_reduce_sums(correct)[0]
+    accuracy = {m: {T: Score(int(correct[i, j]), n) for j, T in enumerate(ts)} for i, m in enumerate(snns)}
     primary_mode = "99.9%" if "99.9%" in snns else next(iter(snns))
     primary = snns[primary_mode]
     conv = primary.meta.get("conversion", {})
