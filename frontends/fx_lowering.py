@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,6 +28,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.time_loop import fold_time_loop
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -36,6 +38,7 @@ ModuleLowering = Callable[["_Ctx", nn.Module, fx.Node, SourceLoc], Any]
 MODULE_LOWERINGS: dict[type, ModuleLowering] = {}
 FUNCTION_LOWERINGS: dict[Any, Callable[["_Ctx", fx.Node, SourceLoc], Any]] = {}
 METHOD_LOWERINGS: dict[str, Callable[["_Ctx", fx.Node, SourceLoc], Any]] = {}
+STATEFUL_TYPES: list[type] = []  # modules that keep state between calls (neurons; snnc.frontends.snn fills it)
 
 
 def lowers_module(*classes: type):
@@ -235,6 +238,12 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
     `modules` maps the fx graph's call_module targets to modules; `prefix` is
     the path of its root in the user's model (module paths are relative to it).
     """
+    folded = None
+    if ctx.per_step and ctx.step_loop == 0 and not prefix:  # the forward of a single-step model
+        folded = fold_time_loop(fx_graph, lambda n: is_stateful(modules.get(str(n.target))))
+        if folded is not None:
+            fx_graph = folded.graph
+            _warn_folded(folded, type_name(type(modules[""])) if "" in modules else "the model")
     args = iter(inputs)
     for node in fx_graph.nodes:
         path, mtype = node.meta.get("snnc_scope", (prefix, nn.Module))
@@ -275,8 +284,30 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
         elif node.op == "output":
             results = node.args[0]
             results = list(results) if isinstance(results, (tuple, list)) else [results]
-            return [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
+            values = [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
+            if folded is not None:  # a factor the model applied to its collected loop results
+                values = [v if s == 1.0 else ctx.emit(ops.Scale(name=ctx.fresh(f"{v}_scaled"), inputs=(v,),
+                                                                factor=s, loc=ctx.graph[v].loc))
+                          for v, s in zip(values, folded.scales)]
+            return values
     raise FrontendError(f"traced graph of '{prefix}' has no output")
+
+
+def is_stateful(module: nn.Module | None) -> bool:
+    """A module that keeps state between calls, or a container holding one."""
+    kinds = tuple(STATEFUL_TYPES)
+    return module is not None and bool(kinds) and any(isinstance(m, kinds) for m in module.modules())
+
+
+def _warn_folded(folded, model: str) -> None:
+    how = {"stack": f"stacks the {folded.steps} steps' outputs: the graph outputs that sequence [T, N, *]",
+           "sum": f"sums the {folded.steps} steps' outputs: the graph outputs each step's term [T, N, *] (with "
+                  "the model's factor applied), whose sum over T is the model's output"}
+    collected = "; ".join(sorted({how[c] for c in folded.collected}))
+    warnings.warn(f"{model} runs its own time loop ({folded.steps} calls of each neuron module in one forward): "
+                  f"traced as the multi-step network it means, one neuron op per module over T steps (run it "
+                  f"with T={folded.steps}; one forward call after a reset is one run); the model {collected}",
+                  stacklevel=4)
 
 
 def lower_children(ctx: _Ctx, container: nn.Module, node: fx.Node, loc: SourceLoc, *, per_step: bool) -> str:

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, reset_from_v_reset
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.fx_lowering import _Ctx, lower_children, lowers_module, type_name
+from snnc.frontends.fx_lowering import STATEFUL_TYPES, _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 from snnc.nn import container
@@ -172,6 +172,7 @@ def _register_library(neuron_base: type, memory_module: type, dropout: type, con
     `containers` module), dropout as identity, and refusals of time-last containers and of
     unknown stateful modules (lowerings are found along the MRO, so known subclasses win)."""
     NEURON_TYPES.append(neuron_base)
+    STATEFUL_TYPES.extend([neuron_base, memory_module])
     PER_STEP_CONTAINERS.extend([containers.MultiStepContainer, containers.SeqToANNContainer])
     MODE_CONTAINERS.append(containers.StepModeContainer)
     lowers_module(containers.MultiStepContainer, containers.SeqToANNContainer)(_container(True))

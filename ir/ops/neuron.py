@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
 from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
@@ -92,6 +92,14 @@ class NeuronOp(OpBase):
 
     state = (StateSpec("v", "membrane potential"),)
     stateful = True
+
+    @model_serializer(mode="wrap")
+    def _without_unset_link(self, handler):
+        """Leave state_from out when unset: .snnir nodes of unlinked neurons keep their earlier form."""
+        data = handler(self)
+        if self.state_from is None and isinstance(data, dict):
+            data.pop("state_from", None)
+        return data
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         x = ins[0]

@@ -139,10 +139,65 @@ def test_calls_in_one_time_step_are_refused_with_every_call_site():
     assert f"test_shared_state.py:{line + 1}" in msg and f"test_shared_state.py:{line + 2}" in msg
 
 
-def test_a_python_time_loop_over_a_single_step_network_is_refused_not_copied():
+class Loop(nn.Module):
+    """A single-step network run in its own Python time loop (SNASNet's pattern): fx unrolls the loop."""
+
+    def __init__(self, neuron, collect: str, steps: int = 4):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 4)
+        self.sn1, self.sn2 = neuron.LIFNode(tau=2.0), neuron.IFNode()
+        self.collect, self.steps = collect, steps
+
+    def forward(self, x):
+        if self.collect == "stack":  # x: [T, N, 8], step t read as x[t]
+            return torch.stack([self.sn2(self.fc2(self.sn1(self.fc1(x[t])))) for t in range(self.steps)])
+        acc = 0  # x: [N, 8], the same input every step; the mean of the readout over the steps
+        for t in range(self.steps):
+            acc = acc + self.fc2(self.sn1(self.fc1(x)))
+        return acc / self.steps
+
+
+def loop(neuron, collect: str) -> nn.Module:
+    return dyadic_(boost(Loop(neuron, collect), 8.0, 0.5))
+
+
+@pytest.mark.parametrize("collect", ["stack", "mean"])
+def test_a_python_time_loop_becomes_one_multi_step_neuron_per_module(collect):
+    from snnc.nn import functional, neuron
+
+    net = loop(neuron, collect)
+    with pytest.warns(UserWarning, match=r"own time loop \(4 calls of each neuron module.*T=4.*"
+                      + ("stacks" if collect == "stack" else "sum over T is the model's output")):
+        g = trace(net, (8,))
+    assert [op.loc.module_path for op in g if isinstance(op, ops.NeuronOp)] == (
+        ["sn1", "sn2"] if collect == "stack" else ["sn1"])
+    assert not g.state_links()
+    gen = torch.Generator().manual_seed(6)
+    x = dyadic_inputs((4, 3, 8) if collect == "stack" else (3, 8), gen)
+    ref = torch_run(net, x, functional)
+    out = Interpreter(g).run({"x": x}, T=4)[g.outputs[0].name]
+    assert torch.equal(out if collect == "stack" else out.sum(0), ref)
+    assert 0.05 < float(Interpreter(g).run({"x": x}, T=4, keep={"sn1"})["sn1"].mean()) < 0.95
+
+
+def test_the_folded_loop_differs_from_the_copies_tracing_made_before():
+    from snnc.nn import functional, neuron
+
+    net = loop(neuron, "stack")
+    x = dyadic_inputs((4, 3, 8), torch.Generator().manual_seed(7))
+    ref = torch_run(net, x, functional)
+    fresh = []
+    for t in range(4):  # each call on a fresh state, as independent copies of the neurons would run
+        functional.reset_net(net)
+        with torch.no_grad():
+            fresh.append(net.sn2(net.fc2(net.sn1(net.fc1(x[t])))))
+    assert not torch.equal(torch.stack(fresh), ref)
+
+
+def test_a_time_loop_that_cannot_be_folded_is_refused_not_copied():
     from snnc.nn import neuron
 
-    class Loop(nn.Module):  # SNASNet's pattern: the loop unrolls under fx into T calls of each neuron
+    class Recurrent(nn.Module):  # step t reads the last step's output: not the same computation every step
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(4, 4)
@@ -151,13 +206,13 @@ def test_a_python_time_loop_over_a_single_step_network_is_refused_not_copied():
         def forward(self, x):
             out = self.sn(self.fc(x))
             for t in range(2):
-                out = out + self.sn(self.fc(x))
+                out = self.sn(self.fc(x) + out)
             return out
 
     with pytest.raises(UnsupportedOpError, match=r"(?s)'sn' .* called 3 times in the same time step.*"
                                                  r"test_shared_state.py:\d+; .*test_shared_state.py:\d+; "
                                                  r".*test_shared_state.py:\d+.*step_mode='m'"):
-        trace(Loop(), (4,))
+        trace(Recurrent(), (4,))
 
 
 def test_calls_on_different_shapes_are_refused():
@@ -194,6 +249,26 @@ def test_spikingjelly_reused_neuron_matches_spike_for_spike():
     ref = torch_run(net, x, functional)
     assert torch.equal(run(g, x), ref)
     assert not torch.equal(run(copies(g), x), ref)
+
+
+@pytest.mark.spikingjelly
+@pytest.mark.parametrize("collect", ["stack", "mean"])
+def test_spikingjelly_time_loop_folds_and_matches_spike_for_spike(collect):
+    pytest.importorskip("spikingjelly.activation_based.neuron")
+    from spikingjelly.activation_based import functional, neuron
+
+    from snnc import nn as snn
+
+    ours = loop(snn.neuron, collect)
+    net = loop(neuron, collect)
+    net.load_state_dict(ours.state_dict())
+    with pytest.warns(UserWarning, match="own time loop"):
+        g = trace(net, (8,))
+    assert len([op for op in g if isinstance(op, ops.NeuronOp)]) == (2 if collect == "stack" else 1)
+    x = dyadic_inputs((4, 3, 8) if collect == "stack" else (3, 8), torch.Generator().manual_seed(8))
+    ref = torch_run(net, x, functional)
+    out = Interpreter(g).run({"x": x}, T=4)[g.outputs[0].name]
+    assert torch.equal(out if collect == "stack" else out.sum(0), ref)
 
 
 # -- the IR ---------------------------------------------------------------------------------------
