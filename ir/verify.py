@@ -58,6 +58,6 @@ def _verify_state_links(graph: Graph) -> None:
                               hint="one state is handed on once, in call order")
         taken[src] = name
         mine, theirs = graph.types[op.inputs[0]], graph.types[graph[src].inputs[0]]
-        if (mine.shape, mine.layout) != (theirs.shape, theirs.layout):
+        if (tuple(mine.features), mine.batch) != (tuple(theirs.features), theirs.batch):  # one step's V
             raise VerifyError(f"{op.where()} continues the state of %{src}, but its input is {mine} "
                               f"where %{src}'s is {theirs}", hint="a shared membrane potential has one shape")
