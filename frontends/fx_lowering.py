@@ -15,14 +15,20 @@ whose ops index feature dims only, gets the right ones.
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import torch
 
 import torch.fx as fx
 import torch.nn as nn
 
 from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.time_loop import fold_time_loop
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -32,6 +38,7 @@ ModuleLowering = Callable[["_Ctx", nn.Module, fx.Node, SourceLoc], Any]
 MODULE_LOWERINGS: dict[type, ModuleLowering] = {}
 FUNCTION_LOWERINGS: dict[Any, Callable[["_Ctx", fx.Node, SourceLoc], Any]] = {}
 METHOD_LOWERINGS: dict[str, Callable[["_Ctx", fx.Node, SourceLoc], Any]] = {}
+STATEFUL_TYPES: list[type] = []  # modules that keep state between calls (neurons; snnc.frontends.snn fills it)
 
 
 def lowers_module(*classes: type):
@@ -78,6 +85,14 @@ class _Ctx:
     modules: dict[str, nn.Module] = field(default_factory=dict)
     per_step: bool = False  # inside a single-step model or a container's per-step loop: code sees [N, *]
     prefix: str = ""  # path of the (sub)module being lowered; prefixes value names inside containers
+    # the per-step loop the code is in (None: whole sequences); calls in one loop interleave per step
+    step_loop: int | None = None
+    loops: int = 0
+    stateful: dict[int, list["StatefulCall"]] = field(default_factory=dict)  # id(module) -> its calls so far
+
+    def __post_init__(self) -> None:
+        if self.per_step:  # a single-step model: its forward is the body of the one time loop
+            self.step_loop, self.loops = 0, 1
 
     def value(self, arg: Any, node: fx.Node, loc: SourceLoc) -> str:
         v = self.values.get(arg) if isinstance(arg, fx.Node) else None
@@ -95,6 +110,36 @@ class _Ctx:
         if key not in self.param_cache:
             self.param_cache[key] = self.graph.add_param(f"{path}.{attr}" if path else attr, t.detach().clone())
         return self.param_cache[key]
+
+    def stateful_call(self, module: nn.Module, node: fx.Node, loc: SourceLoc, x: str) -> str | None:
+        """Record a call of a stateful module (a neuron) on value `x`; returns the IR node whose final state
+        this call starts from (None: the first call), or raises naming every call site.
+
+        SpikingJelly and snnc.nn keep one state per module, in call order. Calls on whole sequences
+        (multi-step, or two separate per-step loops) run one after the other: the second starts from the
+        first's final state, which the IR says with `state_from`. Calls in the same per-step loop
+        alternate step by step on one state, which no IR op represents.
+        """
+        calls = self.stateful.setdefault(id(module), [])
+        previous = calls[-1] if calls else None
+        if previous is not None:
+            shared = self.step_loop is not None and any(c.loop == self.step_loop for c in calls)
+            mine, theirs = self.type_of(x), self.type_of(previous.input)
+            if shared or (mine.shape, mine.layout) != (theirs.shape, theirs.layout):
+                sites = call_sites(node, [c.node for c in calls])
+                why = ("in the same time step (its state would alternate between the calls step by step)"
+                       if shared else f"on inputs of different shapes ({theirs} first, then {mine})")
+                raise UnsupportedOpError(
+                    f"{loc.describe()} holds one state but is called {len(sites)} times {why}; call sites: "
+                    + "; ".join(sites),
+                    hint="give each call its own module; a single-step network in a Python time loop: set "
+                         "step_mode='m' and pass the whole sequence [T, N, *] instead")
+        calls.append(StatefulCall(node, x, self.step_loop))
+        return None if previous is None else previous.name
+
+    def name_call(self, module: nn.Module, name: str) -> None:
+        """The IR node of the module's latest call (stateful_call recorded it)."""
+        self.stateful[id(module)][-1].name = name
 
     def fresh(self, name: str) -> str:
         """A fresh value name for fx node `name` (prefixed with the container's path inside one)."""
@@ -117,11 +162,40 @@ class _Ctx:
         return self.type_of(value).layout.n_layout_dims
 
 
+@dataclass
+class StatefulCall:
+    """One call of a stateful module: its fx node, input value, per-step loop and IR node."""
+
+    node: fx.Node
+    input: str
+    loop: int | None
+    name: str = ""
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_FRONTEND_DIR = os.path.dirname(__file__) + os.sep
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def call_site(node: fx.Node) -> str | None:
+    """'file.py:12' of the user's code that made fx node `node` (the innermost frame outside torch and snnc)."""
+    frames = _FRAME.findall(node.stack_trace or "")
+    user = [(f, n) for f, n in frames if not f.startswith((_TORCH_DIR, _FRONTEND_DIR))]
+    return f"{user[-1][0]}:{user[-1][1]}" if user else None
+
+
+def call_sites(node: fx.Node, earlier: list[fx.Node]) -> list[str]:
+    """The call sites of a module: `earlier` calls, `node`, and its later calls in node's fx graph."""
+    later = [n for n in node.graph.nodes if n.op == "call_module" and n.target == node.target and n not in earlier]
+    return [call_site(n) or f"'{n.name}' (no source line)" for n in [*earlier, *later]]
+
+
 class _Tracer(fx.Tracer):
     """Keeps leaf modules we lower ourselves and stamps every node with its enclosing module."""
 
     def __init__(self, root_type: type, prefix: str = ""):
         super().__init__()
+        self.record_stack_traces = True  # node.stack_trace: the user's file:line in error messages
         self._prefix = prefix
         self._scope: list[tuple[str, type]] = [(prefix, root_type)]
 
@@ -164,6 +238,12 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
     `modules` maps the fx graph's call_module targets to modules; `prefix` is
     the path of its root in the user's model (module paths are relative to it).
     """
+    folded = None
+    if ctx.per_step and ctx.step_loop == 0 and not prefix:  # the forward of a single-step model
+        folded = fold_time_loop(fx_graph, lambda n: is_stateful(modules.get(str(n.target))))
+        if folded is not None:
+            fx_graph = folded.graph
+            _warn_folded(folded, type_name(type(modules[""])) if "" in modules else "the model")
     args = iter(inputs)
     for node in fx_graph.nodes:
         path, mtype = node.meta.get("snnc_scope", (prefix, nn.Module))
@@ -204,8 +284,30 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
         elif node.op == "output":
             results = node.args[0]
             results = list(results) if isinstance(results, (tuple, list)) else [results]
-            return [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
+            values = [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
+            if folded is not None:  # a factor the model applied to its collected loop results
+                values = [v if s == 1.0 else ctx.emit(ops.Scale(name=ctx.fresh(f"{v}_scaled"), inputs=(v,),
+                                                                factor=s, loc=ctx.graph[v].loc))
+                          for v, s in zip(values, folded.scales)]
+            return values
     raise FrontendError(f"traced graph of '{prefix}' has no output")
+
+
+def is_stateful(module: nn.Module | None) -> bool:
+    """A module that keeps state between calls, or a container holding one."""
+    kinds = tuple(STATEFUL_TYPES)
+    return module is not None and bool(kinds) and any(isinstance(m, kinds) for m in module.modules())
+
+
+def _warn_folded(folded, model: str) -> None:
+    how = {"stack": f"stacks the {folded.steps} steps' outputs: the graph outputs that sequence [T, N, *]",
+           "sum": f"sums the {folded.steps} steps' outputs: the graph outputs each step's term [T, N, *] (with "
+                  "the model's factor applied), whose sum over T is the model's output"}
+    collected = "; ".join(sorted({how[c] for c in folded.collected}))
+    warnings.warn(f"{model} runs its own time loop ({folded.steps} calls of each neuron module in one forward): "
+                  f"traced as the multi-step network it means, one neuron op per module over T steps (run it "
+                  f"with T={folded.steps}; one forward call after a reset is one run); the model {collected}",
+                  stacklevel=4)
 
 
 def lower_children(ctx: _Ctx, container: nn.Module, node: fx.Node, loc: SourceLoc, *, per_step: bool) -> str:
@@ -213,12 +315,14 @@ def lower_children(ctx: _Ctx, container: nn.Module, node: fx.Node, loc: SourceLo
     seq = nn.Sequential(OrderedDict(container.named_children()))
     fx_graph = _fx_trace(seq, type(container), loc.module_path)
     x = ctx.value(node.args[0], node, loc)
-    saved = ctx.per_step, ctx.prefix
+    saved = ctx.per_step, ctx.prefix, ctx.step_loop
+    if per_step and not ctx.per_step:  # the container runs its own loop over the time steps
+        ctx.step_loop, ctx.loops = ctx.loops, ctx.loops + 1
     ctx.per_step, ctx.prefix = per_step or ctx.per_step, loc.module_path
     try:
         (out,) = lower_fx_graph(ctx, fx_graph, dict(seq.named_modules()), [x], loc.module_path)
     finally:
-        ctx.per_step, ctx.prefix = saved
+        ctx.per_step, ctx.prefix, ctx.step_loop = saved
     return out
 
 

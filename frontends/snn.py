@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, reset_from_v_reset
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.fx_lowering import _Ctx, lower_children, lowers_module, type_name
+from snnc.frontends.fx_lowering import STATEFUL_TYPES, _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 from snnc.nn import container
@@ -53,10 +53,10 @@ def _try(register, library: str) -> None:
         warnings.warn(f"cannot trace {library} modules: {type(e).__name__}: {e}", stacklevel=3)
 
 
-def neuron_op(name: str, x: str, loc: SourceLoc, p: NeuronParams) -> ops.NeuronOp:
-    """The IR op for neuron parameters `p`."""
+def neuron_op(name: str, x: str, loc: SourceLoc, p: NeuronParams, state_from: str | None = None) -> ops.NeuronOp:
+    """The IR op for neuron parameters `p` (starting from neuron %state_from's final state when given)."""
     common = dict(name=name, inputs=(x,), loc=loc, v_threshold=float(p.v_threshold),
-                  reset=ops.reset_of(p.reset, p.v_reset), fire=p.compare)
+                  reset=ops.reset_of(p.reset, p.v_reset), fire=p.compare, state_from=state_from)
     if p.kind is NeuronKind.IF:
         return ops.IF(**common)
     return ops.LIF(**common, tau=float(p.tau), decay_input=bool(p.decay_input))
@@ -78,7 +78,10 @@ def _check_step_mode(ctx: _Ctx, m: nn.Module, loc: SourceLoc) -> None:
 def _emit_neuron(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc, p: NeuronParams) -> str:
     _check_step_mode(ctx, m, loc)
     x = ctx.value(node.args[0], node, loc)
-    return ctx.emit(neuron_op(ctx.fresh(node.name), x, loc, p))
+    state_from = ctx.stateful_call(m, node, loc, x)  # a module called again continues its state
+    name = ctx.emit(neuron_op(ctx.fresh(node.name), x, loc, p, state_from))
+    ctx.name_call(m, name)
+    return name
 
 
 def _plif_warning(loc: SourceLoc, tau: float) -> None:
@@ -169,6 +172,7 @@ def _register_library(neuron_base: type, memory_module: type, dropout: type, con
     `containers` module), dropout as identity, and refusals of time-last containers and of
     unknown stateful modules (lowerings are found along the MRO, so known subclasses win)."""
     NEURON_TYPES.append(neuron_base)
+    STATEFUL_TYPES.extend([neuron_base, memory_module])
     PER_STEP_CONTAINERS.extend([containers.MultiStepContainer, containers.SeqToANNContainer])
     MODE_CONTAINERS.append(containers.StepModeContainer)
     lowers_module(containers.MultiStepContainer, containers.SeqToANNContainer)(_container(True))

@@ -9,7 +9,7 @@ import networkx as nx
 import torch
 
 from snnc.core.errors import VerifyError
-from snnc.ir.ops import Input, OpBase, Output, ParamInfo, TypeInferenceError
+from snnc.ir.ops import Input, NeuronOp, OpBase, Output, ParamInfo, TypeInferenceError
 from snnc.ir.printer import format_op_line, print_graph
 from snnc.ir.types import DType, TensorType
 
@@ -80,7 +80,7 @@ class Graph:
         self._types = None
 
     def remove(self, name: str) -> None:
-        users = self.users(name)
+        users = self.users(name) + [self.nodes[n] for n, src in self.state_links().items() if src == name]
         if users:
             raise VerifyError(f"cannot remove %{name}: still used by {', '.join('%' + u.name for u in users)}")
         del self.nodes[name]
@@ -133,12 +133,21 @@ class Graph:
     def users(self, name: str) -> list[OpBase]:
         return [op for op in self.nodes.values() if name in op.inputs]
 
+    def state_links(self) -> dict[str, str]:
+        """Neuron name -> the neuron whose final membrane potential it starts from (`state_from`)."""
+        return {op.name: op.state_from for op in self.nodes.values()
+                if isinstance(op, NeuronOp) and op.state_from is not None}
+
     def to_networkx(self) -> nx.DiGraph:
+        """Data edges, and a state edge from each `state_from` neuron to the neuron continuing its state."""
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for op in self.nodes.values():
             for i in op.inputs:
                 g.add_edge(i, op.name)
+        for name, src in self.state_links().items():
+            if src in self.nodes:
+                g.add_edge(src, name)
         return g
 
     def param_info(self) -> dict[str, ParamInfo]:

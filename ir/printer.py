@@ -39,7 +39,9 @@ def format_op_line(op: OpBase, types: dict[str, TensorType] | None, groups: dict
     operands = [f"%{i}" for i in op.inputs] + [f"@{p}" for p in op.param_refs().values()]
     attrs = {k: v for k, v in op.attributes().items()
              if v is not None and not (k == "type" and op.kind == "input")}
-    attr_s = " {" + ", ".join(f"{k}={format_value(v)}" for k, v in attrs.items()) + "}" if attrs else ""
+    # a field naming another node (a neuron's state_from) prints as a value reference
+    attr_s = " {" + ", ".join(f"{k}=%{v}" if k == "state_from" else f"{k}={format_value(v)}"
+                              for k, v in attrs.items()) + "}" if attrs else ""
     loc = f" {op.loc}" if op.loc and op.loc.module_path else ""
     grp = f" group({groups[op.name]})" if groups and op.name in groups else ""
     return f"%{op.name}{ty} = {op.kind}({', '.join(operands)}){attr_s}{grp}{loc}"

@@ -162,7 +162,10 @@ def _fold_into_user(g: Graph, sc: ops.Scale, user: ops.OpBase, s: Tensor) -> boo
             w2 = scale_linear_input(w, s if not _is_scalar(s) else s[:1])
         g.replace_op(user.replace(inputs=(x,), weight=_set_param(g, user.weight, w2)))
         return True
-    if isinstance(user, ops.NeuronOp) and _is_scalar(s) and float(s[0]) > 0:
+    # a neuron sharing its membrane potential with another (state_from) keeps its scale: V is one quantity
+    shared = isinstance(user, ops.NeuronOp) and (user.state_from is not None
+                                                 or user.name in g.state_links().values())
+    if isinstance(user, ops.NeuronOp) and _is_scalar(s) and float(s[0]) > 0 and not shared:
         k = float(s[0])
         reset = user.reset
         if isinstance(reset, ops.HardReset):

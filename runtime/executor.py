@@ -44,6 +44,18 @@ def canonical(x: Tensor, fmt: torch.memory_format) -> Tensor:
     return x if x.stride() == strides else x.as_strided(x.shape, strides)
 
 
+def initial_state(op: ops.OpBase, state: dict[str, Tensor]) -> Tensor | None:
+    """The neuron's V before this window: its own, or (first window) a copy of the final V of the neuron
+    it continues (`state_from`; the interpreter runs such graphs in one window, so that one has finished)."""
+    v = state.get(op.name)
+    src = getattr(op, "state_from", None)
+    if v is None and src is not None:
+        if src not in state:
+            raise LoweringError(f"{op.where()} continues the state of %{src}, which has not run yet")
+        v = state[src].clone()
+    return v
+
+
 class Executor:
     """Executes plans of one graph with its parameters on one device and dtype."""
 
@@ -160,7 +172,7 @@ class Executor:
             x = self._format(x)
         elif x.dim() == 5:
             x = self._format(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        v = state.get(op.name)
+        v = initial_state(op, state)
         step_shape = x.shape if is_static else x.shape[1:]
         if v is not None and v.shape != step_shape:
             raise InputError(f"{op.where()}: state has shape {list(v.shape)} but the input step is "

@@ -245,11 +245,12 @@ class Interpreter:
                          no_pool=probe_v)
         steps = T if timed else 1
         batch = next(iter(bound.values())).batch
+        linked = self._check_state_links(one_step)
         if window is None:
             window = steps if observe is not None else self.window_steps(plan, batch, steps)
-        window = max(1, min(int(window), steps))
+        window = steps if linked else max(1, min(int(window), steps))
         mem = memory.fit_window(self, memory.estimate(self, plan, batch, steps, window, memory.input_bytes(
-            feeds, self.dtype), collect, probe_v), can_shrink=observe is None)  # fail before allocating
+            feeds, self.dtype), collect, probe_v), can_shrink=observe is None and not linked)  # fail before allocating
         window = mem.window
         windows = [(t0, min(steps, t0 + window)) for t0 in range(0, steps, window)]
 
@@ -270,6 +271,21 @@ class Interpreter:
         probes_out = {p: self._finish(p, gather.result(p, static), steps) for p in probe_nodes}
         probes_out.update({f"{n}:v": gather.potentials[n] for n in probe_v})
         return RunResult(outputs, probes_out, collector.stats if collector else None, T, window, mem)
+
+    def _check_state_links(self, one_step: bool) -> bool:
+        """True when a neuron continues another's final state (`state_from`): the run then holds all T
+        steps in one window (the continuing neuron starts after the other's last step), and streaming,
+        which would need that last step before it is given, is refused."""
+        links = self.graph.state_links()
+        if not links:
+            return False
+        if one_step or self.state:
+            name, src = next(iter(links.items()))
+            raise InputError(f"{self.graph[name].where()} starts from the final membrane potential of "
+                             f"%{src} (one module called twice on whole sequences), so it cannot run step "
+                             "by step or continue an earlier run",
+                             hint="run the whole sequence at once: session.run(x, T) (with reset=True)")
+        return True
 
     def window_steps(self, plan: planning.Plan, batch: int, T: int) -> int:
         """Time steps per window: live activations fit `memory_budget` bytes, windows equally long."""

@@ -56,6 +56,10 @@ def check_supported(graph: Graph) -> None:
                        "(use AvgPool2d, which folds into the next synapse)")
         elif isinstance(op, ops.ReLU):
             bad.append(f"{op.where()}: an analog ReLU cannot run on Loihi (convert the ANN to an SNN first)")
+        elif isinstance(op, ops.NeuronOp) and op.state_from is not None:
+            bad.append(f"{op.where()}: starts from the final membrane potential of %{op.state_from} (one neuron "
+                       "module called twice on whole sequences); a NetX layer is its own neuron population "
+                       "with its own state, and Loihi runs all layers in the same time steps")
         elif not isinstance(op, (ops.Input, ops.Output, ops.NeuronOp, *LINEAR_OPS)):
             bad.append(f"{op.where()}: no NetX layer for {op.kind}")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:

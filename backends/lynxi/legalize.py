@@ -30,6 +30,11 @@ def op_problems(graph: Graph) -> list[str]:
             problems.append(f"{op.where()}: the lynxi target has no lowering for '{op.kind}' "
                             f"(supported: {_supported()})")
             continue
+        if isinstance(op, ops.NeuronOp) and op.state_from is not None:
+            problems.append(f"{op.where()}: starts from the final membrane potential of %{op.state_from} (one "
+                            "neuron module called twice on whole sequences); the lynxi program runs every "
+                            "neuron step by step over a chunk of T, so it cannot hand a state on after the "
+                            "last step (the cpu target runs it)")
         t = types[op.name]
         rank = 1 + len(t.features)  # time and batch fold into one dim
         if rank > MAX_RANK:

@@ -41,6 +41,10 @@ def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | Non
     if not isinstance(op, SUPPORTED):
         return f"{op.where()} has no NIR equivalent", HINTS.get(type(op), "NIR has no such primitive")
     types = graph.types
+    if isinstance(op, ops.NeuronOp) and op.state_from is not None:
+        return (f"{op.where()} starts from the final membrane potential of %{op.state_from} (one neuron module "
+                "called twice on whole sequences)", "NIR nodes are separate populations with their own state; "
+                "NIR cannot share one state between two nodes")
     if isinstance(op, ops.NeuronOp):
         try:
             nir_params(op, options.dt, soft_as_hard=options.soft_reset == "as_hard", ge=options.ge_threshold)

@@ -35,6 +35,12 @@ def legalize(graph: Graph) -> Graph:
     if bad:
         raise LoweringError("the triton target cannot run: " + "; ".join(op.where() for op in bad),
                             hint="Loihi CUBA neurons run on the lava target")
+    linked = [op for op in graph if isinstance(op, ops.NeuronOp) and op.state_from is not None]
+    if linked:
+        raise LoweringError("the triton target cannot run a neuron that starts from another's final membrane "
+                            "potential (one neuron module called twice on whole sequences): "
+                            + "; ".join(f"{op.where()} continues %{op.state_from}" for op in linked),
+                            hint="the cpu target runs it")
     return graph
 
 

@@ -5,13 +5,19 @@
          H[t] = V[t-1] - (V[t-1] - V_leak) / tau + X[t]        decay_input=False
     S[t] = H[t] >= V_th  (fire=ge)   or   H[t] > V_th  (fire=gt)
     V[t] = V_reset where S else H (hard) | H - V_th S (soft) | H (none)
+
+V[-1] is v_init, or, with `state_from=%a`, the V of neuron %a after its last step:
+one stateful module called twice on whole sequences (SpikingJelly's multi-step
+mode) shares one membrane potential, so its second call starts where the first
+ended. The verifier checks the link (ir/verify.py); a run holds all T steps in
+one window, and streaming is refused (%a's last step is not known yet).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, ResetMode
 from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
@@ -82,9 +88,18 @@ class NeuronOp(OpBase):
     reset: Reset = HardReset()
     fire: FireCompare = FireCompare.GE
     v_init: float | None = None  # V before the first step; None = the reset value (0 for soft/none)
+    state_from: str | None = None  # V before the first step is neuron %state_from's V after its last step
 
     state = (StateSpec("v", "membrane potential"),)
     stateful = True
+
+    @model_serializer(mode="wrap")
+    def _without_unset_link(self, handler):
+        """Leave state_from out when unset: .snnir nodes of unlinked neurons keep their earlier form."""
+        data = handler(self)
+        if self.state_from is None and isinstance(data, dict):
+            data.pop("state_from", None)
+        return data
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         x = ins[0]

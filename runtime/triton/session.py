@@ -30,7 +30,7 @@ from snnc.ir.fusion import fusion_groups, live_groups
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
 from snnc.runtime import plan as planning
-from snnc.runtime.executor import Executor
+from snnc.runtime.executor import Executor, initial_state
 from snnc.runtime.interpreter import Interpreter, RunResult
 from snnc.runtime.plan import Node, Plan
 
@@ -142,7 +142,7 @@ class TritonExecutor(Executor):
             return super()._neuron(node, ins, c, state, hooks, want_v, t0, t1)
         op = node.op
         x, is_static = ins[0]
-        v = state.get(op.name)
+        v = initial_state(op, state)
         try:
             if isinstance(node, LinearNode):
                 out, v = self._linear(node, x, v)
