@@ -126,8 +126,9 @@ def _bias_add(ctx: _Ctx, node: fx.Node, x: str, b: _Const, loc: SourceLoc) -> st
 @lowers(aten.cat, aten.concat)
 def _cat(ctx, node, a, loc) -> str:
     xs = [ctx.tensor(v, "input", node, loc) for v in a["tensors"]]
-    rank = 1 + len(ctx.type_of(xs[0]).features)
-    d = int(a["dim"]) % rank - 1
+    lead = ctx.lead(node.args[0])
+    rank = lead + len(ctx.type_of(xs[0]).features)
+    d = int(a["dim"]) % rank - lead
     if d < 0:
         raise UnsupportedAttributeError(f"cat along the batch dim in {loc.describe()} is not supported")
     return ctx.emit(ops.Concat(name=ctx.graph.fresh_name(node.name), inputs=tuple(xs), loc=loc, dim=d))
@@ -167,8 +168,9 @@ def _mean(ctx, node, a, loc) -> str:
     """Mean over H and W (a global average pool), as decompositions write adaptive_avg_pool2d(1)."""
     x = ctx.tensor(a["self"], "input", node, loc)
     feats = ctx.type_of(x).features
-    dims = sorted(int(d) % (1 + len(feats)) for d in (a.get("dim") or []))
-    if len(feats) != 3 or dims != [2, 3]:
+    lead = ctx.lead(node.args[0])
+    dims = sorted(int(d) % (lead + len(feats)) - lead for d in (a.get("dim") or []))
+    if len(feats) != 3 or dims != [1, 2]:
         raise UnsupportedOpError(f"mean over dims {a.get('dim')} in {loc.describe()} is not supported",
                                  hint="only the mean over H and W of [N, C, H, W] (global average pooling) is")
     y = ctx.emit(ops.AdaptiveAvgPool2d(name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc, output_size=(1, 1)))
@@ -183,24 +185,47 @@ def _flatten(ctx, node, a, loc) -> str:
     return _reshape(ctx, node, a, loc)
 
 
-@lowers(aten.view, aten.reshape, aten._unsafe_view)
+def _split_lead(ctx: _Ctx, node: Any) -> tuple[tuple, tuple]:
+    shape = tuple(node.meta["val"].shape)
+    lead = ctx.lead(node)
+    return shape[:lead], shape[lead:]
+
+
+def _product(dims: tuple) -> Any:
+    """The product of symbolic sizes as one expression (T*N == N*T)."""
+    out = 1
+    for d in dims:
+        out = out * (d.node.expr if isinstance(d, torch.SymInt) else d)
+    return out
+
+
+@lowers(aten.view, aten.reshape, aten._unsafe_view, aten.unflatten)
 def _reshape(ctx, node, a, loc) -> str:
-    """A reshape that keeps the batch dim and merges a run of feature dims is a Flatten (shapes from metadata)."""
+    """A reshape that keeps the batch/time dims and merges a run of feature dims is a Flatten (shapes from
+    metadata). Merging [T, N] into [T*N] or splitting it back changes only how torch sees the value."""
     x = ctx.tensor(a.get("self", a.get("input")), "input", node, loc)
-    src = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
-    out = node.meta.get("val")
+    src = node.args[0] if isinstance(node.args[0], fx.Node) else None
     feats = tuple(ctx.type_of(x).features)
-    try:
-        same_batch = src is not None and out is not None and len(out.shape) >= 1 and \
-            str(out.shape[0]) == str(src.shape[0])
-        new = tuple(int(d) for d in out.shape[1:]) if same_batch else None
-    except (TypeError, ValueError):
-        new = None
+    new = None
+    if src is not None and src.meta.get("val") is not None and node.meta.get("val") is not None:
+        src_lead, _ = _split_lead(ctx, src)
+        out_lead, out_feats = _split_lead(ctx, node)
+        try:
+            if ctx.symbolic_lead:
+                same_lead = out_lead and _product(src_lead) == _product(out_lead)
+            else:
+                same_lead = len(out_lead) >= 1 and str(out_lead[0]) == str(src_lead[0])
+            new = tuple(int(d) for d in out_feats) if same_lead else None
+        except (TypeError, ValueError):
+            new = None
     run = merged_run(feats, new) if new is not None else None
     if run is None:
+        out = node.meta.get("val")
         raise UnsupportedOpError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} changes the shape "
-                                 f"{list(feats)} -> {list(out.shape[1:]) if out is not None else '?'} in a way "
-                                 "snnc cannot represent", hint="only flattening feature dims is supported")
+                                 f"{list(feats)} -> {list(out.shape[ctx.lead(node):]) if out is not None else '?'} "
+                                 "(batch/time dims left out) in a way snnc cannot represent",
+                                 hint="only flattening feature dims, and merging or splitting the leading "
+                                      "[T, N] dims, is supported")
     if run == (0, 0):
         return x
     return ctx.emit(ops.Flatten(name=ctx.graph.fresh_name(node.name), inputs=(x,), loc=loc,

@@ -50,9 +50,27 @@ def lowers(*packets: Any):
 
 
 class _Ctx(GraphBuilder):
+    """`symbolic_lead`: the program was captured by snnc.trace with symbolic T and N (torch_capture),
+    so a tensor's leading symbolic dims are exactly its batch/time dims; a `.pt2` file has one (N)."""
+
+    symbolic_lead = False
+
     def __init__(self, graph: Graph):
         super().__init__(graph)
         self.values: dict[fx.Node, Any] = {}
+
+    def lead(self, node: Any) -> int:
+        """How many leading (batch/time) dims the ATen value of `node` has: [N, *] -> 1, [T, N, *] -> 2,
+        [T*N, *] -> 1. ATen dim indices count them; IR ops index the features only."""
+        if isinstance(node, (list, tuple)):
+            node = node[0]
+        if not self.symbolic_lead or not isinstance(node, fx.Node):
+            return 1
+        shape = getattr(node.meta.get("val"), "shape", ())
+        n = 0
+        while n < len(shape) and not isinstance(shape[n], int):
+            n += 1
+        return n
 
     def tensor(self, v: Any, what: str, node: fx.Node, loc: SourceLoc) -> str:
         if not isinstance(v, str):

@@ -15,8 +15,6 @@ whose ops index feature dims only, gets the right ones.
 
 from __future__ import annotations
 
-import os
-import re
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import FrontendError, SnncError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends import source_lines
 from snnc.frontends.time_loop import fold_time_loop
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -172,16 +171,9 @@ class StatefulCall:
     name: str = ""
 
 
-_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_FRONTEND_DIR = os.path.dirname(__file__) + os.sep
-_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
-
-
 def call_site(node: fx.Node) -> str | None:
     """'file.py:12' of the user's code that made fx node `node` (the innermost frame outside torch and snnc)."""
-    frames = _FRAME.findall(node.stack_trace or "")
-    user = [(f, n) for f, n in frames if not f.startswith((_TORCH_DIR, _FRONTEND_DIR))]
-    return f"{user[-1][0]}:{user[-1][1]}" if user else None
+    return source_lines.from_stack_trace(node.stack_trace)
 
 
 def call_sites(node: fx.Node, earlier: list[fx.Node]) -> list[str]:
@@ -195,7 +187,7 @@ class _Tracer(fx.Tracer):
 
     def __init__(self, root_type: type, prefix: str = ""):
         super().__init__()
-        self.record_stack_traces = True  # node.stack_trace: the user's file:line in error messages
+        self.record_stack_traces = True  # node.stack_trace: errors name the user's file:line
         self._prefix = prefix
         self._scope: list[tuple[str, type]] = [(prefix, root_type)]
 
@@ -219,6 +211,10 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}.{path}" if prefix and path else prefix or path
 
 
+class FxTraceError(FrontendError):
+    """torch.fx cannot trace the model's Python code (snnc.trace then captures it with torch.export)."""
+
+
 def _fx_trace(root: nn.Module, root_type: type, prefix: str = "") -> fx.Graph:
     try:
         return _Tracer(root_type, prefix).trace(root)
@@ -226,9 +222,11 @@ def _fx_trace(root: nn.Module, root_type: type, prefix: str = "") -> fx.Graph:
         raise
     except Exception as e:  # noqa: BLE001 - torch.fx raises many kinds for untraceable code
         where = f" at '{prefix}'" if prefix else ""
-        raise FrontendError(f"torch.fx cannot trace {type_name(root_type)}{where}: {type(e).__name__}: {e}",
-                            hint="data-dependent control flow cannot be traced; "
-                                 "export the model with torch.export or ONNX instead") from None
+        first = (str(e).splitlines() or [""])[0]
+        raise FxTraceError(f"torch.fx cannot trace {type_name(root_type)}{where}: {type(e).__name__}: {first}",
+                           hint="data-dependent control flow cannot be traced; "
+                                "export the model with torch.export or ONNX instead"
+                           ).at_source(source_lines.from_exception(e)) from None
 
 
 def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module], inputs: list[str],
@@ -246,51 +244,63 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
             _warn_folded(folded, type_name(type(modules[""])) if "" in modules else "the model")
     args = iter(inputs)
     for node in fx_graph.nodes:
-        path, mtype = node.meta.get("snnc_scope", (prefix, nn.Module))
-        if node.op == "placeholder":
-            try:
-                ctx.values[node] = next(args)
-            except StopIteration:
-                raise FrontendError(f"{prefix or 'the model'} takes more inputs than it was given "
-                                    f"(extra parameter '{node.target}')") from None
-        elif node.op == "call_module":
-            module = modules[node.target]
-            full = _join(prefix, str(node.target))
-            loc = SourceLoc(module_path=full, module_type=type_name(type(module)))
-            lower = _find(MODULE_LOWERINGS, type(module))
-            if lower is None:
-                raise UnsupportedOpError(f"{type_name(type(module))} at '{full}' is not supported",
-                                         hint=f"supported modules: {supported_modules()}")
-            ctx.values[node] = lower(ctx, module, node, loc)
-        elif node.op == "call_function":
-            loc = SourceLoc(module_path=path, module_type=type_name(mtype))
-            lower = FUNCTION_LOWERINGS.get(node.target)
-            if lower is None:
-                fname = getattr(node.target, "__name__", str(node.target))
-                raise UnsupportedOpError(f"function {fname} called in {loc.describe()} is not supported",
-                                         hint=f"supported functions: {supported_functions()}")
-            ctx.values[node] = lower(ctx, node, loc)
-        elif node.op == "call_method":
-            loc = SourceLoc(module_path=path, module_type=type_name(mtype))
-            lower = METHOD_LOWERINGS.get(node.target)
-            if lower is None:
-                raise UnsupportedOpError(f"tensor method .{node.target}() called in {loc.describe()} is not supported",
-                                         hint=f"supported methods: {', '.join(sorted(METHOD_LOWERINGS))}")
-            ctx.values[node] = lower(ctx, node, loc)
-        elif node.op == "get_attr":
-            raise UnsupportedOpError(f"'{_join(prefix, str(node.target))}' read as a tensor attribute in "
-                                     f"{SourceLoc(module_path=path).describe()} is not supported",
-                                     hint="use registered submodules (nn.Linear, ...) for weights")
-        elif node.op == "output":
-            results = node.args[0]
-            results = list(results) if isinstance(results, (tuple, list)) else [results]
-            values = [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
-            if folded is not None:  # a factor the model applied to its collected loop results
-                values = [v if s == 1.0 else ctx.emit(ops.Scale(name=ctx.fresh(f"{v}_scaled"), inputs=(v,),
-                                                                factor=s, loc=ctx.graph[v].loc))
-                          for v, s in zip(values, folded.scales)]
-            return values
+        try:
+            done = _lower_node(ctx, node, modules, args, prefix, folded)
+        except SnncError as e:
+            raise e.at_source(source_lines.from_stack_trace(node.stack_trace)) from None
+        if done is not None:
+            return done
     raise FrontendError(f"traced graph of '{prefix}' has no output")
+
+
+def _lower_node(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module], args, prefix: str,
+                folded=None) -> list[str] | None:
+    """Lower one fx node; returns the graph's results at its output node, else None."""
+    path, mtype = node.meta.get("snnc_scope", (prefix, nn.Module))
+    if node.op == "placeholder":
+        try:
+            ctx.values[node] = next(args)
+        except StopIteration:
+            raise FrontendError(f"{prefix or 'the model'} takes more inputs than it was given "
+                                f"(extra parameter '{node.target}')") from None
+    elif node.op == "call_module":
+        module = modules[node.target]
+        full = _join(prefix, str(node.target))
+        loc = SourceLoc(module_path=full, module_type=type_name(type(module)))
+        lower = _find(MODULE_LOWERINGS, type(module))
+        if lower is None:
+            raise UnsupportedOpError(f"{type_name(type(module))} at '{full}' is not supported",
+                                     hint=f"supported modules: {supported_modules()}")
+        ctx.values[node] = lower(ctx, module, node, loc)
+    elif node.op == "call_function":
+        loc = SourceLoc(module_path=path, module_type=type_name(mtype))
+        lower = FUNCTION_LOWERINGS.get(node.target)
+        if lower is None:
+            fname = getattr(node.target, "__name__", str(node.target))
+            raise UnsupportedOpError(f"function {fname} called in {loc.describe()} is not supported",
+                                     hint=f"supported functions: {supported_functions()}")
+        ctx.values[node] = lower(ctx, node, loc)
+    elif node.op == "call_method":
+        loc = SourceLoc(module_path=path, module_type=type_name(mtype))
+        lower = METHOD_LOWERINGS.get(node.target)
+        if lower is None:
+            raise UnsupportedOpError(f"tensor method .{node.target}() called in {loc.describe()} is not supported",
+                                     hint=f"supported methods: {', '.join(sorted(METHOD_LOWERINGS))}")
+        ctx.values[node] = lower(ctx, node, loc)
+    elif node.op == "get_attr":
+        raise UnsupportedOpError(f"'{_join(prefix, str(node.target))}' read as a tensor attribute in "
+                                 f"{SourceLoc(module_path=path).describe()} is not supported",
+                                 hint="use registered submodules (nn.Linear, ...) for weights")
+    elif node.op == "output":
+        results = node.args[0]
+        results = list(results) if isinstance(results, (tuple, list)) else [results]
+        values = [ctx.value(r, node, SourceLoc(module_path=path)) for r in results]
+        if folded is not None:  # a factor the model applied to its collected loop results
+            values = [v if s == 1.0 else ctx.emit(ops.Scale(name=ctx.fresh(f"{v}_scaled"), inputs=(v,),
+                                                            factor=s, loc=ctx.graph[v].loc))
+                      for v, s in zip(values, folded.scales)]
+        return values
+    return None
 
 
 def is_stateful(module: nn.Module | None) -> bool:

@@ -33,6 +33,13 @@ PER_STEP_CONTAINERS: list[type] = []
 # Containers that run their children in the mode of the container ('s': as is; 'm': per step).
 MODE_CONTAINERS: list[type] = []
 NEURON_TYPES: list[type] = []
+# What torch.export capture (snnc.frontends.torch_capture) keeps whole, as one opaque call: the
+# stateful modules (neurons, other memory modules, dropout); it runs the children of these
+# per-step containers on [T*N, *] (their stateful children see each step in turn, as in the IR);
+# and it refuses these containers as the fx path does.
+CAPTURE_OPAQUE: list[type] = []
+CAPTURE_PER_STEP: list[type] = []
+CAPTURE_REFUSED: list[type] = []
 
 
 def register_available() -> None:
@@ -163,6 +170,7 @@ def _register_spikingjelly() -> None:
         return _emit_neuron(ctx, m, node, loc, p)
 
     _register_library(neuron.BaseNode, base.MemoryModule, layer.Dropout, layer)
+    CAPTURE_REFUSED.extend([layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer])
     lowers_module(layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer)(
         _refuse("recurrent containers are not supported", "unroll the recurrence or remove it"))
 
@@ -173,6 +181,9 @@ def _register_library(neuron_base: type, memory_module: type, dropout: type, con
     unknown stateful modules (lowerings are found along the MRO, so known subclasses win)."""
     NEURON_TYPES.append(neuron_base)
     STATEFUL_TYPES.extend([neuron_base, memory_module])
+    CAPTURE_OPAQUE.extend([memory_module, dropout])
+    CAPTURE_PER_STEP.extend([containers.MultiStepContainer, containers.StepModeContainer])
+    CAPTURE_REFUSED.extend([containers.TLastMultiStepContainer, containers.TLastSeqToANNContainer])
     PER_STEP_CONTAINERS.extend([containers.MultiStepContainer, containers.SeqToANNContainer])
     MODE_CONTAINERS.append(containers.StepModeContainer)
     lowers_module(containers.MultiStepContainer, containers.SeqToANNContainer)(_container(True))

@@ -22,8 +22,9 @@ import torch.fx as fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
-from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import aten_ops  # noqa: F401 - registers the ATen lowerings
+from snnc.frontends import source_lines
 from snnc.frontends.export_lowering import ATEN_LOWERINGS, _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, supported_ops
 from snnc.frontends.pt2_archive import check_archive
 from snnc.ir import ops
@@ -51,7 +52,7 @@ def load_pt2(path: str | os.PathLike, *, name: str | None = None) -> Graph:
     return from_exported_program(ep, name=name or p.stem, source=str(p))
 
 
-def _loc(node: fx.Node) -> SourceLoc:
+def node_loc(node: fx.Node) -> SourceLoc:
     stack = node.meta.get("nn_module_stack")
     if not stack:
         return SourceLoc()
@@ -66,6 +67,27 @@ def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: st
     """Lower an ExportedProgram (an ANN) into an IR graph with a symbolic batch dim."""
     graph = Graph(name)
     ctx = _Ctx(graph)
+    consts = constants(ep, source)
+    user_outputs = [i for i, s in enumerate(ep.graph_signature.output_specs) if s.kind is OutputKind.USER_OUTPUT]
+    for node in ep.graph.nodes:
+        try:
+            if node.op == "placeholder":
+                ctx.values[node] = consts[node.name] if node.name in consts else _input(ctx, node, source)
+            elif node.op == "call_function":
+                ctx.values[node] = call(ctx, node)
+            elif node.op == "output":
+                emit_outputs(ctx, node, user_outputs, source)
+            else:
+                raise UnsupportedOpError(f"{source}: graph node '{node.name}' ({node.op}) is not supported",
+                                         hint="export without higher-order ops (control flow, submodules)")
+        except SnncError as e:
+            raise e.at_source(source_lines.from_stack_trace(node.meta.get("stack_trace"))) from None
+    graph.drop_unused_params()
+    return verify(graph)
+
+
+def constants(ep: ExportedProgram, source: str) -> dict[str, _Const]:
+    """The program's weights, buffers and constant tensors by placeholder name."""
     consts: dict[str, _Const] = {}
     for spec in ep.graph_signature.input_specs:
         if spec.kind is InputKind.USER_INPUT:
@@ -78,25 +100,17 @@ def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: st
             raise MalformedFileError(f"{source}: tensor '{spec.target}' (input '{spec.arg.name}') is missing from "
                                      "the program's state dict")
         consts[spec.arg.name] = _Const(t, spec.target)
-    user_outputs = [i for i, s in enumerate(ep.graph_signature.output_specs) if s.kind is OutputKind.USER_OUTPUT]
-    for node in ep.graph.nodes:
-        if node.op == "placeholder":
-            ctx.values[node] = consts[node.name] if node.name in consts else _input(ctx, node, source)
-        elif node.op == "call_function":
-            ctx.values[node] = _call(ctx, node)
-        elif node.op == "output":
-            results = list(node.args[0])
-            picked = [results[i] for i in user_outputs]
-            for i, r in enumerate(picked):
-                v = ctx.values.get(r) if isinstance(r, fx.Node) else None
-                if not isinstance(v, str):
-                    raise UnsupportedOpError(f"{source}: output {i} is not a tensor computed from the inputs")
-                ctx.emit(ops.Output(name=graph.fresh_name("out" if len(picked) == 1 else f"out{i}"), inputs=(v,)))
-        else:
-            raise UnsupportedOpError(f"{source}: graph node '{node.name}' ({node.op}) is not supported",
-                                     hint="export without higher-order ops (control flow, submodules)")
-    graph.drop_unused_params()
-    return verify(graph)
+    return consts
+
+
+def emit_outputs(ctx: _Ctx, node: fx.Node, user_outputs: list[int], source: str) -> None:
+    results = list(node.args[0])
+    picked = [results[i] for i in user_outputs]
+    for i, r in enumerate(picked):
+        v = ctx.values.get(r) if isinstance(r, fx.Node) else None
+        if not isinstance(v, str):
+            raise UnsupportedOpError(f"{source}: output {i} is not a tensor computed from the inputs")
+        ctx.emit(ops.Output(name=ctx.graph.fresh_name("out" if len(picked) == 1 else f"out{i}"), inputs=(v,)))
 
 
 def _input(ctx: _Ctx, node: fx.Node, source: str) -> str:
@@ -116,10 +130,10 @@ def _input(ctx: _Ctx, node: fx.Node, source: str) -> str:
                               type=TensorType(shape=("N", *feats), layout=Layout.NX)))
 
 
-def _call(ctx: _Ctx, node: fx.Node) -> Any:
+def call(ctx: _Ctx, node: fx.Node) -> Any:
     import operator
 
-    loc = _loc(node)
+    loc = node_loc(node)
     args = fx.node.map_arg((node.args, node.kwargs), lambda n: ctx.values[n])
     if node.target is operator.getitem:
         tup, i = args[0][0], args[0][1]
@@ -133,9 +147,10 @@ def _call(ctx: _Ctx, node: fx.Node) -> Any:
         return _fold(node, args)
     lower = ATEN_LOWERINGS.get(_packet(node.target))
     if lower is None:
+        advice = "" if ctx.symbolic_lead else (". An SNN does not export to ATen ops snnc can read: trace it "
+                                               "with snnc.trace instead")
         raise UnsupportedOpError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} is not supported",
-                                 hint=f"supported ATen ops: {supported_ops()}. An SNN does not export to ATen "
-                                      "ops snnc can read: trace it with snnc.trace (torch.fx) instead")
+                                 hint=f"supported ATen ops: {supported_ops()}{advice}")
     return lower(ctx, node, _bind(node, args), loc)
 
 

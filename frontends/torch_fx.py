@@ -15,7 +15,8 @@ import torch.nn as nn
 from snnc.core.errors import FrontendError
 from snnc.frontends import fx_ops  # noqa: F401 - registers the torch.nn lowerings
 from snnc.frontends import snn
-from snnc.frontends.fx_lowering import MODULE_LOWERINGS, _Ctx, _find, _fx_trace, lower_fx_graph, type_name
+from snnc.frontends import torch_capture
+from snnc.frontends.fx_lowering import MODULE_LOWERINGS, FxTraceError, _Ctx, _find, _fx_trace, lower_fx_graph, type_name
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout, TensorType
@@ -35,7 +36,8 @@ def _as_shapes(input_shape: Sequence[int] | Sequence[Sequence[int]], n: int) -> 
 
 def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]], *, name: str | None = None,
           layout: Layout | None = None, step_mode: str | None = None) -> Graph:
-    """Trace `model` into an IR graph.
+    """Trace `model` into an IR graph: with torch.fx, or with torch.export where fx cannot trace the
+    model's Python code (shape checks, ...; see snnc.frontends.torch_capture). Both give the same IR.
 
     Args:
         input_shape: per-sample shape of each input, without batch and time
@@ -60,12 +62,16 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
                             hint="trace it with layout=Layout.TNX (inputs [T, N, *])")
     if _find(MODULE_LOWERINGS, type(model)) is not None:  # a bare leaf layer: fx never treats the root as a leaf
         model = _Root(model)
-    fx_graph = _fx_trace(model, type(model))
+    meta = {"step_mode": mode} if mode is not None else {}
+    try:
+        fx_graph = _fx_trace(model, type(model))
+    except FxTraceError as e:  # shape checks and other Python control flow: torch.export runs them
+        return torch_capture.capture(model, _as_shapes(input_shape, torch_capture.forward_arity(model)),
+                                     layout=layout, per_step=(mode == "s" and layout.has_time),
+                                     name=name or type(model).__name__, meta=meta, fx_error=e)
     placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     shapes = _as_shapes(input_shape, len(placeholders))
-    graph = Graph(name or type(model).__name__)
-    if mode is not None:
-        graph.meta["step_mode"] = mode
+    graph = Graph(name or type(model).__name__, meta)
     ctx = _Ctx(graph, per_step=(mode == "s" and layout.has_time))
     inputs = []
     for node, shape in zip(placeholders, shapes):

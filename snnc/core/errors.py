@@ -18,6 +18,14 @@ class SnncError(Exception):
         self.hint = hint
         super().__init__(message if hint is None else f"{message}\nhint: {hint}")
 
+    def at_source(self, source: str | None) -> "SnncError":
+        """Append where in the user's code this happened ('file.py:12'), once; returns self to re-raise."""
+        if source and not getattr(self, "source", None):
+            self.source = source
+            self.message = f"{self.message} [{source}]"
+            self.args = (self.message if self.hint is None else f"{self.message}\nhint: {self.hint}",)
+        return self
+
 
 class FrontendError(SnncError):
     """A model could not be read into the IR."""

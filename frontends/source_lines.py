@@ -1,0 +1,47 @@
+"""Where in the user's code a traced node came from: 'file.py:12', for error messages.
+
+Both capture paths record Python stack traces (torch.fx: `node.stack_trace`
+with `record_stack_traces`; torch.export: `node.meta["stack_trace"]`). The
+innermost frame outside torch and snnc's own frontends is the user's line
+(a model library such as SpikingJelly counts as the user's code).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+
+import torch
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+_SKIP = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(os.path.abspath(__file__)) + os.sep)
+
+
+def _user(path: str) -> bool:
+    return not path.startswith("<") and not os.path.abspath(path).startswith(_SKIP)
+
+
+def _short(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def from_stack_trace(stack_trace: str | None) -> str | None:
+    """'file:line' of the innermost user frame of a recorded stack trace, or None."""
+    frames = [(f, int(n)) for f, n in _FRAME.findall(stack_trace or "") if _user(f)]
+    if not frames:
+        return None
+    path, line = frames[-1]
+    return f"{_short(path)}:{line}"
+
+
+def from_exception(exc: BaseException) -> str | None:
+    """'file:line' of the innermost user frame where `exc` was raised, or None."""
+    frames = [fr for fr in traceback.extract_tb(exc.__traceback__) if _user(fr.filename)]
+    if not frames:
+        return None
+    return f"{_short(frames[-1].filename)}:{frames[-1].lineno}"
