@@ -192,13 +192,12 @@ class LoihiSession:
                 if lay.name in want_v:
                     potentials[lay.name].append(states[k]["sigma" if lay.neuron.sdnn else "v"].clone())
         out = {k: torch.stack(v).float() for k, v in record.items()}
-        if all_layers:
-            return out
-        last = out[blocks[-1].name]
-        if not wanted:
-            return last
         pots = {k: torch.stack(v).float() for k, v in potentials.items()}
-        return {"out": last, **{p: (pots[name] if v else out[name]) for p, name, v in wanted}}
+        probed = {p: (pots[name] if v else out[name]) for p, name, v in wanted}
+        if all_layers:
+            return {**out, **probed}
+        last = out[blocks[-1].name]
+        return {"out": last, **probed} if wanted else last
 
     def _probe_layer(self, probe: str) -> tuple[str, bool]:
         """(NetX layer name, potential?) of a probe "9", "9:v", "layer9_neuron:v" or "input_neuron"."""
