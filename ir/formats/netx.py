@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from snnc.core.errors import LoweringError, MalformedFileError, SnncError, UnsupportedAttributeError
+from snnc.core.fileio import refuse_lfs_pointer
 from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -277,6 +278,7 @@ def _number(v, name: str) -> float:
 def read_network(path: str | os.PathLike) -> NetxNetwork:
     """Parse a NetX hdf5 file with netx 0.6's reading rules (weights truncated to int, shapes in C,H,W)."""
     path = Path(path)
+    refuse_lfs_pointer(path)
     with open_hdf5(path, "NetX") as f:  # no links or external storage into other files, no oversized claims
         if "layer" not in f:
             raise MalformedFileError(f"{path}: no /layer group, so not a NetX network")
