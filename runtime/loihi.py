@@ -199,6 +199,15 @@ class LoihiSession:
         last = out[blocks[-1].name]
         return {"out": last, **probed} if wanted else last
 
+    @property
+    def silent_output(self) -> str | None:
+        """The output layer's name when its neuron can never fire (vThMant >= 2^17: v is clipped below 2^23),
+        as netx's default neuron of a dense layer without one (an integrator readout); else None."""
+        lay = self._layers[-1] if self._layers else None
+        if lay is None or lay.neuron is None or lay.neuron.sdnn or lay.neuron.v_th_mant < (1 << 17):
+            return None
+        return lay.name
+
     def _probe_layer(self, probe: str) -> tuple[str, bool]:
         """(NetX layer name, potential?) of a probe "9", "9:v", "layer9_neuron:v" or "input_neuron"."""
         name, _, what = str(probe).partition(":")

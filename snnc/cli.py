@@ -253,6 +253,11 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         if reset_interval is not None and reset_interval < 1:
             raise InputError(f"--reset-interval must be at least 1, got {reset_interval}")
         session = open_session(art, reset_interval=reset_interval)
+        silent = session.silent_output
+        if silent is not None and not any(p.split(":")[0] in (silent, f"layer{silent}_neuron") for p in probes):
+            probes.append(f"{silent}:v")  # its spikes are all zero by construction: its potential is the output
+            _say(f"note: the output layer {silent} never fires (vThMant >= 2^17, an integrator readout); its "
+                 f"potential is saved too, as '{silent}:v'")
     elif reset_interval is not None:
         raise InputError(f"--reset-interval: only for lava artifacts (the Loihi emulation), not {art.target}",
                          hint="it is netx's Network(reset_interval=N); compile the model with --target lava")

@@ -164,3 +164,21 @@ def test_lfs_pointer_is_refused_by_the_reader():
     assert lfs
     with pytest.raises(MalformedFileError, match="Git LFS pointer"):
         read_network(lfs[0])
+
+
+def test_an_integrator_readout_saves_its_potential_from_the_command_line(tmp_path):
+    """bootstrap/mnist's last dense has no neuron: netx gives it an integrator that never fires (vThMant
+    2^17). Its spikes are zero by construction; snnc run saves its potential too, and says so."""
+    from snnc.cli import app
+
+    path = LAVA / "tutorials/lava/lib/dl/bootstrap/mnist/Trained/network.net"
+    runner = CliRunner()
+    assert runner.invoke(app, ["compile", str(path), "--target", "lava", "-o", str(tmp_path / "a")]).exit_code == 0
+    np.save(tmp_path / "x.npy", np.full((1, 784), 100, np.float32))  # integers into the input neuron
+    r = runner.invoke(app, ["run", str(tmp_path / "a"), "-i", str(tmp_path / "x.npy"), "-T", "8",
+                            "-o", str(tmp_path / "o.npz")])
+    assert r.exit_code == 0 and "never fires" in r.output, r.output
+    out = np.load(tmp_path / "o.npz")
+    assert out["out"].sum() == 0 and np.abs(out["3:v"]).sum() > 0
+    direct = LoihiSession(path).run(torch.full((8, 1, 784), 100.0), probes=["3:v"])["3:v"]
+    np.testing.assert_array_equal(out["3:v"], direct.numpy())
