@@ -120,10 +120,10 @@ def test_non_relu_activation_and_sigma_bias_are_refused(tmp_path):
 
 
 def test_other_targets_refuse_sigma_delta_by_name():
-    from snnc.backends import lynxi, triton
+    from snnc.backends import lynxi, nir, triton
 
     g = network_to_graph(small_sdnn())
-    for legalize in (triton.legalize, lynxi.legalize):
+    for legalize in (triton.legalize, lynxi.legalize, nir.legalize):
         with pytest.raises(LoweringError, match="layer1_neuron"):
             legalize(g)
 
