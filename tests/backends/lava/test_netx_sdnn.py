@@ -185,3 +185,10 @@ def test_cpu_run_equals_steps_equals_chunks():
     assert torch.equal(torch.stack([s.step(x[t]) for t in range(7)]), full)
     const = x[0]
     assert torch.equal(s.run(const, 5), s.run(const.expand(5, *const.shape).clone()))
+    s.reset()
+    first = torch.stack([s.step(x[t]) for t in range(3)])
+    snap = s.snapshot()
+    rest = torch.stack([s.step(x[t]) for t in range(3, 7)])
+    s.restore(snap)
+    assert torch.equal(torch.stack([s.step(x[t]) for t in range(3, 7)]), rest)
+    assert torch.equal(torch.cat([first, rest]), full)
