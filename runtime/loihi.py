@@ -160,7 +160,7 @@ class LoihiSession:
     @torch.no_grad()
     def run(self, x, T: int | None = None, *, encoded: bool = False, all_layers: bool = False,
             probes: Iterable[str] = ()):
-        """Output spikes [T, N, *out] as float 0/1, graded messages for sigma-delta layers (or a dict layer
+        """Output spikes [T, N, *out] as float 0/1, graded messages for sigma-delta layers (float64, exact) (or a dict layer
         name -> output with all_layers). `probes` names layers (the NetX index "9" or the graph's neuron
         "layer9_neuron"; "input_neuron") whose output is returned too, and with ":v" their potential (v of a
         CUBA neuron after its reset, sigma of a sigma-delta one): then the result is a dict with "out"."""
@@ -191,8 +191,10 @@ class LoihiSession:
                 record[lay.name].append(s)
                 if lay.name in want_v:
                     potentials[lay.name].append(states[k]["sigma" if lay.neuron.sdnn else "v"].clone())
-        out = {k: torch.stack(v).float() for k, v in record.items()}
-        pots = {k: torch.stack(v).float() for k, v in potentials.items()}
+        # spikes and CUBA potentials (|v| < 2^23) are exact in float32; sigma-delta values may not be
+        exact = {lay.name: torch.float64 if lay.neuron.sdnn else torch.float32 for lay in blocks}
+        out = {k: torch.stack(v).to(exact[k]) for k, v in record.items()}
+        pots = {k: torch.stack(v).to(exact[k]) for k, v in potentials.items()}
         probed = {p: (pots[name] if v else out[name]) for p, name, v in wanted}
         if all_layers:
             return {**out, **probed}

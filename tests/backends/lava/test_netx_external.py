@@ -70,7 +70,7 @@ def test_pilotnet_sdnn_float_form_decodes_the_first_layer_exactly():
 
     x = _chw(np.load(GTS / "pilotnet_sdnn/input.npy")[..., 0])
     graph = read_netx(GTS / "pilotnet_sdnn/network.net")
-    flt = Interpreter(graph).execute({"x": x}, 2, probes=["layer1"]).probes["layer1"].sum(0)
+    flt = Interpreter(graph, dtype=torch.float64).execute({"x": x}, 2, probes=["layer1"]).probes["layer1"].sum(0)
     fixed = LoihiSession(GTS / "pilotnet_sdnn/network.net").run(x, T=4, probes=["1:v"])["1:v"][-1]
     assert torch.equal(fixed, flt) and flt.abs().sum() > 0
 

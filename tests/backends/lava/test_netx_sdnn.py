@@ -70,7 +70,8 @@ def test_fixed_point_equals_float_when_nothing_is_truncated():
     net = small_sdnn(th1=0)
     x = torch.from_numpy(np.random.default_rng(2).integers(-20, 20, (2, 4)).astype(np.float32))
     fixed = LoihiSession(net).run(x, T=6)
-    flt = Interpreter(network_to_graph(net)).run({"x": x}, 6)["out"]
+    flt = Interpreter(network_to_graph(net)).run({"x": x}, 6)["out"].double()
+    assert fixed.dtype == torch.float64  # graded values of up to 24 bits and more: exact
     assert torch.equal(fixed[-1], flt[-1]) and fixed[-1].abs().sum() > 0
     assert torch.equal(fixed[2:], fixed[-1].expand_as(fixed[2:]))  # settled after the two synapses
 
