@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from snnc.core import spelling
+from snnc.core.fileio import refuse_lfs_pointer
 from snnc.core.errors import FrontendError, InputError, MalformedFileError, SnncError, UntrustedPickleError
 from snnc.core.safety import open_hdf5
 from snnc.frontends.nir import from_nir, load_nir
@@ -210,6 +211,7 @@ def _from_file(path: Path, name: str | None, options: dict) -> Graph:
 def _read(path: Path, kind: str, name: str | None, options: dict) -> Graph:
     expected = _SUFFIXES.get(path.suffix.lower())
     if kind == "unknown":
+        refuse_lfs_pointer(path)
         if path.is_file() and path.stat().st_size == 0:
             raise MalformedFileError(f"{path} is empty (0 bytes), not a model", hint=f"snnc reads {KNOWN_KINDS}")
         if expected is not None:  # the content is not quoted: the file may be anything, even a secret

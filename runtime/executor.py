@@ -15,7 +15,7 @@ from torch import Tensor
 
 from snnc.core.errors import InputError, LoweringError, SnncError
 from snnc.ir import ops
-from snnc.runtime import event_conv, neurons
+from snnc.runtime import event_conv, neurons, stateful
 from snnc.runtime.kernels import call
 from snnc.runtime.plan import Node, Plan
 
@@ -99,6 +99,8 @@ class Executor:
                     ins = [(static[i], True) if i in static else (values[i], False) for i in node.inputs]
                     if node.neuron is not None:
                         values[node.name] = self._neuron(node, ins, c, state, hooks, node.op.name in want_v, t0, t1)
+                    elif node.op.stateful:  # a stateful op other than a spiking neuron (sigma-delta)
+                        values[node.name] = self._stateful(node, ins, c, state)
                     else:
                         values[node.name] = self._exec(node, ins, c)
                 for h in hooks:
@@ -157,6 +159,20 @@ class Executor:
         if x.dim() == 4:
             return canonical(x, torch.channels_last if self.channels_last else torch.contiguous_format)
         return x
+
+    def _stateful(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor]) -> Tensor:
+        """A stateful non-spiking op over one window of c steps; its state (stacked) persists in `state`."""
+        op = node.op
+        x, is_static = ins[0]
+        if is_static:
+            x = x.unsqueeze(0).expand(c, *x.shape)
+        try:
+            y, state[op.name] = stateful.run_window(op, x, state.get(op.name), self.params)
+        except SnncError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise LoweringError(f"while executing {op.where()}: {type(e).__name__}: {e}") from e
+        return y
 
     def _neuron(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor],
                 hooks: list[Hooks], want_v: bool, t0: int, t1: int) -> Tensor:

@@ -21,7 +21,9 @@ quantized by the lava target first: snnc.backends.lava.emulate(graph).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,7 @@ from torch import Tensor
 
 from snnc.core import spelling
 from snnc.core.errors import InputError
+from snnc.core.sigma_delta import SigmaDeltaState, sigma_delta_step
 from snnc.core.userdata import as_float, check_time_steps
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.formats.netx import NetxNetwork, network_from_graph, read_network
@@ -37,6 +40,7 @@ from snnc.ir.ops import LoihiInfo
 from snnc.runtime.protocol import register_session
 
 _U_MAX = 1 << 23
+SPIKE_EXP = STATE_EXP = 6  # netx's sigma-delta scaling (Network(spike_exp=6); state_exp is fixed at 6)
 
 
 def _trunc_decay(x: Tensor, decay: int) -> Tensor:
@@ -63,11 +67,16 @@ class LoihiSession:
     """Runs a NetX network like Lava's Loihi2SimCfg: a NetxNetwork, a graph quantized for Loihi (`graph`
     keeps it), a lava artifact (folder or Artifact) or a NetX .net file."""
 
-    def __init__(self, source, **options):
+    def __init__(self, source, *, reset_interval: int | None = None, reset_offset: int = 0, **options):
         if options:  # quantization options belong to the lava target, which quantizes before emulating
             raise InputError(f"the Loihi emulation takes no options, got {', '.join(sorted(options))}",
                              hint="it runs a network already on Loihi's integer grid; to quantize a float graph "
                                   "with options use snnc.backends.lava.emulate(graph, **options)")
+        if reset_interval is not None and (isinstance(reset_interval, bool) or not isinstance(reset_interval, int)
+                                           or reset_interval < 1):
+            raise InputError(f"reset_interval must be a whole number of steps >= 1, got {reset_interval!r}")
+        self.reset_interval = reset_interval  # netx's Network(reset_interval=...): state zeroed every R steps
+        self.reset_offset = int(reset_offset)
         self.graph = None
         if isinstance(source, NetxNetwork):
             self.network = source
@@ -76,7 +85,8 @@ class LoihiSession:
         net = self.network
         self.latency = net.synaptic_layers
         self._layers = [lay for lay in net.layers if lay.type in ("conv", "dense")]
-        self._weights = [self._exact_float(lay, i == 0) for i, lay in enumerate(self._layers)]
+        graded = [net.input_neuron and net.layers[0].neuron.sdnn] + [lay.neuron.sdnn for lay in self._layers[:-1]]
+        self._weights = [self._exact_float(lay, i == 0, graded[i]) for i, lay in enumerate(self._layers)]
         self._bias = [self._bias_of(lay) for lay in self._layers]
 
     def _load(self, source) -> NetxNetwork:
@@ -100,10 +110,11 @@ class LoihiSession:
         self.graph = source
         return network_from_graph(source)
 
-    def _exact_float(self, lay, first: bool) -> Tensor:
-        """The weights in float32 when every partial sum is an integer below 2^24 (exact), else float64."""
+    def _exact_float(self, lay, first: bool, graded: bool = False) -> Tensor:
+        """The weights in float32 when every partial sum is an integer below 2^24 (exact), else float64
+        (sigma-delta messages have up to 24 bits)."""
         w = torch.from_numpy(lay.weight).to(torch.float64)
-        in_max = 1.0
+        in_max = float(1 << 24) if graded else 1.0
         if first and (self.network.input_message_bits and not self.network.input_neuron):
             in_max = float(2 ** self.network.input_message_bits)
         bound = float(w.abs().flatten(1).sum(1).max()) * in_max if w.numel() else 0.0
@@ -147,35 +158,111 @@ class LoihiSession:
 
     # -- running ------------------------------------------------------------
     @torch.no_grad()
-    def run(self, x, T: int | None = None, *, encoded: bool = False, all_layers: bool = False):
-        """Output spikes [T, N, *out] as float 0/1 (or a dict layer name -> spikes with all_layers)."""
+    def run(self, x, T: int | None = None, *, encoded: bool = False, all_layers: bool = False,
+            probes: Iterable[str] = ()):
+        """Output spikes [T, N, *out] as float 0/1, graded messages for sigma-delta layers (float64, exact) (or a dict layer
+        name -> output with all_layers). `probes` names layers (the NetX index "9" or the graph's neuron
+        "layer9_neuron"; "input_neuron") whose output is returned too, and with ":v" their potential (v of a
+        CUBA neuron after its reset, sigma of a sigma-delta one): then the result is a dict with "out"."""
         xs = self._bind(x, check_time_steps(T), encoded)
+        wanted = [(p, *self._probe_layer(p)) for p in probes]
+        want_v = {name for _, name, v in wanted if v}
         steps, n = xs.shape[0], xs.shape[1]
         net = self.network
         first = net.layers[0]
-        zeros = lambda shape: torch.zeros(n, *shape, dtype=torch.int64)  # noqa: E731
-        in_state = (zeros(first.shape), zeros(first.shape)) if net.input_neuron else None
-        state = [(zeros(lay.shape), zeros(lay.shape), zeros(lay.shape)) for lay in self._layers]  # u, v, a_buf
-        record: dict[str, list[Tensor]] = {first.name: []} if in_state is not None else {}
-        record.update({lay.name: [] for lay in self._layers})
+        blocks = ([first] if net.input_neuron else []) + self._layers
+        states = [self._zero_state(lay, n) for lay in blocks]
+        record: dict[str, list[Tensor]] = {lay.name: [] for lay in blocks}
+        potentials: dict[str, list[Tensor]] = {name: [] for name in want_v}
+        resets = self._reset_phases(blocks)
         for t in range(steps):
             s = xs[t]
-            if in_state is not None:
-                nrn = first.neuron
-                spk, u, v = neuron_step(*in_state, s, 0, nrn.i_decay, nrn.v_decay, nrn.v_th_mant)
-                in_state = (u, v)
-                s = spk.to(torch.int64)
-                record[first.name].append(spk)
-            for i, lay in enumerate(self._layers):
-                u, v, a_buf = state[i]
-                new_buf = self._synapse(i, lay, s)
-                nrn = lay.neuron
-                spk, u, v = neuron_step(u, v, a_buf, self._bias[i], nrn.i_decay, nrn.v_decay, nrn.v_th_mant)
-                state[i] = (u, v, new_buf)
-                s = spk.to(torch.int64)
-                record[lay.name].append(spk)
-        out = {k: torch.stack(v).float() for k, v in record.items()}
-        return out if all_layers else out[self._layers[-1].name if self._layers else first.name]
+            for k, lay in enumerate(blocks):
+                synaptic = lay.type in ("conv", "dense")
+                if synaptic:
+                    i = k - (len(blocks) - len(self._layers))
+                    a, states[k]["a_buf"] = states[k]["a_buf"], self._synapse(i, lay, s)
+                    bias = self._bias[i]
+                else:  # the input neuron: driven directly, no synapse and no latency
+                    a, bias = s, 0
+                if resets is not None and t % self.reset_interval == resets[k]:
+                    states[k].update({key: torch.zeros_like(v) for key, v in states[k].items() if key != "a_buf"})
+                s = self._neuron(lay, states[k], a, bias, input_layer=not synaptic)
+                record[lay.name].append(s)
+                if lay.name in want_v:
+                    potentials[lay.name].append(states[k]["sigma" if lay.neuron.sdnn else "v"].clone())
+        # spikes and CUBA potentials (|v| < 2^23) are exact in float32; sigma-delta values may not be
+        exact = {lay.name: torch.float64 if lay.neuron.sdnn else torch.float32 for lay in blocks}
+        out = {k: torch.stack(v).to(exact[k]) for k, v in record.items()}
+        pots = {k: torch.stack(v).to(exact[k]) for k, v in potentials.items()}
+        probed = {p: (pots[name] if v else out[name]) for p, name, v in wanted}
+        if all_layers:
+            return {**out, **probed}
+        last = out[blocks[-1].name]
+        return {"out": last, **probed} if wanted else last
+
+    @property
+    def silent_output(self) -> str | None:
+        """The output layer's name when its neuron can never fire (vThMant >= 2^17: v is clipped below 2^23),
+        as netx's default neuron of a dense layer without one (an integrator readout); else None."""
+        lay = self._layers[-1] if self._layers else None
+        if lay is None or lay.neuron is None or lay.neuron.sdnn or lay.neuron.v_th_mant < (1 << 17):
+            return None
+        return lay.name
+
+    def _probe_layer(self, probe: str) -> tuple[str, bool]:
+        """(NetX layer name, potential?) of a probe "9", "9:v", "layer9_neuron:v" or "input_neuron"."""
+        name, _, what = str(probe).partition(":")
+        if what not in ("", "v"):
+            raise InputError(f"probe {probe!r}: only ':v' (the potential) can follow a layer name")
+        net = self.network
+        if name == "input_neuron" and net.input_neuron:
+            name = net.layers[0].name
+        elif name.startswith("layer") and name.endswith("_neuron"):
+            name = name[len("layer"):-len("_neuron")]
+        with_neuron = {lay.name for lay in self._layers} | ({net.layers[0].name} if net.input_neuron else set())
+        if name not in with_neuron:
+            raise InputError(f"probe {probe!r}: no NetX layer {name!r} with a neuron",
+                             hint="layers with neurons: " + ", ".join(sorted(with_neuron, key=lambda k: (len(k), k))))
+        return name, what == "v"
+
+    def _reset_phases(self, blocks) -> list[int] | None:
+        """The step phase (t mod reset_interval) at which each block's state is zeroed, as netx's
+        reset_interval does: block k (the input neuron, when there is one, is block 0) is reset before its
+        step t when (t + 1) % R == (reset_offset + 1 + k) % R (Lava's LIFReset; time_step starts at 1)."""
+        if self.reset_interval is None:
+            return None
+        if any(lay.neuron.sdnn for lay in blocks):
+            warnings.warn("reset_interval does not reset sigma-delta (SDNN) neurons: netx ignores it for them "
+                          "(with a warning), and so does the emulation", stacklevel=3)
+            return [-1 if lay.neuron.sdnn else (self.reset_offset + k) % self.reset_interval
+                    for k, lay in enumerate(blocks)]
+        return [(self.reset_offset + k) % self.reset_interval for k in range(len(blocks))]
+
+    @staticmethod
+    def _zero_state(lay, n: int) -> dict[str, Tensor]:
+        zeros = lambda: torch.zeros(n, *lay.shape, dtype=torch.int64)  # noqa: E731
+        keys = ("sigma", "act", "residue") if lay.neuron.sdnn else ("u", "v")
+        state = {key: zeros() for key in keys}
+        if lay.type in ("conv", "dense"):
+            state["a_buf"] = zeros()
+        return state
+
+    @staticmethod
+    def _neuron(lay, state: dict[str, Tensor], a: Tensor, bias, *, input_layer: bool) -> Tensor:
+        """One step of a layer's neuron on int64 state (updated in place); returns its output message."""
+        nrn = lay.neuron
+        if nrn.sdnn:  # snnc.core.sigma_delta, Lava's fixed-point models (spike_exp = state_exp = 6)
+            mode = "delta" if input_layer else ("sigma" if nrn.sigma_output else "sigma_delta")
+            sd = SigmaDeltaState(state["sigma"], state["act"], state["residue"])
+            s, sd = sigma_delta_step(sd, a, mode=mode, threshold=nrn.v_th_mant << (SPIKE_EXP + STATE_EXP),
+                                     bias=bias * (1 << (SPIKE_EXP + STATE_EXP)), spike_exp=SPIKE_EXP,
+                                     state_exp=STATE_EXP, fixed=True)
+            state.update(sigma=sd.sigma, act=sd.act, residue=sd.residue)
+            return s
+        spk, state["u"], state["v"] = neuron_step(state["u"], state["v"], a, bias, nrn.i_decay, nrn.v_decay,
+                                                  nrn.v_th_mant)
+        return spk.to(torch.int64)
 
     def _synapse(self, i: int, lay, s: Tensor) -> Tensor:
         w = self._weights[i]

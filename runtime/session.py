@@ -148,7 +148,8 @@ class Session:
             t, vs = int(snap["t"]), dict(snap["v"])
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"not a Session snapshot: {e}") from None
-        unknown = set(vs) - set(self._interp._neuron_params)
+        stateful = {op.name for op in self._interp.graph if op.stateful}  # neurons and sigma-delta ops
+        unknown = set(vs) - set(self._interp._neuron_params) - stateful
         if unknown:
             raise InputError(f"snapshot has state for unknown neuron(s) {sorted(unknown)}")
         self._interp.state.clear()

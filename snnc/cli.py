@@ -216,7 +216,16 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         input_scale: InputScaleOption = None,
         device: Optional[str] = typer.Option(None, "--device", metavar="cpu|cuda",
                                              help="Where to run (default: cuda for triton artifacts when there "
-                                                  "is a GPU, else cpu).")):
+                                                  "is a GPU, else cpu)."),
+        probe: Optional[list[str]] = typer.Option(None, "--probe", metavar="NAME[:v]",
+                                                  help="Also save a node's output, or with ':v' a neuron's "
+                                                       "potential (sigma of a sigma-delta neuron), [T, N, *]; "
+                                                       "repeatable. Lava artifacts: a NetX layer index or "
+                                                       "graph neuron name, e.g. --probe 10:v."),
+        reset_interval: Optional[int] = typer.Option(None, "--reset-interval", metavar="N",
+                                                     help="Lava artifacts: zero every CUBA neuron's state every "
+                                                          "N steps, layer k at step k mod N, as netx's "
+                                                          "Network(reset_interval=N) does.")):
     """Run a compiled artifact on inputs and save the output sequences [T, N, *].
 
     \b
@@ -233,6 +242,7 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     check_time_steps(time_steps, "-T")
     scale = parse_scale(input_scale) if input_scale is not None else None
     art = Artifact.open(artifact)
+    probes = list(probe or ())
     if art.target == "lava":  # the bit-exact Loihi emulation: integer arithmetic on the CPU, no options
         given = [f for f, on in (("--stats", stats), ("--encoder", encoder != "constant"),
                                  ("--eager-exact", eager_exact), ("--max-memory", max_memory is not None),
@@ -240,12 +250,22 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         if given:
             raise InputError(f"{', '.join(given)}: not available for lava artifacts (the Loihi emulation runs "
                              "bit-exact on the CPU)")
-        session = open_session(art)
+        if reset_interval is not None and reset_interval < 1:
+            raise InputError(f"--reset-interval must be at least 1, got {reset_interval}")
+        session = open_session(art, reset_interval=reset_interval)
+        silent = session.silent_output
+        if silent is not None and not any(p.split(":")[0] in (silent, f"layer{silent}_neuron") for p in probes):
+            probes.append(f"{silent}:v")  # its spikes are all zero by construction: its potential is the output
+            _say(f"note: the output layer {silent} never fires (vThMant >= 2^17, an integrator readout); its "
+                 f"potential is saved too, as '{silent}:v'")
+    elif reset_interval is not None:
+        raise InputError(f"--reset-interval: only for lava artifacts (the Loihi emulation), not {art.target}",
+                         hint="it is netx's Network(reset_interval=N); compile the model with --target lava")
     else:
         exact = {"channels_last": False, "event_conv": False} if eager_exact else {}
         session = open_session(art, device=run_device(device, art.target), **exact)
     if output is not None:  # before the run: -o may replace only an earlier run's outputs
-        names = ["out"] if isinstance(session, LoihiSession) else session.output_names
+        names = (["out"] if isinstance(session, LoihiSession) else session.output_names) + probes
         check_destination(output, replaces=npz_with_keys(names), force=force, what="outputs file (.npz)")
     arrays = read_arrays(inputs, "inputs")
     T = time_steps
@@ -254,7 +274,8 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
     if isinstance(session, LoihiSession):
         feeds = input_feeds(arrays, {"input": tuple(session.network.input_shape)}, inputs, scale)
         start = time.perf_counter()
-        out = {"out": session.run(next(iter(feeds.values())), T)}
+        out = session.run(next(iter(feeds.values())), T, probes=probes)
+        out = out if isinstance(out, dict) else {"out": out}
         if print_time:
             typer.echo(f"run: {(time.perf_counter() - start) * 1000:.1f} ms")
         _write_outputs(out, output, force)
@@ -268,10 +289,10 @@ def run(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir fi
         except ValueError:
             raise InputError(f"--max-memory: not a size: {max_memory!r}", hint="e.g. 512M or 2G") from None
     start = time.perf_counter()
-    result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats)
+    result = session.execute(feeds, T, encoder=encoder, seed=seed, stats=stats, probes=probes)
     if print_time:
         typer.echo(f"run: {(time.perf_counter() - start) * 1000:.1f} ms")
-    _write_outputs(result.outputs, output, force)
+    _write_outputs({**result.outputs, **result.probes}, output, force)
     if result.stats is not None:
         typer.echo(result.stats.table())
         if result.memory is not None:

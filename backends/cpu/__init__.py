@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,4 +38,8 @@ def lower(graph: Graph, options: Options | None = None, output: str | os.PathLik
           force: bool = False) -> Artifact:
     options = options or Options()
     g = legalize(verify(graph.copy()))
+    if ops.LoihiInfo.of(g).quantized:  # read from a NetX file (or quantized for Loihi)
+        warnings.warn(f"graph {g.name} is a Loihi (NetX) network: the cpu target runs its neurons in float, not "
+                      "Loihi's fixed point, so spikes can differ from Lava; --target lava runs it bit-exactly",
+                      stacklevel=2)
     return write_ir_artifact(g, "cpu", output, {"time_steps": options.time_steps}, force=force)

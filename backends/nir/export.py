@@ -29,6 +29,7 @@ HINTS = {
     ops.MaxPool2d: "NIR has no max pooling; use AvgPool2d or SumPool2d",
     ops.Concat: "NIR has no concatenation",
     ops.AdaptiveAvgPool2d: "use a fixed AvgPool2d",
+    ops.SigmaDelta: "NIR has no sigma-delta neuron; the lava target (NetX SDNN) and the cpu target run it",
 }
 
 

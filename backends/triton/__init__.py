@@ -32,9 +32,11 @@ def legalize(graph: Graph) -> Graph:
     """Every neuron must be one the kernels implement (IF/LIF); other ops run through torch."""
     bad = unsupported_ops(graph)
     bad += [op for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
+    bad += [op for op in graph if isinstance(op, ops.SigmaDelta)]  # no Triton kernel; the cpu target runs it
     if bad:
         raise LoweringError("the triton target cannot run: " + "; ".join(op.where() for op in bad),
-                            hint="Loihi CUBA neurons run on the lava target")
+                            hint="Loihi CUBA and sigma-delta neurons run on the lava target (sigma-delta in float "
+                                 "on the cpu target too)")
     linked = [op for op in graph if isinstance(op, ops.NeuronOp) and op.state_from is not None]
     if linked:
         raise LoweringError("the triton target cannot run a neuron that starts from another's final membrane "

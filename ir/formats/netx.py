@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from snnc.core.errors import LoweringError, MalformedFileError, SnncError, UnsupportedAttributeError
+from snnc.core.fileio import refuse_lfs_pointer
 from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -59,6 +60,12 @@ class NetxNeuron:
     type: str = "CUBA"
     ref_delay: int = 1
     graded_spike: bool = False
+    sigma_output: bool = False  # SDNN only: the layer sends its decoded sigma (netx's Sigma process)
+
+    @property
+    def sdnn(self) -> bool:
+        """A sigma-delta neuron (snnc.core.sigma_delta): graded messages, no decays."""
+        return self.type == "SDNN"
 
 
 @dataclass
@@ -118,6 +125,24 @@ def _neuron(op: ops.CubaLIF) -> NetxNeuron:
     return NetxNeuron(int(vals[0]), int(vals[1]), int(vals[2]))
 
 
+def _sdnn_neuron(graph: Graph, op: ops.SigmaDelta) -> tuple[NetxNeuron, np.ndarray | None]:
+    """The NetX SDNN neuron (and the layer's bias mantissa) of a SigmaDelta op on netx's grid."""
+    if (op.spike_exp, op.state_exp) != (6, 6) or op.activation != "relu":
+        raise LoweringError(f"{op.where()}: netx runs sigma-delta neurons with spike_exp = state_exp = 6 and ReLU "
+                            f"only, this one has {op.spike_exp}, {op.state_exp}, {op.activation}")
+    th = op.threshold / _SD_SCALE
+    bias = None
+    if op.bias is not None:
+        b = graph.params[op.bias].detach().double().numpy() / _SD_SCALE
+        if not np.array_equal(b, np.round(b)):
+            raise LoweringError(f"{op.where()}: its bias is not a whole multiple of 2^12 (netx's bias << 12)")
+        bias = b.astype(np.int64)
+    if th != round(th):
+        raise LoweringError(f"{op.where()}: threshold {op.threshold} is not a whole multiple of 2^12 "
+                            "(netx's vThMant << 12)")
+    return NetxNeuron(0, 0, int(th), "SDNN", 1, True, sigma_output=op.mode == "sigma"), bias
+
+
 def network_from_graph(graph: Graph) -> NetxNetwork:
     """The NetX layers of a graph quantized by quantize-loihi (snnc.backends.lava)."""
     info = LoihiInfo.of(graph)
@@ -142,6 +167,16 @@ def network_from_graph(graph: Graph) -> NetxNetwork:
             pending_synapse = NetxLayer(
                 "dense", tuple(types[op.name].features), weight=_ints(graph.params[op.weight], f"{op.where()} weight"),
                 bias=None if op.bias is None else _ints(graph.params[op.bias], f"{op.where()} bias"), name=op.name)
+        elif isinstance(op, ops.SigmaDelta):
+            neuron, bias = _sdnn_neuron(graph, op)
+            if op.inputs[0] == inp.name and op.mode == "delta":
+                layers[0].neuron = neuron
+            elif op.mode == "delta" or pending_synapse is None or pending_synapse.name != op.inputs[0]:
+                raise LoweringError(f"{op.where()} does not follow a conv2d/linear synapse (or, as delta, the input)")
+            else:
+                pending_synapse.neuron, pending_synapse.bias = neuron, bias
+                layers.append(pending_synapse)
+                pending_synapse = None
         elif isinstance(op, ops.CubaLIF):
             if op.inputs[0] == inp.name:
                 layers[0].neuron = _neuron(op)
@@ -186,13 +221,24 @@ def _write_layer(h: h5py.Group, lay: NetxLayer) -> None:
         h.create_dataset("padding", data=np.array(lay.padding, dtype=np.int64))
         h.create_dataset("dilation", data=np.array(lay.dilation, dtype=np.int64))
         h.create_dataset("groups", data=np.int64(lay.groups))
-    if lay.neuron is not None:
+    if lay.neuron is not None and lay.neuron.sdnn:
+        _write_sdnn_neuron(h, lay.neuron)
+    elif lay.neuron is not None:
         n = lay.neuron
         h.create_dataset("neuron/type", data=n.type)
         for key, value in (("iDecay", n.i_decay), ("vDecay", n.v_decay), ("vThMant", n.v_th_mant),
                            ("refDelay", n.ref_delay)):
             h.create_dataset(f"neuron/{key}", data=np.int64(value))
         h.create_dataset("neuron/gradedSpike", data=bool(n.graded_spike))
+
+
+def _write_sdnn_neuron(h: h5py.Group, n: NetxNeuron) -> None:
+    """An SDNN neuron as slayer's sigma-delta blocks write it (netx reads vThMant and sigma_output)."""
+    h.create_dataset("neuron/type", data="SDNN")
+    h.create_dataset("neuron/activation", data="relu")
+    h.create_dataset("neuron/vThMant", data=np.int64(n.v_th_mant))
+    if n.sigma_output:
+        h.create_dataset("neuron/sigma_output", data=True)
 
 
 # -- reading ----------------------------------------------------------------------
@@ -232,6 +278,7 @@ def _number(v, name: str) -> float:
 def read_network(path: str | os.PathLike) -> NetxNetwork:
     """Parse a NetX hdf5 file with netx 0.6's reading rules (weights truncated to int, shapes in C,H,W)."""
     path = Path(path)
+    refuse_lfs_pointer(path)
     with open_hdf5(path, "NetX") as f:  # no links or external storage into other files, no oversized claims
         if "layer" not in f:
             raise MalformedFileError(f"{path}: no /layer group, so not a NetX network")
@@ -342,6 +389,8 @@ def _read_layer(h: H5Group, where: str) -> NetxLayer:
 
 def _read_neuron(h: H5Group, where: str) -> NetxNeuron:
     kind = _str(h["type"]) if "type" in h else "?"
+    if kind == "SDNN":
+        return _read_sdnn_neuron(h, where)
     if kind not in ("CUBA", "LOIHI"):
         raise MalformedFileError(f"{where}/neuron: neuron type '{kind}' is not supported by snnc (CUBA/LOIHI only)")
     if "messageBits" in h:
@@ -358,10 +407,53 @@ def _read_neuron(h: H5Group, where: str) -> NetxNeuron:
                       bool(get("gradedSpike", 0)))
 
 
+# What netx 0.6 reads of an SDNN neuron (get_neuron_params): vThMant, and whether 'sigma_output' exists;
+# 'activation' is ignored there (SigmaDelta runs ReLU), so snnc accepts only 'relu'.
+_SDNN_KEYS = frozenset({"type", "vThMant", "activation", "sigma_output", "gradedSpike", "refDelay"})
+
+
+def _read_sdnn_neuron(h: H5Group, where: str) -> NetxNeuron:
+    """A sigma-delta neuron: vThMant (the delta threshold, << 12 in Lava's state units), sigma_output."""
+    unknown = sorted(set(h) - _SDNN_KEYS)
+    if unknown:  # messageBits makes netx 0.6 fail; anything else would be dropped
+        raise UnsupportedAttributeError(f"{where}/neuron: snnc does not model {', '.join(map(repr, unknown))} of "
+                                        "an SDNN neuron", hint="it reads " + ", ".join(sorted(_SDNN_KEYS)))
+    activation = _str(h["activation"]).lower() if "activation" in h else "relu"
+    if activation != "relu":
+        raise UnsupportedAttributeError(f"{where}/neuron: SDNN activation '{activation}': netx 0.6 runs every "
+                                        "sigma-delta neuron with ReLU whatever this field says, so snnc refuses it "
+                                        "rather than run a different function")
+    if "vThMant" not in h:
+        raise MalformedFileError(f"{where}/neuron: an SDNN neuron without vThMant")
+    th = int(_integers(h["vThMant"], f"{where}/neuron/vThMant", 1 << 31).reshape(-1)[0])
+    if not 0 <= th <= _NEURON_RANGES["vThMant"][1]:
+        raise MalformedFileError(f"{where}/neuron/vThMant is {th}, outside 0..{_NEURON_RANGES['vThMant'][1]}")
+    return NetxNeuron(0, 0, th, "SDNN", 1, True, sigma_output="sigma_output" in h)
+
+
 # -- network -> graph -------------------------------------------------------------
 def _cuba(name: str, src: str, n: NetxNeuron) -> ops.CubaLIF:
     return ops.CubaLIF(name=name, inputs=(src,), v_threshold=float(n.v_th_mant),
                        current_decay=min(max(n.i_decay, 0), 4096) / 4096, voltage_decay=min(max(n.v_decay, 0), 4096) / 4096)
+
+
+_SD_SCALE = 1 << 12  # netx's sigma-delta state units: spike_exp + state_exp = 6 + 6 bits
+
+
+def _neuron_op(g: Graph, name: str, src: str, lay: NetxLayer, input_layer: bool = False) -> ops.OpBase:
+    """The IR neuron of a NetX layer: CubaLIF, or SigmaDelta (threshold and bias in Lava's state units)."""
+    n = lay.neuron
+    if not n.sdnn:
+        return _cuba(name, src, n)
+    if n.sigma_output and lay.bias is not None:
+        raise MalformedFileError(f"NetX layer {lay.name}: a sigma_output (Sigma) layer has no bias in netx; "
+                                 "this one has one")
+    bias = None
+    if lay.bias is not None and not input_layer:
+        b = lay.bias.reshape(-1) if lay.bias.size == lay.shape[0] else lay.bias.reshape(lay.shape)
+        bias = g.add_param(f"{name}.bias", torch.from_numpy((b * _SD_SCALE).astype(np.float32)))
+    mode = "delta" if input_layer else ("sigma" if n.sigma_output else "sigma_delta")
+    return ops.SigmaDelta(name=name, inputs=(src,), mode=mode, threshold=float(n.v_th_mant * _SD_SCALE), bias=bias)
 
 
 def network_to_graph(net: NetxNetwork) -> Graph:
@@ -374,7 +466,7 @@ def network_to_graph(net: NetxNetwork) -> Graph:
     for i, lay in enumerate(net.layers):
         if lay.type == "input":
             if lay.neuron is not None:
-                prev = g.add(_cuba(f"input_neuron", prev, lay.neuron))
+                prev = g.add(_neuron_op(g, "input_neuron", prev, lay, input_layer=True))
             continue
         if lay.type == "flatten":
             flat = True
@@ -382,8 +474,9 @@ def network_to_graph(net: NetxNetwork) -> Graph:
         base = f"layer{i}"
         w = g.add_param(f"{base}.weight", torch.from_numpy(lay.weight.astype(np.float32)))
         b = None
+        sdnn = lay.neuron is not None and lay.neuron.sdnn  # its bias belongs to the neuron (act = relu(sigma + b))
         if lay.type == "conv":
-            if lay.bias is not None:
+            if lay.bias is not None and not sdnn:
                 bias = lay.bias.reshape(-1) if lay.bias.size == lay.weight.shape[0] else None
                 if bias is None:
                     raise MalformedFileError(f"layer {i}: a conv bias per neuron is not supported (per channel only)")
@@ -394,12 +487,12 @@ def network_to_graph(net: NetxNetwork) -> Graph:
             if flat or len(g.types[prev].features) != 1:
                 prev = g.add(ops.Flatten(name=f"{base}_flatten", inputs=(prev,)))
                 flat = False
-            if lay.bias is not None:
+            if lay.bias is not None and not sdnn:
                 bias = np.broadcast_to(lay.bias.reshape(-1), (lay.weight.shape[0],))
                 b = g.add_param(f"{base}.bias", torch.from_numpy(bias.astype(np.float32)))
             syn = ops.Linear(name=base, inputs=(prev,), weight=w, bias=b)
         g.add(syn)
-        prev = g.add(_cuba(f"{base}_neuron", syn.name, lay.neuron))
+        prev = g.add(_neuron_op(g, f"{base}_neuron", syn.name, lay))
     g.add(ops.Output(name="out", inputs=(prev,)))
     LoihiInfo(quantized=True, input="neuron" if net.input_neuron else ("graded" if net.input_message_bits else "spikes"),
               input_scale=net.input_scale, input_message_bits=net.input_message_bits).put(g)

@@ -32,13 +32,29 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from snnc.core.errors import OutputPathError
+from snnc.core.errors import MalformedFileError, OutputPathError
 
 Recognizer = Callable[[Path], bool]
 FORCE_HINT = "choose a new path (or an empty folder), or pass --force (force=True in Python) to replace it"
 _LEGACY_STALE_S = 3600  # temporaries of older snnc versions carry no PID: removed once this old
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENAMETOOLONG,
                  getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def refuse_lfs_pointer(path: str | os.PathLike) -> None:
+    """MalformedFileError when `path` is a Git LFS pointer (a few lines of text standing in for the file)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(LFS_POINTER))
+    except OSError:
+        return  # the reader that follows reports it
+    if head == LFS_POINTER:
+        raise MalformedFileError(f"{p} is a Git LFS pointer ({p.stat().st_size} bytes of text), not the file itself",
+                                 hint="fetch the real file: git lfs pull (in the repository it came from)")
 
 
 def any_regular_file(path: Path) -> bool:
