@@ -56,6 +56,11 @@ def check_supported(graph: Graph) -> None:
                        "(use AvgPool2d, which folds into the next synapse)")
         elif isinstance(op, ops.ReLU):
             bad.append(f"{op.where()}: an analog ReLU cannot run on Loihi (convert the ANN to an SNN first)")
+        elif isinstance(op, ops.NeuronOp) and [e for e in op.extensions() if not e.startswith("a synaptic current")]:
+            bad.append(f"{op.where()}: no NetX neuron with "
+                       f"{', '.join(e for e in op.extensions() if not e.startswith('a synaptic current'))}")
+        elif isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1:
+            bad.append(f"{op.where()}: a per-element scale folds into no NetX synapse")
         elif not isinstance(op, (ops.Input, ops.Output, ops.NeuronOp, *LINEAR_OPS)):
             bad.append(f"{op.where()}: no NetX layer for {op.kind}")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -118,7 +123,7 @@ def to_cuba(op: ops.NeuronOp, options: LegalizeOptions) -> tuple[CubaLIF, float]
     if theta < 0:
         raise LoweringError(f"{op.where()}: threshold {theta} relative to the reset value is negative")
     return CubaLIF(name=op.name, inputs=op.inputs, v_threshold=theta, fire=op.fire, voltage_decay=vd,
-                   loc=op.loc), factor
+                   current_decay=op.current_decay, loc=op.loc), factor  # a float CUBA current is Loihi's
 
 
 def legalize(graph: Graph, options: LegalizeOptions | None = None) -> Graph:

@@ -30,6 +30,12 @@ def op_problems(graph: Graph) -> list[str]:
             problems.append(f"{op.where()}: the lynxi target has no lowering for '{op.kind}' "
                             f"(supported: {_supported()})")
             continue
+        if isinstance(op, ops.NeuronOp) and op.extensions():
+            problems.append(f"{op.where()}: the lynxi target has no neuron with {', '.join(op.extensions())}")
+            continue
+        if isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1:
+            problems.append(f"{op.where()}: the lynxi target scales per channel, not per element")
+            continue
         t = types[op.name]
         rank = 1 + len(t.features)  # time and batch fold into one dim
         if rank > MAX_RANK:

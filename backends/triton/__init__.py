@@ -30,11 +30,15 @@ class Options(RuntimeOptions):
 
 def legalize(graph: Graph) -> Graph:
     """Every neuron must be one the kernels implement (IF/LIF); other ops run through torch."""
-    bad = unsupported_ops(graph)
-    bad += [op for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
+    bad = [op.where() for op in unsupported_ops(graph)]
+    bad += [op.where() for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
+    bad += [f"{op.where()}: {', '.join(op.extensions())}" for op in graph
+            if isinstance(op, ops.NeuronOp) and op.kind in ("if", "lif") and op.extensions()]
     if bad:
-        raise LoweringError("the triton target cannot run: " + "; ".join(op.where() for op in bad),
-                            hint="Loihi CUBA neurons run on the lava target")
+        raise LoweringError("the triton target cannot run: " + "; ".join(bad),
+                            hint="the Triton kernels run IF/LIF neurons with scalar parameters; the cpu target "
+                                 "runs the others (CUBA current, leaky integrators, per-neuron values) in float, "
+                                 "and Loihi CUBA neurons run on the lava target")
     return graph
 
 

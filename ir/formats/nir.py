@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from snnc.core.dynamics import FireCompare
+from snnc.core.dynamics import FireCompare, NeuronKind
 from snnc.ir import ops
 from snnc.ir.annotations import register_annotation
 from snnc.ir.ops import OP_ADAPTER
@@ -110,7 +110,7 @@ def nir_params(op: ops.NeuronOp, dt: float, *, soft_as_hard: bool, ge: Literal["
     current = op.has_current
     if current and np.any(np.asarray(cd) == 0.0):
         raise ValueError("its synaptic current never decays (current_decay=0), which needs tau_syn = infinity")
-    lif = isinstance(op, (ops.LIF, ops.LI, ops.CubaLIF))
+    lif = op.to_params().kind is NeuronKind.LIF
     p: dict[str, Any] = {}
     if spiking:
         thr = _array(params, op, "v_threshold", op.v_threshold)
@@ -118,10 +118,8 @@ def nir_params(op: ops.NeuronOp, dt: float, *, soft_as_hard: bool, ge: Literal["
             thr = np.nextafter(np.float32(thr), np.float32(-np.inf)).astype(np.float64) \
                 if isinstance(thr, np.ndarray) else below(thr)
         p.update(v_threshold=thr, v_reset=_array(params, op, "v_reset", op.reset.v_reset))
-    if isinstance(op, ops.CubaLIF):
-        tau_s, decay_input = 1.0 / op.voltage_decay if op.voltage_decay else math.inf, False
-        if not math.isfinite(tau_s):
-            raise ValueError("it does not leak (voltage_decay=0) but keeps a synaptic current; NIR's CubaLIF leaks")
+    if isinstance(op, ops.CubaLIF) and lif:
+        tau_s, decay_input = 1.0 / op.voltage_decay, False
     elif lif:
         tau_s, decay_input = _array(params, op, "tau", op.tau), op.decay_input
     if lif:

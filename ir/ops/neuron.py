@@ -132,6 +132,20 @@ class NeuronOp(OpBase):
         skip = self._defaulted()
         return {k: v for k, v in super().attributes().items() if k not in skip}
 
+    def extensions(self) -> list[str]:
+        """What this neuron uses beyond one scalar IF/LIF neuron, in words (targets without it refuse it)."""
+        out = []
+        if self.has_current:
+            out.append(f"a synaptic current (current_decay={self.current_decay})")
+        if self.v_leak is not None or self.v_leak_param is not None:
+            out.append("a leak towards v_leak, not its reset value")
+        if self.output is NeuronOutput.POTENTIAL:
+            out.append("no spikes (it outputs its potential)")
+        refs = [f.removesuffix("_param") for f in self.param_refs()]
+        if refs:
+            out.append(f"per-neuron {', '.join(refs)}")
+        return out
+
     @property
     def has_current(self) -> bool:
         """True when the neuron keeps a synaptic current (a second state, `i`)."""
