@@ -21,6 +21,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from snnc.core import spelling
 from snnc.core.dynamics import FireCompare
 from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.core.safety import H5Dataset, H5Group, open_hdf5
@@ -278,7 +279,7 @@ def _choose_dt(graph: Any, flat: Flat, dt: float | None, source: str) -> tuple[f
     if neurons:
         warnings.warn(f"{source}: NIR graphs carry no time step; discretising its neurons ({', '.join(neurons[:4])}"
                       f"{', ...' if len(neurons) > 4 else ''}) with dt={DEFAULT_DT} s (the SpikingJelly/snnTorch "
-                      "convention). Pass dt=... (--dt on the command line) to choose another", stacklevel=4)
+                      "convention); choose the file's own with " + spelling.flag("dt"), stacklevel=4)
     return DEFAULT_DT, "default"
 
 
