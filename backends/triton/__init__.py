@@ -34,6 +34,8 @@ def legalize(graph: Graph) -> Graph:
     bad += [op.where() for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
     bad += [f"{op.where()}: {', '.join(op.extensions())}" for op in graph
             if isinstance(op, ops.NeuronOp) and op.kind in ("if", "lif") and op.extensions()]
+    bad += [f"{op.where()}: a per-element scale (the chain kernels scale per channel)" for op in graph
+            if isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1]
     if bad:
         raise LoweringError("the triton target cannot run: " + "; ".join(bad),
                             hint="the Triton kernels run IF/LIF neurons with scalar parameters; the cpu target "
