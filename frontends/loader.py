@@ -95,7 +95,7 @@ def _sniff_zip(path: Path) -> str:
 
 def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
          weights: str | os.PathLike | None = None, name: str | None = None, trust_pickle: bool = False,
-         **options: Any) -> Graph:
+         dt: float | None = None, **options: Any) -> Graph:
     """Read a model into an IR graph, choosing the frontend by what `source` is.
 
     `source` is a Graph, an nn.Module (traced; needs `input_shape`), a
@@ -104,7 +104,19 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
     `options` go to the frontend: `layout`/`step_mode` for tracing, `dt`,
     `fire`, `use_metadata` for NIR. `trust_pickle=True` lets a torch.save file of
     a whole model be unpickled (which can run arbitrary code: only for files you made).
+    `dt` is the time step (seconds) of a NIR input's neurons; any other input refuses it.
     """
+    if dt is not None:
+        kind = _object_kind(source)
+        if kind is None and isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+            kind = sniff(Path(source))
+        missing = isinstance(source, (str, os.PathLike)) and not Path(source).exists() and ":" not in str(source)
+        if kind != "nir" and not missing:  # (a missing file is reported as such below)
+            what = KINDS.get(kind, "not NIR").split(":")[0] if kind else f"a {type(source).__name__}, not NIR"
+            label = str(source) if isinstance(source, (str, os.PathLike)) else "the model"
+            raise InputError(f"{spelling.flag('dt')} is the time step of a NIR model's neurons; {label} is {what}",
+                             hint=f"drop {spelling.flag('dt')}")
+        options["dt"] = dt
     if isinstance(source, Graph):
         return source
     if isinstance(source, torch.nn.Module):
@@ -134,9 +146,10 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
 
 
 def load_model(spec: Any, *, input_shape: Sequence[int] | None = None, weights: str | None = None,
-               name: str | None = None, trust_pickle: bool = False, **options: Any) -> Graph:
+               name: str | None = None, trust_pickle: bool = False, dt: float | None = None, **options: Any) -> Graph:
     """The CLI's entry point; the same as `load`."""
-    return load(spec, input_shape=input_shape, weights=weights, name=name, trust_pickle=trust_pickle, **options)
+    return load(spec, input_shape=input_shape, weights=weights, name=name, trust_pickle=trust_pickle, dt=dt,
+                **options)
 
 
 def _from_trusted_pickle(path: Path, input_shape, name: str | None, options: dict) -> Graph:

@@ -1,7 +1,8 @@
 """NIR frontend: read a NIR graph (a `.nir`/`.h5` file or a nir.NIRGraph) into an IR graph.
 
 NIR neurons are continuous-time; they are discretised with a time step dt
-chosen here (see snnc.ir.formats.nir and docs/nir.md). Files written
+chosen here (see snnc.ir.formats.nir and docs/nir.md). Each NIR node type has
+its lowering in LOWERINGS; nested NIRGraph nodes are flattened first. Files written
 by snnc carry each neuron's exact IR op in their metadata, which is used when
 it still matches the NIR parameters. Several edges entering one node are
 summed (NIR's rule), which becomes a chain of IR Add ops.
@@ -10,27 +11,29 @@ summed (NIR's rule), which becomes a chain of IR Add ops.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import networkx as nx
 import numpy as np
 import torch
 
+from snnc.core import spelling
 from snnc.core.dynamics import FireCompare
 from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.core.safety import H5Dataset, H5Group, open_hdf5
 from snnc.frontends.fx_ops import same_padding
 from snnc.ir import ops
-from snnc.ir.formats.nir import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
+from snnc.ir.formats.nir import (DEFAULT_DT, META_KEY, NEURON_TYPES, SOURCE_KEY, NirSource, clean, exact_op,
+                                 from_nir_node, uniform, values)
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 from snnc.ir.types import Layout, TensorType
 from snnc.ir.verify import verify
 
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "Flatten", "SumPool2d", "AvgPool2d", "IF", "LIF")
 _SKIP_FIELDS = {"input_type", "output_type", "metadata"}
 
 
@@ -127,6 +130,9 @@ def from_nir(graph: Any, *, dt: float | None = None, fire: FireCompare | str = F
              use_metadata: bool = True, name: str = "nir", source: str = "NIR graph") -> Graph:
     """Lower a nir.NIRGraph into an IR graph (inputs TNX [T, N, *]).
 
+    Nested NIRGraph nodes are flattened: their nodes are named '<graph>.<node>'
+    and their Input/Output nodes become plain edges.
+
     Args:
         dt: seconds per step used to discretise NIR neurons. None: the dt snnc
             recorded in the graph's metadata, else 1e-4 s with a warning.
@@ -140,36 +146,108 @@ def from_nir(graph: Any, *, dt: float | None = None, fire: FireCompare | str = F
     if not isinstance(graph, nir.NIRGraph):
         raise UnsupportedOpError(f"{source}: expected a nir.NIRGraph, got {type(graph).__name__}")
     fire = FireCompare(fire)
-    order = _topological(graph, source)
-    dt = _choose_dt(graph, dt, source)
-    g = Graph(name)
-    values: dict[str, str] = {}
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
+    flat = flatten(graph, source)
+    order = _topological(flat, source)
+    dt, dt_from = _choose_dt(graph, flat, dt, source)
+    ctx = _Context(Graph(name), dt, fire, use_metadata)
+    values: dict[str, str | None] = {}
+    preds: dict[str, list[str]] = {n: [] for n in flat.nodes}
+    for src, dst in flat.edges:
         preds[dst].append(src)
     for key in order:
-        node = graph.nodes[key]
-        where = f"NIR node '{key}' ({type(node).__name__}) in {source}"
-        loc = SourceLoc(module_path=key, module_type=f"nir.{type(node).__name__}")
-        x = _summed(g, [values[s] for s in preds[key]], key, loc)
+        node = flat.nodes[key]
+        kind = type(node).__name__
+        where = f"NIR node '{key}' ({kind}) in {source}"
+        loc = SourceLoc(module_path=key, module_type=f"nir.{kind}")
+        x = _summed(ctx.g, [values[s] for s in preds[key] if values[s] is not None], key, loc)
+        if node is PASS:
+            values[key] = x  # a nested graph's Input/Output: an edge
+            continue
+        if kind != "Input" and x is None:
+            raise MalformedFileError(f"{where} has no incoming edge")
         try:
-            values[key] = _lower(g, node, key, x, loc, where, dt, fire, use_metadata)
+            values[key] = LOWERINGS[kind](ctx, node, key, x, loc, where)
         except ValueError as e:
             raise UnsupportedAttributeError(str(e)) from None
+    g = ctx.g
     if not g.outputs:
         raise MalformedFileError(f"{source}: the NIR graph has no Output node")
+    g.meta = {**g.meta, SOURCE_KEY: NirSource(dt=dt, dt_from=dt_from, source=source)}
     return verify(g)
 
 
-def _topological(graph: Any, source: str) -> list[str]:
-    unknown = [f"'{k}' ({type(n).__name__})" for k, n in graph.nodes.items() if type(n).__name__ not in SUPPORTED]
+@dataclasses.dataclass
+class _Context:
+    """What every node's lowering needs: the graph being built and the reading options."""
+
+    g: Graph
+    dt: float
+    fire: FireCompare
+    use_metadata: bool
+
+
+PASS = object()  # a nested graph's Input/Output node after flattening: its value is its (summed) input
+
+
+@dataclasses.dataclass
+class Flat:
+    """A NIR graph with its nested graphs flattened: node name -> node (or PASS), edges between names."""
+
+    nodes: dict[str, Any]
+    edges: list[tuple[str, str]]
+
+
+def flatten(graph: Any, source: str, prefix: str = "") -> Flat:
+    """Inline every nested NIRGraph node, naming its nodes '<graph>.<node>' (recursively)."""
+    import nir
+
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    inner: dict[str, Flat] = {}
+    for key, node in graph.nodes.items():
+        name = prefix + key
+        if isinstance(node, nir.NIRGraph):
+            sub = flatten(node, source, name + ".")
+            inner[key] = sub
+            nodes.update(sub.nodes)
+            edges.extend(sub.edges)
+        else:
+            nodes[name] = PASS if prefix and isinstance(node, (nir.Input, nir.Output)) else node
+    for src, dst in graph.edges:
+        edges.append((_end(graph, inner, src, prefix, "Output", source), _end(graph, inner, dst, prefix, "Input", source)))
+    return Flat(nodes, edges)
+
+
+def _end(graph: Any, inner: dict, end: str, prefix: str, role: str, source: str) -> str:
+    """The flat name of an edge end: a node, a nested graph (its one Input/Output), or 'graph.port'."""
+    import nir
+
+    if end in graph.nodes and end not in inner:
+        return prefix + end
+    head, _, port = end.partition(".")
+    sub = head if head in inner else (end if end in inner else None)
+    if sub is None:
+        raise MalformedFileError(f"{source}: edge end '{prefix}{end}' names a node that does not exist")
+    g = graph.nodes[sub]
+    if port and sub == head:
+        return f"{prefix}{sub}.{port}"
+    ends = [k for k, n in g.nodes.items() if type(n).__name__ == role]
+    if len(ends) != 1:
+        raise UnsupportedOpError(f"{source}: edge to nested graph '{prefix}{sub}' does not say which of its "
+                                 f"{len(ends)} {role} nodes it means ('{sub}.<name>')")
+    return f"{prefix}{sub}.{ends[0]}"
+
+
+def _topological(flat: Flat, source: str) -> list[str]:
+    unknown = [f"'{k}' ({type(n).__name__})" for k, n in flat.nodes.items()
+               if n is not PASS and type(n).__name__ not in LOWERINGS]
     if unknown:
         raise UnsupportedOpError(f"{source}: NIR node(s) {', '.join(unknown)} are not supported",
                                  hint=f"supported NIR nodes: {', '.join(SUPPORTED)}")
     dg = nx.DiGraph()
-    dg.add_nodes_from(graph.nodes)
-    for src, dst in graph.edges:
-        if src not in graph.nodes or dst not in graph.nodes:
+    dg.add_nodes_from(flat.nodes)
+    for src, dst in flat.edges:
+        if src not in flat.nodes or dst not in flat.nodes:
             raise MalformedFileError(f"{source}: edge {src} -> {dst} names a node that does not exist")
         dg.add_edge(src, dst)
     try:
@@ -179,29 +257,30 @@ def _topological(graph: Any, source: str) -> list[str]:
     if cycle:
         raise UnsupportedOpError(f"{source}: the NIR graph is recurrent ({' -> '.join(e[0] for e in cycle)} -> "
                                  f"{cycle[0][0]})", hint="snnc reads feed-forward NIR graphs only")
-    rank = {k: i for i, k in enumerate(graph.nodes)}
+    rank = {k: i for i, k in enumerate(flat.nodes)}
     return list(nx.lexicographical_topological_sort(dg, key=lambda k: rank[k]))
 
 
-def _choose_dt(graph: Any, dt: float | None, source: str) -> float:
+def _choose_dt(graph: Any, flat: Flat, dt: float | None, source: str) -> tuple[float, str]:
+    """(dt, where it came from): given, snnc's record in the file, or DEFAULT_DT with a warning."""
     import json
 
-    import nir
-
     if dt is not None:
-        if not dt > 0:
-            raise UnsupportedAttributeError(f"dt must be positive, got {dt}")
-        return float(dt)
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise UnsupportedAttributeError(f"dt must be a positive number of seconds, got {dt!r}")
+        return float(dt), "given"
     raw = (graph.metadata or {}).get(META_KEY)
     if raw is not None:
         try:
-            return float(json.loads(raw if isinstance(raw, str) else bytes(raw).decode())["dt"])
+            return float(json.loads(raw if isinstance(raw, str) else bytes(raw).decode())["dt"]), "metadata"
         except (ValueError, KeyError, TypeError):
             pass
-    if any(isinstance(n, (nir.IF, nir.LIF)) for n in graph.nodes.values()):
-        warnings.warn(f"{source}: NIR graphs carry no time step; discretising its neurons with dt={DEFAULT_DT} s "
-                      "(the SpikingJelly/snnTorch convention). Pass dt=... to choose another", stacklevel=3)
-    return DEFAULT_DT
+    neurons = [k for k, n in flat.nodes.items() if n is not PASS and type(n).__name__ in NEURON_TYPES]
+    if neurons:
+        warnings.warn(f"{source}: NIR graphs carry no time step; discretising its neurons ({', '.join(neurons[:4])}"
+                      f"{', ...' if len(neurons) > 4 else ''}) with dt={DEFAULT_DT} s (the SpikingJelly/snnTorch "
+                      "convention); choose the file's own with " + spelling.flag("dt"), stacklevel=4)
+    return DEFAULT_DT, "default"
 
 
 def _summed(g: Graph, xs: list[str], key: str, loc: SourceLoc) -> str | None:
@@ -223,47 +302,97 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
-def _lower(g: Graph, node: Any, key: str, x: str | None, loc: SourceLoc, where: str, dt: float, fire: FireCompare,
-           use_metadata: bool) -> str:
+# -- one lowering per NIR node type: (context, node, key, summed input, loc, where) -> the IR value
+def _input(ctx: _Context, node: Any, key: str, x: str | None, loc: SourceLoc, where: str) -> str:
+    feats = tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))
+    if not feats:
+        raise UnsupportedAttributeError(f"{where} has an empty (scalar) type; snnc needs feature dims")
+    g = ctx.g
+    return g.add(ops.Input(name=g.fresh_name(key), type=TensorType(shape=("T", "N", *feats), layout=Layout.TNX)))
+
+
+def _output(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    return ctx.g.add(ops.Output(name=ctx.g.fresh_name(key), inputs=(x,)))
+
+
+def _affine(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
     import nir
 
-    name = g.fresh_name(key)
-    if isinstance(node, nir.Input):
-        feats = tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))
-        if not feats:
-            raise UnsupportedAttributeError(f"{where} has an empty (scalar) type; snnc needs feature dims")
-        return g.add(ops.Input(name=name, type=TensorType(shape=("T", "N", *feats), layout=Layout.TNX)))
-    if x is None:
-        raise MalformedFileError(f"{where} has no incoming edge")
-    if isinstance(node, nir.Output):
-        return g.add(ops.Output(name=name, inputs=(x,)))
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        w = np.asarray(node.weight)
-        if w.ndim != 2:
-            raise UnsupportedAttributeError(f"{where} has a {w.ndim}-D weight; snnc reads [out, in] matrices")
-        weight = _param(g, key, "weight", w)
-        bias = _param(g, key, "bias", node.bias) if isinstance(node, nir.Affine) else None
-        return g.add(ops.Linear(name=name, inputs=(x,), loc=loc, weight=weight, bias=bias))
-    if isinstance(node, nir.Conv2d):
-        return g.add(_conv(g, node, key, name, x, loc, where))
-    if isinstance(node, nir.Flatten):
-        return g.add(ops.Flatten(name=name, inputs=(x,), loc=loc, start_dim=int(node.start_dim),
+    g = ctx.g
+    w = np.asarray(node.weight)
+    if w.ndim != 2:
+        raise UnsupportedAttributeError(f"{where} has a {w.ndim}-D weight; snnc reads [out, in] matrices")
+    bias = None
+    if isinstance(node, nir.Affine):
+        b = np.asarray(node.bias)
+        if b.size != w.shape[0]:
+            raise MalformedFileError(f"{where} has a bias of {b.size} values for {w.shape[0]} outputs "
+                                     f"(weight {list(w.shape)}); it cannot be added")
+        bias = _param(g, key, "bias", b.reshape(-1))  # NIR writers store [out] or [1, out]
+    weight = _param(g, key, "weight", w)
+    return g.add(ops.Linear(name=g.fresh_name(key), inputs=(x,), loc=loc, weight=weight, bias=bias))
+
+
+def _conv2d(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    return ctx.g.add(_conv(ctx.g, node, key, ctx.g.fresh_name(key), x, loc, where))
+
+
+def _flatten(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    return ctx.g.add(ops.Flatten(name=ctx.g.fresh_name(key), inputs=(x,), loc=loc, start_dim=int(node.start_dim),
                                  end_dim=int(node.end_dim)))
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        k = _pair(node.kernel_size)
-        return g.add(ops.AvgPool2d(name=name, inputs=(x,), loc=loc, kernel_size=k, stride=_pair(node.stride),
+
+
+def _pool(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    import nir
+
+    return ctx.g.add(ops.AvgPool2d(name=ctx.g.fresh_name(key), inputs=(x,), loc=loc,
+                                   kernel_size=_pair(node.kernel_size), stride=_pair(node.stride),
                                    padding=_pair(node.padding),
                                    divisor_override=1 if isinstance(node, nir.SumPool2d) else None))
-    if isinstance(node, nir.Scale):
-        return g.add(_scale(g, node, key, name, x, loc, where))
-    # neurons
-    op = exact_op(node, name, x, loc) if use_metadata else None
-    if op is None:
-        factor, op = from_nir_node(node, name, x, loc, dt, fire, where)
-        if factor != 1.0:  # NIR's r scales the input current
-            pre = g.add(ops.Scale(name=g.fresh_name(f"{key}_r"), inputs=(x,), loc=loc, factor=factor))
-            op = op.replace(inputs=(pre,))
+
+
+def _scale_node(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    return ctx.g.add(_scale(ctx.g, node, key, ctx.g.fresh_name(key), x, loc, where))
+
+
+def _threshold(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    """NIR Threshold: the Heaviside step of x - threshold (per-element thresholds as a parameter)."""
+    g = ctx.g
+    thr = values(node.threshold, "threshold", where)
+    name = g.fresh_name(key)
+    if isinstance(thr, np.ndarray):
+        return g.add(ops.Threshold(name=name, inputs=(x,), loc=loc, fire=ctx.fire,
+                                   threshold_param=_param(g, key, "threshold", thr)))
+    return g.add(ops.Threshold(name=name, inputs=(x,), loc=loc, fire=ctx.fire, threshold=clean(thr)))
+
+
+def _neuron(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    """IF, LIF, CubaLIF, CubaLI, LI, I: the exact op from snnc's metadata, else the NIR equations (with dt)."""
+    g = ctx.g
+    name = g.fresh_name(key)
+    op = exact_op(node, name, x, loc) if ctx.use_metadata else None
+    if op is not None:
+        return g.add(op)
+    spec = from_nir_node(node, name, x, loc, ctx.dt, ctx.fire, where)
+    refs = {f: _param(g, key, f.removesuffix("_param"), v) for f, v in spec.arrays.items()}
+    op = spec.op.replace(**refs) if refs else spec.op
+    if isinstance(spec.pre, np.ndarray):  # r (and w_in) per neuron: a per-element Scale in front
+        pre = g.add(ops.Scale(name=g.fresh_name(f"{key}_r"), inputs=(x,), loc=loc,
+                              weight=_param(g, key, "input_scale", spec.pre)))
+        op = op.replace(inputs=(pre,))
+    elif spec.pre != 1.0:  # NIR's r (w_in, dt) scales the input current
+        pre = g.add(ops.Scale(name=g.fresh_name(f"{key}_r"), inputs=(x,), loc=loc, factor=spec.pre))
+        op = op.replace(inputs=(pre,))
     return g.add(op)
+
+
+# NIR node type -> its lowering. Recurrent edges and Delay are not read yet (refused, naming the node).
+LOWERINGS: dict[str, Callable[..., str]] = {
+    "Input": _input, "Output": _output, "Affine": _affine, "Linear": _affine, "Scale": _scale_node,
+    "Conv2d": _conv2d, "Flatten": _flatten, "SumPool2d": _pool, "AvgPool2d": _pool, "Threshold": _threshold,
+    **{kind: _neuron for kind in NEURON_TYPES},
+}
+SUPPORTED = tuple(LOWERINGS)
 
 
 def _conv(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, where: str) -> ops.Conv2d:
@@ -300,4 +429,4 @@ def _scale(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, whe
     per_channel = s.reshape(s.shape[0], -1)
     if s.ndim >= 1 and np.all(per_channel == per_channel[:, :1]):
         return ops.Scale(name=name, inputs=(x,), loc=loc, weight=_param(g, key, "scale", per_channel[:, 0]))
-    raise UnsupportedAttributeError(f"{where} scales each element differently; snnc's Scale is per channel")
+    return ops.Scale(name=name, inputs=(x,), loc=loc, weight=_param(g, key, "scale", s))  # per element

@@ -21,7 +21,7 @@ import torch
 
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.passes.fold_scales import _make_scale, _vector
+from snnc.passes.fold_scales import _is_scale, _make_scale, _vector
 from snnc.passes.manager import register_pass
 
 
@@ -88,7 +88,7 @@ def fold_constants(graph: Graph) -> Graph:
             src = g.nodes[op.inputs[0]]
             if not _only_user(g, src.name, op):
                 continue
-            if isinstance(op, ops.Scale) and isinstance(src, ops.Scale):
+            if _is_scale(g, op) and _is_scale(g, src):
                 g.replace_op(_make_scale(g, op.name, src.inputs[0], _vector(g, src) * _vector(g, op), op.loc))
             elif isinstance(op, ops.Flatten) and isinstance(src, ops.Flatten):
                 merged = _flatten_between(op, src.inputs[0], g.type_of(src.inputs[0]).features,

@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor
 
+from snnc.core.dynamics import NeuronOutput
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.passes.manager import register_pass
@@ -59,6 +60,11 @@ def scale_linear_input(w: Tensor, s: Tensor) -> Tensor:
 
 
 # -- helpers -------------------------------------------------------------------
+def _is_scale(g: Graph, op: ops.OpBase) -> bool:
+    """A Scale this pass folds: a factor or per-channel weight (a per-element weight is left where it is)."""
+    return isinstance(op, ops.Scale) and (op.weight is None or g.params[op.weight].dim() <= 1)
+
+
 def _vector(g: Graph, op: ops.Scale) -> Tensor:
     """The scale as a float64 vector over feature dim 0 (one element when it is a plain factor)."""
     s = torch.tensor([op.factor], dtype=torch.float64)
@@ -136,11 +142,11 @@ def _distribute_over_add(g: Graph, sc: ops.Scale) -> bool:
         layer_ok = (isinstance(op, (ops.Conv2d, ops.Linear)) and len(g.users(o)) == 1
                     and _layer_takes_channels(g, op, o, s)
                     and (_is_scalar(s) or s.numel() == g.params[op.weight].shape[0]))
-        if not ((isinstance(op, ops.Scale) and len(g.users(o)) == 1) or layer_ok):
+        if not ((_is_scale(g, op) and len(g.users(o)) == 1) or layer_ok):
             return False
     for o in add.inputs:
         op = g.nodes[o]
-        if isinstance(op, ops.Scale):
+        if _is_scale(g, op):
             g.replace_op(_make_scale(g, o, op.inputs[0], _vector(g, op) * s, op.loc))
         else:
             _fold_rows(g, op, s)
@@ -165,7 +171,8 @@ def _fold_into_user(g: Graph, sc: ops.Scale, user: ops.OpBase, s: Tensor) -> boo
     # a neuron sharing its membrane potential with another (state_from) keeps its scale: V is one quantity
     shared = isinstance(user, ops.NeuronOp) and (user.state_from is not None
                                                  or user.name in g.state_links().values())
-    if isinstance(user, ops.NeuronOp) and _is_scalar(s) and float(s[0]) > 0 and not shared:
+    if (isinstance(user, ops.NeuronOp) and _is_scalar(s) and float(s[0]) > 0 and not shared and not user.param_refs()
+            and user.v_leak is None and user.output is NeuronOutput.SPIKES):  # a potential output would change
         k = float(s[0])
         reset = user.reset
         if isinstance(reset, ops.HardReset):
@@ -184,7 +191,7 @@ def _push_forward(g: Graph, sc: ops.Scale) -> bool:
     u = users[0]
     s = _vector(g, sc)
     x = sc.inputs[0]
-    if isinstance(u, ops.Scale):
+    if _is_scale(g, u):
         merged = _vector(g, u) * s  # broadcasts a plain factor over a per-channel vector
         g.replace_op(_make_scale(g, u.name, x, merged, u.loc))
         g.remove(sc.name)
@@ -206,7 +213,7 @@ def _push_forward(g: Graph, sc: ops.Scale) -> bool:
         return True
     if isinstance(u, ops.Add):
         other = g.nodes[u.inputs[1] if u.inputs[0] == sc.name else u.inputs[0]]
-        if not isinstance(other, ops.Scale) or other.name == sc.name or len(g.users(other.name)) != 1:
+        if not _is_scale(g, other) or other.name == sc.name or len(g.users(other.name)) != 1:
             return False
         so = _vector(g, other)
         if so.shape != s.shape or not torch.equal(so, s):
@@ -240,14 +247,14 @@ def fold_scales(graph: Graph) -> Graph:
     # 1. Scales right after a weighted layer go into its rows (keeps neuron thresholds as they are).
     for name in list(g.nodes):
         op = g.nodes.get(name)
-        if isinstance(op, ops.Scale):
+        if _is_scale(g, op):
             _fold_back(g, op)
     # 2. The rest move forward until a layer or a neuron absorbs them, or they get stuck.
     for _ in range(len(g) ** 2 + 16):  # each step removes, merges or moves a Scale forward
         progress = False
         for name in list(g.nodes):
             op = g.nodes.get(name)
-            if not isinstance(op, ops.Scale):
+            if not _is_scale(g, op):
                 continue
             if _is_scalar(_vector(g, op)) and _vector(g, op)[0] == 1.0:
                 g.replace_uses(op.name, op.inputs[0])

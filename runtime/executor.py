@@ -190,11 +190,12 @@ class Executor:
             x = self._format(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         v = initial_state(op, state)
         step_shape = x.shape if is_static else x.shape[1:]
-        if v is not None and v.shape != step_shape:
+        call = node.neuron.resolved(self.params)
+        if v is not None and v.shape != call.state_shape(tuple(step_shape)):
             raise InputError(f"{op.where()}: state has shape {list(v.shape)} but the input step is "
                              f"{list(step_shape)}", hint="call reset() when the batch size changes")
         try:
-            out, v, v_seq = neurons.run(node.neuron, x, c, v, static=is_static, want_v=want_v)
+            out, v, v_seq = neurons.run(call, x, c, v, static=is_static, want_v=want_v)
         except SnncError:
             raise
         except Exception as e:  # noqa: BLE001

@@ -40,11 +40,10 @@ DEFAULT_MEMORY_BUDGET = 256 << 20  # bytes of live activations per window; see `
 
 
 def unsupported_ops(graph: Graph) -> list[ops.OpBase]:
-    """The ops this runtime cannot run: no kernel, or a neuron whose dynamics it does not model (a CUBA
-    neuron that keeps a synaptic current, current_decay < 1: the Loihi emulation runs it)."""
+    """The ops this runtime cannot run: no kernel. Every neuron runs (CUBA current and leaky integrators
+    in float, per snnc.core.dynamics; Loihi's fixed point is the lava target's emulation)."""
     known = (ops.Input, ops.NeuronOp, ops.LayoutCast, ops.SigmaDelta, *KERNELS)
-    return [op for op in graph if not isinstance(op, known)
-            or (isinstance(op, ops.CubaLIF) and op.current_decay != 1.0)]
+    return [op for op in graph if not isinstance(op, known)]
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from snnc.core.dynamics import FireCompare
 from snnc.ir import ops
 from snnc.ir.ops.linear import conv_out
 from snnc.runtime import native
@@ -134,8 +135,17 @@ def scale(op: ops.Scale, ins, params) -> Tensor:
     y = x * op.factor if op.factor != 1.0 else x
     if op.weight is not None:
         w = params[op.weight]
+        if w.dim() > 1:  # per element: the full per-sample shape
+            return y * w
         y = y * w.view(w.shape[0], *([1] * (x.dim() - 2)))
     return y
+
+
+@kernel(ops.Threshold)
+def threshold(op: ops.Threshold, ins, params) -> Tensor:
+    x = ins[0]
+    thr = op.threshold if op.threshold_param is None else params[op.threshold_param]
+    return (x >= thr if op.fire is FireCompare.GE else x > thr).to(x.dtype)
 
 
 @kernel(ops.Add)

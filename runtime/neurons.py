@@ -2,6 +2,10 @@
 
     out[t] = pool(post * S[t]),  S from snnc.core.dynamics applied to pre * x[t]
 
+(S is the potential for a leaky integrator). Neurons with a synaptic current,
+a potential output or per-neuron parameters run the torch definition
+(snnc.core.dynamics.run_steps); their state is V, or V and I stacked [2, *].
+
 `pre`/`post` are the Scale ops the plan fused into the neuron (1.0 when none),
 `pool` a fused 2x2/stride-2 average or max pooling (None when none). Fusing is
 exact: the kernel computes the same float32 operations in the same order as
@@ -11,7 +15,7 @@ the Scale and pooling kernels would, without a pass over memory for each.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -26,10 +30,30 @@ class NeuronCall:
     """A neuron op as the runtime runs it."""
 
     params: dynamics.NeuronParams
-    v_init: float
+    v_init: float | Tensor | None  # None: the reset value (per neuron when v_reset is)
     pre: float = 1.0
     post: float = 1.0
     pool: str | None = None  # 'avg' / 'max': a fused 2x2, stride-2 pooling of the output
+    per_neuron: tuple[tuple[str, str], ...] = ()  # NeuronParams field -> parameter name (resolved by the executor)
+
+    @property
+    def general(self) -> bool:
+        """True when only the torch definition runs it: synaptic current, potential output, per-neuron values."""
+        p = self.params
+        return (p.has_current or p.output is dynamics.NeuronOutput.POTENTIAL or bool(self.per_neuron) or p.per_neuron
+                or p.v_leak is not None)
+
+    def resolved(self, params) -> "NeuronCall":
+        """This call with its per-neuron parameters read from `params` (name -> tensor)."""
+        if not self.per_neuron:
+            return self
+        fields = {f: params[name] for f, name in self.per_neuron}
+        p = replace(self.params, **fields)
+        v_init = p.initial_v if self.v_init is None else self.v_init
+        return replace(self, params=p, v_init=v_init, per_neuron=())
+
+    def state_shape(self, step_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (2, *step_shape) if self.params.has_current else tuple(step_shape)
 
 
 def native_ok(x: Tensor) -> bool:
@@ -59,6 +83,8 @@ def run(call: NeuronCall, x: Tensor, steps: int, v: Tensor | None, *, static: bo
     Returns (out [steps, N, *], v after the last step, v sequence or None).
     """
     x0 = x if static else x[0]
+    if call.general:
+        return _run_torch(call, x, steps, v, static=static, want_v=want_v)
     if IMPL.get() == "triton":
         return _run_triton(call, x, steps, v, static=static, want_v=want_v)
     if native_ok(x0):
@@ -78,7 +104,7 @@ def _run_native(call, x, x0, steps, v, *, static, want_v):
         xs = x0.numel()
     E = x0.numel()
     if v is None:
-        v = torch.empty_like(x0).fill_(call.v_init)
+        v = torch.empty_like(x0).fill_(float(call.v_init))
     elif v.stride() != x0.stride() or not _is_dense(v):  # a different memory format than last time
         v = torch.empty_like(x0).copy_(v)
     p = call.params
@@ -122,15 +148,21 @@ def _run_torch(call, x, steps, v, *, static, want_v):
     x_seq = x.unsqueeze(0).expand(steps, *x.shape) if static else x
     if call.pre != 1.0:
         x_seq = x_seq * call.pre
-    if v is None:
-        v = torch.full_like(x_seq[0], call.v_init)
-    res = dynamics.multi_step(call.params, x_seq, v, return_v_seq=want_v)
-    out, v = res[0], res[1]
+    p = call.params
+    i = None
+    if v is not None and p.has_current:  # the state is V and I stacked
+        v, i = v[0], v[1]
+    v0 = call.v_init if v is None else v
+    if v0 is None:
+        v0 = p.initial_v
+    out, v, i, v_seq = dynamics.run_steps(p, x_seq, v0, i, return_v_seq=want_v)
+    if i is not None:
+        v = torch.stack([v, i])
     if call.post != 1.0:
         out = out * call.post
     if call.pool is not None:
         out = _pool(call.pool, out)
-    return out, v, (res[2] if want_v else None)
+    return out, v, v_seq
 
 
 def _pool(kind: str, out: Tensor) -> Tensor:

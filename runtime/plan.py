@@ -35,6 +35,7 @@ from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime import event_conv as event_kernel
 from snnc.runtime.native import TILE_MAX
+from snnc.core.dynamics import NeuronOutput
 from snnc.runtime.neurons import NeuronCall
 
 
@@ -122,6 +123,8 @@ def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
         if n.static:
             continue
         if n.neuron is not None:
+            if n.neuron.params.output is not NeuronOutput.SPIKES:
+                continue  # a leaky integrator outputs its potential
             if n.neuron.pool in (None, "max") and math.isfinite(n.neuron.post):
                 amp[n.name] = _f32(n.neuron.post)
         elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in amp:
@@ -130,6 +133,13 @@ def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
             a = torch.tensor([amp[n.inputs[0]]], dtype=torch.float32)
             amp[n.name] = float((a * op.factor if op.factor != 1.0 else a)[0])
     return amp
+
+
+def _call(op: ops.NeuronOp, pre: float = 1.0, post: float = 1.0, pool: str | None = None) -> NeuronCall:
+    """How the runtime runs neuron `op` (per-neuron parameters are read from the graph when it runs)."""
+    per_neuron = tuple(op.per_neuron().items())
+    v_init = None if op.v_init is None and "v_reset" in op.per_neuron() else op.initial_v()
+    return NeuronCall(op.to_params(), v_init, pre, post, pool, per_neuron)
 
 
 def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], fuse: bool,
@@ -179,7 +189,7 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
             if len(members) == 1:
                 continue
             absorbed.update(members)
-            call = NeuronCall(op.to_params(), op.initial_v(), pre, post, pool)
+            call = _call(op, pre, post, pool)
             fused[op.name] = Node(out, op, (src,), False, call, tuple(members))
 
     nodes: list[Node] = []
@@ -189,7 +199,7 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
         elif op.name in absorbed:
             continue
         else:
-            call = NeuronCall(op.to_params(), op.initial_v()) if isinstance(op, ops.NeuronOp) else None
+            call = _call(op) if isinstance(op, ops.NeuronOp) else None
             nodes.append(Node(op.name, op, tuple(op.inputs), static[op.name], call, (op.name,)))
     if event_conv:
         amp = spike_amplitudes(nodes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -19,8 +20,10 @@ import torch
 from torch import Tensor
 
 from snnc.core import progress as progress_bars
+from snnc.core import spelling
 from snnc.core.errors import InputError
 from snnc.ir.formats.artifact import Artifact
+from snnc.ir.formats.nir import NirSource
 from snnc.ir.graph import Graph
 from snnc.runtime import encoders as enc
 from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
@@ -84,6 +87,8 @@ class Session:
         self.input_names = [op.name for op in graph.inputs]
         self.output_names = [op.name for op in graph.outputs]
         self.t = 0  # time steps run since the last reset
+        self._nir = NirSource.of(graph)  # a graph read from NIR: its first run checks the dt (_warn_silent)
+        self._dt_checked = False
 
     # -- properties -------------------------------------------------------
     @property
@@ -184,10 +189,30 @@ class Session:
         """Run T steps and return a RunResult (outputs, probes, statistics)."""
         if reset:
             self.reset()
+        check_dt = self._nir is not None and not self._dt_checked
         res = self._interp.execute(self._feeds(inputs), T, encoder=self._encoder(encoder, seed), t_offset=self.t,
-                                   window=chunk, probes=probes, stats=stats, progress=self._progress())
+                                   window=chunk, probes=probes, stats=stats or check_dt, progress=self._progress())
         self.t += res.T or 0
+        if check_dt:
+            self._dt_checked = True
+            self._warn_silent(res)
+            if not stats:
+                res.stats = None
         return res
+
+    def _warn_silent(self, res: RunResult) -> None:
+        """A graph read from NIR: say when the dt it was discretised with leaves a layer silent on the first input."""
+        silent = [layer.name for layer in res.stats.layers if layer.spikes == 0]
+        if not silent:
+            return
+        nir_src = self._nir
+        how = {"default": "assumed, since NIR files carry no time step", "given": "as given",
+               "metadata": "as snnc recorded in the file"}[nir_src.dt_from]
+        warnings.warn(f"{nir_src.source or self.graph.name}: neuron layer(s) {', '.join('%' + n for n in silent)} "
+                      f"emitted no spike in {res.T} steps on the first input. Its NIR neurons were discretised with "
+                      f"dt={nir_src.dt:g} s ({how}); a dt the file was not made for can leave layers silent (the "
+                      f"sinabs CNN of the NIR paper is made for dt=1). Choose it with {spelling.flag('dt')} when "
+                      "loading the NIR file", stacklevel=3)
 
     def run(self, inputs, T: int | None = None, *, encoder=None, seed: int | None = None, reset: bool = True,
             chunk: int | None = None) -> Tensor | dict[str, Tensor]:

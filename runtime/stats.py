@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from snnc.core.dynamics import NeuronOutput
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime.plan import Node
@@ -82,7 +83,7 @@ def spiking_values(graph: Graph, spiking_inputs: set[str]) -> set[str]:
     """Values that carry events: neuron outputs, spike-encoded inputs, and event-preserving ops of them."""
     spiking: set[str] = set(spiking_inputs)
     for op in graph:
-        if isinstance(op, ops.NeuronOp):
+        if (isinstance(op, ops.NeuronOp) and op.output is NeuronOutput.SPIKES) or isinstance(op, ops.Threshold):
             spiking.add(op.name)
         elif isinstance(op, _EVENT_PRESERVING) and op.inputs and all(i in spiking for i in op.inputs):
             spiking.add(op.name)
@@ -206,7 +207,7 @@ class StatsCollector:
         types = graph.types
         self._layers: dict[str, LayerStats] = {}
         for op in graph:
-            if isinstance(op, ops.NeuronOp):
+            if isinstance(op, ops.NeuronOp) and op.output is NeuronOutput.SPIKES:
                 src = op.loc.module_path if op.loc else ""
                 layer = LayerStats(op.name, src, math.prod(types[op.name].features), torch.zeros(T, dtype=torch.long))
                 self._layers[op.name] = layer
@@ -224,7 +225,7 @@ class StatsCollector:
                 self._readers.setdefault(src, []).append(name)
 
     def value(self, node: Node, x: Tensor, static: bool, t0: int | None, t1: int | None) -> None:
-        if node.neuron is not None:
+        if node.neuron is not None and node.op.name in self._layers:
             counts = (x != 0).flatten(1).sum(1)
             self._layers[node.op.name].spikes_per_step[t0:t1] += counts.cpu()
         readers = self._readers.get(node.name)

@@ -26,7 +26,7 @@ MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact fol
 # (snnc.core.spelling); a target option without a flag of its own is spelled -O key=value.
 CLI_FLAGS = {"T": "-T", "time_steps": "-T", "batch_size": "--batch-size", "dtype": "--dtype",
              "input_shape": "--input-shape", "weights": "--weights", "trust_pickle": "--trust-pickle",
-             "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device"}
+             "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device", "dt": "--dt"}
 
 # Options several commands share: one definition each.
 ModelArgument = Annotated[str, typer.Argument(help=MODEL_HELP, metavar="MODEL", show_default=False)]
@@ -40,6 +40,9 @@ WeightsOption = Annotated[Optional[str], typer.Option(
 TrustPickleOption = Annotated[bool, typer.Option(
     "--trust-pickle", help="Allow unpickling a whole-model torch.save file given as MODEL (runs any code in it: only "
                            "files you made). It does not apply to --weights.")]
+DtOption = Annotated[Optional[float], typer.Option(
+    "--dt", metavar="SECONDS", help="NIR input: the time step (seconds) its continuous-time neurons are discretised "
+                                    "with (NIR files carry none: default 1e-4 with a warning; sinabs files use 1).")]
 InputScaleOption = Annotated[Optional[str], typer.Option(
     "--input-scale", metavar="S", help="Multiply the data read from -i, --calib and --eval by S, e.g. 1/255 for "
                                        "0..255 images. Integer data other than 0/1 needs it (1 uses the values as "
@@ -79,6 +82,7 @@ def convert(model: ModelArgument,
             input_shape: InputShapeOption = None,
             weights: WeightsOption = None,
             trust_pickle: TrustPickleOption = False,
+            dt: DtOption = None,
             input_scale: InputScaleOption = None,
             channelwise: bool = typer.Option(False, "--channelwise", help="One scale per channel instead of per layer."),
             v_init: float = typer.Option(0.5, "--v-init", help="Initial membrane potential / threshold, in [0, 1)."),
@@ -99,7 +103,7 @@ def convert(model: ModelArgument,
 
     check_time_steps(time_steps, "-T")
     check_destination(output, replaces=is_snnir_file, force=force, what=".snnir file")  # before any work
-    graph = load_graph(model, input_shape, weights, trust_pickle)
+    graph = load_graph(model, input_shape, weights, trust_pickle, dt=dt)
     snn = snnc.convert(graph, load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
                        v_init=v_init, time_steps=time_steps, bias_correction=bias_correction)
     save(snn, output, force=force)
@@ -127,6 +131,7 @@ def compile(model: ModelArgument,
             input_shape: InputShapeOption = None,
             weights: WeightsOption = None,
             trust_pickle: TrustPickleOption = False,
+            dt: DtOption = None,
             input_scale: InputScaleOption = None,
             passes: Optional[str] = typer.Option(None, "--passes", help="Comma-separated passes instead of the target's pipeline."),
             print_after: Optional[str] = typer.Option(None, "--print-after", help="Print the IR after these passes (comma-separated, or 'all')."),
@@ -165,7 +170,7 @@ def compile(model: ModelArgument,
     check_output(output, force=force)  # before any work
     if dump_dir is not None:
         dump_dir = fresh_dump_dir(dump_dir, force)
-    graph = load_graph(model, input_shape, weights, trust_pickle)
+    graph = load_graph(model, input_shape, weights, trust_pickle, dt=dt)
     spec = passes if passes is not None else PIPELINES.get(target, "")
     context = None
     if not is_snn(graph):
@@ -361,7 +366,8 @@ def inspect(path: Path = typer.Argument(..., help="A model file, an artifact fol
             table: bool = typer.Option(True, "--table/--no-table", help="Also print the per-op table."),
             input_shape: InputShapeOption = None,
             weights: WeightsOption = None,
-            trust_pickle: TrustPickleOption = False):
+            trust_pickle: TrustPickleOption = False,
+            dt: DtOption = None):
     """Print the IR of a model file or artifact, then a per-op table: output shape, parameters,
     activation memory per sample, and MACs per sample (per time step for an SNN).
 
@@ -370,10 +376,20 @@ def inspect(path: Path = typer.Argument(..., help="A model file, an artifact fol
     """
     from snnc.ir.formats.artifact import Artifact
 
-    graph = Artifact.open(path).graph() if path.is_dir() else load_graph(str(path), input_shape, weights, trust_pickle)
+    graph = _artifact_graph(path, dt) if path.is_dir() else load_graph(str(path), input_shape, weights, trust_pickle,
+                                                                       dt=dt)
     typer.echo(str(graph), nl=False)
     if table:
         typer.echo(op_table(graph))
+
+
+def _artifact_graph(path: Path, dt: Optional[float]):
+    """The graph of an artifact folder (--dt applies to NIR input only)."""
+    from snnc.ir.formats.artifact import Artifact
+
+    if dt is not None:
+        raise InputError(f"--dt applies to NIR input; {path} is an artifact folder, compiled with its own time step")
+    return Artifact.open(path).graph()
 
 
 def op_table(graph) -> str:
@@ -422,6 +438,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
            input_shape: InputShapeOption = None,
            weights: WeightsOption = None,
            trust_pickle: TrustPickleOption = False,
+           dt: DtOption = None,
            input_scale: InputScaleOption = None,
            force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc report "
                                       "(never a device).")):
@@ -438,7 +455,8 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     # before any work: -o may replace only an earlier report
     check_destination(output, directory=True, replaces=is_report_folder, force=force, what="report")
     path = Path(model)
-    graph = Artifact.open(path).graph() if path.is_dir() else load_graph(model, input_shape, weights, trust_pickle)
+    graph = _artifact_graph(path, dt) if path.is_dir() else load_graph(model, input_shape, weights, trust_pickle,
+                                                                       dt=dt)
     x, y = load_labelled(eval_data, input_scale)
     ts = parse_time_list(time_steps)
     if not is_snn(graph) and calib is None:

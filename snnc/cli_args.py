@@ -63,12 +63,14 @@ def is_snn(graph) -> bool:
     return any(isinstance(op, (ops.NeuronOp, ops.SigmaDelta)) for op in graph)
 
 
-def load_graph(model: str, input_shape: Optional[str], weights: Optional[str], trust_pickle: bool = False):
-    """The model as an IR graph; --input-shape must name one of its inputs and, for a model file, agree with it."""
+def load_graph(model: str, input_shape: Optional[str], weights: Optional[str], trust_pickle: bool = False,
+               dt: Optional[float] = None):
+    """The model as an IR graph; --input-shape must name one of its inputs and, for a model file, agree with it.
+    `dt` (--dt) is the time step of a NIR model (refused for other inputs)."""
     from snnc.frontends.loader import load_model
 
     name, shape = parse_input_shape(input_shape) if input_shape else (None, None)
-    graph = load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle)
+    graph = load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle, dt=dt)
     if input_shape is not None:
         inputs = {op.name: tuple(op.type.features) for op in graph.inputs}
         if name is None and len(inputs) == 1:

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from snnc.backends.artifact import write_ir_artifact
 from snnc.core.errors import LoweringError
 from snnc.ir.formats.artifact import Artifact
-from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
 from snnc.runtime.interpreter import unsupported_ops
@@ -27,10 +26,7 @@ def legalize(graph: Graph) -> Graph:
     """Check every op has a CPU kernel; report all offenders at once."""
     bad = unsupported_ops(graph)
     if bad:
-        cuba = any(isinstance(op, ops.CubaLIF) for op in bad)
-        raise LoweringError("the cpu target cannot run: " + "; ".join(op.where() for op in bad),
-                            hint="CUBA neurons that keep a synaptic current run on the lava target (the Loihi "
-                                 "emulation)" if cuba else None)
+        raise LoweringError("the cpu target cannot run: " + "; ".join(op.where() for op in bad))
     return graph
 
 

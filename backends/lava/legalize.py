@@ -60,6 +60,11 @@ def check_supported(graph: Graph) -> None:
             bad.append(f"{op.where()}: starts from the final membrane potential of %{op.state_from} (one neuron "
                        "module called twice on whole sequences); a NetX layer is its own neuron population "
                        "with its own state, and Loihi runs all layers in the same time steps")
+        elif isinstance(op, ops.NeuronOp) and [e for e in op.extensions() if not e.startswith("a synaptic current")]:
+            bad.append(f"{op.where()}: no NetX neuron with "
+                       f"{', '.join(e for e in op.extensions() if not e.startswith('a synaptic current'))}")
+        elif isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1:
+            bad.append(f"{op.where()}: a per-element scale folds into no NetX synapse")
         elif not isinstance(op, (ops.Input, ops.Output, ops.NeuronOp, *LINEAR_OPS)):
             bad.append(f"{op.where()}: no NetX layer for {op.kind}")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -122,7 +127,7 @@ def to_cuba(op: ops.NeuronOp, options: LegalizeOptions) -> tuple[CubaLIF, float]
     if theta < 0:
         raise LoweringError(f"{op.where()}: threshold {theta} relative to the reset value is negative")
     return CubaLIF(name=op.name, inputs=op.inputs, v_threshold=theta, fire=op.fire, voltage_decay=vd,
-                   loc=op.loc), factor
+                   current_decay=op.current_decay, loc=op.loc), factor  # a float CUBA current is Loihi's
 
 
 def legalize(graph: Graph, options: LegalizeOptions | None = None) -> Graph:

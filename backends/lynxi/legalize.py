@@ -35,6 +35,13 @@ def op_problems(graph: Graph) -> list[str]:
                             "neuron module called twice on whole sequences); the lynxi program runs every "
                             "neuron step by step over a chunk of T, so it cannot hand a state on after the "
                             "last step (the cpu target runs it)")
+            continue
+        if isinstance(op, ops.NeuronOp) and op.extensions():
+            problems.append(f"{op.where()}: the lynxi target has no neuron with {', '.join(op.extensions())}")
+            continue
+        if isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1:
+            problems.append(f"{op.where()}: the lynxi target scales per channel, not per element")
+            continue
         t = types[op.name]
         rank = 1 + len(t.features)  # time and batch fold into one dim
         if rank > MAX_RANK:

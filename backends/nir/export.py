@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from snnc.core.dynamics import FireCompare
+from snnc.core.dynamics import FireCompare, NeuronOutput
 from snnc.core.errors import LoweringError
 from snnc.ir import ops
 from snnc.ir.formats.nir import META_KEY, nir_params, to_nir_node
@@ -21,8 +21,8 @@ from snnc.ir.graph import Graph
 
 # Ops that become edges, not NIR nodes.
 PASS_THROUGH = (ops.Identity, ops.LayoutCast, ops.Add)
-SUPPORTED = (ops.Input, ops.Output, ops.Linear, ops.Conv2d, ops.Flatten, ops.AvgPool2d, ops.Scale, ops.IF, ops.LIF,
-             *PASS_THROUGH)
+SUPPORTED = (ops.Input, ops.Output, ops.Linear, ops.Conv2d, ops.Flatten, ops.AvgPool2d, ops.Scale, ops.Threshold,
+             ops.NeuronOp, *PASS_THROUGH)
 HINTS = {
     ops.BatchNorm: "fold it into the conv/linear before it (pass fuse-bn)",
     ops.ReLU: "convert the ANN to an SNN first (snnc convert / --calib)",
@@ -37,6 +37,11 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32, copy=True)
 
 
+def _arrays(graph: Graph, op: ops.OpBase) -> dict[str, np.ndarray]:
+    """The op's parameters as float64 arrays (per-neuron values)."""
+    return {p: graph.params[p].detach().cpu().double().numpy() for p in op.param_refs().values()}
+
+
 def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | None:
     """(why, what to do) when `op` cannot be written to NIR with `options`, else None."""
     if not isinstance(op, SUPPORTED):
@@ -48,7 +53,8 @@ def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | Non
                 "NIR cannot share one state between two nodes")
     if isinstance(op, ops.NeuronOp):
         try:
-            nir_params(op, options.dt, soft_as_hard=options.soft_reset == "as_hard", ge=options.ge_threshold)
+            nir_params(op, options.dt, soft_as_hard=options.soft_reset == "as_hard", ge=options.ge_threshold,
+                       params=_arrays(graph, op))
         except ValueError as e:
             hint = ("Options(soft_reset='as_hard') writes soft resets as reset to 0, which changes their meaning"
                     if isinstance(op.reset, ops.SoftReset) else "use a neuron with a hard reset")
@@ -95,10 +101,10 @@ def to_nir_graph(graph: Graph, options: Any):
             node = nir.Output(output_type={"output": np.array(feats)})
         elif isinstance(op, ops.NeuronOp):
             node = to_nir_node(op, feats, options.dt, soft_as_hard=options.soft_reset == "as_hard",
-                               ge=options.ge_threshold, metadata=options.metadata)
+                               ge=options.ge_threshold, metadata=options.metadata, params=_arrays(graph, op))
             if isinstance(op.reset, ops.SoftReset):
                 soft.append(op.name)
-            if op.fire is FireCompare.GE and options.ge_threshold == "keep":
+            if op.fire is FireCompare.GE and options.ge_threshold == "keep" and op.output is NeuronOutput.SPIKES:
                 ge_kept.append(op.name)
             if op.v_init is not None and op.v_init != op.to_params().initial_v:
                 v_init.append(op.name)
@@ -148,6 +154,12 @@ def _stateless(op: ops.OpBase, graph: Graph, types) -> Any:
         scale = np.full(in_feats, op.factor, dtype=np.float64)
         if op.weight is not None:
             w = p[op.weight].detach().cpu().double().numpy()
-            scale = scale * w.reshape((-1,) + (1,) * (len(in_feats) - 1))
+            scale = scale * (w if w.ndim > 1 else w.reshape((-1,) + (1,) * (len(in_feats) - 1)))
         return nir.Scale(scale=scale.astype(np.float32))
+    if isinstance(op, ops.Threshold):
+        thr = np.full(in_feats, op.threshold, dtype=np.float64) if op.threshold_param is None else \
+            np.broadcast_to(p[op.threshold_param].detach().cpu().double().numpy(), in_feats)
+        if op.fire is FireCompare.GE:  # NIR's Threshold fires on x > threshold: the float32 just below
+            thr = np.nextafter(thr.astype(np.float32), np.float32(-np.inf))
+        return nir.Threshold(threshold=np.asarray(thr, dtype=np.float32).copy())
     raise LoweringError(f"{op.where()} has no NIR equivalent")

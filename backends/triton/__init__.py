@@ -30,13 +30,18 @@ class Options(RuntimeOptions):
 
 def legalize(graph: Graph) -> Graph:
     """Every neuron must be one the kernels implement (IF/LIF); other ops run through torch."""
-    bad = unsupported_ops(graph)
-    bad += [op for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
-    bad += [op for op in graph if isinstance(op, ops.SigmaDelta)]  # no Triton kernel; the cpu target runs it
+    bad = [op.where() for op in unsupported_ops(graph)]
+    bad += [op.where() for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
+    bad += [op.where() for op in graph if isinstance(op, ops.SigmaDelta)]  # no Triton kernel; the cpu target runs it
+    bad += [f"{op.where()}: {', '.join(op.extensions())}" for op in graph
+            if isinstance(op, ops.NeuronOp) and op.kind in ("if", "lif") and op.extensions()]
+    bad += [f"{op.where()}: a per-element scale (the chain kernels scale per channel)" for op in graph
+            if isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1]
     if bad:
-        raise LoweringError("the triton target cannot run: " + "; ".join(op.where() for op in bad),
-                            hint="Loihi CUBA and sigma-delta neurons run on the lava target (sigma-delta in float "
-                                 "on the cpu target too)")
+        raise LoweringError("the triton target cannot run: " + "; ".join(bad),
+                            hint="the Triton kernels run IF/LIF neurons with scalar parameters; the cpu target "
+                                 "runs the others (CUBA current, leaky integrators, per-neuron values, sigma-delta) "
+                                 "in float, and Loihi CUBA and sigma-delta neurons run on the lava target")
     linked = [op for op in graph if isinstance(op, ops.NeuronOp) and op.state_from is not None]
     if linked:
         raise LoweringError("the triton target cannot run a neuron that starts from another's final membrane "

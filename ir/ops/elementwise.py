@@ -1,4 +1,4 @@
-"""Stateless elementwise and shape ops: ReLU, Scale, Add, Concat, Flatten, Identity."""
+"""Stateless elementwise and shape ops: ReLU, Scale, Threshold, Add, Concat, Flatten, Identity."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Literal, Mapping
 
 from pydantic import field_validator
 
+from snnc.core.dynamics import FireCompare
 from snnc.ir.ops.base import OpBase, ParamInfo, need, register
 from snnc.ir.types import DType, TensorType
 
@@ -33,7 +34,8 @@ class Identity(OpBase):
 
 @register
 class Scale(OpBase):
-    """y = factor * x, times a per-channel `weight` [C] over feature dim 0 when given."""
+    """y = factor * x, times `weight` when given: per channel [C] over feature dim 0, or per element
+    (a weight of the full per-sample shape, as NIR's Scale and per-neuron gains carry)."""
 
     kind: Literal["scale"] = "scale"
     factor: float = 1.0
@@ -50,9 +52,36 @@ class Scale(OpBase):
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         x = ins[0]
         if self.weight is not None:
-            need(len(x.features) >= 1 and params[self.weight].shape == (x.features[0],),
-                 f"per-channel weight {list(params[self.weight].shape)} does not match features {list(x.features)}")
+            shape = tuple(params[self.weight].shape)
+            need(len(x.features) >= 1 and shape in ((x.features[0],), tuple(x.features)),
+                 f"weight {list(shape)} is neither per channel nor per element of the features {list(x.features)}")
         return x.with_dtype(DType.F32) if x.dtype is DType.SPIKE else x
+
+    def per_element(self, params: Mapping[str, ParamInfo]) -> bool:
+        """True when the weight has the full per-sample shape (and more than one dim): not per channel."""
+        return self.weight is not None and len(params[self.weight].shape) > 1
+
+
+@register
+class Threshold(OpBase):
+    """Heaviside step (NIR Threshold): y = 1 where x > threshold (fire=gt) or x >= threshold (ge), else 0.
+
+    `threshold_param` names per-element thresholds (broadcasting against the features) replacing `threshold`.
+    """
+
+    kind: Literal["threshold"] = "threshold"
+    threshold: float = 0.0
+    fire: FireCompare = FireCompare.GT
+    threshold_param: str | None = None
+    param_fields = ("threshold_param",)
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x = ins[0]
+        if self.threshold_param is not None:
+            shape, feats = tuple(params[self.threshold_param].shape), tuple(x.features)
+            need(len(shape) <= len(feats) and all(a in (1, b) for a, b in zip(shape[::-1], feats[::-1])),
+                 f"thresholds of shape {list(shape)} do not broadcast against the features {list(feats)}")
+        return x.with_dtype(DType.SPIKE)
 
 
 @register

@@ -9,7 +9,8 @@ With current_decay = 1 the current holds no memory and the neuron is an IF
 (voltage_decay 0) or a LIF without input decay (voltage_decay = 1/tau).
 Loihi stores both decays as k/4096 and the fixed-point update rounds toward
 zero; `snnc.runtime.loihi` computes that bit-exactly, while the CPU reference
-runtime runs the float equations above for current_decay = 1 only.
+runtime runs the float equations above (snnc.core.dynamics: `synapse`, then the
+charge of an IF or a LIF without input decay).
 
 What the lava target's stages record about a graph is a typed annotation,
 `LoihiInfo` in graph.meta["loihi"] (saved in .snnir files and read back).
@@ -17,12 +18,11 @@ What the lava target's stages record about a graph is a typed annotation,
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams
-from snnc.core.errors import LoweringError
 from snnc.ir.annotations import register_annotation
 from snnc.ir.ops.base import StateSpec, register
 from snnc.ir.ops.neuron import HardReset, NeuronOp
@@ -40,6 +40,7 @@ class CubaLIF(NeuronOp):
     fire: FireCompare = FireCompare.GT
 
     state = (StateSpec("v", "membrane potential"), StateSpec("i", "synaptic current"))
+    _OPTIONAL: ClassVar[tuple[str, ...]] = tuple(f for f in NeuronOp._OPTIONAL if f != "current_decay")  # as before
 
     @model_validator(mode="after")
     def _loihi_reset(self) -> "CubaLIF":
@@ -50,11 +51,7 @@ class CubaLIF(NeuronOp):
         return self
 
     def to_params(self) -> NeuronParams:
-        """The IF/LIF equivalent for the CPU reference runtime (current_decay = 1 only)."""
-        if self.current_decay != 1.0:
-            raise LoweringError(f"{self.where()} keeps a synaptic current (current_decay={self.current_decay}), "
-                                "which the CPU reference runtime does not model",
-                                hint="run it with snnc.runtime.loihi.LoihiSession (bit-exact Loihi emulation)")
+        """The float dynamics (snnc.core.dynamics): the synaptic current, then an IF or a LIF without input decay."""
         if self.voltage_decay == 0.0:
             return self._params(NeuronKind.IF)
         return self._params(NeuronKind.LIF, tau=1.0 / self.voltage_decay, decay_input=False)

@@ -64,23 +64,20 @@ def test_a_netx_file_compiles_for_the_lava_target(tmp_path, netx_file):
     assert torch.equal(snnc.load(art.path).run(x), LoihiSession(netx_file).run(x))
 
 
-def test_a_synaptic_current_is_refused_by_the_cpu_target_at_compile_time(tmp_path, netx_file):
-    """current_decay < 1 (iDecay < 4096) is what the CPU runtime does not model: refused when compiling,
-    naming every such neuron, not when the artifact is run."""
-    from snnc.core.errors import LoweringError
-
+def test_a_synaptic_current_runs_on_the_cpu_target_in_float(tmp_path, netx_file):
+    """current_decay < 1 (iDecay < 4096): the CPU target used to refuse it; it now runs the float CUBA
+    equations (snnc.core.dynamics), and the current's decay changes the output."""
     path = tmp_path / "cuba.net"
     shutil.copy(netx_file, path)
     with h5py.File(path, "r+") as f:
         for name in f["layer"]:
             if "neuron" in f[f"layer/{name}"]:
                 f[f"layer/{name}/neuron/iDecay"][()] = 1024
-    graph = load_model(path)
-    with pytest.raises(LoweringError, match=r"the cpu target cannot run: %\w+ \(cuba_lif\)"):
-        snnc.compile(graph, target="cpu", output=tmp_path / "cpu")
-    assert not (tmp_path / "cpu").exists()
     x = spikes(4, 2, 2, 8, 8, seed=7)
-    assert LoihiSession(path).run(x).shape[0] == 4  # the emulation runs it
+    cuba = snnc.load(snnc.compile(load_model(path), target="cpu", output=tmp_path / "cpu")).run(x)
+    plain = snnc.load(snnc.compile(load_model(netx_file), target="cpu", output=tmp_path / "cpu0")).run(x)
+    assert cuba.shape == plain.shape and not torch.equal(cuba, plain)
+    assert LoihiSession(path).run(x).shape[0] == 4  # the emulation runs it too (in fixed point)
 
 
 def test_a_recurrent_dense_layer_is_refused_as_unmodelled_not_as_unreadable(tmp_path, netx_file):
