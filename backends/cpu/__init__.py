@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snnc.backends.artifact import write_ir_artifact
 from snnc.core.errors import LoweringError
+from snnc.ir import ops
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
 from snnc.ir.verify import verify
