@@ -42,7 +42,7 @@ DEFAULT_MEMORY_BUDGET = 256 << 20  # bytes of live activations per window; see `
 def unsupported_ops(graph: Graph) -> list[ops.OpBase]:
     """The ops this runtime cannot run: no kernel, or a neuron whose dynamics it does not model (a CUBA
     neuron that keeps a synaptic current, current_decay < 1: the Loihi emulation runs it)."""
-    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, *KERNELS)
+    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, ops.Delay, ops.Recur, *KERNELS)
     return [op for op in graph if not isinstance(op, known)
             or (isinstance(op, ops.CubaLIF) and op.current_decay != 1.0)]
 

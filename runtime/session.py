@@ -148,9 +148,9 @@ class Session:
             t, vs = int(snap["t"]), dict(snap["v"])
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"not a Session snapshot: {e}") from None
-        unknown = set(vs) - set(self._interp._neuron_params)
+        unknown = set(vs) - {op.name for op in self._interp.graph if op.stateful}
         if unknown:
-            raise InputError(f"snapshot has state for unknown neuron(s) {sorted(unknown)}")
+            raise InputError(f"snapshot has state for unknown neuron(s) or delay(s) {sorted(unknown)}")
         self._interp.state.clear()
         self._interp.state.update({k: v.to(self.device, self.dtype).clone() for k, v in vs.items()})
         self.t = t

@@ -14,6 +14,7 @@ from snnc.ir.ops.loihi import CubaLIF, LoihiInfo, LoihiLayerReport
 from snnc.ir.ops.linear import BatchNorm, Conv2d, Linear
 from snnc.ir.ops.neuron import IF, LIF, RESETS, HardReset, NeuronOp, NoReset, SoftReset, reset_of
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from snnc.ir.ops.temporal import Delay, Recur
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
@@ -23,4 +24,5 @@ __all__ = [
     "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d", "MaxPool2d",
     "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "IF", "LIF", "NeuronOp",
     "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
+    "Delay", "Recur",
 ]
