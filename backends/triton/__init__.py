@@ -32,6 +32,10 @@ def legalize(graph: Graph) -> Graph:
     """Every neuron must be one the kernels implement (IF/LIF); other ops run through torch."""
     bad = unsupported_ops(graph)
     bad += [op for op in graph if isinstance(op, ops.NeuronOp) and op.kind not in ("if", "lif")]
+    timed = [op for op in graph if isinstance(op, (ops.Delay, ops.Recur))]
+    if timed:  # the kernels run a window of steps per neuron group; a delay line or a cycle is not modelled
+        raise LoweringError("the triton target cannot run " + "; ".join(op.where() for op in timed) +
+                            ": delays and recurrent edges run on the cpu target (or lava, for NetX files)")
     if bad:
         raise LoweringError("the triton target cannot run: " + "; ".join(op.where() for op in bad),
                             hint="Loihi CUBA neurons run on the lava target")
