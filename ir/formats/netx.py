@@ -407,10 +407,12 @@ def _read_delay(v, where: str, shape: tuple[int, ...]) -> np.ndarray | None:
     if not np.array_equal(a, np.round(a)) or (a < 0).any() or (a > MAX_DELAY).any():
         raise MalformedFileError(f"{where}: delays must be whole steps in 0..{MAX_DELAY} (Loihi's range), got "
                                  f"{a.min()}..{a.max()}")
+    if not a.any():  # no delay, however many zeros
+        return None
     n = int(np.prod(shape)) if shape else a.size
     if a.size not in (1, n):
         raise MalformedFileError(f"{where}: {a.size} delays for a layer of {n} neurons (one, or one per neuron)")
-    return a.astype(np.int64) if a.any() else None
+    return a.astype(np.int64)
 
 
 def _read_neuron(h: H5Group, where: str) -> NetxNeuron:
