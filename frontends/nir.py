@@ -27,10 +27,12 @@ from snnc.ir import ops
 from snnc.ir.formats.nir import DEFAULT_DT, META_KEY, clean, exact_op, from_nir_node, uniform
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
-from snnc.ir.types import Layout, TensorType
+from snnc.ir.types import DType, Layout, TensorType
 from snnc.ir.verify import verify
 
-SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "Flatten", "SumPool2d", "AvgPool2d", "IF", "LIF")
+SUPPORTED = ("Input", "Output", "Affine", "Linear", "Scale", "Conv2d", "Flatten", "SumPool2d", "AvgPool2d", "IF", "LIF",
+             "Delay")
+NEURONS = ("IF", "LIF", "CubaLIF", "LI", "I", "CubaLI")  # where a recurrent edge is cut (read one step late)
 _SKIP_FIELDS = {"input_type", "output_type", "metadata"}
 
 
@@ -140,28 +142,78 @@ def from_nir(graph: Any, *, dt: float | None = None, fire: FireCompare | str = F
     if not isinstance(graph, nir.NIRGraph):
         raise UnsupportedOpError(f"{source}: expected a nir.NIRGraph, got {type(graph).__name__}")
     fire = FireCompare(fire)
-    order = _topological(graph, source)
+    back = _back_edges(graph, source)
+    order = _topological(graph, source, back)
     dt = _choose_dt(graph, dt, source)
     g = Graph(name)
     values: dict[str, str] = {}
     preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in graph.edges:
         preds[dst].append(src)
+    recurs: dict[str, str] = {}  # NIR node -> the recur op reading it one step late
     for key in order:
         node = graph.nodes[key]
         where = f"NIR node '{key}' ({type(node).__name__}) in {source}"
         loc = SourceLoc(module_path=key, module_type=f"nir.{type(node).__name__}")
-        x = _summed(g, [values[s] for s in preds[key]], key, loc)
+        x = _summed(g, [_recur_for(g, graph, s, recurs) if (s, key) in back else values[s] for s in preds[key]],
+                    key, loc)
         try:
             values[key] = _lower(g, node, key, x, loc, where, dt, fire, use_metadata)
         except ValueError as e:
             raise UnsupportedAttributeError(str(e)) from None
     if not g.outputs:
         raise MalformedFileError(f"{source}: the NIR graph has no Output node")
+    _close_recurrences(g, recurs, values)
     return verify(g)
 
 
-def _topological(graph: Any, source: str) -> list[str]:
+def _back_edges(graph: Any, source: str) -> set[tuple[str, str]]:
+    """The edges that close NIR's cycles, each read one step late (a `recur` op): in every cycle, the first
+    edge leaving a neuron (what snnTorch, Norse and SpikingJelly feed back: last step's spikes), else its
+    last edge. A cycle is legal in NIR; its time step is the simulators' convention, not written in the file."""
+    dg = nx.DiGraph()
+    dg.add_nodes_from(graph.nodes)
+    dg.add_edges_from((s, d) for s, d in graph.edges if s in graph.nodes and d in graph.nodes)
+    back: set[tuple[str, str]] = set()
+    while True:
+        try:
+            cycle = nx.find_cycle(dg)
+        except nx.NetworkXNoCycle:
+            return back
+        edge = next(((u, v) for u, v in cycle if type(graph.nodes[u]).__name__ in NEURONS), cycle[-1][:2])
+        dg.remove_edge(*edge)
+        back.add(edge)
+
+
+def _recur_for(g: Graph, graph: Any, key: str, recurs: dict[str, str]) -> str:
+    """The recur op reading NIR node `key` one step late (one per node; its type and input are set when the
+    whole graph is lowered, by _close_recurrences)."""
+    if key not in recurs:
+        feats = _output_features(graph.nodes[key])
+        spikes = type(graph.nodes[key]).__name__ in ("IF", "LIF", "CubaLIF")  # provisional: set at the end
+        recurs[key] = g.add(ops.Recur(name=g.fresh_name(f"{key}_prev"), inputs=(key,), loc=SourceLoc(
+            module_path=key, module_type="recurrent edge"), type=TensorType(
+                shape=("T", "N", *feats), dtype=DType.SPIKE if spikes else DType.F32, layout=Layout.TNX)))
+    return recurs[key]
+
+
+def _output_features(node: Any) -> tuple[int, ...]:
+    out = getattr(node, "output_type", None) or {}
+    shape = next(iter(out.values()), None) if isinstance(out, dict) else None
+    feats = tuple(int(d) for d in np.asarray(shape).reshape(-1)) if shape is not None else ()
+    return feats or (1,)
+
+
+def _close_recurrences(g: Graph, recurs: dict[str, str], values: dict[str, str]) -> None:
+    """Point each recur op at its source's IR value, with that value's type."""
+    for key, rec in recurs.items():
+        g.replace_op(g[rec].replace(inputs=(values[key],)))
+    types = g.infer_forward()
+    for key, rec in recurs.items():
+        g.replace_op(g[rec].replace(type=types[values[key]]))
+
+
+def _topological(graph: Any, source: str, back: set[tuple[str, str]] = frozenset()) -> list[str]:
     unknown = [f"'{k}' ({type(n).__name__})" for k, n in graph.nodes.items() if type(n).__name__ not in SUPPORTED]
     if unknown:
         raise UnsupportedOpError(f"{source}: NIR node(s) {', '.join(unknown)} are not supported",
@@ -171,7 +223,8 @@ def _topological(graph: Any, source: str) -> list[str]:
     for src, dst in graph.edges:
         if src not in graph.nodes or dst not in graph.nodes:
             raise MalformedFileError(f"{source}: edge {src} -> {dst} names a node that does not exist")
-        dg.add_edge(src, dst)
+        if (src, dst) not in back:
+            dg.add_edge(src, dst)
     try:
         cycle = nx.find_cycle(dg)
     except nx.NetworkXNoCycle:
@@ -256,6 +309,8 @@ def _lower(g: Graph, node: Any, key: str, x: str | None, loc: SourceLoc, where: 
                                    divisor_override=1 if isinstance(node, nir.SumPool2d) else None))
     if isinstance(node, nir.Scale):
         return g.add(_scale(g, node, key, name, x, loc, where))
+    if isinstance(node, nir.Delay):
+        return g.add(_delay(g, node, key, name, x, loc, where, dt))
     # neurons
     op = exact_op(node, name, x, loc) if use_metadata else None
     if op is None:
@@ -301,3 +356,21 @@ def _scale(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, whe
     if s.ndim >= 1 and np.all(per_channel == per_channel[:, :1]):
         return ops.Scale(name=name, inputs=(x,), loc=loc, weight=_param(g, key, "scale", per_channel[:, 0]))
     raise UnsupportedAttributeError(f"{where} scales each element differently; snnc's Scale is per channel")
+
+
+def _delay(g: Graph, node: Any, key: str, name: str, x: str, loc: SourceLoc, where: str, dt: float) -> ops.Delay:
+    """NIR's Delay (seconds, per element) as whole steps of dt; refused when a delay is not a whole step."""
+    d = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+    steps = d / dt
+    whole = np.round(steps)
+    if d.size == 0 or not np.all(np.isfinite(steps)) or (whole < 0).any() or \
+            not np.allclose(steps, whole, rtol=1e-6, atol=1e-6):
+        raise UnsupportedAttributeError(f"{where}: delays {d[:4].tolist()} s are not whole steps of dt={dt} s",
+                                        hint="pass the dt the file was made for (dt=...)")
+    if np.all(whole == whole[0]):
+        return ops.Delay(name=name, inputs=(x,), loc=loc, steps=int(whole[0]))
+    feats = tuple(int(v) for v in g.infer_forward()[x].features)
+    if whole.size != int(np.prod(feats)):
+        raise UnsupportedAttributeError(f"{where}: {whole.size} delays for a value of {list(feats)}")
+    delays = _param(g, key, "delay", whole.reshape(feats))
+    return ops.Delay(name=name, inputs=(x,), loc=loc, steps=int(whole.max()), delays=delays)

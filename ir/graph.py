@@ -177,6 +177,18 @@ class Graph:
         return self.types[name]
 
     def _infer(self) -> dict[str, TensorType]:
+        types = self.infer_forward()
+        for op in self.back_edges():  # a back edge reads a value of the type it declares
+            for src in op.inputs:
+                if src not in types:
+                    raise VerifyError(f"{op.where()} reads %{src} one step late, but no node defines %{src}")
+                if types[src] != types[op.name]:
+                    raise VerifyError(f"{op.where()} declares {types[op.name]} but its source %{src} is "
+                                      f"{types[src]}", hint="a recurrent edge carries its source's type")
+        return types
+
+    def infer_forward(self) -> dict[str, TensorType]:
+        """Every value's type, a back edge's as it declares it (not checked against its source; see `types`)."""
         info = self.param_info()
         types: dict[str, TensorType] = {}
         for op in self.nodes.values():
@@ -194,13 +206,6 @@ class Graph:
             except (TypeInferenceError, ValueError) as e:
                 line = format_op_line(op, types, None)
                 raise VerifyError(f"{op.where()}: {e}\n    {line}\n    {'^' * (len(op.name) + 1)}") from None
-        for op in self.back_edges():  # a back edge reads a value of the type it declares
-            for src in op.inputs:
-                if src not in types:
-                    raise VerifyError(f"{op.where()} reads %{src} one step late, but no node defines %{src}")
-                if types[src] != types[op.name]:
-                    raise VerifyError(f"{op.where()} declares {types[op.name]} but its source %{src} is "
-                                      f"{types[src]}", hint="a recurrent edge carries its source's type")
         return types
 
     # -- copying ----------------------------------------------------------

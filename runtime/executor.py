@@ -64,7 +64,7 @@ class Executor:
     def run(self, plan: Plan, feeds: Mapping[str, object], windows: Iterable[tuple[int, int]],
             state: dict[str, Tensor], *, hooks: Iterable[Hooks] = (), want_v: frozenset[str] = frozenset(),
             on_window: Callable[[int, int, dict[str, Tensor]], None] | None = None,
-            tick: Callable[[], None] | None = None) -> dict[str, Tensor]:
+            tick: Callable[[], None] | None = None, batch: int | None = None) -> dict[str, Tensor]:
         """Execute; returns the static values still needed after the static phase.
 
         `on_window(t0, t1, values)` sees each window's dynamic values before they
@@ -84,7 +84,8 @@ class Executor:
                 static[node.name] = self._exec(node, [(static[i], True) for i in node.inputs], 0)
             for h in hooks:
                 h.value(node, static[node.name], True, None, None)
-        batch = next((v.shape[0] for k, v in static.items() if isinstance(plan.graph[k], ops.Input)), None)
+        if batch is None:  # the batch size (a recur op's first value is zeros of it)
+            batch = next((v.shape[0] for k, v in static.items() if isinstance(plan.graph[k], ops.Input)), None)
         needed = {i for n in plan.dynamic for i in n.inputs} | set(plan.keep)
         static = {k: v for k, v in static.items() if k in needed}
         for src in recurs:

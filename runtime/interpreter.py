@@ -264,7 +264,7 @@ class Interpreter:
         feeds_x = {k: (b.static if b.static is not None else b.window) for k, b in bound.items()}
         tick = progress(len(windows) * max(1, len(plan.dynamic))) if progress is not None else None
         static = self._executor.run(plan, feeds_x, windows, self.state, hooks=hooks, want_v=probe_v,
-                                    on_window=gather.window, tick=tick)
+                                    on_window=gather.window, tick=tick, batch=batch)
         outputs = {o.name: self._finish(o.name, gather.result(o.name, static), steps) for o in self.graph.outputs}
         outputs = {k: self._declared(k, v) for k, v in outputs.items()}
         probes_out = {p: self._finish(p, gather.result(p, static), steps) for p in probe_nodes}
