@@ -99,3 +99,33 @@ def test_ir_to_nir_to_ir_keeps_a_recurrent_delayed_graph(tmp_path):
     want = Interpreter(g).run({"x": x})["out"]
     got = Interpreter(back).run({back.inputs[0].name: x})[back.outputs[0].name]
     assert torch.equal(got, want)
+
+
+def _generated(name: str):
+    from tests.backends.lava.test_netx_recurrence_delay import external
+
+    ext = external()
+    if ext is None:
+        pytest.skip("../shared/external (NIR's tests_generated files) is not present")
+    return ext / "NIR" / "tests_generated" / name
+
+
+def test_nir_generated_delay_and_self_loop_files_match_their_equations():
+    x = torch.randn(9, 2, 3, generator=torch.Generator().manual_seed(8))
+    g = load_nir(_generated("readwrite__delay.nir"), dt=1.0)  # delays [1, 2, 3] s: steps at dt = 1 s
+    y = Interpreter(g).run({g.inputs[0].name: x})[g.outputs[0].name]
+    want = torch.zeros_like(x)
+    for j, d in enumerate((1, 2, 3)):
+        want[d:, :, j] = x[:-d, :, j]
+    assert torch.equal(y, want)
+
+    raw = nir.read(_generated("readwrite__simple.nir"))  # an Affine feeding itself: y[t] = W (x[t] + y[t-1]) + b
+    g = load_nir(_generated("readwrite__simple.nir"), dt=1.0)
+    w, b = (torch.from_numpy(np.asarray(v, dtype=np.float32)) for v in (raw.nodes["a"].weight, raw.nodes["a"].bias))
+    x = torch.randn(7, 2, 2, generator=torch.Generator().manual_seed(9))
+    y = Interpreter(g).run({g.inputs[0].name: x})[g.outputs[0].name]
+    prev, want = torch.zeros(2, 2), []
+    for t in range(7):
+        prev = (x[t] + prev) @ w.T + b
+        want.append(prev)
+    assert torch.allclose(y, torch.stack(want), rtol=1e-6, atol=1e-6)
