@@ -250,7 +250,7 @@ class Interpreter:
         window = max(1, min(int(window), steps))
         mem = memory.fit_window(self, memory.estimate(self, plan, batch, steps, window, memory.input_bytes(
             feeds, self.dtype), collect, probe_v), can_shrink=observe is None)  # fail before allocating
-        window = mem.window
+        window = 1 if self.graph.back_edges() else mem.window  # a recurrent cycle runs step by step
         windows = [(t0, min(steps, t0 + window)) for t0 in range(0, steps, window)]
 
         gather = _Gather(steps, set(collect), probe_v)

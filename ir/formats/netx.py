@@ -161,9 +161,9 @@ def network_from_graph(graph: Graph) -> NetxNetwork:
             pending_out = op.name
             continue
         if isinstance(op, ops.Delay):
-            if not layers or layers[-1].neuron is None or layers[-1].out_name != op.inputs[0]:
-                raise LoweringError(f"{op.where()} does not follow a layer's neuron", hint="NetX holds axonal "
-                                    "delays per layer, on the neurons' output")
+            if not layers or layers[-1].type != "dense" or layers[-1].out_name != op.inputs[0]:
+                raise LoweringError(f"{op.where()} does not follow the neuron of a dense layer", hint="NetX holds "
+                                    "axonal delays per dense layer, on the neurons' output")
             d = np.full(layers[-1].shape if layers[-1].type != "input" else in_shape, op.steps, dtype=np.int64)
             if op.delays is not None:
                 d = np.broadcast_to(_ints(graph.params[op.delays], f"{op.where()} delays"), d.shape).copy()
@@ -361,6 +361,9 @@ def _read_layer(h: H5Group, where: str) -> NetxLayer:
     lay = NetxLayer(kind, shape, name=h.name.rsplit("/", 1)[-1])
     if "delay" in h:
         lay.delay = _read_delay(h["delay"], f"{where}/delay", shape)
+        if lay.delay is not None and kind != "dense":  # LAVA_NETX.md: netx 0.6 reads it on dense layers
+            raise UnsupportedAttributeError(f"{where}: an axonal 'delay' on a {kind} layer is not modelled",
+                                            hint="snnc reads the delays of dense layers, as netx 0.6 does")
     if "neuron" in h:
         lay.neuron = _read_neuron(h["neuron"], where)
     if "weight" in h:

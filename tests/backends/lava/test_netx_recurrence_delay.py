@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from snnc.core.errors import MalformedFileError
+from snnc.core.errors import MalformedFileError, UnsupportedAttributeError
 from snnc.ir.formats.netx import read_network, write_netx
 from snnc.runtime.loihi import LoihiSession
 
@@ -133,6 +133,11 @@ def test_bad_recurrent_weights_and_delays_are_refused_by_name(tmp_path):
     with h5py.File(path, "r+") as f:
         f["layer/0"].create_dataset("delay", data=np.full(5, 70.0))
     with pytest.raises(MalformedFileError, match=r"/layer/0/delay: delays must be whole steps in 0..62"):
+        read_network(path)
+    path.write_bytes(src.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f["layer/0"].create_dataset("delay", data=np.full(5, 2.0))
+    with pytest.raises(UnsupportedAttributeError, match=r"/layer/0: an axonal 'delay' on a dense_rec layer"):
         read_network(path)
 
 
