@@ -31,9 +31,10 @@ from snnc.ir.formats.nir import (DEFAULT_DT, META_KEY, NEURON_TYPES, SOURCE_KEY,
                                  from_nir_node, uniform, values)
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
-from snnc.ir.types import Layout, TensorType
+from snnc.ir.types import DType, Layout, TensorType
 from snnc.ir.verify import verify
 
+NEURONS = ("IF", "LIF", "CubaLIF", "LI", "I", "CubaLI")  # where a recurrent edge is cut (read one step late)
 _SKIP_FIELDS = {"input_type", "output_type", "metadata"}
 
 
@@ -147,19 +148,22 @@ def from_nir(graph: Any, *, dt: float | None = None, fire: FireCompare | str = F
         raise UnsupportedOpError(f"{source}: expected a nir.NIRGraph, got {type(graph).__name__}")
     fire = FireCompare(fire)
     flat = flatten(graph, source)
-    order = _topological(flat, source)
+    back = _back_edges(flat, source)
+    order = _topological(flat, source, back)
     dt, dt_from = _choose_dt(graph, flat, dt, source)
     ctx = _Context(Graph(name), dt, fire, use_metadata)
     values: dict[str, str | None] = {}
     preds: dict[str, list[str]] = {n: [] for n in flat.nodes}
     for src, dst in flat.edges:
         preds[dst].append(src)
+    recurs: dict[str, str] = {}  # NIR node -> the recur op reading it one step late
     for key in order:
         node = flat.nodes[key]
         kind = type(node).__name__
         where = f"NIR node '{key}' ({kind}) in {source}"
         loc = SourceLoc(module_path=key, module_type=f"nir.{kind}")
-        x = _summed(ctx.g, [values[s] for s in preds[key] if values[s] is not None], key, loc)
+        x = _summed(ctx.g, [_recur_for(ctx.g, flat, s, recurs) if (s, key) in back else values[s] for s in preds[key]
+                            if (s, key) in back or values[s] is not None], key, loc)
         if node is PASS:
             values[key] = x  # a nested graph's Input/Output: an edge
             continue
@@ -172,6 +176,7 @@ def from_nir(graph: Any, *, dt: float | None = None, fire: FireCompare | str = F
     g = ctx.g
     if not g.outputs:
         raise MalformedFileError(f"{source}: the NIR graph has no Output node")
+    _close_recurrences(g, recurs, values)
     g.meta = {**g.meta, SOURCE_KEY: NirSource(dt=dt, dt_from=dt_from, source=source)}
     return verify(g)
 
@@ -238,7 +243,53 @@ def _end(graph: Any, inner: dict, end: str, prefix: str, role: str, source: str)
     return f"{prefix}{sub}.{ends[0]}"
 
 
-def _topological(flat: Flat, source: str) -> list[str]:
+def _back_edges(graph: "Flat", source: str) -> set[tuple[str, str]]:
+    """The edges that close NIR's cycles, each read one step late (a `recur` op): in every cycle, the first
+    edge leaving a neuron (what snnTorch, Norse and SpikingJelly feed back: last step's spikes), else its
+    last edge. A cycle is legal in NIR; its time step is the simulators' convention, not written in the file."""
+    dg = nx.DiGraph()
+    dg.add_nodes_from(graph.nodes)
+    dg.add_edges_from((s, d) for s, d in graph.edges if s in graph.nodes and d in graph.nodes)
+    back: set[tuple[str, str]] = set()
+    while True:
+        try:
+            cycle = nx.find_cycle(dg)
+        except nx.NetworkXNoCycle:
+            return back
+        edge = next(((u, v) for u, v in cycle if type(graph.nodes[u]).__name__ in NEURONS), cycle[-1][:2])
+        dg.remove_edge(*edge)
+        back.add(edge)
+
+
+def _recur_for(g: Graph, graph: Any, key: str, recurs: dict[str, str]) -> str:
+    """The recur op reading NIR node `key` one step late (one per node; its type and input are set when the
+    whole graph is lowered, by _close_recurrences)."""
+    if key not in recurs:
+        feats = _output_features(graph.nodes[key])
+        spikes = type(graph.nodes[key]).__name__ in ("IF", "LIF", "CubaLIF")  # provisional: set at the end
+        recurs[key] = g.add(ops.Recur(name=g.fresh_name(f"{key}_prev"), inputs=(key,), loc=SourceLoc(
+            module_path=key, module_type="recurrent edge"), type=TensorType(
+                shape=("T", "N", *feats), dtype=DType.SPIKE if spikes else DType.F32, layout=Layout.TNX)))
+    return recurs[key]
+
+
+def _output_features(node: Any) -> tuple[int, ...]:
+    out = getattr(node, "output_type", None) or {}
+    shape = next(iter(out.values()), None) if isinstance(out, dict) else None
+    feats = tuple(int(d) for d in np.asarray(shape).reshape(-1)) if shape is not None else ()
+    return feats or (1,)
+
+
+def _close_recurrences(g: Graph, recurs: dict[str, str], values: dict[str, str]) -> None:
+    """Point each recur op at its source's IR value, with that value's type."""
+    for key, rec in recurs.items():
+        g.replace_op(g[rec].replace(inputs=(values[key],)))
+    types = g.infer_forward()
+    for key, rec in recurs.items():
+        g.replace_op(g[rec].replace(type=types[values[key]]))
+
+
+def _topological(flat: Flat, source: str, back: set[tuple[str, str]] = frozenset()) -> list[str]:
     unknown = [f"'{k}' ({type(n).__name__})" for k, n in flat.nodes.items()
                if n is not PASS and type(n).__name__ not in LOWERINGS]
     if unknown:
@@ -249,7 +300,8 @@ def _topological(flat: Flat, source: str) -> list[str]:
     for src, dst in flat.edges:
         if src not in flat.nodes or dst not in flat.nodes:
             raise MalformedFileError(f"{source}: edge {src} -> {dst} names a node that does not exist")
-        dg.add_edge(src, dst)
+        if (src, dst) not in back:
+            dg.add_edge(src, dst)
     try:
         cycle = nx.find_cycle(dg)
     except nx.NetworkXNoCycle:
@@ -386,10 +438,31 @@ def _neuron(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: s
     return g.add(op)
 
 
-# NIR node type -> its lowering. Recurrent edges and Delay are not read yet (refused, naming the node).
+def _delay(ctx: _Context, node: Any, key: str, x: str, loc: SourceLoc, where: str) -> str:
+    """NIR's Delay (seconds, per element) as whole steps of dt; refused when a delay is not a whole step."""
+    g, dt = ctx.g, ctx.dt
+    name = g.fresh_name(key)
+    d = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+    steps = d / dt
+    whole = np.round(steps)
+    if d.size == 0 or not np.all(np.isfinite(steps)) or (whole < 0).any() or \
+            not np.allclose(steps, whole, rtol=1e-6, atol=1e-6):
+        raise UnsupportedAttributeError(f"{where}: delays {d[:4].tolist()} s are not whole steps of dt={dt} s",
+                                        hint="pass the dt the file was made for (dt=...)")
+    if np.all(whole == whole[0]):
+        return g.add(ops.Delay(name=name, inputs=(x,), loc=loc, steps=int(whole[0])))
+    feats = tuple(int(v) for v in g.infer_forward()[x].features)
+    if whole.size != int(np.prod(feats)):
+        raise UnsupportedAttributeError(f"{where}: {whole.size} delays for a value of {list(feats)}")
+    delays = _param(g, key, "delay", whole.reshape(feats))
+    return g.add(ops.Delay(name=name, inputs=(x,), loc=loc, steps=int(whole.max()), delays=delays))
+
+
+# NIR node type -> its lowering.
 LOWERINGS: dict[str, Callable[..., str]] = {
     "Input": _input, "Output": _output, "Affine": _affine, "Linear": _affine, "Scale": _scale_node,
     "Conv2d": _conv2d, "Flatten": _flatten, "SumPool2d": _pool, "AvgPool2d": _pool, "Threshold": _threshold,
+    "Delay": _delay,
     **{kind: _neuron for kind in NEURON_TYPES},
 }
 SUPPORTED = tuple(LOWERINGS)

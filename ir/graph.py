@@ -20,6 +20,9 @@ class Graph:
     """A dataflow graph of IR ops.
 
     `nodes` maps each value name to the op producing it, in topological order.
+    A `recur` op (ir/ops/temporal.py) reads its source one step late: that back
+    edge may point forward in the order and is left out of `to_networkx()`, so a
+    recurrent cycle closed through it is no cycle of the dataflow.
     Parameters (weights) live in `params`, referenced by name from the ops.
     Passes copy a graph (`copy()`) and edit the copy; ops themselves are immutable.
     """
@@ -103,7 +106,7 @@ class Graph:
         try:
             names = list(nx.lexicographical_topological_sort(g, key=lambda n: order[n]))
         except nx.NetworkXUnfeasible as e:
-            raise VerifyError(f"graph {self.name} has a cycle") from e
+            raise VerifyError(self.cycle_message() or f"graph {self.name} has a cycle") from e
         self.nodes = {n: self.nodes[n] for n in names}
         self._types = None
 
@@ -139,16 +142,33 @@ class Graph:
                 if isinstance(op, NeuronOp) and op.state_from is not None}
 
     def to_networkx(self) -> nx.DiGraph:
-        """Data edges, and a state edge from each `state_from` neuron to the neuron continuing its state."""
+        """The same-step dataflow: an edge per input (except the back edges of `recur` ops), and a state edge
+        from each `state_from` neuron to the neuron continuing its state."""
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for op in self.nodes.values():
-            for i in op.inputs:
+            for i in op.forward_inputs():
                 g.add_edge(i, op.name)
         for name, src in self.state_links().items():
             if src in self.nodes:
                 g.add_edge(src, name)
         return g
+
+    def cycle_message(self) -> str | None:
+        """'graph G has a cycle without a one-step delay: %a -> %b -> %a ...', or None when there is none."""
+        g = self.to_networkx()
+        try:
+            edges = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            return None
+        names = [u for u, _ in edges] + [edges[0][0]]
+        where = "; ".join(self.nodes[n].where() for n in names[:-1] if n in self.nodes)
+        return (f"graph {self.name} has a cycle without a one-step delay: {' -> '.join('%' + n for n in names)} "
+                f"({where}); close a recurrent edge through a `recur` op, which reads its source one step late")
+
+    def back_edges(self) -> list[OpBase]:
+        """The ops whose inputs are read one step late (`recur`)."""
+        return [op for op in self.nodes.values() if op.back_edge]
 
     def param_info(self) -> dict[str, ParamInfo]:
         return {k: ParamInfo(tuple(v.shape), DType.from_torch(v.dtype).value if v.is_floating_point() else str(v.dtype))
@@ -166,10 +186,22 @@ class Graph:
         return self.types[name]
 
     def _infer(self) -> dict[str, TensorType]:
+        types = self.infer_forward()
+        for op in self.back_edges():  # a back edge reads a value of the type it declares
+            for src in op.inputs:
+                if src not in types:
+                    raise VerifyError(f"{op.where()} reads %{src} one step late, but no node defines %{src}")
+                if types[src] != types[op.name]:
+                    raise VerifyError(f"{op.where()} declares {types[op.name]} but its source %{src} is "
+                                      f"{types[src]}", hint="a recurrent edge carries its source's type")
+        return types
+
+    def infer_forward(self) -> dict[str, TensorType]:
+        """Every value's type, a back edge's as it declares it (not checked against its source; see `types`)."""
         info = self.param_info()
         types: dict[str, TensorType] = {}
         for op in self.nodes.values():
-            missing = [i for i in op.inputs if i not in types]
+            missing = [i for i in op.forward_inputs() if i not in types]
             if missing:
                 raise VerifyError(f"{op.where()} reads {', '.join('%' + m for m in missing)}, "
                                   "which is not defined before it",
@@ -179,7 +211,7 @@ class Graph:
                 raise VerifyError(f"{op.where()} references missing parameter(s) {', '.join('@' + b for b in bad)}",
                                   hint=f"known parameters: {', '.join(sorted(info)[:12]) or 'none'}")
             try:
-                types[op.name] = op.infer([types[i] for i in op.inputs], info)
+                types[op.name] = op.infer([types[i] for i in op.forward_inputs()], info)
             except (TypeInferenceError, ValueError) as e:
                 line = format_op_line(op, types, None)
                 raise VerifyError(f"{op.where()}: {e}\n    {line}\n    {'^' * (len(op.name) + 1)}") from None

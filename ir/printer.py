@@ -38,12 +38,14 @@ def format_op_line(op: OpBase, types: dict[str, TensorType] | None, groups: dict
     ty = f": {types[op.name]}" if types and op.name in types else ""
     operands = [f"%{i}" for i in op.inputs] + [f"@{p}" for p in op.param_refs().values()]
     attrs = {k: v for k, v in op.attributes().items()
-             if v is not None and not (k == "type" and op.kind == "input")}
+             if v is not None and not (k == "type" and op.kind in ("input", "recur"))}
     # a field naming another node (a neuron's state_from) prints as a value reference
     attr_s = " {" + ", ".join(f"{k}=%{v}" if k == "state_from" else f"{k}={format_value(v)}"
                               for k, v in attrs.items()) + "}" if attrs else ""
     loc = f" {op.loc}" if op.loc and op.loc.module_path else ""
     grp = f" group({groups[op.name]})" if groups and op.name in groups else ""
+    if op.kind == "recur" and not ty:  # its declared type, which inference would give
+        ty = f": {op.attributes()['type']}"
     return f"%{op.name}{ty} = {op.kind}({', '.join(operands)}){attr_s}{grp}{loc}"
 
 

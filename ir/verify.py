@@ -24,6 +24,9 @@ def verify(graph: Graph) -> Graph:
             raise VerifyError(f"{op.where()} needs at least one input")
         if isinstance(op, Input) and op.type.layout.has_time and op.type.time is None:
             raise VerifyError(f"{op.where()} has a time layout but no time dim")
+    cycle = graph.cycle_message()
+    if cycle is not None:
+        raise VerifyError(cycle, hint="a cycle is legal only through a one-step delay (`recur`)")
     for out in graph.outputs:
         users = graph.users(out.name)
         if users:

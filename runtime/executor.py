@@ -4,6 +4,11 @@ Stateless ops see their dynamic inputs with time folded into the batch,
 [c*N, *]; neurons run all c steps of a window in one kernel call and keep
 their membrane potential in `state` between windows (and between `step()`
 calls). A failing kernel is re-raised naming the node and its source.
+
+Delays and recurrent edges keep state too (`state[name]`): a delay its line of
+the last `steps` inputs (so any window works), a `recur` its source's value at
+the previous step. A graph with a recurrent edge runs one step per window: the
+cycle needs each step's value before the next.
 """
 
 from __future__ import annotations
@@ -71,13 +76,18 @@ class Executor:
     def run(self, plan: Plan, feeds: Mapping[str, object], windows: Iterable[tuple[int, int]],
             state: dict[str, Tensor], *, hooks: Iterable[Hooks] = (), want_v: frozenset[str] = frozenset(),
             on_window: Callable[[int, int, dict[str, Tensor]], None] | None = None,
-            tick: Callable[[], None] | None = None) -> dict[str, Tensor]:
+            tick: Callable[[], None] | None = None, batch: int | None = None) -> dict[str, Tensor]:
         """Execute; returns the static values still needed after the static phase.
 
         `on_window(t0, t1, values)` sees each window's dynamic values before they
         are dropped (the caller gathers outputs/probes from it).
         """
         hooks = list(hooks)
+        recurs: dict[str, list[str]] = {}  # source -> the recur ops reading it one step late
+        for op in plan.graph.back_edges():
+            recurs.setdefault(op.inputs[0], []).append(op.name)
+        if recurs:  # the cycle needs step t before step t + 1
+            windows = [(t, t + 1) for t0, t1 in windows for t in range(t0, t1)]
         static: dict[str, Tensor] = {}
         for node in plan.static:
             if isinstance(node.op, ops.Input):
@@ -86,8 +96,14 @@ class Executor:
                 static[node.name] = self._exec(node, [(static[i], True) for i in node.inputs], 0)
             for h in hooks:
                 h.value(node, static[node.name], True, None, None)
+        if batch is None:  # the batch size (a recur op's first value is zeros of it)
+            batch = next((v.shape[0] for k, v in static.items() if isinstance(plan.graph[k], ops.Input)), None)
         needed = {i for n in plan.dynamic for i in n.inputs} | set(plan.keep)
         static = {k: v for k, v in static.items() if k in needed}
+        for src in recurs:
+            if src in static:
+                raise LoweringError(f"{plan.graph[recurs[src][0]].where()} reads %{src}, which is constant over "
+                                    "time: a recurrent edge needs a value that depends on it")
 
         for t0, t1 in windows:
             c = t1 - t0
@@ -95,6 +111,13 @@ class Executor:
             for node in plan.dynamic:
                 if isinstance(node.op, ops.Input):
                     values[node.name] = feeds[node.name](t0, t1)  # type: ignore[operator]
+                    batch = values[node.name].shape[1]
+                elif isinstance(node.op, ops.Recur):
+                    values[node.name] = self._recur(node.op, state, c, batch)
+                elif isinstance(node.op, ops.Delay):
+                    x, is_static = (static[node.inputs[0]], True) if node.inputs[0] in static else \
+                        (values[node.inputs[0]], False)
+                    values[node.name] = self._delay(node.op, x, is_static, c, state)
                 else:
                     ins = [(static[i], True) if i in static else (values[i], False) for i in node.inputs]
                     if node.neuron is not None:
@@ -103,6 +126,8 @@ class Executor:
                         values[node.name] = self._stateful(node, ins, c, state)
                     else:
                         values[node.name] = self._exec(node, ins, c)
+                for r in recurs.get(node.name, ()):
+                    state[r] = values[node.name][-1].clone()
                 for h in hooks:
                     h.value(node, values[node.name], False, t0, t1)
                 for i in node.inputs:  # free early: peak memory ~ two layers of one window
@@ -113,6 +138,51 @@ class Executor:
             if on_window is not None:
                 on_window(t0, t1, values)
         return static
+
+    # -- delays and recurrent edges ---------------------------------------------
+    def _recur(self, op: ops.Recur, state: dict[str, Tensor], c: int, batch: int | None) -> Tensor:
+        """The source's value one step earlier, [1, N, *] (zeros before the first step)."""
+        last = state.get(op.name)
+        if last is None:
+            if batch is None:
+                raise LoweringError(f"{op.where()}: the batch size is unknown before the first input")
+            dtype = next((p.dtype for p in self.params.values() if p.is_floating_point()), torch.float32)
+            last = torch.zeros((batch, *op.type.features), dtype=dtype,
+                               device=next(iter(self.params.values())).device if self.params else "cpu")
+        elif batch is not None and last.shape[0] != batch:
+            raise InputError(f"{op.where()}: state has batch {last.shape[0]} but the input has {batch}",
+                             hint="call reset() when the batch size changes")
+        return last.unsqueeze(0).expand(c, *last.shape)
+
+    def _delay(self, op: ops.Delay, x: Tensor, is_static: bool, c: int, state: dict[str, Tensor]) -> Tensor:
+        """y[t] = x[t - d] (per feature with `delays`); the line keeps the last `steps` inputs across windows."""
+        if is_static:
+            x = x.unsqueeze(0).expand(c, *x.shape)
+        d_max = op.steps
+        if d_max == 0:
+            return x
+        line = state.get(op.name)
+        if line is None:
+            line = x.new_zeros((d_max, *x.shape[1:]))
+        elif line.shape[1:] != x.shape[1:]:
+            raise InputError(f"{op.where()}: state has shape {list(line.shape[1:])} but the input step is "
+                             f"{list(x.shape[1:])}", hint="call reset() when the batch size changes")
+        full = torch.cat([line, x], 0)  # [d_max + c, N, *]: full[d_max + t] = x[t]
+        state[op.name] = full[-d_max:].clone()
+        if op.delays is None:
+            return full[:c]
+        d = self._delay_steps(op, tuple(x.shape[2:]), x.device)
+        idx = (d_max - d).unsqueeze(0) + torch.arange(c, device=x.device).view(c, *([1] * d.dim()))
+        return torch.gather(full, 0, idx.unsqueeze(1).expand(c, *x.shape[1:]))
+
+    def _delay_steps(self, op: ops.Delay, features: tuple[int, ...], device) -> Tensor:
+        raw = self.params[op.delays]
+        d = raw.to(torch.float64)
+        if not bool(((d >= 0) & (d <= op.steps) & (d == d.round())).all()):
+            raise LoweringError(f"{op.where()}: per-feature delays @{op.delays} must be whole steps in "
+                                f"0..{op.steps}, got {d.min().item()}..{d.max().item()}")
+        return d.to(torch.long).to(device).expand(features) if d.numel() == 1 else \
+            d.to(torch.long).to(device).reshape(features)
 
     # -- one node ---------------------------------------------------------------
     def _exec(self, node: Node, ins: list[tuple[Tensor, bool]], c: int) -> Tensor:

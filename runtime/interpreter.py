@@ -42,7 +42,7 @@ DEFAULT_MEMORY_BUDGET = 256 << 20  # bytes of live activations per window; see `
 def unsupported_ops(graph: Graph) -> list[ops.OpBase]:
     """The ops this runtime cannot run: no kernel. Every neuron runs (CUBA current and leaky integrators
     in float, per snnc.core.dynamics; Loihi's fixed point is the lava target's emulation)."""
-    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, ops.SigmaDelta, *KERNELS)
+    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, ops.SigmaDelta, ops.Delay, ops.Recur, *KERNELS)
     return [op for op in graph if not isinstance(op, known)]
 
 
@@ -250,7 +250,7 @@ class Interpreter:
         window = steps if linked else max(1, min(int(window), steps))
         mem = memory.fit_window(self, memory.estimate(self, plan, batch, steps, window, memory.input_bytes(
             feeds, self.dtype), collect, probe_v), can_shrink=observe is None and not linked)  # fail before allocating
-        window = mem.window
+        window = 1 if self.graph.back_edges() else mem.window  # a recurrent cycle runs step by step
         windows = [(t0, min(steps, t0 + window)) for t0 in range(0, steps, window)]
 
         gather = _Gather(steps, set(collect), probe_v)
@@ -264,7 +264,7 @@ class Interpreter:
         feeds_x = {k: (b.static if b.static is not None else b.window) for k, b in bound.items()}
         tick = progress(len(windows) * max(1, len(plan.dynamic))) if progress is not None else None
         static = self._executor.run(plan, feeds_x, windows, self.state, hooks=hooks, want_v=probe_v,
-                                    on_window=gather.window, tick=tick)
+                                    on_window=gather.window, tick=tick, batch=batch)
         outputs = {o.name: self._finish(o.name, gather.result(o.name, static), steps) for o in self.graph.outputs}
         outputs = {k: self._declared(k, v) for k, v in outputs.items()}
         probes_out = {p: self._finish(p, gather.result(p, static), steps) for p in probe_nodes}

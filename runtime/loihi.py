@@ -8,6 +8,12 @@ One time step of a layer, in Lava's order (lava/proc/{dense,conv,lif}/models.py)
     v[t]  = sgn(v) (|v (4096 - vDecay)| >> 12) + u[t] + (bias << 6)   clipped to +-(2^23 - 1)
     s[t]  = v[t] > vThMant << 6;   v[t] = 0 where s[t]
 
+A `dense_rec` layer adds its own last spikes through `weight_rec` (netx's
+RecurrentDense: a second dense synapse from the neurons' output to their
+input, with the same one step of latency): a[t + 1] += W_rec s[t]. A layer's
+axonal `delay` (one per neuron, or one for all) holds each neuron's spikes
+back by d steps before they leave the layer (and are recorded as its output).
+
 The input is fed as integers: graded messages (Loihi 2) or 0/1 spikes into the
 first synapse, or the a_in of an input neuron (no latency there).
 
@@ -34,7 +40,7 @@ from snnc.core.errors import InputError
 from snnc.core.sigma_delta import SigmaDeltaState, sigma_delta_step
 from snnc.core.userdata import as_float, check_time_steps
 from snnc.ir.formats.artifact import Artifact
-from snnc.ir.formats.netx import NetxNetwork, network_from_graph, read_network
+from snnc.ir.formats.netx import SYNAPTIC, NetxNetwork, network_from_graph, read_network
 from snnc.ir.graph import Graph
 from snnc.ir.ops import LoihiInfo
 from snnc.runtime.protocol import register_session
@@ -84,9 +90,10 @@ class LoihiSession:
             self.network = self._load(source)
         net = self.network
         self.latency = net.synaptic_layers
-        self._layers = [lay for lay in net.layers if lay.type in ("conv", "dense")]
+        self._layers = [lay for lay in net.layers if lay.type in SYNAPTIC]
         graded = [net.input_neuron and net.layers[0].neuron.sdnn] + [lay.neuron.sdnn for lay in self._layers[:-1]]
         self._weights = [self._exact_float(lay, i == 0, graded[i]) for i, lay in enumerate(self._layers)]
+        self._weights_rec = [None if lay.weight_rec is None else self._exact_rec(lay) for lay in self._layers]
         self._bias = [self._bias_of(lay) for lay in self._layers]
 
     def _load(self, source) -> NetxNetwork:
@@ -119,6 +126,20 @@ class LoihiSession:
             in_max = float(2 ** self.network.input_message_bits)
         bound = float(w.abs().flatten(1).sum(1).max()) * in_max if w.numel() else 0.0
         return w.float() if bound < 2 ** 24 else w
+
+    @staticmethod
+    def _exact_rec(lay) -> Tensor:
+        """The recurrent weights (inputs are 0/1 spikes): float32 when every sum is exact, else float64."""
+        w = torch.from_numpy(lay.weight_rec).to(torch.float64)
+        return w.float() if float(w.abs().sum(1).max()) < 2 ** 24 else w
+
+    @staticmethod
+    def _delay_of(lay) -> Tensor | None:
+        """The per-neuron axonal delays in steps, shaped like the layer (None: no delay)."""
+        if lay.delay is None:
+            return None
+        d = torch.from_numpy(lay.delay).to(torch.int64)
+        return d.reshape(()) if d.numel() == 1 else d.reshape(lay.shape)
 
     @staticmethod
     def _bias_of(lay) -> Tensor | int:
@@ -175,19 +196,29 @@ class LoihiSession:
         record: dict[str, list[Tensor]] = {lay.name: [] for lay in blocks}
         potentials: dict[str, list[Tensor]] = {name: [] for name in want_v}
         resets = self._reset_phases(blocks)
+        delays = [self._delay_of(lay) for lay in self._layers]
+        lines = [None if d is None else torch.zeros(n, int(d.max()), *lay.shape, dtype=torch.int64)
+                 for d, lay in zip(delays, self._layers)]
         for t in range(steps):
             s = xs[t]
             for k, lay in enumerate(blocks):
-                synaptic = lay.type in ("conv", "dense")
+                synaptic = lay.type in SYNAPTIC
+                i = k - (len(blocks) - len(self._layers))
                 if synaptic:
-                    i = k - (len(blocks) - len(self._layers))
-                    a, states[k]["a_buf"] = states[k]["a_buf"], self._synapse(i, lay, s)
+                    a, new_buf = states[k]["a_buf"], self._synapse(i, lay, s)
                     bias = self._bias[i]
                 else:  # the input neuron: driven directly, no synapse and no latency
                     a, bias = s, 0
                 if resets is not None and t % self.reset_interval == resets[k]:
                     states[k].update({key: torch.zeros_like(v) for key, v in states[k].items() if key != "a_buf"})
                 s = self._neuron(lay, states[k], a, bias, input_layer=not synaptic)
+                if synaptic:
+                    if self._weights_rec[i] is not None:  # the layer's own output, one step late
+                        w = self._weights_rec[i]
+                        new_buf = new_buf + torch.round(s.to(w.dtype) @ w.T).to(torch.int64)
+                    states[k]["a_buf"] = new_buf
+                    if delays[i] is not None:
+                        s, lines[i] = self._delayed(s, lines[i], delays[i])
                 record[lay.name].append(s)
                 if lay.name in want_v:
                     potentials[lay.name].append(states[k]["sigma" if lay.neuron.sdnn else "v"].clone())
@@ -244,7 +275,7 @@ class LoihiSession:
         zeros = lambda: torch.zeros(n, *lay.shape, dtype=torch.int64)  # noqa: E731
         keys = ("sigma", "act", "residue") if lay.neuron.sdnn else ("u", "v")
         state = {key: zeros() for key in keys}
-        if lay.type in ("conv", "dense"):
+        if lay.type in SYNAPTIC:
             state["a_buf"] = zeros()
         return state
 
@@ -264,10 +295,18 @@ class LoihiSession:
                                                   nrn.v_th_mant)
         return spk.to(torch.int64)
 
+    @staticmethod
+    def _delayed(s: Tensor, line: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        """The spikes of d steps ago (per neuron) and the new line of the last max(d) steps (oldest first)."""
+        full = torch.cat([line, s.unsqueeze(1)], 1)  # [N, D + 1, *]: full[:, D] is now
+        depth = line.shape[1]
+        idx = (depth - d).expand(s.shape[1:]).unsqueeze(0).unsqueeze(1).expand(s.shape[0], 1, *s.shape[1:])
+        return torch.gather(full, 1, idx).squeeze(1), full[:, 1:]
+
     def _synapse(self, i: int, lay, s: Tensor) -> Tensor:
         w = self._weights[i]
         x = s.to(w.dtype)
-        if lay.type == "dense":  # a flatten before a dense reads (C, H, W) order
+        if lay.type in ("dense", "dense_rec"):  # a flatten before a dense reads (C, H, W) order
             return torch.round(x.reshape(x.shape[0], -1) @ w.T).to(torch.int64)
         a = F.conv2d(x, w, None, lay.stride, lay.padding, lay.dilation, lay.groups)
         return _wrap24(torch.round(a).to(torch.int64))

@@ -149,6 +149,8 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
     2x2 pooling after it (`fuse_pool`, except for the neurons in `no_pool`), into the neuron.
     With `event_conv`, mark the convs on spike inputs for the event-driven kernel."""
     types = graph.types
+    # a recurrent edge's source is read one step late: it stays a value of its own (never fused away)
+    keep = keep | frozenset(i for op in graph.back_edges() for i in op.inputs)
     users: dict[str, list[str]] = {name: [] for name in graph.nodes}
     for op in graph:
         for i in op.inputs:
@@ -158,7 +160,7 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
     for op in graph:
         if isinstance(op, ops.Input):
             static[op.name] = op.name in static_inputs or not op.type.layout.has_time
-        elif isinstance(op, ops.NeuronOp) or op.stateful:  # state carries over time steps
+        elif isinstance(op, (ops.NeuronOp, ops.Delay, ops.Recur)) or op.stateful:  # state carries over time steps
             static[op.name] = False
         else:
             static[op.name] = all(static[i] for i in op.inputs)

@@ -156,7 +156,7 @@ class Session:
         stateful = {op.name for op in self._interp.graph if op.stateful}  # neurons and sigma-delta ops
         unknown = set(vs) - set(self._interp._neuron_params) - stateful
         if unknown:
-            raise InputError(f"snapshot has state for unknown neuron(s) {sorted(unknown)}")
+            raise InputError(f"snapshot has state for unknown neuron(s) or delay(s) {sorted(unknown)}")
         self._interp.state.clear()
         self._interp.state.update({k: v.to(self.device, self.dtype).clone() for k, v in vs.items()})
         self.t = t

@@ -2,7 +2,10 @@
 
 One NIR node per IR op, named like the IR value. NIR sums the edges that
 enter a node, so Add, Identity and LayoutCast become edges rather than nodes;
-NIR types are per sample (no batch or time dims).
+NIR types are per sample (no batch or time dims). A `recur` op becomes the
+recurrent edge itself (from its source's node to its users: NIR graphs may
+have cycles; readers feed them back one step late), a `delay` a nir.Delay of
+its steps times dt.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from snnc.ir.graph import Graph
 # Ops that become edges, not NIR nodes.
 PASS_THROUGH = (ops.Identity, ops.LayoutCast, ops.Add)
 SUPPORTED = (ops.Input, ops.Output, ops.Linear, ops.Conv2d, ops.Flatten, ops.AvgPool2d, ops.Scale, ops.Threshold,
-             ops.NeuronOp, *PASS_THROUGH)
+             ops.NeuronOp, ops.Delay, ops.Recur, *PASS_THROUGH)
 HINTS = {
     ops.BatchNorm: "fold it into the conv/linear before it (pass fuse-bn)",
     ops.ReLU: "convert the ANN to an SNN first (snnc convert / --calib)",
@@ -68,6 +71,9 @@ def refusal(op: ops.OpBase, graph: Graph, options: Any) -> tuple[str, str] | Non
                 or op.divisor_override not in (None, 1, k):
             return (f"{op.where()} has ceil_mode, count_include_pad=False or a custom divisor",
                     "NIR pools are plain sum or average pools")
+    if isinstance(op, ops.Recur) and isinstance(graph[op.inputs[0]], PASS_THROUGH):
+        return (f"{op.where()} reads %{op.inputs[0]} ({graph[op.inputs[0]].kind}), which is no NIR node",
+                "let the recurrent edge read the neuron or synapse itself")
     if isinstance(op, ops.Add) and op.inputs[0] == op.inputs[1]:
         return f"{op.where()} adds a value to itself", "NIR edges cannot express x + x; use a Scale(2)"
     return None
@@ -95,6 +101,9 @@ def to_nir_graph(graph: Graph, options: Any):
         if isinstance(op, (ops.Identity, ops.LayoutCast)):
             sources[op.name] = list(sources[op.inputs[0]])
             continue
+        if isinstance(op, ops.Recur):  # the recurrent edge: from the source's NIR node (named like it)
+            sources[op.name] = [op.inputs[0]]
+            continue
         if isinstance(op, ops.Input):
             node = nir.Input(input_type={"input": np.array(feats)})
         elif isinstance(op, ops.Output):
@@ -109,7 +118,7 @@ def to_nir_graph(graph: Graph, options: Any):
             if op.v_init is not None and op.v_init != op.to_params().initial_v:
                 v_init.append(op.name)
         else:
-            node = _stateless(op, graph, types)
+            node = _stateless(op, graph, types, options.dt)
         nodes[op.name] = node
         connect(op)
         sources[op.name] = [op.name]
@@ -131,7 +140,7 @@ def to_nir_graph(graph: Graph, options: Any):
         raise LoweringError(f"nir rejected the graph {graph.name}: {type(e).__name__}: {e}") from None
 
 
-def _stateless(op: ops.OpBase, graph: Graph, types) -> Any:
+def _stateless(op: ops.OpBase, graph: Graph, types, dt: float = 1.0) -> Any:
     import nir
 
     p = graph.params
@@ -150,6 +159,12 @@ def _stateless(op: ops.OpBase, graph: Graph, types) -> Any:
     if isinstance(op, ops.AvgPool2d):
         cls = nir.SumPool2d if op.divisor_override == 1 else nir.AvgPool2d
         return cls(kernel_size=np.array(op.kernel_size), stride=np.array(op.stride), padding=np.array(op.padding))
+    if isinstance(op, ops.Delay):
+        steps = np.full(in_feats, float(op.steps))
+        if op.delays is not None:
+            steps = np.broadcast_to(p[op.delays].detach().cpu().double().numpy().reshape(
+                in_feats if p[op.delays].numel() > 1 else (1,)), in_feats)
+        return nir.Delay(delay=(steps * dt).astype(np.float32))
     if isinstance(op, ops.Scale):
         scale = np.full(in_feats, op.factor, dtype=np.float64)
         if op.weight is not None:

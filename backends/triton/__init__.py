@@ -37,6 +37,10 @@ def legalize(graph: Graph) -> Graph:
             if isinstance(op, ops.NeuronOp) and op.kind in ("if", "lif") and op.extensions()]
     bad += [f"{op.where()}: a per-element scale (the chain kernels scale per channel)" for op in graph
             if isinstance(op, ops.Scale) and op.weight is not None and graph.params[op.weight].dim() > 1]
+    timed = [op for op in graph if isinstance(op, (ops.Delay, ops.Recur))]
+    if timed:  # the kernels run a window of steps per neuron group; a delay line or a cycle is not modelled
+        raise LoweringError("the triton target cannot run " + "; ".join(op.where() for op in timed) +
+                            ": delays and recurrent edges run on the cpu target (or lava, for NetX files)")
     if bad:
         raise LoweringError("the triton target cannot run: " + "; ".join(bad),
                             hint="the Triton kernels run IF/LIF neurons with scalar parameters; the cpu target "

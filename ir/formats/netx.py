@@ -2,11 +2,17 @@
 
 Layout, as `lava.lib.dl.netx.hdf5.Network` reads it (LAVA_NETX.md section 3):
 
-    /layer/<i>/type       b'input' | b'conv' | b'dense' | b'flatten'   (S10, shape (1,), as slayer writes)
+    /layer/<i>/type       b'input' | b'conv' | b'dense' | b'dense_rec' | b'flatten'   (S10, shape (1,))
     /layer/<i>/shape      output shape in torch order: (C, H, W) or (n,)
     /layer/<i>/weight     integers; conv (out, in/groups, kH, kW) as torch Conv2d.weight (netx flips it
                           for Lava's true convolution), dense (out, in)
     /layer/<i>/bias       optional integer mantissa per channel (conv) or neuron (dense); Loihi adds bias << 6
+    /layer/<i>/weight_rec dense_rec only: (out, out) recurrent weights; the layer's spikes at step t reach its
+                          own neurons at t + 1 (netx's RecurrentDense: a second dense synapse from s_out to a_in)
+    /layer/<i>/delay      optional axonal delay of the layer's output spikes, in steps (0..62): a scalar or one
+                          per neuron (slayer's axonal delay; netx realises it as a synaptic delay)
+    /layer/<i>/delay_shift  optional flag slayer may record; netx ignores it (its synapse always adds the one
+                          step of latency that slayer's delay_shift models), and so does snnc
     /layer/<i>/stride, padding, dilation (H, W), groups         conv only
     /layer/<i>/neuron/{type, iDecay, vDecay, vThMant, refDelay, gradedSpike}
     /simulation/{Ts, tSample}                                   ignored by netx
@@ -40,7 +46,9 @@ from snnc.ir.ops import LoihiInfo
 from snnc.ir.types import DType, Layout, TensorType
 from snnc.ir.verify import verify
 
-READABLE = ("input", "conv", "dense", "flatten")
+READABLE = ("input", "conv", "dense", "dense_rec", "flatten")
+MAX_DELAY = 62  # Loihi's largest synaptic delay, as netx clips it
+SYNAPTIC = ("conv", "dense", "dense_rec")
 DEFAULT_DENSE_NEURON = (0, 4096, 1 << 17)  # netx's neuron for a dense without one: a non-spiking integrator
 # What a file may hold (Loihi's registers): decays are 12-bit fractions of 4096, vThMant a 17-bit mantissa
 # (2^17 is netx's own "never fires"), weights and biases fit the 24-bit accumulator (so they are exact in
@@ -82,6 +90,10 @@ class NetxLayer:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     name: str = ""
+    weight_rec: np.ndarray | None = None  # dense_rec: (out, out), W_rec s[t - 1] joins the synaptic input
+    delay: np.ndarray | None = None  # axonal delay of the output spikes in steps: shape (1,) or one per neuron
+    out_name: str = ""  # graph -> network only: the value that is this layer's output
+    meta_rec: tuple = ()  # graph -> network only: (recurrent linear's name, its recur op)
 
 
 @dataclass
@@ -99,7 +111,7 @@ class NetxNetwork:
     @property
     def synaptic_layers(self) -> int:
         """Layers with a synapse; each delays spikes by one time step in Lava."""
-        return sum(lay.type in ("conv", "dense") for lay in self.layers)
+        return sum(lay.type in SYNAPTIC for lay in self.layers)
 
     @property
     def input_neuron(self) -> bool:
@@ -153,8 +165,37 @@ def network_from_graph(graph: Graph) -> NetxNetwork:
     in_shape = tuple(inp.type.features)
     layers = [NetxLayer("input", in_shape, name=inp.name)]
     pending_synapse: NetxLayer | None = None
+    pending_out = ""  # the value the pending synapse's neuron must read (the synapse, or its sum with W_rec)
+    recurs = {op.name: op for op in graph.back_edges()}
     for op in graph:
-        if isinstance(op, (ops.Input, ops.Output)):
+        if isinstance(op, (ops.Input, ops.Output, ops.Recur)):
+            continue
+        if isinstance(op, ops.Linear) and op.inputs[0] in recurs:  # dense_rec: W_rec s[t - 1] of its own neurons
+            if pending_synapse is None or pending_synapse.type != "dense" or pending_synapse.weight_rec is not None:
+                raise LoweringError(f"{op.where()} reads a recurrent edge but does not follow a linear synapse",
+                                    hint="NetX holds recurrence only as dense_rec: linear + linear(recur) -> add -> "
+                                         "cuba_lif")
+            if op.bias is not None:
+                raise LoweringError(f"{op.where()}: a recurrent synapse with a bias has no NetX layer")
+            pending_synapse.weight_rec = _ints(graph.params[op.weight], f"{op.where()} weight")
+            pending_synapse.type = "dense_rec"
+            pending_synapse.meta_rec = (op.name, recurs[op.inputs[0]])
+            continue
+        if isinstance(op, ops.Add) and pending_synapse is not None and pending_synapse.type == "dense_rec" \
+                and sorted(op.inputs) == sorted((pending_synapse.name, pending_synapse.meta_rec[0])):
+            pending_out = op.name
+            continue
+        if isinstance(op, ops.Delay):
+            if not layers or layers[-1].type != "dense" or layers[-1].out_name != op.inputs[0]:
+                raise LoweringError(f"{op.where()} does not follow the neuron of a dense layer", hint="NetX holds "
+                                    "axonal delays per dense layer, on the neurons' output")
+            d = np.full(layers[-1].shape if layers[-1].type != "input" else in_shape, op.steps, dtype=np.int64)
+            if op.delays is not None:
+                d = np.broadcast_to(_ints(graph.params[op.delays], f"{op.where()} delays"), d.shape).copy()
+            if (d > MAX_DELAY).any():
+                raise LoweringError(f"{op.where()}: a delay of {int(d.max())} steps is above Loihi's {MAX_DELAY}")
+            layers[-1].delay = d.reshape(-1) if (d != d.reshape(-1)[0]).any() else d.reshape(-1)[:1]
+            layers[-1].out_name = op.name
             continue
         if isinstance(op, ops.Flatten):
             layers.append(NetxLayer("flatten", tuple(types[op.name].features), name=op.name))
@@ -180,12 +221,20 @@ def network_from_graph(graph: Graph) -> NetxNetwork:
         elif isinstance(op, ops.CubaLIF):
             if op.inputs[0] == inp.name:
                 layers[0].neuron = _neuron(op)
+                layers[0].out_name = op.name
             else:
-                if pending_synapse is None or pending_synapse.name != op.inputs[0]:
+                if pending_synapse is None or (pending_out or pending_synapse.name) != op.inputs[0]:
                     raise LoweringError(f"{op.where()} does not follow a conv2d/linear synapse")
+                if pending_synapse.type == "dense_rec" and pending_synapse.meta_rec[1].inputs[0] != op.name:
+                    raise LoweringError(f"{pending_synapse.meta_rec[1].where()} must read %{op.name}, the "
+                                        "neurons of its dense_rec layer")
+                if pending_synapse.type == "dense_rec" and not pending_out:
+                    raise LoweringError(f"{op.where()}: the recurrent synapse of its dense_rec layer is not added "
+                                        "to its input")
                 pending_synapse.neuron = _neuron(op)
+                pending_synapse.out_name = op.name
                 layers.append(pending_synapse)
-                pending_synapse = None
+                pending_synapse, pending_out = None, ""
         else:
             raise LoweringError(f"{op.where()} has no NetX layer", hint="run the quantize-loihi pass first")
     return NetxNetwork(layers, in_shape, int(info.input_message_bits or 0),
@@ -216,6 +265,10 @@ def _write_layer(h: h5py.Group, lay: NetxLayer) -> None:
         h.create_dataset("weight", data=lay.weight.astype(np.float32))  # integer values, float like slayer
     if lay.bias is not None:
         h.create_dataset("bias", data=lay.bias.astype(np.float32))
+    if lay.weight_rec is not None:
+        h.create_dataset("weight_rec", data=lay.weight_rec.astype(np.float32))
+    if lay.delay is not None:
+        h.create_dataset("delay", data=lay.delay.astype(np.float32))  # float32 like slayer's export
     if lay.type == "conv":
         h.create_dataset("stride", data=np.array(lay.stride, dtype=np.int64))
         h.create_dataset("padding", data=np.array(lay.padding, dtype=np.int64))
@@ -304,7 +357,7 @@ def read_network(path: str | os.PathLike) -> NetxNetwork:
         raise MalformedFileError(f"{path}: the network has no layers")
     if layers[0].type == "input":
         in_shape = layers[0].shape
-    elif layers[0].type == "dense":
+    elif layers[0].type in ("dense", "dense_rec"):
         in_shape = (int(layers[0].weight.shape[1]),)
     else:
         raise MalformedFileError(f"{path}: layer 0 is '{layers[0].type}'; without an input layer netx cannot "
@@ -325,25 +378,22 @@ def _check_shapes(net: NetxNetwork, path: Path) -> None:
                                  f"{(str(e).splitlines() or [''])[0]}") from None
     for i, lay in enumerate(net.layers):
         name = f"layer{i}"
-        if lay.type in ("conv", "dense") and tuple(graph.types[name].features) != tuple(lay.shape):
+        if lay.type in SYNAPTIC and tuple(graph.types[name].features) != tuple(lay.shape):
             raise MalformedFileError(f"{path}:/layer/{i}: shape {list(lay.shape)} does not match what its "
                                      f"{lay.type} synapse makes, {list(graph.types[name].features)}")
 
 
 # The keys of a NetX layer that snnc reads (or knows to be redundant: the channel/feature counts and the
-# kernel size are the weight's shape; an all-zero 'delay' is none).
+# kernel size are the weight's shape; an all-zero 'delay' is none; netx ignores 'delay_shift').
 _LAYER_KEYS = frozenset({"type", "shape", "neuron", "weight", "bias", "inFeatures", "outFeatures", "inChannels",
-                         "outChannels", "kernelSize", "stride", "padding", "dilation", "groups", "delay"})
+                         "outChannels", "kernelSize", "stride", "padding", "dilation", "groups", "delay",
+                         "weight_rec", "delay_shift"})
 
 
 def _read_layer(h: H5Group, where: str) -> NetxLayer:
     if "type" not in h:
         raise MalformedFileError(f"{where}: no 'type'")
     kind = _str(h["type"])
-    if kind == "dense_rec":  # netx reads it (a dense layer with recurrent weights); snnc has no recurrence yet
-        raise UnsupportedAttributeError(f"{where}: layer type 'dense_rec' (a recurrent dense layer) is not modelled "
-                                        "by snnc yet", hint="netx reads it; snnc refuses it rather than drop the "
-                                        "recurrent weights ('weight_rec')")
     if kind not in READABLE:
         raise MalformedFileError(f"{where}: layer type '{kind}' is not read by netx 0.6 (it reads "
                                  f"{', '.join(READABLE)})", hint="pool/average/concat raise NotImplementedError in "
@@ -355,22 +405,33 @@ def _read_layer(h: H5Group, where: str) -> NetxLayer:
     if unknown:  # never dropped silently: each changes what the layer computes, or may
         raise UnsupportedAttributeError(f"{where}: snnc does not model {', '.join(map(repr, unknown))} of a NetX "
                                         f"{kind} layer", hint="it reads " + ", ".join(sorted(_LAYER_KEYS)))
-    if "delay" in h and _integers(h["delay"], f"{where}/delay", 1 << 31).any():
-        raise UnsupportedAttributeError(f"{where}: an axonal 'delay' (nonzero) is not modelled by snnc yet; "
-                                        "dropping it would change every spike time after this layer")
     lay = NetxLayer(kind, shape, name=h.name.rsplit("/", 1)[-1])
+    if "delay" in h:
+        lay.delay = _read_delay(h["delay"], f"{where}/delay", shape)
+        if lay.delay is not None and kind != "dense":  # LAVA_NETX.md: netx 0.6 reads it on dense layers
+            raise UnsupportedAttributeError(f"{where}: an axonal 'delay' on a {kind} layer is not modelled",
+                                            hint="snnc reads the delays of dense layers, as netx 0.6 does")
     if "neuron" in h:
         lay.neuron = _read_neuron(h["neuron"], where)
     if "weight" in h:
         lay.weight = _integers(h["weight"], f"{where}/weight", _VALUE_MAX)
     if "bias" in h:
         lay.bias = _integers(h["bias"], f"{where}/bias", _VALUE_MAX)
-    if kind == "dense":
+    if "weight_rec" in h:
+        if kind != "dense_rec":
+            raise UnsupportedAttributeError(f"{where}: 'weight_rec' belongs to a dense_rec layer, not to {kind}")
+        lay.weight_rec = _integers(h["weight_rec"], f"{where}/weight_rec", _VALUE_MAX)
+    if kind in ("dense", "dense_rec"):
         if lay.weight is None:
-            raise MalformedFileError(f"{where}: dense layer without weight")
+            raise MalformedFileError(f"{where}: {kind} layer without weight")
         n_out = int(np.prod(shape))
         lay.weight = lay.weight.reshape(n_out, -1)
         lay.shape = (n_out,)
+        if kind == "dense_rec":
+            if lay.weight_rec is None or lay.weight_rec.size != n_out * n_out:
+                raise MalformedFileError(f"{where}: a dense_rec layer needs 'weight_rec' of shape ({n_out}, {n_out})"
+                                         + ("" if lay.weight_rec is None else f", got {list(lay.weight_rec.shape)}"))
+            lay.weight_rec = lay.weight_rec.reshape(n_out, n_out)
         if lay.neuron is None:
             lay.neuron = NetxNeuron(*DEFAULT_DENSE_NEURON)
     elif kind == "conv":
@@ -385,6 +446,23 @@ def _read_layer(h: H5Group, where: str) -> NetxLayer:
         if lay.bias is not None and lay.bias.ndim == 3:  # a full bias is stored in Lava's (W, H, C) order
             lay.bias = lay.bias.transpose(2, 1, 0)
     return lay
+
+
+def _read_delay(v, where: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The axonal delay in whole steps, (1,) or one per neuron (flattened); None when all zero."""
+    a = np.asarray(v[()])
+    if a.dtype.kind not in "biuf" or not np.isfinite(a).all():
+        raise MalformedFileError(f"{where} holds {a.dtype} values, not numbers")
+    a = a.reshape(-1)
+    if not np.array_equal(a, np.round(a)) or (a < 0).any() or (a > MAX_DELAY).any():
+        raise MalformedFileError(f"{where}: delays must be whole steps in 0..{MAX_DELAY} (Loihi's range), got "
+                                 f"{a.min()}..{a.max()}")
+    if not a.any():  # no delay, however many zeros
+        return None
+    n = int(np.prod(shape)) if shape else a.size
+    if a.size not in (1, n):
+        raise MalformedFileError(f"{where}: {a.size} delays for a layer of {n} neurons (one, or one per neuron)")
+    return a.astype(np.int64)
 
 
 def _read_neuron(h: H5Group, where: str) -> NetxNeuron:
@@ -492,7 +570,21 @@ def network_to_graph(net: NetxNetwork) -> Graph:
                 b = g.add_param(f"{base}.bias", torch.from_numpy(bias.astype(np.float32)))
             syn = ops.Linear(name=base, inputs=(prev,), weight=w, bias=b)
         g.add(syn)
-        prev = g.add(_neuron_op(g, f"{base}_neuron", syn.name, lay))
+        z = syn.name
+        if lay.weight_rec is not None:  # dense_rec: W x[t] + W_rec s[t - 1]
+            n = lay.weight_rec.shape[0]
+            back = g.add(ops.Recur(name=f"{base}_prev", inputs=(f"{base}_neuron",), type=TensorType(
+                shape=("T", "N", n), dtype=DType.SPIKE, layout=Layout.TNX)))
+            wr = g.add_param(f"{base}.weight_rec", torch.from_numpy(lay.weight_rec.astype(np.float32)))
+            rec = g.add(ops.Linear(name=f"{base}_rec", inputs=(back,), weight=wr))
+            z = g.add(ops.Add(name=f"{base}_sum", inputs=(syn.name, rec)))
+        prev = g.add(_neuron_op(g, f"{base}_neuron", z, lay))
+        if lay.delay is not None:  # the axonal delay of the layer's output spikes
+            delays = None
+            if lay.delay.size > 1:
+                delays = g.add_param(f"{base}.delay", torch.from_numpy(
+                    lay.delay.reshape(lay.shape).astype(np.float32)))
+            prev = g.add(ops.Delay(name=f"{base}_delay", inputs=(prev,), steps=int(lay.delay.max()), delays=delays))
     g.add(ops.Output(name="out", inputs=(prev,)))
     LoihiInfo(quantized=True, input="neuron" if net.input_neuron else ("graded" if net.input_message_bits else "spikes"),
               input_scale=net.input_scale, input_message_bits=net.input_message_bits).put(g)

@@ -15,6 +15,7 @@ from snnc.ir.ops.linear import BatchNorm, Conv2d, Linear
 from snnc.ir.ops.neuron import IF, LI, LIF, RESETS, Integrator, HardReset, NeuronOp, NoReset, SoftReset, reset_of
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from snnc.ir.ops.sigma_delta import SigmaDelta
+from snnc.ir.ops.temporal import Delay, Recur
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
@@ -25,4 +26,5 @@ __all__ = [
     "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "Threshold", "IF", "LIF", "LI", "Integrator", "NeuronOp",
     "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
     "SigmaDelta",
+    "Delay", "Recur",
 ]

@@ -64,9 +64,14 @@ class OpBase(BaseModel):
     param_fields: ClassVar[tuple[str, ...]] = ()
     state: ClassVar[tuple[StateSpec, ...]] = ()
     stateful: ClassVar[bool] = False
+    back_edge: ClassVar[bool] = False  # its inputs are read one step late (ir/ops/temporal.py's Recur)
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         raise NotImplementedError(type(self).__name__)
+
+    def forward_inputs(self) -> tuple[str, ...]:
+        """The inputs read at the same time step: all of them, none for a back edge (a `recur`)."""
+        return () if self.back_edge else self.inputs
 
     def param_refs(self) -> dict[str, str]:
         """field name -> parameter name, for the parameter fields that are set."""

@@ -26,6 +26,9 @@ from snnc.runtime.loihi import LoihiSession  # noqa: E402
 from tests.backends.lava import nets  # noqa: E402
 
 
+SYNTHESIZED = {"recurrent_example": "recurrent_example.net", "mnist_with_delay": "mnist_with_delay.net"}
+
+
 def build(name: str, T: int, n: int):
     if name == "digits":
         from snnc.core import datasets
@@ -39,6 +42,13 @@ def build(name: str, T: int, n: int):
         return nets.conv_pool_dense(), nets.spikes(T, n, 2, 8, 8)
     if name == "input_neuron":
         return nets.input_neuron_net(), torch.rand(n, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+    if name in SYNTHESIZED:  # lava-dl's own exports (issue 17): dense_rec, axonal delays
+        from snnc.frontends.loader import load_model
+        from tests.backends.lava.test_netx_recurrence_delay import synthesized
+
+        graph = load_model(synthesized(SYNTHESIZED[name]))
+        features = graph.inputs[0].type.features
+        return graph, (torch.rand(T, n, *features, generator=torch.Generator().manual_seed(4)) < 0.3).float()
     raise SystemExit(f"unknown case {name}")
 
 

@@ -15,6 +15,11 @@ CASES = {  # name: (T, samples)
     "digits": (24, 4),  # the digits demo SNN: graded input, pools folded into convs, biases, readout
     "conv_pool_dense": (20, 3),  # binary spikes, LIF + IF(>=) + LIF(decay_input), pool, flatten
     "input_neuron": (16, 3),  # an input layer with a neuron driven on its a_in
+    # lava-dl 0.6's own exports in ../shared/external/synthesized (skipped without it): two dense_rec layers;
+    # trained_mnist_network.net with an axonal delay per neuron of layer 0 (the emulation records a layer's
+    # spikes after its delay; the last layer, which has none, is the comparison that does not depend on that)
+    "recurrent_example": (24, 3),
+    "mnist_with_delay": (30, 2),
 }
 
 
@@ -24,6 +29,10 @@ def test_lava_matches_snnc_emulation_spike_for_spike(name, snnc_side, tmp_path):
     from tests.lava.lava_runner import run_netx
 
     T, n = CASES[name]
+    if name in ("recurrent_example", "mnist_with_delay"):
+        from tests.backends.lava.test_netx_recurrence_delay import synthesized
+
+        synthesized(name + ".net")  # skips when ../shared/external is absent
     snnc_side("case", name, tmp_path, T, n)
     info = json.loads((tmp_path / "info.json").read_text())
     inputs = np.load(tmp_path / "inputs.npy")

@@ -1,5 +1,6 @@
 """Every field of a NetX layer is read or refused by name: none is dropped silently (an axonal delay moved
-every later spike: 242 of 12,928 spikes differed from Lava), and a .net file compiles for the lava target."""
+every later spike: 242 of 12,928 spikes differed from Lava; it is a delay op now), and a .net file compiles
+for the lava target."""
 
 import shutil
 
@@ -34,13 +35,16 @@ def _last_layer(src) -> str:
         return sorted(f["layer"], key=int)[-1]
 
 
-def test_a_nonzero_delay_is_refused_by_name(tmp_path, netx_file):
+def test_a_nonzero_delay_is_read_and_changes_the_output(tmp_path, netx_file):
+    """It used to be refused (and before that silently dropped); issue 17 models it as a delay op."""
     last = _last_layer(netx_file)
     with h5py.File(netx_file, "r") as f:
         n = int(np.prod(f[f"layer/{last}/shape"][()]))
     path = _with(tmp_path, netx_file, last, "delay", np.arange(n) % 3)
-    with pytest.raises(UnsupportedAttributeError, match=rf"/layer/{last}: an axonal 'delay'"):
-        load_model(path)
+    graph = load_model(path)
+    assert [op.steps for op in graph if op.kind == "delay"] == [2]
+    x = spikes(10, 2, 2, 8, 8, seed=5)
+    assert not torch.equal(LoihiSession(graph).run(x), LoihiSession(netx_file).run(x))
 
 
 def test_an_all_zero_delay_is_no_delay(tmp_path, netx_file):
@@ -80,12 +84,15 @@ def test_a_synaptic_current_runs_on_the_cpu_target_in_float(tmp_path, netx_file)
     assert LoihiSession(path).run(x).shape[0] == 4  # the emulation runs it too (in fixed point)
 
 
-def test_a_recurrent_dense_layer_is_refused_as_unmodelled_not_as_unreadable(tmp_path, netx_file):
+def test_a_recurrent_dense_layer_without_its_recurrent_weights_is_refused_by_name(tmp_path, netx_file):
+    """dense_rec used to be refused as unmodelled; it is read now (issue 17), and needs its 'weight_rec'."""
+    from snnc.core.errors import MalformedFileError
+
     path = tmp_path / "rec.net"
     shutil.copy(netx_file, path)
     last = _last_layer(netx_file)
     with h5py.File(path, "r+") as f:
         del f[f"layer/{last}/type"]
         f[f"layer/{last}"].create_dataset("type", data=np.array([b"dense_rec"]))
-    with pytest.raises(UnsupportedAttributeError, match=r"'dense_rec' \(a recurrent dense layer\) is not modelled"):
+    with pytest.raises(MalformedFileError, match=rf"/layer/{last}: a dense_rec layer needs 'weight_rec'"):
         load_model(path)
