@@ -22,7 +22,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from snnc.core.errors import MalformedFileError, SnncError
+from snnc.core.errors import MalformedFileError
 from snnc.ir.formats.netx import read_netx, read_network
 from snnc.runtime.loihi import LoihiSession
 
@@ -118,11 +118,6 @@ def _is_lfs(p: Path) -> bool:
         return f.read(len(LFS_MARK)) == LFS_MARK
 
 
-# Files snnc refuses on this branch for features that are built elsewhere (issue 17: delays and
-# dense_rec are helper H's part); the test names them rather than skip them silently.
-NOT_YET = {"mnist_with_delay.net": "axonal 'delay'", "recurrent_example.net": "'dense_rec'"}
-
-
 @pytest.mark.parametrize("path", _net_files(), ids=lambda p: str(p.relative_to(EXTERNAL)))
 def test_every_net_file_goes_through_inspect_compile_run(path, tmp_path):
     from snnc.cli import app
@@ -133,10 +128,6 @@ def test_every_net_file_goes_through_inspect_compile_run(path, tmp_path):
         assert isinstance(r.exception, MalformedFileError) and "Git LFS pointer" in r.exception.message
         assert "\n" not in r.exception.message
         return
-    if path.name in NOT_YET:
-        r = runner.invoke(app, ["inspect", str(path)])
-        assert isinstance(r.exception, SnncError) and NOT_YET[path.name] in r.exception.message
-        pytest.skip(f"{path.name}: {NOT_YET[path.name]} is not modelled on this branch")
     r = runner.invoke(app, ["inspect", str(path)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["compile", str(path), "--target", "lava", "-o", str(tmp_path / "art")])
