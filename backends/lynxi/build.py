@@ -148,6 +148,9 @@ def _adaptive_avg_pool(op: ops.AdaptiveAvgPool2d, ctx: LowerCtx) -> nn.Module:
 @lowers(ops.Flatten)
 def _flatten(op: ops.Flatten, ctx: LowerCtx) -> nn.Module:
     rank = len(ctx.type(op.inputs[0]).features)
+    if op.start_dim % rank != 0 or op.end_dim % rank != rank - 1:  # else ONNX has no static Flatten for it
+        lead = ctx.time_steps * ctx.batch if ctx.type(op.name).layout.has_time else ctx.batch
+        return M.Reshape((lead, *ctx.type(op.name).features))
     return nn.Flatten(1 + op.start_dim % rank, 1 + op.end_dim % rank)
 
 
@@ -279,7 +282,8 @@ def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[
 # ---------------------------------------------------------------- tensor and layout ops (features only; T*N stays dim 0)
 @lowers(ops.Reshape)
 def _reshape(op: ops.Reshape, ctx: LowerCtx) -> nn.Module:
-    return M.Reshape(op.shape)
+    lead = ctx.time_steps * ctx.batch if ctx.type(op.name).layout.has_time else ctx.batch
+    return M.Reshape((lead, *op.shape))  # a static shape: the exported graph must not compute it
 
 
 @lowers(ops.Permute)

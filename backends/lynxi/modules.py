@@ -102,12 +102,14 @@ class UnrolledNeuron(nn.Module):
 
 # ---------------------------------------------------------------- tensor and layout ops over [B, *features]
 class Reshape(nn.Module):
+    """x.reshape(shape), shape with its static leading (T*N or N) dim."""
+
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
         self.shape = tuple(shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.shape)
+        return x.reshape(self.shape)
 
 
 class Permute(nn.Module):
