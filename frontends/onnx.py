@@ -1,11 +1,13 @@
 """ONNX frontend: read an `.onnx` model (an ANN) into an IR graph.
 
-Supported operators: Conv, Gemm, MatMul (+ Add of a bias), BatchNormalization,
-Relu, AveragePool, MaxPool, GlobalAveragePool, Flatten, Reshape, Add, Concat,
-Identity, Dropout and Constant. Nodes over constants only (a transposed
+Supported operators: Conv (1-D and 2-D), Gemm, MatMul (+ Add of a bias, or of
+two values), BatchNormalization, LayerNormalization, Relu, Clip, Softmax,
+AveragePool (1-D and 2-D), MaxPool, GlobalAveragePool, ReduceMean, Flatten,
+Reshape, Transpose, Squeeze, Unsqueeze, Add, Sub, Mul, Div, Neg, Concat,
+Identity, Dropout and Constant (docs/ops.md). Nodes over constants only (a transposed
 weight) are evaluated at import with onnx's reference evaluator; the shape
 arithmetic of `x.view(x.size(0), -1)` (Shape -> Gather -> Unsqueeze -> Concat)
-is followed symbolically, other run-time Reshape targets come from onnx
+(with Slice and the size arithmetic Div/Mul/Add/Sub) is followed symbolically, other run-time Reshape targets come from onnx
 shape inference. The operator handlers are in `snnc.frontends.onnx_ops`.
 """
 

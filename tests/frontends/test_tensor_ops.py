@@ -253,3 +253,17 @@ def test_onnx_transpose_of_the_batch_axis_is_refused_naming_the_node(tmp_path):
                       dynamic_axes={"x": {0: "N"}})
     with pytest.raises(FrontendError, match=r"\(Transpose\).*moves the batch axis"):
         load(tmp_path / "t.onnx")
+
+
+def test_every_new_op_round_trips_through_snnir(tmp_path):
+    from snnc.ir import load as load_snnir, save
+
+    torch.manual_seed(0)
+    model, x = Zoo().eval(), torch.randn(2, 3, 6, 6)
+    g = trace(model, (3, 6, 6))
+    assert {"reshape", "permute", "clamp", "softmax", "layer_norm", "conv1d", "avg_pool1d", "mean", "mul",
+            "matmul", "add_scalar"} <= {op.kind for op in g}
+    save(g, tmp_path / "zoo.snnir")
+    back = load_snnir(tmp_path / "zoo.snnir")
+    assert list(back) == list(g)
+    assert torch.equal(_run(back, x), _run(g, x))
