@@ -48,7 +48,7 @@ def _p(params: Mapping[str, Tensor], name: str | None) -> Tensor | None:
     return None if name is None else params[name]
 
 
-MIN_ROWS = {ops.Conv2d: 2, ops.Linear: 16}
+MIN_ROWS = {ops.Conv2d: 2, ops.Conv1d: 2, ops.Linear: 16}  # conv1d: oneDNN, like conv2d, differs for one row
 
 
 def call(op: ops.OpBase, ins: list[Tensor], params: Mapping[str, Tensor], *, batch_invariant: bool) -> Tensor:
@@ -226,7 +226,15 @@ def add_scalar(op: ops.AddScalar, ins, params) -> Tensor:
 
 @kernel(ops.MatMul)
 def matmul(op, ins, params) -> Tensor:
-    return torch.matmul(ins[0], ins[1])
+    """x0 @ x1 with K and P zero-padded to multiples of K_ALIGN (+0 terms, sliced off).
+
+    sgemm's result for one matrix depends on its address (see the module
+    docstring); padded, every matrix and row of both operands starts 64-byte
+    aligned, so a sample's product does not depend on its position in the batch.
+    """
+    a, b = ins
+    k, p = a.shape[-1], b.shape[-1]
+    return torch.matmul(F.pad(a, (0, -k % K_ALIGN)), F.pad(b, (0, -p % K_ALIGN, 0, -k % K_ALIGN)))[..., :p]
 
 
 @kernel(ops.Clamp)
