@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.fx_lowering import _Ctx, lowers_function, lowers_method, lowers_module, type_name
+from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -449,6 +449,14 @@ def _f_neg(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
 
 @lowers_function(operator.matmul, torch.matmul, torch.bmm)
 def _f_matmul(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    w = _operand(ctx, node.args[1])
+    if isinstance(w, Attr) and isinstance(w.tensor, torch.Tensor) and w.tensor.dim() == 2:
+        x = ctx.value(node.args[0], node, loc)  # x @ W with a weight: a Linear with W^T
+        key = (id(w.tensor), "@T")  # a weight used twice is one parameter
+        if key not in ctx.param_cache:
+            ctx.param_cache[key] = ctx.graph.add_param(f"{w.path}.T", w.tensor.detach().t().contiguous().clone())
+        weight = ctx.param_cache[key]
+        return ctx.emit(ops.Linear(name=ctx.fresh(node.name), inputs=(x,), loc=loc, weight=weight))
     x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
     fx_, fy = ctx.type_of(x).features, ctx.type_of(y).features
     if len(fx_) < 2 or len(fy) < 2:

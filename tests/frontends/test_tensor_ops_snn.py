@@ -168,3 +168,43 @@ def test_sew_connect_functions_match_spikingjelly(cnf):
         want = net(x)
     assert 0.05 < float((want > 0).float().mean()) < 0.95
     assert torch.equal(Session(g, channels_last=False, event_conv=False).run(x), want)
+
+
+def test_spikes_times_a_weight_parameter_is_a_linear_and_other_uses_are_refused():
+    class SpikeWeight(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(D, 4))
+            self.sn = IFNode(step_mode="m")
+
+        def forward(self, x):
+            s = self.sn(x)
+            return s @ self.w + torch.matmul(s, self.w)  # one parameter, used twice
+
+    torch.manual_seed(0)
+    model = SpikeWeight()
+    g = trace(model, (L, D))
+    assert [op.kind for op in g].count("linear") == 2 and len(g.params) == 1
+    x = torch.rand(T, N, L, D) * 2
+    torch.testing.assert_close(Session(g).run(x), RefSpikeWeight(model)(x), atol=1e-5, rtol=1e-5)
+
+    class AddWeight(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(D))
+
+        def forward(self, x):
+            return x + self.w
+
+    with pytest.raises(Exception, match=r"'w' read as a tensor attribute"):
+        trace(AddWeight(), (L, D))
+
+
+class RefSpikeWeight(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.w = model.w.detach()
+
+    def forward(self, x):
+        s = RefIF()(x)
+        return s @ self.w + s @ self.w
