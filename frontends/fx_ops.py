@@ -583,6 +583,9 @@ def _clamp(ctx: _Ctx, x: str, lo: Any, hi: Any, name: str, loc: SourceLoc) -> st
         if v is not None and not _is_number(v):
             raise UnsupportedAttributeError(f"clamp to a tensor bound in {loc.describe()} is not supported",
                                             hint="clamp to constant bounds")
+    if lo is not None and hi is not None and lo > hi:
+        raise UnsupportedAttributeError(f"clamp with min {lo} > max {hi} in {loc.describe()}",
+                                        hint="torch returns max everywhere then; write that constant")
     return ctx.emit(ops.Clamp(name=ctx.fresh(name), inputs=(x,), loc=loc, min=None if lo is None else float(lo),
                               max=None if hi is None else float(hi)))
 
