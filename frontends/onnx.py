@@ -24,6 +24,7 @@ from onnx import helper, numpy_helper
 from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.core.limits import check_tensor
 from snnc.frontends import onnx_ops  # noqa: F401 - registers the operator handlers
+from snnc.frontends import onnx_tensor_ops  # noqa: F401 - and the tensor/layout operators (extending some)
 from snnc.frontends import onnx_tensors
 from snnc.frontends.onnx_lowering import HANDLERS, SHAPE_OPS, _Const, _Ctx, _Opaque, _ShapeVec, supported_ops
 from snnc.ir import ops
