@@ -76,6 +76,21 @@ def is_multi_step(module: nn.Module | None) -> bool:
     return module is not None and getattr(module, "step_mode", None) == "m"
 
 
+@dataclass(frozen=True)
+class Attr:
+    """A tensor attribute of the model (a get_attr node): a weight, not a value of the graph."""
+
+    path: str
+    tensor: Any
+    loc: SourceLoc
+
+
+def _fetch_attr(modules: dict[str, nn.Module], target: str) -> Any:
+    owner, _, attr = target.rpartition(".")
+    module = modules.get(owner)
+    return getattr(module, attr, None) if module is not None else None
+
+
 @dataclass
 class _Ctx:
     graph: Graph
@@ -95,6 +110,11 @@ class _Ctx:
 
     def value(self, arg: Any, node: fx.Node, loc: SourceLoc) -> str:
         v = self.values.get(arg) if isinstance(arg, fx.Node) else None
+        if isinstance(v, Attr):
+            raise UnsupportedOpError(f"'{v.path}' read as a tensor attribute in {v.loc.describe()} is not supported "
+                                     f"as an input of '{node.name}'",
+                                     hint="use registered submodules (nn.Linear, ...) for weights; x @ W with a "
+                                          "2-D parameter W is supported")
         if not isinstance(v, str):
             raise UnsupportedAttributeError(
                 f"'{node.name}' at {loc.describe()} takes {arg!r}, which is not a tensor value of the graph",
@@ -287,10 +307,9 @@ def _lower_node(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module], args, p
             raise UnsupportedOpError(f"tensor method .{node.target}() called in {loc.describe()} is not supported",
                                      hint=f"supported methods: {', '.join(sorted(METHOD_LOWERINGS))}")
         ctx.values[node] = lower(ctx, node, loc)
-    elif node.op == "get_attr":
-        raise UnsupportedOpError(f"'{_join(prefix, str(node.target))}' read as a tensor attribute in "
-                                 f"{SourceLoc(module_path=path).describe()} is not supported",
-                                 hint="use registered submodules (nn.Linear, ...) for weights")
+    elif node.op == "get_attr":  # a weight: only lowerings that take one (x @ W) accept it
+        ctx.values[node] = Attr(_join(prefix, str(node.target)), _fetch_attr(modules, str(node.target)),
+                                SourceLoc(module_path=path))
     elif node.op == "output":
         results = node.args[0]
         results = list(results) if isinstance(results, (tuple, list)) else [results]

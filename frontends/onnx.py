@@ -1,11 +1,13 @@
 """ONNX frontend: read an `.onnx` model (an ANN) into an IR graph.
 
-Supported operators: Conv, Gemm, MatMul (+ Add of a bias), BatchNormalization,
-Relu, AveragePool, MaxPool, GlobalAveragePool, Flatten, Reshape, Add, Concat,
-Identity, Dropout and Constant. Nodes over constants only (a transposed
+Supported operators: Conv (1-D and 2-D), Gemm, MatMul (+ Add of a bias, or of
+two values), BatchNormalization, LayerNormalization, Relu, Clip, Softmax,
+AveragePool (1-D and 2-D), MaxPool, GlobalAveragePool, ReduceMean, Flatten,
+Reshape, Transpose, Squeeze, Unsqueeze, Add, Sub, Mul, Div, Neg, Concat,
+Identity, Dropout and Constant (docs/ops.md). Nodes over constants only (a transposed
 weight) are evaluated at import with onnx's reference evaluator; the shape
 arithmetic of `x.view(x.size(0), -1)` (Shape -> Gather -> Unsqueeze -> Concat)
-is followed symbolically, other run-time Reshape targets come from onnx
+(with Slice and the size arithmetic Div/Mul/Add/Sub) is followed symbolically, other run-time Reshape targets come from onnx
 shape inference. The operator handlers are in `snnc.frontends.onnx_ops`.
 """
 
@@ -22,6 +24,7 @@ from onnx import helper, numpy_helper
 from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.core.limits import check_tensor
 from snnc.frontends import onnx_ops  # noqa: F401 - registers the operator handlers
+from snnc.frontends import onnx_tensor_ops  # noqa: F401 - and the tensor/layout operators (extending some)
 from snnc.frontends import onnx_tensors
 from snnc.frontends.onnx_lowering import HANDLERS, SHAPE_OPS, _Const, _Ctx, _Opaque, _ShapeVec, supported_ops
 from snnc.ir import ops
@@ -192,7 +195,26 @@ def _shape_op(ctx: _Ctx, node: onnx.NodeProto, ins: list, attrs: dict) -> Any:
         return _ShapeVec(tuple(d for a in args for d in a.dims))
     if op == "Cast":
         return args[0]
+    if op == "Slice" and len(ins) >= 3 and not args[0].scalar:  # x.shape[1:2] (opset >= 10: inputs)
+        parts = [vec(v) if v is not None else None for v in ins[1:5]]
+        starts, ends = parts[0].dims, parts[1].dims
+        axes = parts[2].dims if len(parts) > 2 and parts[2] is not None else (0,)
+        steps = parts[3].dims if len(parts) > 3 and parts[3] is not None else (1,)
+        if len(starts) == len(ends) == 1 and tuple(axes) == (0,) and steps[0] != 0:
+            big = 2**62  # INT64_MAX ("to the end") and friends, as Python's slice takes them
+            return _ShapeVec(args[0].dims[slice(max(min(starts[0], big), -big), max(min(ends[0], big), -big),
+                                                steps[0])])
+    if op in _SIZE_ARITH and len(args) == 2 and all(isinstance(d, int) for a in args for d in a.dims) \
+            and (len(args[0].dims) == len(args[1].dims) or 1 in (len(args[0].dims), len(args[1].dims))):
+        a, b = args  # sizes computed from feature sizes (channels // groups); the batch "N" stays opaque
+        n = max(len(a.dims), len(b.dims))
+        pick = (lambda v, i: v.dims[0] if len(v.dims) == 1 else v.dims[i])
+        return _ShapeVec(tuple(_SIZE_ARITH[op](pick(a, i), pick(b, i)) for i in range(n)), a.scalar and b.scalar)
     return _Opaque()
+
+
+_SIZE_ARITH = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mul": lambda a, b: a * b,
+               "Div": lambda a, b: int(a / b) if b else 0}  # ONNX integer division truncates
 
 
 def _constant(ctx: _Ctx, node: onnx.NodeProto, attrs: dict) -> _Const:

@@ -48,7 +48,7 @@ class _Refused:
 Handler = Callable[["_Ctx", onnx.NodeProto, list, dict, SourceLoc], list]
 HANDLERS: dict[str, Handler] = {}
 # Operators that compute shapes; over run-time values their result is _Opaque.
-SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Slice", "Concat", "Mul", "Div", "ReduceProd",
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Slice", "Concat", "Mul", "Div", "Add", "Sub", "ReduceProd",
              "ConstantOfShape"}
 
 

@@ -173,6 +173,21 @@ def _register_spikingjelly() -> None:
     CAPTURE_REFUSED.extend([layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer])
     lowers_module(layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer)(
         _refuse("recurrent containers are not supported", "unroll the recurrence or remove it"))
+    lowers_module(layer.VotingLayer)(_voting)
+
+
+def _voting(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+    """SpikingJelly's VotingLayer: avg_pool1d(x.unsqueeze(1), v, v).squeeze(1) over features [F]."""
+    x = ctx.value(node.args[0], node, loc)
+    feats = ctx.type_of(x).features
+    v = int(m.voting_size)
+    if len(feats) != 1 or feats[0] < v:
+        raise UnsupportedAttributeError(f"{loc.describe()} votes over features {list(feats)} in groups of {v}",
+                                        hint="VotingLayer takes [N, C * voting_size] (flatten before it)")
+    row = ctx.emit(ops.Reshape(name=ctx.fresh(f"{node.name}_row"), inputs=(x,), loc=loc, shape=(1, feats[0])))
+    pooled = ctx.emit(ops.AvgPool1d(name=ctx.fresh(f"{node.name}_pool"), inputs=(row,), loc=loc, kernel_size=v,
+                                    stride=v))
+    return ctx.emit(ops.Reshape(name=ctx.fresh(node.name), inputs=(pooled,), loc=loc, shape=(feats[0] // v,)))
 
 
 def _register_library(neuron_base: type, memory_module: type, dropout: type, containers) -> None:

@@ -25,6 +25,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends import aten_ops  # noqa: F401 - registers the ATen lowerings
 from snnc.frontends import source_lines
+from snnc.frontends import aten_tensor_ops  # noqa: F401 - and the tensor/layout ops (extending some)
 from snnc.frontends.export_lowering import ATEN_LOWERINGS, _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, supported_ops
 from snnc.frontends.pt2_archive import check_archive
 from snnc.ir import ops

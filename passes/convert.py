@@ -137,7 +137,35 @@ def relu_to_if(graph: Graph, v_init: float = 0.0) -> Graph:
         if isinstance(op, ops.ReLU):
             g.replace_op(ops.IF(name=op.name, inputs=op.inputs, v_threshold=1.0, reset=SoftReset(),
                                 v_init=v_init if v_init else None, loc=op.loc))
+    refuse_nonlinear(g)
     return g
+
+
+def refuse_nonlinear(graph: Graph) -> None:
+    """PassError naming every op a rate code cannot carry: one not linear in its rate-coded inputs.
+
+    Values downstream of a neuron are rates (averages over T). A unary op marked
+    `rate_preserving = False` (softmax, layer norm, clamp) on a rate, or a product
+    (mul, matmul) of two rates, does not average to the ANN's value. A product
+    with one input that is constant over time (computed before any neuron) is
+    linear in the other and stays.
+    """
+    rated: set[str] = set()
+    bad = []
+    for op in graph:
+        marked = [i in rated for i in op.inputs]
+        if isinstance(op, ops.NeuronOp) or any(marked):
+            rated.add(op.name)
+        if type(op).rate_preserving or not any(marked):
+            continue
+        if op.arity == 2 and not all(marked):
+            continue  # linear in the one rate-coded input
+        bad.append(op)
+    if bad:
+        raise PassError("ANN-to-SNN conversion cannot rate-code " + "; ".join(
+            f"{op.where()} ({op.kind} is not linear in its spiking inputs)" for op in bad),
+            hint="a rate code carries only ops linear in their inputs (conv, linear, pooling, mean, reshape, "
+                 "add, scale); run these ops on an ANN or replace them")
 
 
 @register_pass("relu-to-if", context=True)

@@ -91,7 +91,7 @@ PIPELINES: dict[str, str] = {
     "lava": "fuse-bn,dce",  # lower() then runs quantize-loihi (NetX legalization + Loihi fixed point)
     "nir": "fuse-bn,fold-scales,fold-constants,remove-identities,dce",  # NIR has no BatchNorm; fewer Scale nodes
     # scales folded into weights and thresholds: fewer float16 roundings (lower() folds time into batch)
-    "lynxi": "fuse-bn,fold-scales,fold-constants,remove-identities,dce",
+    "lynxi": "fuse-bn,fold-scales,fold-constants,remove-identities,compact-layout,dce",  # compact: <= 4-D
 }
 
 

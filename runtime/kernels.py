@@ -49,7 +49,7 @@ def _p(params: Mapping[str, Tensor], name: str | None) -> Tensor | None:
     return None if name is None else params[name]
 
 
-MIN_ROWS = {ops.Conv2d: 2, ops.Linear: 16}
+MIN_ROWS = {ops.Conv2d: 2, ops.Conv1d: 2, ops.Linear: 16}  # conv1d: oneDNN, like conv2d, differs for one row
 
 
 def call(op: ops.OpBase, ins: list[Tensor], params: Mapping[str, Tensor], *, batch_invariant: bool) -> Tensor:
@@ -200,3 +200,73 @@ def _pool_out(op, x: Tensor, dilation) -> tuple[int, int]:
 @kernel(ops.AdaptiveAvgPool2d)
 def adaptive_avg_pool2d(op: ops.AdaptiveAvgPool2d, ins, params) -> Tensor:
     return F.adaptive_avg_pool2d(ins[0], op.output_size)
+
+
+# ---------------------------------------------------------------- tensor and layout ops (dims: 1 + feature dim)
+@kernel(ops.Reshape)
+def reshape(op: ops.Reshape, ins, params) -> Tensor:
+    x = ins[0]
+    return x.reshape(x.shape[0], *op.shape)
+
+
+@kernel(ops.Permute)
+def permute(op: ops.Permute, ins, params) -> Tensor:
+    return ins[0].permute(0, *(1 + p for p in op.perm))
+
+
+@kernel(ops.Mean)
+def mean(op: ops.Mean, ins, params) -> Tensor:
+    return ins[0].mean(dim=tuple(1 + d for d in op.dims), keepdim=op.keepdim)
+
+
+@kernel(ops.Mul)
+def mul(op, ins, params) -> Tensor:
+    return ins[0] * ins[1]
+
+
+@kernel(ops.Sub)
+def sub(op, ins, params) -> Tensor:
+    return ins[0] - ins[1]
+
+
+@kernel(ops.AddScalar)
+def add_scalar(op: ops.AddScalar, ins, params) -> Tensor:
+    return ins[0] + op.value
+
+
+@kernel(ops.MatMul)
+def matmul(op, ins, params) -> Tensor:
+    """x0 @ x1 with K and P zero-padded to multiples of K_ALIGN (+0 terms, sliced off).
+
+    sgemm's result for one matrix depends on its address (see the module
+    docstring); padded, every matrix and row of both operands starts 64-byte
+    aligned, so a sample's product does not depend on its position in the batch.
+    """
+    a, b = ins
+    k, p = a.shape[-1], b.shape[-1]
+    return torch.matmul(F.pad(a, (0, -k % K_ALIGN)), F.pad(b, (0, -p % K_ALIGN, 0, -k % K_ALIGN)))[..., :p]
+
+
+@kernel(ops.Clamp)
+def clamp(op: ops.Clamp, ins, params) -> Tensor:
+    return torch.clamp(ins[0], op.min, op.max)
+
+
+@kernel(ops.Softmax)
+def softmax(op: ops.Softmax, ins, params) -> Tensor:
+    return torch.softmax(ins[0], dim=1 + op.dim)
+
+
+@kernel(ops.Conv1d)
+def conv1d(op: ops.Conv1d, ins, params) -> Tensor:
+    return F.conv1d(ins[0], params[op.weight], _p(params, op.bias), op.stride, op.padding, op.dilation, op.groups)
+
+
+@kernel(ops.LayerNorm)
+def layer_norm(op: ops.LayerNorm, ins, params) -> Tensor:
+    return F.layer_norm(ins[0], op.normalized_shape, _p(params, op.weight), _p(params, op.bias), op.eps)
+
+
+@kernel(ops.AvgPool1d)
+def avg_pool1d(op: ops.AvgPool1d, ins, params) -> Tensor:
+    return F.avg_pool1d(ins[0], op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)

@@ -148,6 +148,9 @@ def _adaptive_avg_pool(op: ops.AdaptiveAvgPool2d, ctx: LowerCtx) -> nn.Module:
 @lowers(ops.Flatten)
 def _flatten(op: ops.Flatten, ctx: LowerCtx) -> nn.Module:
     rank = len(ctx.type(op.inputs[0]).features)
+    if op.start_dim % rank != 0 or op.end_dim % rank != rank - 1:  # else ONNX has no static Flatten for it
+        lead = ctx.time_steps * ctx.batch if ctx.type(op.name).layout.has_time else ctx.batch
+        return M.Reshape((lead, *ctx.type(op.name).features))
     return nn.Flatten(1 + op.start_dim % rank, 1 + op.end_dim % rank)
 
 
@@ -274,3 +277,72 @@ def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[
         iface.outputs += [s_out for _, s_out in iface.states]
     net = FlatNet(layers, program, [s.name for s in iface.inputs], [s.name for s in iface.outputs])
     return net.eval(), iface
+
+
+# ---------------------------------------------------------------- tensor and layout ops (features only; T*N stays dim 0)
+@lowers(ops.Reshape)
+def _reshape(op: ops.Reshape, ctx: LowerCtx) -> nn.Module:
+    lead = ctx.time_steps * ctx.batch if ctx.type(op.name).layout.has_time else ctx.batch
+    return M.Reshape((lead, *op.shape))  # a static shape: the exported graph must not compute it
+
+
+@lowers(ops.Permute)
+def _permute(op: ops.Permute, ctx: LowerCtx) -> nn.Module:
+    return M.Permute(op.perm)
+
+
+@lowers(ops.Mean)
+def _mean(op: ops.Mean, ctx: LowerCtx) -> nn.Module:
+    return M.Mean(op.dims, op.keepdim)
+
+
+@lowers(ops.Mul)
+def _mul(op, ctx: LowerCtx) -> nn.Module:
+    return M.Mul()
+
+
+@lowers(ops.Sub)
+def _sub(op, ctx: LowerCtx) -> nn.Module:
+    return M.Sub()
+
+
+@lowers(ops.AddScalar)
+def _add_scalar(op: ops.AddScalar, ctx: LowerCtx) -> nn.Module:
+    return M.AddScalar(op.value)
+
+
+@lowers(ops.MatMul)
+def _matmul(op, ctx: LowerCtx) -> nn.Module:
+    return M.MatMul()
+
+
+@lowers(ops.Clamp)
+def _clamp(op: ops.Clamp, ctx: LowerCtx) -> nn.Module:
+    return M.Clamp(op.min, op.max)
+
+
+@lowers(ops.Softmax)
+def _softmax(op: ops.Softmax, ctx: LowerCtx) -> nn.Module:
+    return nn.Softmax(dim=1 + op.dim)
+
+
+@lowers(ops.Conv1d)
+def _conv1d(op: ops.Conv1d, ctx: LowerCtx) -> nn.Module:
+    w, b = ctx.param(op.weight), ctx.param(op.bias)
+    m = nn.Conv1d(w.shape[1] * op.groups, w.shape[0], w.shape[2], op.stride, op.padding, op.dilation, op.groups,
+                  bias=b is not None)
+    return _load(m, weight=w, bias=b)
+
+
+@lowers(ops.LayerNorm)
+def _layer_norm(op: ops.LayerNorm, ctx: LowerCtx) -> nn.Module:
+    w, b = ctx.param(op.weight), ctx.param(op.bias)
+    m = nn.LayerNorm(op.normalized_shape, eps=op.eps, elementwise_affine=w is not None, bias=b is not None)
+    if w is not None:
+        _load(m, weight=w, bias=b)
+    return m
+
+
+@lowers(ops.AvgPool1d)
+def _avg_pool1d(op: ops.AvgPool1d, ctx: LowerCtx) -> nn.Module:
+    return nn.AvgPool1d(op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)

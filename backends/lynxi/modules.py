@@ -98,3 +98,66 @@ class UnrolledNeuron(nn.Module):
             spikes.append(s)
         out = torch.cat(spikes, 0)
         return (out if out.dtype == self.spike_dtype else out.to(self.spike_dtype)), state
+
+
+# ---------------------------------------------------------------- tensor and layout ops over [B, *features]
+class Reshape(nn.Module):
+    """x.reshape(shape), shape with its static leading (T*N or N) dim."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(self.shape)
+
+
+class Permute(nn.Module):
+    def __init__(self, perm: tuple[int, ...]):
+        super().__init__()
+        self.dims = (0, *(1 + p for p in perm))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(*self.dims)
+
+
+class Mean(nn.Module):
+    def __init__(self, dims: tuple[int, ...], keepdim: bool):
+        super().__init__()
+        self.dims, self.keepdim = tuple(1 + d for d in dims), keepdim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=self.dims, keepdim=self.keepdim)
+
+
+class Mul(nn.Module):
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a * b
+
+
+class Sub(nn.Module):
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a - b
+
+
+class AddScalar(nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = float(value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.value
+
+
+class MatMul(nn.Module):
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.matmul(a, b)
+
+
+class Clamp(nn.Module):
+    def __init__(self, lo: float | None, hi: float | None):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, self.lo, self.hi)

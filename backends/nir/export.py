@@ -33,6 +33,13 @@ HINTS = {
     ops.Concat: "NIR has no concatenation",
     ops.AdaptiveAvgPool2d: "use a fixed AvgPool2d",
     ops.SigmaDelta: "NIR has no sigma-delta neuron; the lava target (NetX SDNN) and the cpu target run it",
+    ops.Reshape: "NIR edges carry no reshapes other than Flatten",
+    ops.Permute: "NIR has no transpose/permute",
+    ops.Mul: "NIR has no product of two values",
+    ops.MatMul: "NIR has no product of two values",
+    ops.Softmax: "NIR has no softmax (and a rate code has none)",
+    ops.LayerNorm: "NIR has no layer norm",
+    ops.Clamp: "convert the ANN to an SNN first",
 }
 
 

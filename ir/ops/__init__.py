@@ -11,11 +11,12 @@ from snnc.ir.ops.elementwise import Add, Concat, Flatten, Identity, ReLU, Scale,
 from snnc.ir.ops.io import Input, Output
 from snnc.ir.ops.layout import LayoutCast
 from snnc.ir.ops.loihi import CubaLIF, LoihiInfo, LoihiLayerReport
-from snnc.ir.ops.linear import BatchNorm, Conv2d, Linear
+from snnc.ir.ops.linear import BatchNorm, Conv1d, Conv2d, LayerNorm, Linear
 from snnc.ir.ops.neuron import IF, LI, LIF, RESETS, Integrator, HardReset, NeuronOp, NoReset, SoftReset, reset_of
-from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool2d
 from snnc.ir.ops.sigma_delta import SigmaDelta
 from snnc.ir.ops.temporal import Delay, Recur
+from snnc.ir.ops.tensor import AddScalar, Clamp, MatMul, Mean, Mul, Permute, Reshape, Softmax, Sub
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
@@ -27,4 +28,6 @@ __all__ = [
     "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
     "SigmaDelta",
     "Delay", "Recur",
+    "Conv1d", "LayerNorm", "AvgPool1d", "Reshape", "Permute", "Mean", "Mul", "Sub", "AddScalar", "MatMul",
+    "Clamp", "Softmax",
 ]

@@ -65,6 +65,9 @@ class OpBase(BaseModel):
     state: ClassVar[tuple[StateSpec, ...]] = ()
     stateful: ClassVar[bool] = False
     back_edge: ClassVar[bool] = False  # its inputs are read one step late (ir/ops/temporal.py's Recur)
+    # False: the op is not linear in its inputs (a product of two values, softmax, ...), so on rate-coded
+    # (ANN-to-SNN converted) inputs its average output is not the ANN's; conversion refuses it by name
+    rate_preserving: ClassVar[bool] = True
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         raise NotImplementedError(type(self).__name__)

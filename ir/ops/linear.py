@@ -93,3 +93,54 @@ class BatchNorm(OpBase):
         for f, p in self.param_refs().items():
             need(params[p].shape == (c,), f"{f} has shape {list(params[p].shape)}, expected [{c}]")
         return x.with_dtype(_float_out(x))
+
+
+@register
+class Conv1d(OpBase):
+    """y = conv1d(x, W) + b over the feature dims [C, L]."""
+
+    kind: Literal["conv1d"] = "conv1d"
+    weight: str
+    bias: str | None = None
+    stride: int = Field(default=1, ge=1)
+    padding: int = Field(default=0, ge=0)
+    dilation: int = Field(default=1, ge=1)
+    groups: int = Field(default=1, ge=1)
+    param_fields = ("weight", "bias")
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x, w = ins[0], params[self.weight].shape
+        need(len(x.features) == 2, f"conv1d needs input features [C, L], got {list(x.features)}")
+        need(len(w) == 3, f"conv1d weight must be 3-D [out, in/groups, k], got {list(w)}")
+        c, length = x.features
+        need(c == w[1] * self.groups, f"input channels {c} != {w[1]} * groups {self.groups} (weight {list(w)})")
+        need(w[0] % self.groups == 0, f"out channels {w[0]} not divisible by groups={self.groups}")
+        if self.bias is not None:
+            need(params[self.bias].shape == (w[0],), f"bias shape {list(params[self.bias].shape)} != [{w[0]}]")
+        lo = conv_out(length, w[2], self.stride, self.padding, self.dilation)
+        need(lo > 0, f"output length {lo} is empty for input length {length} and kernel {w[2]}")
+        return x.with_features((w[0], lo), _float_out(x))
+
+
+@register
+class LayerNorm(OpBase):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last len(normalized_shape) feature dims.
+
+    Not linear in x (it divides by the input's own deviation): conversion refuses it.
+    """
+
+    kind: Literal["layer_norm"] = "layer_norm"
+    normalized_shape: tuple[int, ...]
+    weight: str | None = None
+    bias: str | None = None
+    eps: float = Field(default=1e-5, gt=0)
+    param_fields = ("weight", "bias")
+    rate_preserving = False
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x, n = ins[0], self.normalized_shape
+        need(len(n) >= 1 and tuple(x.features[-len(n):]) == n,
+             f"layer_norm over {list(n)} does not match the trailing features of {list(x.features)}")
+        for f, p in self.param_refs().items():
+            need(params[p].shape == n, f"{f} has shape {list(params[p].shape)}, expected {list(n)}")
+        return x.with_dtype(_float_out(x))

@@ -68,3 +68,26 @@ class AdaptiveAvgPool2d(OpBase):
         need(min(self.output_size) >= 1, f"output_size must be positive, got {self.output_size}")
         out = x.with_features((x.features[0], *self.output_size))
         return out.with_dtype(DType.F32) if x.dtype is DType.SPIKE else out
+
+
+@register
+class AvgPool1d(OpBase):
+    """Average over kernel windows of features [C, L] (SpikingJelly's VotingLayer is one over [1, C])."""
+
+    kind: Literal["avg_pool1d"] = "avg_pool1d"
+    kernel_size: int = Field(ge=1)
+    stride: int = Field(ge=1)
+    padding: int = Field(default=0, ge=0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x = ins[0]
+        need(len(x.features) == 2, f"avg_pool1d needs input features [C, L], got {list(x.features)}")
+        need(self.padding <= self.kernel_size // 2,
+             f"padding {self.padding} must be at most half the kernel size {self.kernel_size}")
+        c, length = x.features
+        lo = conv_out(length, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
+        need(lo > 0, f"output length {lo} is empty for input length {length}")
+        out = x.with_features((c, lo))
+        return out.with_dtype(DType.F32) if x.dtype is DType.SPIKE else out

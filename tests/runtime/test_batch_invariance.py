@@ -19,11 +19,12 @@ def _params():
     g = torch.Generator().manual_seed(0)
     p = {}
     for name, shape in {"c1": (16, 3, 3, 3), "c2": (32, 16, 3, 3), "c3": (64, 32, 1, 1), "cg": (16, 8, 3, 3),
-                        "l1": (10, 64), "l2": (512, 576), "l3": (7, 33)}.items():
+                        "l1": (10, 64), "l2": (512, 576), "l3": (7, 33), "k1": (6, 5, 3)}.items():
         p[name] = torch.randn(shape, generator=g) * 0.1
         p[name + ".b"] = torch.randn(shape[0], generator=g)
     for k in ("m", "v", "w", "b"):
         p["bn." + k] = torch.rand(16, generator=g) + 0.5
+    p["ln.w"], p["ln.b"] = torch.rand(33, generator=g) + 0.5, torch.randn(33, generator=g)
     return p
 
 
@@ -43,6 +44,13 @@ CASES = [
     (ops.AdaptiveAvgPool2d(name="a", output_size=(2, 2)), (16, 5, 5)),
     (ops.Scale(name="a", factor=0.37), (16, 4, 4)),
     (ops.Flatten(name="a"), (16, 2, 2)),
+    (ops.Conv1d(name="a", weight="k1", bias="k1.b", padding=1), (5, 33)),
+    (ops.AvgPool1d(name="a", kernel_size=3, stride=3), (5, 33)),
+    (ops.Mean(name="a", dims=(1,)), (5, 33)),
+    (ops.Softmax(name="a", dim=1), (5, 33)),
+    (ops.LayerNorm(name="a", normalized_shape=(33,), weight="ln.w", bias="ln.b"), (5, 33)),
+    (ops.Permute(name="a", perm=(1, 0)), (5, 33)),
+    (ops.Reshape(name="a", shape=(3, 55)), (5, 33)),
 ]
 
 
@@ -64,3 +72,18 @@ def test_rows_do_not_depend_on_the_batch(op, features, fmt):
         for start in (0, 9):
             # a fresh copy, as the runtime passes (MKL's sgemm also depends on the rows' alignment)
             assert torch.equal(call(x[start:start + m].clone()), full[start:start + m]), f"rows {start}:{start + m}"
+
+
+@pytest.mark.parametrize("m,k,p", [(17, 33, 9), (5, 7, 5), (16, 36, 16)])
+def test_matmul_rows_do_not_depend_on_the_batch(m, k, p):
+    """Unpadded, torch.matmul of [17, 33] @ [33, 9] matrices changes with each matrix's address."""
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(40, m, k, generator=g), torch.randn(40, k, p, generator=g)
+    op = ops.MatMul(name="a", inputs=("x", "y"))
+    full = kernel_call(op, [a, b], {}, batch_invariant=True)
+    torch.testing.assert_close(full, torch.matmul(a, b), atol=1e-4, rtol=1e-5)
+    for rows in ROWS[:5]:
+        for start in (0, 7, 14):
+            part = kernel_call(op, [a[start:start + rows].clone(), b[start:start + rows].clone()], {},
+                               batch_invariant=True)
+            assert torch.equal(part, full[start:start + rows]), f"rows {start}:{start + rows}"

@@ -1,0 +1,314 @@
+"""ATen lowerings (torch.export programs) of the tensor and layout ops (issues 18, 19; docs/ops.md).
+
+Reshapes of any kind that keep the batch dim, permute/transpose, mean over
+feature dims, mul/sub/rsub/div/neg and add of a number, matmul of two values,
+clamp/hardtanh/relu6, softmax, layer_norm, conv1d and avg_pool1d. Entries for
+a packet snnc.frontends.aten_ops also lowers (view, mean, add, mm/matmul,
+convolution) replace those and fall back to them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.aten_ops import _add, _convolution, _mean, _mm
+from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _Tuple, lowers
+from snnc.frontends.fx_ops import merged_run
+from snnc.ir import ops
+from snnc.ir.ops import SourceLoc
+
+aten = torch.ops.aten
+
+
+def _lead(ctx: _Ctx, x: str) -> int:
+    return ctx.type_of(x).layout.n_layout_dims
+
+
+def _fdim(ctx: _Ctx, x: str, d: int, node: fx.Node, loc: SourceLoc, extra: int = 0) -> int:
+    """Dim d of x (rank + extra) as a feature dim; the batch dim is refused by name."""
+    lead = _lead(ctx, x)
+    rank = lead + len(ctx.type_of(x).features) + extra
+    d = int(d) % rank
+    if d < lead:
+        raise UnsupportedAttributeError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} works on the batch "
+                                        "dim", hint="snnc keeps the batch dim in place; use feature dims only")
+    return d - lead
+
+
+def _number(v: Any) -> float | None:
+    """A python number, or a one-element constant, as a float; else None."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, _Const) and v.tensor.numel() == 1 and v.tensor.is_floating_point():
+        return float(v.tensor.reshape(()))
+    return None
+
+
+def _fresh(ctx: _Ctx, node: fx.Node, suffix: str = "") -> str:
+    return ctx.graph.fresh_name(node.name + suffix)
+
+
+def _out_features(node: fx.Node, x_node: Any) -> tuple[int, ...] | None:
+    """The features of node's result when its batch dim is that of its input (from the export metadata)."""
+    src = x_node.meta.get("val") if isinstance(x_node, fx.Node) else None
+    out = node.meta.get("val")
+    try:
+        if src is None or out is None or len(out.shape) < 1 or str(out.shape[0]) != str(src.shape[0]):
+            return None
+        return tuple(int(d) for d in out.shape[1:])
+    except (TypeError, ValueError):
+        return None
+
+
+@lowers(aten.view, aten.reshape, aten._unsafe_view, aten.flatten, aten.unsqueeze, aten.squeeze, aten.unflatten)
+def _reshape_any(ctx, node, a, loc) -> str:
+    """Any reshape that keeps the batch dim: a Flatten when it merges a run of features, else a Reshape."""
+    x = ctx.tensor(a.get("self", a.get("input")), "input", node, loc)
+    feats = tuple(ctx.type_of(x).features)
+    new = _out_features(node, node.args[0])
+    if new is None or math.prod(new) != math.prod(feats):
+        raise UnsupportedOpError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} moves or merges the batch "
+                                 "dim", hint="keep the batch dim (x.size(0)) and reshape the features only")
+    run = merged_run(feats, new)
+    if run == (0, 0):
+        return x
+    if run is not None:
+        return ctx.emit(ops.Flatten(name=_fresh(ctx, node), inputs=(x,), loc=loc, start_dim=run[0], end_dim=run[1]))
+    return ctx.emit(ops.Reshape(name=_fresh(ctx, node), inputs=(x,), loc=loc, shape=new))
+
+
+def _perm(ctx: _Ctx, node: fx.Node, x: str, dims: list[int], loc: SourceLoc) -> str:
+    lead = _lead(ctx, x)
+    rank = lead + len(ctx.type_of(x).features)
+    dims = [int(d) % rank for d in dims]
+    if dims[:lead] != list(range(lead)):
+        raise UnsupportedAttributeError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} moves the batch dim",
+                                        hint="permute feature dims only")
+    perm = tuple(d - lead for d in dims[lead:])
+    if perm == tuple(range(len(perm))):
+        return x
+    return ctx.emit(ops.Permute(name=_fresh(ctx, node), inputs=(x,), loc=loc, perm=perm))
+
+
+@lowers(aten.permute)
+def _permute(ctx, node, a, loc) -> str:
+    return _perm(ctx, node, ctx.tensor(a["self"], "input", node, loc), list(a["dims"]), loc)
+
+
+@lowers(aten.transpose, aten.swapaxes, aten.swapdims)
+def _transpose(ctx, node, a, loc) -> str:
+    x = ctx.tensor(a["self"], "input", node, loc)
+    rank = _lead(ctx, x) + len(ctx.type_of(x).features)
+    d0, d1 = (int(a.get(k, a.get(k2))) % rank for k, k2 in (("dim0", "axis0"), ("dim1", "axis1")))
+    dims = list(range(rank))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return _perm(ctx, node, x, dims, loc)
+
+
+@lowers(aten.mean)
+def _mean_any(ctx, node, a, loc) -> str:
+    """Mean over feature dims: over H and W of [C, H, W] a global average pool, else a Mean."""
+    x = ctx.tensor(a["self"], "input", node, loc)
+    if not a.get("dim"):
+        raise UnsupportedAttributeError(f"mean over all dims in {loc.describe()} averages over the batch",
+                                        hint="name the feature dims, e.g. x.mean([2, 3])")
+    feats = ctx.type_of(x).features
+    dims = tuple(sorted({_fdim(ctx, x, d, node, loc) for d in a["dim"]}))
+    if len(feats) == 3 and dims == (1, 2):
+        return _mean(ctx, node, a, loc)
+    return ctx.emit(ops.Mean(name=_fresh(ctx, node), inputs=(x,), loc=loc, dims=dims, keepdim=bool(a.get("keepdim"))))
+
+
+def _scale_by(ctx: _Ctx, node: fx.Node, x: str, factor: float, loc: SourceLoc, suffix: str = "") -> str:
+    return ctx.emit(ops.Scale(name=_fresh(ctx, node, suffix), inputs=(x,), loc=loc, factor=factor))
+
+
+def _shift(ctx: _Ctx, node: fx.Node, x: str, value: float, loc: SourceLoc) -> str:
+    return ctx.emit(ops.AddScalar(name=_fresh(ctx, node), inputs=(x,), loc=loc, value=value))
+
+
+@lowers(aten.mul, aten.mul_)
+def _mul(ctx, node, a, loc) -> str:
+    x, y = a["self"], a["other"]
+    if _number(x) is not None and isinstance(y, str):
+        x, y = y, x
+    c = _number(y)
+    if isinstance(x, str) and c is not None:
+        return _scale_by(ctx, node, x, c, loc)
+    return ctx.emit(ops.Mul(name=_fresh(ctx, node), loc=loc, inputs=(ctx.tensor(x, "input", node, loc),
+                                                                     ctx.tensor(y, "other", node, loc))))
+
+
+@lowers(aten.sub, aten.sub_)
+def _sub(ctx, node, a, loc) -> str:
+    if a.get("alpha", 1) != 1:
+        raise UnsupportedAttributeError(f"sub with alpha={a['alpha']} in {loc.describe()} is not supported")
+    x, y = a["self"], a["other"]
+    if isinstance(x, str) and _number(y) is not None:
+        return _shift(ctx, node, x, -_number(y), loc)
+    if isinstance(y, str) and _number(x) is not None:
+        return _shift(ctx, node, _scale_by(ctx, node, y, -1.0, loc, "_neg"), _number(x), loc)
+    return ctx.emit(ops.Sub(name=_fresh(ctx, node), loc=loc, inputs=(ctx.tensor(x, "input", node, loc),
+                                                                     ctx.tensor(y, "other", node, loc))))
+
+
+@lowers(aten.rsub)
+def _rsub(ctx, node, a, loc) -> str:
+    """other - self (1 - x)."""
+    if a.get("alpha", 1) != 1 or _number(a["other"]) is None:
+        raise UnsupportedAttributeError(f"rsub in {loc.describe()} is supported with a constant and alpha=1 only")
+    x = ctx.tensor(a["self"], "input", node, loc)
+    return _shift(ctx, node, _scale_by(ctx, node, x, -1.0, loc, "_neg"), _number(a["other"]), loc)
+
+
+@lowers(aten.add, aten.add_)
+def _add_any(ctx, node, a, loc) -> str:
+    """x + c with a number c is an AddScalar; the rest as before (two values, or a bias after x @ W)."""
+    x, y = a["self"], a["other"]
+    if isinstance(y, (int, float)) and not isinstance(y, bool) and isinstance(x, str) and a.get("alpha", 1) == 1:
+        return _shift(ctx, node, x, float(y), loc)
+    return _add(ctx, node, a, loc)
+
+
+@lowers(aten.div, aten.div_)
+def _div(ctx, node, a, loc) -> str:
+    c = _number(a["other"])
+    if a.get("rounding_mode") is not None or not isinstance(a["self"], str) or not c:
+        raise UnsupportedOpError(f"division in {loc.describe()} is not supported",
+                                 hint="only a tensor divided by a nonzero constant is")
+    return _scale_by(ctx, node, a["self"], 1.0 / c, loc)
+
+
+@lowers(aten.neg)
+def _neg(ctx, node, a, loc) -> str:
+    return _scale_by(ctx, node, ctx.tensor(a["self"], "input", node, loc), -1.0, loc)
+
+
+@lowers(aten.mm, aten.matmul, aten.bmm)
+def _mm_any(ctx, node, a, loc) -> str:
+    """x @ W with a weight is a Linear; x @ y of two values (per-sample matrices) is a MatMul."""
+    x, y = a["self"], a.get("mat2", a.get("other"))
+    if not isinstance(y, str):
+        return _mm(ctx, node, a, loc)
+    x = ctx.tensor(x, "input", node, loc)
+    fx_, fy = ctx.type_of(x).features, ctx.type_of(y).features
+    if len(fx_) < 2 or len(fy) < 2:
+        raise UnsupportedAttributeError(f"{_op_name(node)} of features {list(fx_)} and {list(fy)} in "
+                                        f"{loc.describe()} mixes samples of the batch",
+                                        hint="both operands need a matrix [.., M, K] per sample")
+    return ctx.emit(ops.MatMul(name=_fresh(ctx, node), inputs=(x, y), loc=loc))
+
+
+def _clamp_op(ctx, node, loc, x, lo, hi) -> str:
+    bounds = []
+    for v in (lo, hi):
+        if v is not None and _number(v) is None:
+            raise UnsupportedAttributeError(f"clamp to a tensor bound in {loc.describe()} is not supported")
+        bounds.append(None if v is None else _number(v))
+    return ctx.emit(ops.Clamp(name=_fresh(ctx, node), inputs=(ctx.tensor(x, "input", node, loc),), loc=loc,
+                              min=bounds[0], max=bounds[1]))
+
+
+@lowers(aten.hardtanh, aten.hardtanh_)
+def _hardtanh(ctx, node, a, loc) -> str:
+    return _clamp_op(ctx, node, loc, a["self"], a.get("min_val", -1.0), a.get("max_val", 1.0))
+
+
+@lowers(aten.relu6)
+def _relu6(ctx, node, a, loc) -> str:
+    return _clamp_op(ctx, node, loc, a["self"], 0.0, 6.0)
+
+
+@lowers(aten.clamp, aten.clamp_, aten.clip)
+def _clamp(ctx, node, a, loc) -> str:
+    return _clamp_op(ctx, node, loc, a["self"], a.get("min"), a.get("max"))
+
+
+@lowers(aten.clamp_min)
+def _clamp_min(ctx, node, a, loc) -> str:
+    return _clamp_op(ctx, node, loc, a["self"], a["min"], None)
+
+
+@lowers(aten.clamp_max)
+def _clamp_max(ctx, node, a, loc) -> str:
+    return _clamp_op(ctx, node, loc, a["self"], None, a["max"])
+
+
+@lowers(aten._softmax, aten.softmax)
+def _softmax(ctx, node, a, loc) -> str:
+    x = ctx.tensor(a["self"], "input", node, loc)
+    if a.get("dtype") is not None or a.get("half_to_float"):
+        raise UnsupportedAttributeError(f"softmax with a dtype change in {loc.describe()} is not supported")
+    return ctx.emit(ops.Softmax(name=_fresh(ctx, node), inputs=(x,), loc=loc, dim=_fdim(ctx, x, a["dim"], node, loc)))
+
+
+def _ln(ctx, node, a, loc) -> str:
+    x = ctx.tensor(a["input"], "input", node, loc)
+    return ctx.emit(ops.LayerNorm(name=_fresh(ctx, node), inputs=(x,), loc=loc,
+                                  normalized_shape=tuple(int(d) for d in a["normalized_shape"]),
+                                  weight=ctx.param(a["weight"], "weight", node, loc),
+                                  bias=ctx.param(a["bias"], "bias", node, loc), eps=float(a["eps"])))
+
+
+@lowers(aten.layer_norm)
+def _layer_norm(ctx, node, a, loc) -> str:
+    return _ln(ctx, node, a, loc)
+
+
+@lowers(aten.native_layer_norm)
+def _native_layer_norm(ctx, node, a, loc) -> _Tuple:
+    return _Tuple((_ln(ctx, node, a, loc), None, None), "native_layer_norm")
+
+
+def _conv1d_op(ctx, node, loc, x, w, b, stride, padding, dilation, groups) -> str:
+    x = ctx.tensor(x, "input", node, loc)
+    if isinstance(padding, str):
+        if padding != "valid":
+            raise UnsupportedAttributeError(f"conv1d with padding={padding!r} in {loc.describe()}",
+                                            hint="pad explicitly")
+        padding = [0]
+    one = (lambda v: int(v[0]) if isinstance(v, (list, tuple)) else int(v))
+    return ctx.emit(ops.Conv1d(name=_fresh(ctx, node), inputs=(x,), loc=loc, weight=ctx.param(w, "weight", node, loc),
+                               bias=ctx.param(b, "bias", node, loc), stride=one(stride), padding=one(padding),
+                               dilation=one(dilation), groups=int(groups)))
+
+
+@lowers(aten.conv1d)
+def _conv1d(ctx, node, a, loc) -> str:
+    return _conv1d_op(ctx, node, loc, a["input"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"],
+                      a["groups"])
+
+
+@lowers(aten.convolution)
+def _convolution_any(ctx, node, a, loc) -> str:
+    w = a["weight"]
+    if isinstance(w, _Const) and w.tensor.dim() == 3 and not a["transposed"]:
+        return _conv1d_op(ctx, node, loc, a["input"], w, a["bias"], a["stride"], a["padding"], a["dilation"],
+                          a["groups"])
+    return _convolution(ctx, node, a, loc)
+
+
+@lowers(aten.avg_pool1d)
+def _avg_pool1d(ctx, node, a, loc) -> str:
+    one = (lambda v, d=None: d if (v is None or v == []) else int(v[0]) if isinstance(v, (list, tuple)) else int(v))
+    k = one(a["kernel_size"])
+    return ctx.emit(ops.AvgPool1d(name=_fresh(ctx, node), inputs=(ctx.tensor(a["self"], "input", node, loc),),
+                                  loc=loc, kernel_size=k, stride=one(a["stride"], k), padding=one(a["padding"], 0),
+                                  ceil_mode=bool(a["ceil_mode"]), count_include_pad=bool(a["count_include_pad"])))
+
+
+@lowers(aten.expand)
+def _expand(ctx, node, a, loc) -> str:
+    """expand to the shape the value already has (decompositions write it before bmm) is the identity."""
+    x = ctx.tensor(a["self"], "input", node, loc)
+    new = _out_features(node, node.args[0])
+    if new != tuple(ctx.type_of(x).features):
+        raise UnsupportedOpError(f"aten.expand ('{node.name}') in {loc.describe()} broadcasts features "
+                                 f"{list(ctx.type_of(x).features)} to {list(new) if new else '?'}",
+                                 hint="only an expand to the same shape is supported")
+    return x

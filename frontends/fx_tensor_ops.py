@@ -1,0 +1,416 @@
+"""torch.fx lowerings of the tensor and layout ops real models use (issues 18, 19; docs/ops.md).
+
+Arithmetic (mul, sub, add of a number, div by a constant, matmul of two values
+or by a weight parameter), transpose/permute, general view/reshape,
+unsqueeze/squeeze, mean, clamp (ReLU6, hardtanh), softmax, Conv1d, AvgPool1d
+and LayerNorm. Dims in user code count the leading batch/time dims
+(ctx.lead); IR ops take feature dims only, and any use of a batch/time dim is
+refused by name. Entries registered here for a function that snnc.frontends.fx_ops
+also lowers (operator.add, view/reshape) replace those, handling more cases.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module
+from snnc.frontends.fx_ops import _arg, _f_add, _LeadDim, flatten_op, merged_run
+from snnc.ir import ops
+from snnc.ir.ops import SourceLoc
+
+
+# Dims in user code count the leading batch/time dims (ctx.lead); IR ops take feature dims only, and
+# any use of a batch/time dim is refused by name.
+def _operand(ctx: _Ctx, arg: Any) -> Any:
+    """An argument as a value: an IR value name, a python number, or a shape marker."""
+    return ctx.values.get(arg) if isinstance(arg, fx.Node) else arg
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _feature_dim(ctx: _Ctx, x: str, d: int, loc: SourceLoc, what: str, extra: int = 0) -> int:
+    """User dim d of x (rank + extra, for unsqueeze) as a feature dim; the batch/time dims are refused."""
+    lead = ctx.lead(x)
+    rank = lead + len(ctx.type_of(x).features) + extra
+    if not -rank <= int(d) < rank:
+        raise UnsupportedAttributeError(f"{what} dim {d} is out of range for a rank-{rank} tensor in {loc.describe()}")
+    d = int(d) % rank
+    if d < lead:
+        raise UnsupportedAttributeError(
+            f"{what} over dim {d} in {loc.describe()} touches the {'time' if lead == 2 and d == 0 else 'batch'} dim",
+            hint="snnc keeps batch and time in place; index feature dims only "
+                 f"(from dim {lead} on this [{'T, N' if lead == 2 else 'N'}, *] tensor)")
+    return d - lead
+
+
+def _scale(ctx: _Ctx, x: str, factor: float, name: str, loc: SourceLoc) -> str:
+    return ctx.emit(ops.Scale(name=ctx.fresh(name), inputs=(x,), loc=loc, factor=float(factor)))
+
+
+def _add_scalar(ctx: _Ctx, x: str, value: float, name: str, loc: SourceLoc) -> str:
+    return ctx.emit(ops.AddScalar(name=ctx.fresh(name), inputs=(x,), loc=loc, value=float(value)))
+
+
+def _shape_arith(node: fx.Node, a: Any, b: Any, loc: SourceLoc) -> Any:
+    """Python arithmetic on sizes (channels // groups); a batch/time size is refused (it would fold dims)."""
+    if isinstance(a, _LeadDim) or isinstance(b, _LeadDim):
+        raise UnsupportedOpError(f"arithmetic on the batch/time size ({_fname(node)}) in {loc.describe()} "
+                                 "is not supported", hint="reshapes that fold batch or time into other dims "
+                                                          "cannot be represented; keep x.size(0) (and T) as they are")
+    if not all(_is_number(v) for v in (a, b)):
+        raise UnsupportedOpError(f"{_fname(node)} of {a!r} and {b!r} in {loc.describe()} is not supported")
+    return _PY_OPS.get(node.target, node.target)(a, b)
+
+
+_PY_OPS = {torch.mul: operator.mul, torch.add: operator.add, torch.sub: operator.sub, torch.div: operator.truediv,
+           torch.true_divide: operator.truediv}
+
+
+def _fname(node: fx.Node) -> str:
+    return getattr(node.target, "__name__", str(node.target))
+
+
+@lowers_function(operator.mul, operator.imul, torch.mul)
+def _f_mul(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    """x * y of two tensors (Mul: SEW-ResNet's AND), a tensor and a number (Scale), or two sizes."""
+    a, b = (_operand(ctx, v) for v in node.args[:2])
+    if not isinstance(a, str) and not isinstance(b, str):
+        return _shape_arith(node, a, b, loc)
+    if _is_number(a) or _is_number(b):
+        x = node.args[1] if _is_number(a) else node.args[0]
+        return _scale(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+    x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
+    return ctx.emit(ops.Mul(name=ctx.fresh(node.name), inputs=(x, y), loc=loc))
+
+
+@lowers_function(operator.sub, operator.isub, torch.sub)
+def _f_sub(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    if node.kwargs.get("alpha", 1) != 1:
+        raise UnsupportedAttributeError(f"torch.sub with alpha in {loc.describe()} is not supported")
+    a, b = (_operand(ctx, v) for v in node.args[:2])
+    if not isinstance(a, str) and not isinstance(b, str):
+        return _shape_arith(node, a, b, loc)
+    if _is_number(b):
+        return _add_scalar(ctx, ctx.value(node.args[0], node, loc), -b, node.name, loc)
+    if _is_number(a):  # c - x (SEW-ResNet's IAND: x * (1 - y))
+        neg = _scale(ctx, ctx.value(node.args[1], node, loc), -1.0, f"{node.name}_neg", loc)
+        return _add_scalar(ctx, neg, a, node.name, loc)
+    x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
+    return ctx.emit(ops.Sub(name=ctx.fresh(node.name), inputs=(x, y), loc=loc))
+
+
+@lowers_function(torch.rsub)
+def _f_rsub(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    x, c = ctx.value(node.args[0], node, loc), _operand(ctx, node.args[1])
+    if not _is_number(c):
+        raise UnsupportedAttributeError(f"torch.rsub of two tensors in {loc.describe()}", hint="write b - a")
+    return _add_scalar(ctx, _scale(ctx, x, -1.0, f"{node.name}_neg", loc), c, node.name, loc)
+
+
+@lowers_function(operator.add, operator.iadd, torch.add)
+def _f_add_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    """x + y of two tensors (Add), a tensor and a number (AddScalar), or two sizes."""
+    a, b = (_operand(ctx, v) for v in node.args[:2])
+    if not isinstance(a, str) and not isinstance(b, str):
+        return _shape_arith(node, a, b, loc)
+    if _is_number(a) or _is_number(b):
+        if node.kwargs.get("alpha", 1) != 1:
+            raise UnsupportedAttributeError(f"torch.add with alpha in {loc.describe()} is not supported")
+        x = node.args[1] if _is_number(a) else node.args[0]
+        return _add_scalar(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+    return _f_add(ctx, node, loc)
+
+
+@lowers_function(operator.truediv, operator.itruediv, torch.div, torch.true_divide)
+def _f_div(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    a, b = (_operand(ctx, v) for v in node.args[:2])
+    if not isinstance(a, str) and not isinstance(b, str):
+        return _shape_arith(node, a, b, loc)
+    if node.kwargs.get("rounding_mode") is not None or not isinstance(a, str) or not _is_number(b) or b == 0:
+        raise UnsupportedOpError(f"division in {loc.describe()} is not supported",
+                                 hint="only a tensor divided by a nonzero constant is")
+    return _scale(ctx, a, 1.0 / b, node.name, loc)
+
+
+@lowers_function(operator.floordiv, operator.mod)
+def _f_size_arith(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    a, b = (_operand(ctx, v) for v in node.args[:2])
+    if isinstance(a, str) or isinstance(b, str):
+        raise UnsupportedOpError(f"{_fname(node)} of a tensor in {loc.describe()} is not supported")
+    return _shape_arith(node, a, b, loc)
+
+
+@lowers_function(operator.neg, torch.neg)
+def _f_neg(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _scale(ctx, ctx.value(node.args[0], node, loc), -1.0, node.name, loc)
+
+
+@lowers_function(operator.matmul, torch.matmul, torch.bmm)
+def _f_matmul(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    w = _operand(ctx, node.args[1])
+    if isinstance(w, Attr) and isinstance(w.tensor, torch.Tensor) and w.tensor.dim() == 2:
+        x = ctx.value(node.args[0], node, loc)  # x @ W with a weight: a Linear with W^T
+        key = (id(w.tensor), "@T")  # a weight used twice is one parameter
+        if key not in ctx.param_cache:
+            ctx.param_cache[key] = ctx.graph.add_param(f"{w.path}.T", w.tensor.detach().t().contiguous().clone())
+        weight = ctx.param_cache[key]
+        return ctx.emit(ops.Linear(name=ctx.fresh(node.name), inputs=(x,), loc=loc, weight=weight))
+    x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
+    fx_, fy = ctx.type_of(x).features, ctx.type_of(y).features
+    if len(fx_) < 2 or len(fy) < 2:
+        raise UnsupportedAttributeError(f"matmul of features {list(fx_)} and {list(fy)} in {loc.describe()}",
+                                        hint="both operands need a matrix [.., M, K] per sample; a product by a "
+                                             "weight is nn.Linear")
+    return ctx.emit(ops.MatMul(name=ctx.fresh(node.name), inputs=(x, y), loc=loc))
+
+
+def _permute(ctx: _Ctx, x: str, dims: list[int], node: fx.Node, loc: SourceLoc) -> str:
+    lead = ctx.lead(x)
+    rank = lead + len(ctx.type_of(x).features)
+    if sorted(int(d) % rank for d in dims) != list(range(rank)) or len(dims) != rank:
+        raise UnsupportedAttributeError(f"permute{tuple(dims)} in {loc.describe()} is no permutation of "
+                                        f"{rank} dims")
+    dims = [int(d) % rank for d in dims]
+    if dims[:lead] != list(range(lead)):
+        raise UnsupportedAttributeError(f"permute{tuple(dims)} in {loc.describe()} moves the batch/time dims",
+                                        hint="snnc keeps batch and time in place; permute feature dims only")
+    perm = tuple(d - lead for d in dims[lead:])
+    if perm == tuple(range(len(perm))):
+        return x
+    return ctx.emit(ops.Permute(name=ctx.fresh(node.name), inputs=(x,), loc=loc, perm=perm))
+
+
+@lowers_function(torch.transpose, torch.swapaxes)
+def _f_transpose(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    d0, d1 = int(_arg(node, 1, "dim0")), int(_arg(node, 2, "dim1"))
+    rank = ctx.lead(x) + len(ctx.type_of(x).features)
+    dims = list(range(rank))
+    dims[d0 % rank], dims[d1 % rank] = dims[d1 % rank], dims[d0 % rank]
+    return _permute(ctx, x, dims, node, loc)
+
+
+@lowers_function(torch.permute)
+def _f_permute(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _permute(ctx, ctx.value(node.args[0], node, loc), list(_arg(node, 1, "dims")), node, loc)
+
+
+def _reshape_to(ctx: _Ctx, x: str, new: tuple[int, ...], name: str, loc: SourceLoc) -> str:
+    """Features of x -> `new`: a Flatten where it merges a run of dims, else a Reshape."""
+    run = merged_run(tuple(ctx.type_of(x).features), new)
+    lead = ctx.lead(x)
+    if run is not None:
+        return flatten_op(ctx, x, run[0] + lead, run[1] + lead, name, loc, lead)
+    return ctx.emit(ops.Reshape(name=ctx.fresh(name), inputs=(x,), loc=loc, shape=tuple(new)))
+
+
+def _view(ctx: _Ctx, node: fx.Node, x: str, dims: list, loc: SourceLoc) -> str:
+    dims = [_operand(ctx, d) for d in dims]
+    lead = ctx.lead(x)
+    feats = ctx.type_of(x).features
+    bad = UnsupportedOpError(
+        f".{getattr(node.target, '__name__', node.target)}{tuple(dims)} in {loc.describe()} moves or merges the "
+        "batch/time dims", hint=f"keep the leading {'[T, N]' if lead == 2 else 'batch'} dims as x.size(i) and "
+                                "reshape the features only, e.g. x.view(x.size(0), groups, -1, h, w)")
+    if len(dims) < lead or any(dims[i] != _LeadDim(i) for i in range(lead)):
+        raise bad
+    new = dims[lead:]
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in new) or sum(d == -1 for d in new) > 1:
+        raise bad
+    if -1 in new:
+        known = math.prod(d for d in new if d != -1)
+        if not known or math.prod(feats) % known:
+            raise UnsupportedAttributeError(f"view{tuple(dims)} in {loc.describe()} does not fit features "
+                                            f"{list(feats)}")
+        new[new.index(-1)] = math.prod(feats) // known
+    if math.prod(new) != math.prod(feats) or any(d < 1 for d in new):
+        raise UnsupportedAttributeError(f"view{tuple(dims)} in {loc.describe()} does not fit features {list(feats)}")
+    return _reshape_to(ctx, x, tuple(new), node.name, loc)
+
+
+@lowers_method("view", "reshape")
+def _m_view_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    """x.view(...) keeping the batch/time dims: a Flatten when it merges a run of features, else a Reshape."""
+    x = ctx.value(node.args[0], node, loc)
+    dims = list(node.args[1:]) or list(_arg(node, 1, "shape", ()))
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = list(dims[0])
+    return _view(ctx, node, x, dims, loc)
+
+
+@lowers_function(torch.reshape)
+def _f_reshape(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _view(ctx, node, ctx.value(node.args[0], node, loc), list(_arg(node, 1, "shape")), loc)
+
+
+@lowers_function(torch.unsqueeze)
+def _f_unsqueeze(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    d = _feature_dim(ctx, x, int(_arg(node, 1, "dim")), loc, "unsqueeze", extra=1)
+    f = list(ctx.type_of(x).features)
+    return _reshape_to(ctx, x, tuple(f[:d] + [1] + f[d:]), node.name, loc)
+
+
+@lowers_function(torch.squeeze)
+def _f_squeeze(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    dim = _arg(node, 1, "dim")
+    if dim is None:
+        raise UnsupportedAttributeError(f"squeeze() without a dim in {loc.describe()} would also drop a batch or "
+                                        "time dim of size 1", hint="name the dims: x.squeeze(d)")
+    f = list(ctx.type_of(x).features)
+    ds = {_feature_dim(ctx, x, int(d), loc, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+    return _reshape_to(ctx, x, tuple(s for i, s in enumerate(f) if not (i in ds and s == 1)), node.name, loc)
+
+
+@lowers_function(torch.mean)
+def _f_mean(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    dim = _arg(node, 1, "dim")
+    if dim is None or node.kwargs.get("dtype") is not None:
+        raise UnsupportedAttributeError(f"mean without dims in {loc.describe()} averages over the batch/time dims",
+                                        hint="name the feature dims, e.g. x.mean([2, 3]) for global average pooling")
+    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "mean")
+                         for d in (dim if isinstance(dim, (tuple, list)) else [dim])}))
+    return ctx.emit(ops.Mean(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
+                             keepdim=bool(_arg(node, 2, "keepdim", False))))
+
+
+def _clamp(ctx: _Ctx, x: str, lo: Any, hi: Any, name: str, loc: SourceLoc) -> str:
+    for v in (lo, hi):
+        if v is not None and not _is_number(v):
+            raise UnsupportedAttributeError(f"clamp to a tensor bound in {loc.describe()} is not supported",
+                                            hint="clamp to constant bounds")
+    if lo is not None and hi is not None and lo > hi:
+        raise UnsupportedAttributeError(f"clamp with min {lo} > max {hi} in {loc.describe()}",
+                                        hint="torch returns max everywhere then; write that constant")
+    return ctx.emit(ops.Clamp(name=ctx.fresh(name), inputs=(x,), loc=loc, min=None if lo is None else float(lo),
+                              max=None if hi is None else float(hi)))
+
+
+@lowers_function(torch.clamp, torch.clip)
+def _f_clamp(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _clamp(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "min"), _arg(node, 2, "max"), node.name, loc)
+
+
+@lowers_function(F.hardtanh)
+def _f_hardtanh(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _clamp(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "min_val", -1.0),
+                  _arg(node, 2, "max_val", 1.0), node.name, loc)
+
+
+@lowers_function(F.relu6)
+def _f_relu6(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _clamp(ctx, ctx.value(node.args[0], node, loc), 0.0, 6.0, node.name, loc)
+
+
+@lowers_module(nn.Hardtanh)  # nn.ReLU6 is a Hardtanh(0, 6)
+def _hardtanh(ctx: _Ctx, m: nn.Hardtanh, node: fx.Node, loc: SourceLoc) -> str:
+    return _clamp(ctx, ctx.value(node.args[0], node, loc), m.min_val, m.max_val, node.name, loc)
+
+
+def _softmax(ctx: _Ctx, x: str, dim: Any, name: str, loc: SourceLoc) -> str:
+    if dim is None:
+        raise UnsupportedAttributeError(f"softmax without a dim in {loc.describe()}", hint="pass dim=")
+    return ctx.emit(ops.Softmax(name=ctx.fresh(name), inputs=(x,), loc=loc,
+                                dim=_feature_dim(ctx, x, int(dim), loc, "softmax")))
+
+
+@lowers_function(F.softmax, torch.softmax)
+def _f_softmax(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    if _arg(node, 3 if node.target is F.softmax else 2, "dtype") is not None:
+        raise UnsupportedAttributeError(f"softmax with a dtype in {loc.describe()} is not supported")
+    return _softmax(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "dim"), node.name, loc)
+
+
+@lowers_module(nn.Softmax)
+def _softmax_module(ctx: _Ctx, m: nn.Softmax, node: fx.Node, loc: SourceLoc) -> str:
+    return _softmax(ctx, ctx.value(node.args[0], node, loc), m.dim, node.name, loc)
+
+
+@lowers_module(nn.Conv1d)
+def _conv1d(ctx: _Ctx, m: nn.Conv1d, node: fx.Node, loc: SourceLoc) -> str:
+    if m.padding_mode != "zeros" or isinstance(m.padding, str) and m.padding != "valid":
+        raise UnsupportedAttributeError(f"Conv1d at '{loc.module_path}' uses padding={m.padding!r}, "
+                                        f"padding_mode={m.padding_mode!r}",
+                                        hint="only explicit zero padding is supported")
+    x = ctx.value(node.args[0], node, loc)
+    p = loc.module_path
+    return ctx.emit(ops.Conv1d(name=ctx.fresh(node.name), inputs=(x,), loc=loc, weight=ctx.param(m, "weight", p),
+                               bias=ctx.param(m, "bias", p), stride=int(m.stride[0]),
+                               padding=0 if isinstance(m.padding, str) else int(m.padding[0]),
+                               dilation=int(m.dilation[0]), groups=m.groups))
+
+
+def _avg_pool1d(ctx: _Ctx, x: str, kernel: Any, stride: Any, padding: Any, ceil_mode: Any, include_pad: Any,
+                name: str, loc: SourceLoc) -> str:
+    def one(v):
+        return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+    k = one(kernel)
+    return ctx.emit(ops.AvgPool1d(name=ctx.fresh(name), inputs=(x,), loc=loc, kernel_size=k,
+                                  stride=k if stride in (None, ()) else one(stride), padding=one(padding),
+                                  ceil_mode=bool(ceil_mode), count_include_pad=bool(include_pad)))
+
+
+@lowers_module(nn.AvgPool1d)
+def _avg_pool1d_module(ctx: _Ctx, m: nn.AvgPool1d, node: fx.Node, loc: SourceLoc) -> str:
+    return _avg_pool1d(ctx, ctx.value(node.args[0], node, loc), m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                       m.count_include_pad, node.name, loc)
+
+
+@lowers_function(F.avg_pool1d)
+def _f_avg_pool1d(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return _avg_pool1d(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "kernel_size"),
+                       _arg(node, 2, "stride", None), _arg(node, 3, "padding", 0), _arg(node, 4, "ceil_mode", False),
+                       _arg(node, 5, "count_include_pad", True), node.name, loc)
+
+
+@lowers_module(nn.LayerNorm)
+def _layer_norm(ctx: _Ctx, m: nn.LayerNorm, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    p = loc.module_path
+    return ctx.emit(ops.LayerNorm(name=ctx.fresh(node.name), inputs=(x,), loc=loc,
+                                  normalized_shape=tuple(int(d) for d in m.normalized_shape),
+                                  weight=ctx.param(m, "weight", p), bias=ctx.param(m, "bias", p), eps=float(m.eps)))
+
+
+def _method(fn):
+    """A tensor method x.f(*args) lowered as the function f(x, *args)."""
+    return lambda ctx, node, loc: fn(ctx, node, loc)
+
+
+lowers_method("mul", "mul_")(_method(_f_mul))
+lowers_method("sub", "sub_")(_method(_f_sub))
+lowers_method("add", "add_")(_method(_f_add_any))
+lowers_method("div", "div_")(_method(_f_div))
+lowers_method("neg")(_method(_f_neg))
+lowers_method("matmul", "bmm")(_method(_f_matmul))
+lowers_method("transpose", "swapaxes")(_method(_f_transpose))
+lowers_method("unsqueeze")(_method(_f_unsqueeze))
+lowers_method("squeeze")(_method(_f_squeeze))
+lowers_method("mean")(_method(_f_mean))
+lowers_method("clamp", "clip")(_method(_f_clamp))
+lowers_method("softmax")(_method(_f_softmax))
+
+
+@lowers_method("permute")
+def _m_permute(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    dims = list(node.args[1:]) or list(_arg(node, 1, "dims"))
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = list(dims[0])
+    return _permute(ctx, ctx.value(node.args[0], node, loc), dims, node, loc)
+
+
+@lowers_method("contiguous", "clone", "detach")
+def _m_identity(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return ctx.value(node.args[0], node, loc)

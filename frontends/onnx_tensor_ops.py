@@ -1,0 +1,271 @@
+"""ONNX handlers of the tensor and layout operators (issues 18, 19; docs/ops.md).
+
+ReduceMean, Transpose, Clip, Mul, Sub, Div, Neg, Add of a scalar, Reshape to
+any feature shape, Unsqueeze, Squeeze, MatMul of two values, Softmax,
+LayerNormalization, and 1-D Conv and AveragePool, as torch's dynamo and
+TorchScript exporters write them (opsets 13-21). Handlers for an operator
+snnc.frontends.onnx_ops also handles (Add, Reshape, MatMul, Conv, AveragePool)
+replace those and fall back to them. Axis 0 is the batch: an operator over it
+is refused by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.fx_ops import merged_run
+from snnc.frontends.onnx_lowering import _Const, _Ctx, _Refused, _ShapeVec, handles
+from snnc.frontends.onnx_ops import _add, _avg_pool, _conv, _flatten_to, _matmul
+from snnc.ir import ops
+from snnc.ir.ops import SourceLoc
+
+
+# Axis 0 is the batch: an operator over it is refused by name; the IR ops take feature dims.
+def _feature_axes(ctx: _Ctx, node, x: str, axes, extra: int = 0) -> list[int]:
+    rank = 1 + len(ctx.type_of(x).features) + extra
+    out = []
+    for a in axes:
+        a = int(a) % rank
+        if a == 0:
+            raise UnsupportedAttributeError(f"{ctx.where(node)} works on axis 0 (the batch)",
+                                            hint="snnc keeps the batch axis in place; use feature axes only")
+        out.append(a - 1)
+    return out
+
+
+def _scalar(v) -> float | None:
+    """A one-element float/int constant as a float (None otherwise)."""
+    if isinstance(v, _Const) and v.array.size == 1 and v.array.dtype.kind in "fiu":
+        return float(v.array.reshape(()))
+    return None
+
+
+def _axes_of(ctx: _Ctx, node, ins, attrs, index: int) -> list[int] | None:
+    """Axes from the attribute (older opsets) or the optional input `index` (newer ones)."""
+    if "axes" in attrs:
+        return [int(a) for a in attrs["axes"]]
+    v = ins[index] if len(ins) > index else None
+    if v is None:
+        return None
+    if not isinstance(v, _Const):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} computes its axes at run time")
+    return [int(a) for a in v.array.reshape(-1)]
+
+
+@handles("ReduceMean")
+def _reduce_mean(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    x = ctx.tensor(ins[0], node)
+    axes = _axes_of(ctx, node, ins, attrs, 1)
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return [x]
+        raise UnsupportedAttributeError(f"{ctx.where(node)} averages over all axes, the batch included")
+    dims = tuple(sorted(set(_feature_axes(ctx, node, x, axes))))
+    return [ctx.emit(ops.Mean(name=ctx.name(node), inputs=(x,), loc=loc, dims=dims,
+                              keepdim=bool(attrs.get("keepdims", 1))))]
+
+
+@handles("Transpose")
+def _transpose(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    x = ctx.tensor(ins[0], node)
+    rank = 1 + len(ctx.type_of(x).features)
+    perm = [int(p) for p in attrs.get("perm", list(range(rank))[::-1])]
+    if perm[0] != 0:
+        raise UnsupportedAttributeError(f"{ctx.where(node)} has perm={perm}, which moves the batch axis",
+                                        hint="permute feature axes only")
+    p = tuple(d - 1 for d in perm[1:])
+    if p == tuple(range(len(p))):
+        return [x]
+    return [ctx.emit(ops.Permute(name=ctx.name(node), inputs=(x,), loc=loc, perm=p))]
+
+
+@handles("Clip")
+def _clip(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    bounds = []
+    for i, key in ((1, "min"), (2, "max")):
+        v = ins[i] if len(ins) > i else None
+        if v is None:
+            bounds.append(float(attrs[key]) if key in attrs else None)
+        elif _scalar(v) is None:
+            raise UnsupportedAttributeError(f"{ctx.where(node)} has a run-time or non-scalar {key}")
+        else:
+            bounds.append(_scalar(v))
+    return [ctx.emit(ops.Clamp(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc,
+                               min=bounds[0], max=bounds[1]))]
+
+
+@handles("Mul")
+def _mul(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    a, b = ins
+    if _scalar(a) is not None:
+        a, b = b, a
+    if _scalar(b) is not None:
+        return [ctx.emit(ops.Scale(name=ctx.name(node), inputs=(ctx.tensor(a, node),), loc=loc, factor=_scalar(b)))]
+    return [ctx.emit(ops.Mul(name=ctx.name(node), loc=loc, inputs=(ctx.tensor(a, node), ctx.tensor(b, node, "B"))))]
+
+
+@handles("Sub")
+def _sub(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    a, b = ins
+    if _scalar(b) is not None:
+        return [ctx.emit(ops.AddScalar(name=ctx.name(node), inputs=(ctx.tensor(a, node),), loc=loc,
+                                       value=-_scalar(b)))]
+    if _scalar(a) is not None:  # c - x
+        neg = ctx.emit(ops.Scale(name=ctx.graph.fresh_name(f"{ctx.name(node)}_neg"), inputs=(ctx.tensor(b, node),),
+                                 loc=loc, factor=-1.0))
+        return [ctx.emit(ops.AddScalar(name=ctx.name(node), inputs=(neg,), loc=loc, value=_scalar(a)))]
+    return [ctx.emit(ops.Sub(name=ctx.name(node), loc=loc, inputs=(ctx.tensor(a, node), ctx.tensor(b, node, "B"))))]
+
+
+@handles("Div")
+def _div(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    c = _scalar(ins[1])
+    if not c:
+        raise UnsupportedOpError(f"{ctx.where(node)} divides by a run-time value or zero",
+                                 hint="only division by a nonzero constant is supported")
+    return [ctx.emit(ops.Scale(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc, factor=1.0 / c))]
+
+
+@handles("Neg")
+def _neg(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    return [ctx.emit(ops.Scale(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc, factor=-1.0))]
+
+
+@handles("Add")
+def _add_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """x + c with a scalar c is an AddScalar (unless c is the bias of a bias-free MatMul before it)."""
+    a, b = ins
+    if _scalar(a) is not None:
+        a, b = b, a
+    if isinstance(a, str) and _scalar(b) is not None:
+        prod = ctx.graph[a]
+        if not (isinstance(prod, ops.Linear) and prod.bias is None and ctx.graph.params[prod.weight].shape[0] == 1):
+            return [ctx.emit(ops.AddScalar(name=ctx.name(node), inputs=(a,), loc=loc, value=_scalar(b)))]
+    return _add(ctx, node, ins, attrs, loc)
+
+
+def _reshape_or_flatten(ctx: _Ctx, node, x: str, new: tuple[int, ...], loc: SourceLoc) -> str:
+    feats = tuple(ctx.type_of(x).features)
+    if int(np.prod(new)) != int(np.prod(feats)) or any(d < 1 for d in new):
+        raise UnsupportedOpError(f"{ctx.where(node)} reshapes features {list(feats)} to {list(new)}",
+                                 hint="the batch axis must stay as it is")
+    if merged_run(feats, new) is not None:
+        return _flatten_to(ctx, node, x, new, loc)
+    return ctx.emit(ops.Reshape(name=ctx.name(node), inputs=(x,), loc=loc, shape=tuple(new)))
+
+
+@handles("Reshape")
+def _reshape_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Reshape to a constant or folded shape, the batch axis kept: a Flatten or a Reshape of the features."""
+    x = ctx.tensor(ins[0], node)
+    feats = tuple(ctx.type_of(x).features)
+    shape = ins[1]
+    new = None
+    if isinstance(shape, (_Const, _ShapeVec)):
+        s = [int(d) for d in shape.array.reshape(-1)] if isinstance(shape, _Const) else \
+            [0 if d == "N" else int(d) for d in shape.dims]
+        if s and s[0] in (0, -1) and not (attrs.get("allowzero", 0) and 0 in s):
+            rest = [feats[i] if d == 0 and i < len(feats) else d for i, d in enumerate(s[1:])]
+            if rest.count(-1) == 1 and s[0] == 0:
+                known = int(np.prod([d for d in rest if d != -1]))
+                rest[rest.index(-1)] = int(np.prod(feats)) // known if known else 0
+            if -1 not in rest:
+                new = tuple(rest)
+    if new is None:  # a shape with the batch written out (a static-batch export), or computed: inferred shapes
+        dims = ctx.shapes.get(node.output[0])
+        if dims and len(dims) >= 1 and all(isinstance(d, int) and d > 0 for d in dims[1:]):
+            new = tuple(dims[1:])
+    if new is None:
+        raise UnsupportedOpError(f"{ctx.where(node)}: cannot tell which shape it produces",
+                                 hint="export with constant folding, or use Flatten")
+    return [_reshape_or_flatten(ctx, node, x, new, loc)]
+
+
+@handles("Unsqueeze")
+def _unsqueeze(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    x = ctx.tensor(ins[0], node)
+    axes = _axes_of(ctx, node, ins, attrs, 1) or []
+    f = list(ctx.type_of(x).features)
+    for a in sorted(_feature_axes(ctx, node, x, axes, extra=len(axes))):
+        f.insert(a, 1)
+    return [_reshape_or_flatten(ctx, node, x, tuple(f), loc)]
+
+
+@handles("Squeeze")
+def _squeeze(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    x = ctx.tensor(ins[0], node)
+    axes = _axes_of(ctx, node, ins, attrs, 1)
+    if axes is None:
+        raise UnsupportedAttributeError(f"{ctx.where(node)} squeezes every axis of size 1, the batch's too",
+                                        hint="export with explicit axes")
+    drop = set(_feature_axes(ctx, node, x, axes))
+    f = ctx.type_of(x).features
+    return [_reshape_or_flatten(ctx, node, x, tuple(d for i, d in enumerate(f) if i not in drop), loc)]
+
+
+@handles("MatMul")
+def _matmul_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    a, b = ins
+    if not isinstance(b, str):
+        return _matmul(ctx, node, ins, attrs, loc)
+    x = ctx.tensor(a, node)
+    fa, fb = ctx.type_of(x).features, ctx.type_of(b).features
+    if len(fa) < 2 or len(fb) < 2:
+        raise UnsupportedAttributeError(f"{ctx.where(node)} multiplies features {list(fa)} by {list(fb)}, "
+                                        "mixing the samples of the batch",
+                                        hint="both operands need a matrix [.., M, K] per sample")
+    return [ctx.emit(ops.MatMul(name=ctx.name(node), inputs=(x, b), loc=loc))]
+
+
+@handles("Softmax")
+def _softmax(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    x = ctx.tensor(ins[0], node)
+    (dim,) = _feature_axes(ctx, node, x, [attrs.get("axis", -1)])
+    return [ctx.emit(ops.Softmax(name=ctx.name(node), inputs=(x,), loc=loc, dim=dim))]
+
+
+@handles("LayerNormalization")
+def _layer_norm(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    x = ctx.tensor(ins[0], node)
+    (axis,) = _feature_axes(ctx, node, x, [attrs.get("axis", -1)])
+    shape = tuple(ctx.type_of(x).features[axis:])
+    y = ctx.emit(ops.LayerNorm(name=ctx.name(node), inputs=(x,), loc=loc, normalized_shape=shape,
+                               weight=ctx.param(ins[1], node, "Scale"),
+                               bias=ctx.param(ins[2] if len(ins) > 2 else None, node, "B"),
+                               eps=float(attrs.get("epsilon", 1e-5))))
+    return [y] + [_Refused(f"the statistics outputs of {ctx.where(node)}")] * (len(node.output) - 1)
+
+
+def _pad1(ctx: _Ctx, node, attrs: dict) -> int:
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} uses auto_pad={attrs['auto_pad']}",
+                                        hint="export with explicit padding")
+    pads = [int(p) for p in attrs.get("pads", [0, 0])]
+    if len(pads) != 2 or pads[0] != pads[1]:
+        raise UnsupportedAttributeError(f"{ctx.where(node)} has asymmetric pads {pads}")
+    return 0 if attrs.get("auto_pad") == "VALID" else pads[0]
+
+
+@handles("Conv")
+def _conv_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    w = ins[1]
+    if not (isinstance(w, _Const) and w.array.ndim == 3):
+        return _conv(ctx, node, ins, attrs, loc)
+    return [ctx.emit(ops.Conv1d(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc,
+                                weight=ctx.param(w, node, "weight"),
+                                bias=ctx.param(ins[2] if len(ins) > 2 else None, node, "bias"),
+                                stride=int(attrs.get("strides", [1])[0]), padding=_pad1(ctx, node, attrs),
+                                dilation=int(attrs.get("dilations", [1])[0]), groups=int(attrs.get("group", 1))))]
+
+
+@handles("AveragePool")
+def _avg_pool_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    if len(attrs.get("kernel_shape", [])) != 1:
+        return _avg_pool(ctx, node, ins, attrs, loc)
+    k = int(attrs["kernel_shape"][0])
+    pad = _pad1(ctx, node, attrs)
+    include = bool(attrs.get("count_include_pad", 0)) or (pad == 0 and not attrs.get("ceil_mode", 0))
+    return [ctx.emit(ops.AvgPool1d(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc, kernel_size=k,
+                                   stride=int(attrs.get("strides", [1])[0]), padding=pad,
+                                   ceil_mode=bool(attrs.get("ceil_mode", 0)), count_include_pad=include))]
