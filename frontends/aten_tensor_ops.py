@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.aten_ops import _add, _convolution, _mean, _mm
+from snnc.frontends.aten_ops import _add, _convolution, _mean, _mm, _product, _split_lead
 from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _Tuple, lowers
 from snnc.frontends.fx_ops import merged_run
 from snnc.ir import ops
@@ -25,18 +25,25 @@ from snnc.ir.ops import SourceLoc
 aten = torch.ops.aten
 
 
-def _lead(ctx: _Ctx, x: str) -> int:
+def _lead(ctx: _Ctx, x: str, src: Any = None) -> int:
+    """How many leading (batch/time) dims the ATen value `src` (IR value x) has before its features: from the
+    symbolic shape when snnc.trace captured the program ([T, N, *], or [T*N, *] inside a multi-step layer),
+    else the IR layout's."""
+    if ctx.symbolic_lead and isinstance(src, fx.Node):
+        return ctx.lead(src)
     return ctx.type_of(x).layout.n_layout_dims
 
 
 def _fdim(ctx: _Ctx, x: str, d: int, node: fx.Node, loc: SourceLoc, extra: int = 0) -> int:
     """Dim d of x (rank + extra) as a feature dim; the batch dim is refused by name."""
-    lead = _lead(ctx, x)
+    lead = _lead(ctx, x, node.args[0] if node.args else None)
     rank = lead + len(ctx.type_of(x).features) + extra
     d = int(d) % rank
     if d < lead:
-        raise UnsupportedAttributeError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} works on the batch "
-                                        "dim", hint="snnc keeps the batch dim in place; use feature dims only")
+        raise UnsupportedAttributeError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} works on "
+                                        f"{'the time or batch dim' if lead > 1 else 'the batch dim'} (dim {d})",
+                                        hint="snnc keeps the time and batch dims in place; use feature dims only "
+                                             "(a mean over time is the rate the runtime's readout computes)")
     return d - lead
 
 
@@ -53,14 +60,19 @@ def _fresh(ctx: _Ctx, node: fx.Node, suffix: str = "") -> str:
     return ctx.graph.fresh_name(node.name + suffix)
 
 
-def _out_features(node: fx.Node, x_node: Any) -> tuple[int, ...] | None:
-    """The features of node's result when its batch dim is that of its input (from the export metadata)."""
-    src = x_node.meta.get("val") if isinstance(x_node, fx.Node) else None
-    out = node.meta.get("val")
+def _out_features(ctx: _Ctx, node: fx.Node, x_node: Any) -> tuple[int, ...] | None:
+    """The features of node's result when its leading (batch/time) dims hold the same values as its input's
+    (from the export metadata; merging [T, N] into [T*N] or splitting it back keeps them), else None."""
+    if not isinstance(x_node, fx.Node) or x_node.meta.get("val") is None or node.meta.get("val") is None:
+        return None
     try:
-        if src is None or out is None or len(out.shape) < 1 or str(out.shape[0]) != str(src.shape[0]):
-            return None
-        return tuple(int(d) for d in out.shape[1:])
+        src_lead, _ = _split_lead(ctx, x_node)
+        out_lead, out_feats = _split_lead(ctx, node)
+        if ctx.symbolic_lead:
+            same = bool(out_lead) and _product(src_lead) == _product(out_lead)
+        else:
+            same = len(out_lead) >= 1 and str(out_lead[0]) == str(src_lead[0])
+        return tuple(int(d) for d in out_feats) if same else None
     except (TypeError, ValueError):
         return None
 
@@ -70,7 +82,7 @@ def _reshape_any(ctx, node, a, loc) -> str:
     """Any reshape that keeps the batch dim: a Flatten when it merges a run of features, else a Reshape."""
     x = ctx.tensor(a.get("self", a.get("input")), "input", node, loc)
     feats = tuple(ctx.type_of(x).features)
-    new = _out_features(node, node.args[0])
+    new = _out_features(ctx, node, node.args[0])
     if new is None or math.prod(new) != math.prod(feats):
         raise UnsupportedOpError(f"{_op_name(node)} ('{node.name}') in {loc.describe()} moves or merges the batch "
                                  "dim", hint="keep the batch dim (x.size(0)) and reshape the features only")
@@ -83,7 +95,7 @@ def _reshape_any(ctx, node, a, loc) -> str:
 
 
 def _perm(ctx: _Ctx, node: fx.Node, x: str, dims: list[int], loc: SourceLoc) -> str:
-    lead = _lead(ctx, x)
+    lead = _lead(ctx, x, node.args[0] if node.args else None)
     rank = lead + len(ctx.type_of(x).features)
     dims = [int(d) % rank for d in dims]
     if dims[:lead] != list(range(lead)):
@@ -103,7 +115,7 @@ def _permute(ctx, node, a, loc) -> str:
 @lowers(aten.transpose, aten.swapaxes, aten.swapdims)
 def _transpose(ctx, node, a, loc) -> str:
     x = ctx.tensor(a["self"], "input", node, loc)
-    rank = _lead(ctx, x) + len(ctx.type_of(x).features)
+    rank = _lead(ctx, x, node.args[0]) + len(ctx.type_of(x).features)
     d0, d1 = (int(a.get(k, a.get(k2))) % rank for k, k2 in (("dim0", "axis0"), ("dim1", "axis1")))
     dims = list(range(rank))
     dims[d0], dims[d1] = dims[d1], dims[d0]
@@ -306,7 +318,7 @@ def _avg_pool1d(ctx, node, a, loc) -> str:
 def _expand(ctx, node, a, loc) -> str:
     """expand to the shape the value already has (decompositions write it before bmm) is the identity."""
     x = ctx.tensor(a["self"], "input", node, loc)
-    new = _out_features(node, node.args[0])
+    new = _out_features(ctx, node, node.args[0])
     if new != tuple(ctx.type_of(x).features):
         raise UnsupportedOpError(f"aten.expand ('{node.name}') in {loc.describe()} broadcasts features "
                                  f"{list(ctx.type_of(x).features)} to {list(new) if new else '?'}",

@@ -262,13 +262,18 @@ def from_nir_node(node: Any, name: str, x: str, loc: ops.SourceLoc, dt: float, f
         cd = _map(lambda s: ratio(1.0 / s), steps_syn)
         put("current_decay", cd, clean_it=False)
         pre = _map(ratio, np.asarray(r, dtype=np.float64) * np.asarray(get.get("w_in", 1.0), dtype=np.float64) * cd) \
-            if any(isinstance(v, np.ndarray) for v in (r, get.get("w_in", 1.0), cd)) else ratio(r * get.get("w_in", 1.0) * cd)
+            if any(isinstance(v, np.ndarray) for v in (r, get.get("w_in", 1.0), cd)) else ratio(r * _unit(get.get("w_in", 1.0) * cd))
     decay_input = True
     if not isinstance(pre, np.ndarray) and not isinstance(tau_s, np.ndarray) and pre == tau_s:
         pre, decay_input = 1.0, False  # r = tau/dt: no input decay (SpikingJelly's decay_input=False, snnTorch)
     fields["decay_input"] = decay_input
     cls = ops.LIF if spiking else ops.LI
     return NeuronSpec(cls(**fields), _param_names(arrays), pre)
+
+
+def _unit(x: float) -> float:
+    """w_in * current_decay as 1 when it is 1 up to float64 rounding (snnc writes w_in = 1 / current_decay)."""
+    return 1.0 if abs(x - 1.0) <= 4 * np.finfo(np.float64).eps else x
 
 
 def _param_names(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

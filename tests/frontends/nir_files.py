@@ -68,12 +68,29 @@ def _pair(v) -> tuple[int, int]:
     return (flat[0], flat[0]) if len(flat) == 1 else (flat[0], flat[1])
 
 
+NEURON_NODES = ("IF", "LIF", "CubaLIF", "LI", "I", "CubaLI")
+
+
 def euler_reference(graph, inputs: dict[str, torch.Tensor], dt: float) -> dict[str, torch.Tensor]:
-    """Simulate a feed-forward nir.NIRGraph; inputs name -> [T, N, *]; returns Output name -> [T, N, *]."""
+    """Simulate a nir.NIRGraph; inputs name -> [T, N, *]; returns Output name -> [T, N, *].
+
+    A cycle is closed where an edge leaves a neuron: that edge carries the neuron's output of the previous
+    step (zero at the first), as snnTorch and Norse run recurrent layers. A Delay holds each element back
+    round(delay / dt) steps (zero before)."""
+    import networkx as nx
     import nir
 
     nodes, edges = _flat(graph)
-    preds = {k: [s for s, d in edges if d == k] for k in nodes}
+    dg = nx.DiGraph(list(edges))
+    dg.add_nodes_from(nodes)
+    back = {(s, d) for s, d in edges if type(nodes[s]).__name__ in NEURON_NODES and nx.has_path(dg, d, s)}
+    dg.remove_edges_from(back)
+    while not nx.is_directed_acyclic_graph(dg):  # a cycle without a neuron (a self-loop): its closing edge
+        s_d = nx.find_cycle(dg)[-1][:2]
+        dg.remove_edge(*s_d)
+        back.add(s_d)
+    preds = {k: [s for s, d in edges if d == k and (s, d) not in back] for k in nodes}
+    late = {k: [s for s, d in back if d == k] for k in nodes}
     order, seen = [], set()
 
     def visit(k):
@@ -86,6 +103,13 @@ def euler_reference(graph, inputs: dict[str, torch.Tensor], dt: float) -> dict[s
 
     for k in nodes:
         visit(k)
+    N = next(iter(inputs.values())).shape[1]
+
+    def zeros_of(k):
+        shape = next(iter(nodes[k].output_type.values()))
+        return torch.zeros(N, *[int(d) for d in np.asarray(shape).reshape(-1)], dtype=torch.float64)
+
+    prev: dict[str, torch.Tensor] = {}
     T = next(iter(inputs.values())).shape[0]
     state: dict[str, dict] = {}
     outs: dict[str, list] = {k: [] for k, n in nodes.items() if isinstance(n, nir.Output)}
@@ -94,7 +118,8 @@ def euler_reference(graph, inputs: dict[str, torch.Tensor], dt: float) -> dict[s
         val: dict[str, torch.Tensor] = {}
         for k in order:
             n = nodes[k]
-            x = sum(val[p] for p in preds[k]) if preds[k] else None
+            xs = [val[p] for p in preds[k]] + [prev[p] if p in prev else zeros_of(p) for p in late[k]]
+            x = sum(xs) if xs else None
             if isinstance(n, nir.Input):
                 val[k] = inputs[k][t].double()
                 continue
@@ -136,6 +161,15 @@ def euler_reference(graph, inputs: dict[str, torch.Tensor], dt: float) -> dict[s
                 if isinstance(n, nir.LIF):
                     y = (st["v"] > a(n.v_threshold)).double()
                     st["v"] = torch.where(y > 0, a(n.v_reset).expand_as(x), st["v"])
+            elif isinstance(n, nir.Delay):
+                d = torch.as_tensor(np.round(np.asarray(n.delay, dtype=np.float64) / dt)).long()
+                hist = st.setdefault("hist", [])
+                hist.append(x.clone())
+                d = d.expand_as(x) if d.numel() > 1 else d.reshape(()).expand_as(x)
+                y = torch.zeros_like(x)
+                for lag in d.unique().tolist():
+                    if len(hist) > lag:
+                        y = torch.where(d == lag, hist[-1 - lag], y)
             elif isinstance(n, (nir.CubaLIF, nir.CubaLI)):
                 st["i"] = st["i"] + dt / a(n.tau_syn) * (a(n.w_in) * x - st["i"])
                 st["v"] = st["v"] + dt / a(n.tau_mem) * (a(n.v_leak) - st["v"] + a(n.r) * st["i"])
@@ -146,4 +180,5 @@ def euler_reference(graph, inputs: dict[str, torch.Tensor], dt: float) -> dict[s
             else:
                 raise NotImplementedError(type(n).__name__)
             val[k] = y.clone()
+        prev = val
     return {k: torch.stack(v) for k, v in outs.items()}
