@@ -16,7 +16,7 @@ from torch import Tensor
 from snnc.core.errors import InputError, LoweringError, SnncError
 from snnc.ir import ops
 from snnc.runtime import event_conv, neurons
-from snnc.runtime.kernels import call
+from snnc.runtime.kernels import STATEFUL_KERNELS, call
 from snnc.runtime.plan import Node, Plan
 
 
@@ -87,6 +87,8 @@ class Executor:
                     ins = [(static[i], True) if i in static else (values[i], False) for i in node.inputs]
                     if node.neuron is not None:
                         values[node.name] = self._neuron(node, ins, c, state, hooks, node.op.name in want_v, t0, t1)
+                    elif node.op.stateful:
+                        values[node.name] = self._stateful(node, ins, c, state)
                     else:
                         values[node.name] = self._exec(node, ins, c)
                 for h in hooks:
@@ -145,6 +147,25 @@ class Executor:
         if x.dim() == 4:
             return canonical(x, torch.channels_last if self.channels_last else torch.contiguous_format)
         return x
+
+    def _stateful(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor]) -> Tensor:
+        """Run a stateful op other than a neuron (kernels.STATEFUL_KERNELS) over one window of c steps."""
+        op = node.op
+        x, is_static = ins[0]
+        if is_static:
+            x = x.unsqueeze(0).expand(c, *x.shape)
+        s = state.get(op.name)
+        if s is not None and s.shape != x.shape[1:]:
+            raise InputError(f"{op.where()}: state has shape {list(s.shape)} but the input step is "
+                             f"{list(x.shape[1:])}", hint="call reset() when the batch size changes")
+        try:
+            y, s = STATEFUL_KERNELS[type(op)](op, x, s)
+        except SnncError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise LoweringError(f"while executing {op.where()}: {type(e).__name__}: {e}") from e
+        state[op.name] = s
+        return y
 
     def _neuron(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor],
                 hooks: list[Hooks], want_v: bool, t0: int, t1: int) -> Tensor:

@@ -30,7 +30,7 @@ from snnc.runtime import encoders as enc
 from snnc.runtime import layouts, memory, neurons
 from snnc.runtime import plan as planning
 from snnc.runtime.executor import Executor
-from snnc.runtime.kernels import KERNELS
+from snnc.runtime.kernels import KERNELS, STATEFUL_KERNELS
 from snnc.runtime.stats import RunStats, StatsCollector
 from snnc.core.userdata import as_float, check_time_steps
 
@@ -42,7 +42,7 @@ DEFAULT_MEMORY_BUDGET = 256 << 20  # bytes of live activations per window; see `
 def unsupported_ops(graph: Graph) -> list[ops.OpBase]:
     """The ops this runtime cannot run: no kernel, or a neuron whose dynamics it does not model (a CUBA
     neuron that keeps a synaptic current, current_decay < 1: the Loihi emulation runs it)."""
-    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, *KERNELS)
+    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, *KERNELS, *STATEFUL_KERNELS)
     return [op for op in graph if not isinstance(op, known)
             or (isinstance(op, ops.CubaLIF) and op.current_decay != 1.0)]
 

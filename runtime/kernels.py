@@ -34,12 +34,23 @@ from snnc.runtime import native
 
 Kernel = Callable[[ops.OpBase, list[Tensor], Mapping[str, Tensor]], Tensor]
 KERNELS: dict[type, Kernel] = {}
+# stateful ops other than neurons: (op, x [c, N, *] for c steps, state or None) -> (y [c, N, *], state)
+StatefulKernel = Callable[[ops.OpBase, Tensor, "Tensor | None"], tuple[Tensor, Tensor]]
+STATEFUL_KERNELS: dict[type, StatefulKernel] = {}
 
 
 def kernel(*classes: type):
     def deco(fn: Kernel) -> Kernel:
         for c in classes:
             KERNELS[c] = fn
+        return fn
+    return deco
+
+
+def stateful_kernel(*classes: type):
+    def deco(fn: StatefulKernel) -> StatefulKernel:
+        for c in classes:
+            STATEFUL_KERNELS[c] = fn
         return fn
     return deco
 
@@ -123,6 +134,11 @@ def relu(op, ins, params) -> Tensor:
     return torch.relu(ins[0])
 
 
+@kernel(ops.Clamp)
+def clamp(op: ops.Clamp, ins, params) -> Tensor:
+    return torch.clamp(ins[0], op.min, op.max)
+
+
 @kernel(ops.Identity, ops.Output)
 def identity(op, ins, params) -> Tensor:
     return ins[0]
@@ -190,3 +206,27 @@ def _pool_out(op, x: Tensor, dilation) -> tuple[int, int]:
 @kernel(ops.AdaptiveAvgPool2d)
 def adaptive_avg_pool2d(op: ops.AdaptiveAvgPool2d, ins, params) -> Tensor:
     return F.adaptive_avg_pool2d(ins[0], op.output_size)
+
+
+@stateful_kernel(ops.RunningMaxPool2d)
+def running_max_pool2d(op: ops.RunningMaxPool2d, x: Tensor, acc: Tensor | None) -> tuple[Tensor, Tensor]:
+    """c steps of x [c, N, C, H, W] and the sums so far (None: zeros) -> (y [c, N, C, Ho, Wo], the sums).
+
+    One step at a time, in float32 (float64 for float64 runs): acc[t] = acc[t-1] + x[t],
+    y[t] = maxpool(acc[t]) - maxpool(acc[t-1]), so any split of T into windows (run,
+    chunks, step()) gives the same bits.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = x.new_zeros(x.shape[1:], dtype=dtype) if acc is None else acc.to(dtype)
+
+    def pool(a: Tensor) -> Tensor:
+        return F.max_pool2d(a, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
+
+    prev = pool(acc)
+    out = []
+    for k in range(x.shape[0]):
+        acc = acc + x[k].to(dtype)
+        cur = pool(acc)
+        out.append((cur - prev).to(x.dtype))
+        prev = cur
+    return torch.stack(out), acc

@@ -148,7 +148,7 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
     for op in graph:
         if isinstance(op, ops.Input):
             static[op.name] = op.name in static_inputs or not op.type.layout.has_time
-        elif isinstance(op, ops.NeuronOp):
+        elif isinstance(op, ops.NeuronOp) or op.stateful:  # state: computed step by step
             static[op.name] = False
         else:
             static[op.name] = all(static[i] for i in op.inputs)

@@ -135,7 +135,7 @@ class Session:
 
     @property
     def state(self) -> dict[str, Tensor]:
-        """Neuron name -> membrane potential [N, *] (empty after reset)."""
+        """Neuron name -> membrane potential [N, *], and a running max pooling's sums (empty after reset)."""
         return self._interp.state
 
     def snapshot(self) -> dict[str, Any]:
@@ -148,7 +148,7 @@ class Session:
             t, vs = int(snap["t"]), dict(snap["v"])
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"not a Session snapshot: {e}") from None
-        unknown = set(vs) - set(self._interp._neuron_params)
+        unknown = set(vs) - {op.name for op in self._interp.graph if op.stateful}
         if unknown:
             raise InputError(f"snapshot has state for unknown neuron(s) {sorted(unknown)}")
         self._interp.state.clear()

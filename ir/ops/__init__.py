@@ -7,20 +7,21 @@ from typing import Annotated, Union
 from pydantic import Field, TypeAdapter
 
 from snnc.ir.ops.base import REGISTRY, OpBase, ParamInfo, SourceLoc, StateSpec, TypeInferenceError
+from snnc.ir.ops.clamp import Clamp
 from snnc.ir.ops.elementwise import Add, Concat, Flatten, Identity, ReLU, Scale
 from snnc.ir.ops.io import Input, Output
 from snnc.ir.ops.layout import LayoutCast
 from snnc.ir.ops.loihi import CubaLIF, LoihiInfo, LoihiLayerReport
 from snnc.ir.ops.linear import BatchNorm, Conv2d, Linear
 from snnc.ir.ops.neuron import IF, LIF, RESETS, HardReset, NeuronOp, NoReset, SoftReset, reset_of
-from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, RunningMaxPool2d
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
 
 __all__ = [
     "REGISTRY", "Op", "OP_ADAPTER", "OpBase", "ParamInfo", "SourceLoc", "StateSpec", "TypeInferenceError",
-    "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d", "MaxPool2d",
-    "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "IF", "LIF", "NeuronOp",
+    "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d", "MaxPool2d", "RunningMaxPool2d",
+    "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Clamp", "Identity", "Scale", "IF", "LIF", "NeuronOp",
     "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
 ]
