@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import platform
 import statistics
@@ -135,6 +136,14 @@ class EagerStepwise:
                     if vv is None:
                         vv = torch.full_like(xin, op.initial_v())
                     vals[op.name], v[op.name] = dynamics.step(op.to_params(), vv, xin)
+                elif isinstance(op, ops.RunningMaxPool2d):  # max pooling of the sums so far, differenced
+                    xin = vals[op.inputs[0]]
+                    acc = v.get(op.name, torch.zeros_like(xin))
+                    pool = functools.partial(torch.nn.functional.max_pool2d, kernel_size=op.kernel_size,
+                                             stride=op.stride, padding=op.padding, dilation=op.dilation,
+                                             ceil_mode=op.ceil_mode)
+                    v[op.name] = acc + xin
+                    vals[op.name] = pool(v[op.name]) - pool(acc)
                 elif isinstance(op, (ops.LayoutCast, ops.Output, ops.Identity)):
                     vals[op.name] = vals[op.inputs[0]]
                 else:

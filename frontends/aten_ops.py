@@ -99,6 +99,43 @@ def _relu(ctx, node, a, loc) -> str:
                              loc=loc))
 
 
+def _bound(v: Any, what: str, node: fx.Node, loc: SourceLoc) -> float | None:
+    if v is None or isinstance(v, (int, float)) and not isinstance(v, bool):
+        return None if v is None else float(v)
+    raise UnsupportedAttributeError(f"{_op_name(node)} in {loc.describe()} has a tensor {what} bound",
+                                    hint="only bounds that are numbers are supported")
+
+
+def _clamp(ctx: _Ctx, node: fx.Node, loc: SourceLoc, x, lo, hi) -> str:
+    return ctx.emit(ops.Clamp(name=ctx.graph.fresh_name(node.name), inputs=(ctx.tensor(x, "input", node, loc),),
+                              loc=loc, min=_bound(lo, "lower", node, loc), max=_bound(hi, "upper", node, loc)))
+
+
+@lowers(aten.hardtanh, aten.hardtanh_)
+def _hardtanh(ctx, node, a, loc) -> str:
+    return _clamp(ctx, node, loc, a["self"], a["min_val"], a["max_val"])
+
+
+@lowers(aten.relu6, aten.relu6_)
+def _relu6(ctx, node, a, loc) -> str:
+    return _clamp(ctx, node, loc, a["self"], 0.0, 6.0)
+
+
+@lowers(aten.clamp, aten.clamp_, aten.clip, aten.clip_)
+def _clamp_op(ctx, node, a, loc) -> str:
+    return _clamp(ctx, node, loc, a["self"], a.get("min"), a.get("max"))
+
+
+@lowers(aten.clamp_min, aten.clamp_min_)
+def _clamp_min(ctx, node, a, loc) -> str:
+    return _clamp(ctx, node, loc, a["self"], a["min"], None)
+
+
+@lowers(aten.clamp_max, aten.clamp_max_)
+def _clamp_max(ctx, node, a, loc) -> str:
+    return _clamp(ctx, node, loc, a["self"], None, a["max"])
+
+
 @lowers(aten.add, aten.add_)
 def _add(ctx, node, a, loc) -> str:
     if a.get("alpha", 1) != 1:

@@ -2,7 +2,7 @@
 
 Reshapes of any kind that keep the batch dim, permute/transpose, mean over
 feature dims, mul/sub/rsub/div/neg and add of a number, matmul of two values,
-clamp/hardtanh/relu6, softmax, layer_norm, conv1d and avg_pool1d. Entries for
+softmax, layer_norm, conv1d and avg_pool1d. Entries for
 a packet snnc.frontends.aten_ops also lowers (view, mean, add, mm/matmul,
 convolution) replace those and fall back to them.
 """
@@ -215,40 +215,6 @@ def _mm_any(ctx, node, a, loc) -> str:
                                         hint="both operands need a matrix [.., M, K] per sample")
     return ctx.emit(ops.MatMul(name=_fresh(ctx, node), inputs=(x, y), loc=loc))
 
-
-def _clamp_op(ctx, node, loc, x, lo, hi) -> str:
-    bounds = []
-    for v in (lo, hi):
-        if v is not None and _number(v) is None:
-            raise UnsupportedAttributeError(f"clamp to a tensor bound in {loc.describe()} is not supported")
-        bounds.append(None if v is None else _number(v))
-    return ctx.emit(ops.Clamp(name=_fresh(ctx, node), inputs=(ctx.tensor(x, "input", node, loc),), loc=loc,
-                              min=bounds[0], max=bounds[1]))
-
-
-@lowers(aten.hardtanh, aten.hardtanh_)
-def _hardtanh(ctx, node, a, loc) -> str:
-    return _clamp_op(ctx, node, loc, a["self"], a.get("min_val", -1.0), a.get("max_val", 1.0))
-
-
-@lowers(aten.relu6)
-def _relu6(ctx, node, a, loc) -> str:
-    return _clamp_op(ctx, node, loc, a["self"], 0.0, 6.0)
-
-
-@lowers(aten.clamp, aten.clamp_, aten.clip)
-def _clamp(ctx, node, a, loc) -> str:
-    return _clamp_op(ctx, node, loc, a["self"], a.get("min"), a.get("max"))
-
-
-@lowers(aten.clamp_min)
-def _clamp_min(ctx, node, a, loc) -> str:
-    return _clamp_op(ctx, node, loc, a["self"], a["min"], None)
-
-
-@lowers(aten.clamp_max)
-def _clamp_max(ctx, node, a, loc) -> str:
-    return _clamp_op(ctx, node, loc, a["self"], None, a["max"])
 
 
 @lowers(aten._softmax, aten.softmax)

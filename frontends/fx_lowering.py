@@ -20,7 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
 
 import torch.fx as fx
 import torch.nn as nn

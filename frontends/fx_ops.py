@@ -78,6 +78,24 @@ def _relu(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
     return ctx.emit(ops.ReLU(name=ctx.fresh(node.name), inputs=(ctx.value(node.args[0], node, loc),), loc=loc))
 
 
+def _bound(v: Any, what: str, loc: SourceLoc) -> float | None:
+    if v is None or isinstance(v, (int, float)) and not isinstance(v, bool):
+        return None if v is None else float(v)
+    raise UnsupportedAttributeError(f"clamp in {loc.describe()} has a {type(v).__name__} {what} bound",
+                                    hint="only bounds that are numbers are supported")
+
+
+def clamp_op(ctx: _Ctx, x: str, lo: Any, hi: Any, name: str, loc: SourceLoc) -> str:
+    """Clamp(lo, hi) of x; ReLU6, Hardtanh, clamp and clip all lower to it."""
+    return ctx.emit(ops.Clamp(name=ctx.fresh(name), inputs=(x,), loc=loc, min=_bound(lo, "lower", loc),
+                              max=_bound(hi, "upper", loc)))
+
+
+@lowers_module(nn.ReLU6, nn.Hardtanh)
+def _hardtanh(ctx: _Ctx, m: nn.Hardtanh, node: fx.Node, loc: SourceLoc) -> str:  # ReLU6 is Hardtanh(0, 6)
+    return clamp_op(ctx, ctx.value(node.args[0], node, loc), m.min_val, m.max_val, node.name, loc)
+
+
 @lowers_module(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 def _identity(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
     return ctx.value(node.args[0], node, loc)  # inference: dropout is the identity; no node needed
@@ -152,6 +170,28 @@ def _arg(node: fx.Node, i: int, key: str, default: Any = None) -> Any:
 @lowers_function(F.relu, torch.relu, torch.nn.functional.relu_)
 def _f_relu(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     return ctx.emit(ops.ReLU(name=ctx.fresh(node.name), inputs=(ctx.value(node.args[0], node, loc),), loc=loc))
+
+
+@lowers_function(F.relu6)
+def _f_relu6(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return clamp_op(ctx, ctx.value(node.args[0], node, loc), 0.0, 6.0, node.name, loc)
+
+
+@lowers_function(F.hardtanh, F.hardtanh_)
+def _f_hardtanh(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return clamp_op(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "min_val", -1.0),
+                    _arg(node, 2, "max_val", 1.0), node.name, loc)
+
+
+@lowers_function(torch.clamp, torch.clip, torch.clamp_min, torch.clamp_max)
+def _f_clamp(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    fn = getattr(node.target, "__name__", "")
+    if fn == "clamp_min":
+        return clamp_op(ctx, x, _arg(node, 1, "min"), None, node.name, loc)
+    if fn == "clamp_max":
+        return clamp_op(ctx, x, None, _arg(node, 1, "max"), node.name, loc)
+    return clamp_op(ctx, x, _arg(node, 1, "min"), _arg(node, 2, "max"), node.name, loc)
 
 
 @lowers_function(operator.add, operator.iadd, torch.add)
@@ -306,6 +346,15 @@ def merged_run(features: tuple[int, ...], new: tuple[int, ...]) -> tuple[int, in
 @lowers_method("relu")
 def _m_relu(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     return _f_relu(ctx, node, loc)
+
+
+@lowers_method("clamp", "clip", "clamp_", "clip_", "clamp_min", "clamp_max")
+def _m_clamp(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    if node.target.startswith("clamp_m"):
+        bound = _arg(node, 1, node.target[-3:])
+        return clamp_op(ctx, x, *((bound, None) if node.target == "clamp_min" else (None, bound)), node.name, loc)
+    return clamp_op(ctx, x, _arg(node, 1, "min"), _arg(node, 2, "max"), node.name, loc)
 
 
 @lowers_method("add")

@@ -2,7 +2,7 @@
 
 Arithmetic (mul, sub, add of a number, div by a constant, matmul of two values
 or by a weight parameter), transpose/permute, general view/reshape,
-unsqueeze/squeeze, mean, clamp (ReLU6, hardtanh), softmax, Conv1d, AvgPool1d
+unsqueeze/squeeze, mean, softmax, Conv1d, AvgPool1d
 and LayerNorm. Dims in user code count the leading batch/time dims
 (ctx.lead); IR ops take feature dims only, and any use of a batch/time dim is
 refused by name. Entries registered here for a function that snnc.frontends.fx_ops
@@ -286,39 +286,6 @@ def _f_mean(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
                              keepdim=bool(_arg(node, 2, "keepdim", False))))
 
 
-def _clamp(ctx: _Ctx, x: str, lo: Any, hi: Any, name: str, loc: SourceLoc) -> str:
-    for v in (lo, hi):
-        if v is not None and not _is_number(v):
-            raise UnsupportedAttributeError(f"clamp to a tensor bound in {loc.describe()} is not supported",
-                                            hint="clamp to constant bounds")
-    if lo is not None and hi is not None and lo > hi:
-        raise UnsupportedAttributeError(f"clamp with min {lo} > max {hi} in {loc.describe()}",
-                                        hint="torch returns max everywhere then; write that constant")
-    return ctx.emit(ops.Clamp(name=ctx.fresh(name), inputs=(x,), loc=loc, min=None if lo is None else float(lo),
-                              max=None if hi is None else float(hi)))
-
-
-@lowers_function(torch.clamp, torch.clip)
-def _f_clamp(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _clamp(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "min"), _arg(node, 2, "max"), node.name, loc)
-
-
-@lowers_function(F.hardtanh)
-def _f_hardtanh(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _clamp(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "min_val", -1.0),
-                  _arg(node, 2, "max_val", 1.0), node.name, loc)
-
-
-@lowers_function(F.relu6)
-def _f_relu6(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
-    return _clamp(ctx, ctx.value(node.args[0], node, loc), 0.0, 6.0, node.name, loc)
-
-
-@lowers_module(nn.Hardtanh)  # nn.ReLU6 is a Hardtanh(0, 6)
-def _hardtanh(ctx: _Ctx, m: nn.Hardtanh, node: fx.Node, loc: SourceLoc) -> str:
-    return _clamp(ctx, ctx.value(node.args[0], node, loc), m.min_val, m.max_val, node.name, loc)
-
-
 def _softmax(ctx: _Ctx, x: str, dim: Any, name: str, loc: SourceLoc) -> str:
     if dim is None:
         raise UnsupportedAttributeError(f"softmax without a dim in {loc.describe()}", hint="pass dim=")
@@ -399,7 +366,6 @@ lowers_method("transpose", "swapaxes")(_method(_f_transpose))
 lowers_method("unsqueeze")(_method(_f_unsqueeze))
 lowers_method("squeeze")(_method(_f_squeeze))
 lowers_method("mean")(_method(_f_mean))
-lowers_method("clamp", "clip")(_method(_f_clamp))
 lowers_method("softmax")(_method(_f_softmax))
 
 

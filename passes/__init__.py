@@ -8,6 +8,7 @@ The functions other parts build on:
     fuse(graph)                       record fusion groups in graph.meta["fusion_groups"/"fusion_kinds"]
     hoist_constant_input(graph)       constant input: stateless prefix in NX, computed once
     convert_graph(graph, context)     PIPELINES["convert"]: calibrate, normalize, relu-to-if, ... as passes
+    reorder_maxpool / running_maxpool max pooling that converges after conversion (passes/maxpool.py)
 """
 
 from snnc.passes import dce as _dce  # noqa: F401 - registers 'dce'
@@ -24,6 +25,7 @@ from snnc.passes.fold_scales import fold_scales
 from snnc.passes.fuse import fuse
 from snnc.passes.fuse_bn import fuse_bn, fuse_bn_weights
 from snnc.passes.hoist import hoist_constant_input
+from snnc.passes.maxpool import reorder_maxpool, running_maxpool
 from snnc.passes.layout import TARGET_LAYOUTS, assign_layout, cancel_casts
 from snnc.passes.manager import (PASSES, PIPELINES, PassManager, PassSpec, conversion_pipeline, parse_pipeline,
                                  register_pass)
@@ -34,7 +36,7 @@ __all__ = ["ActivationStats", "ChannelSketch", "QuantileSketch", "calibrate", "c
            "parse_norm_mode", "relu_to_if", "to_time_layout", "dce", "fuse_bn", "fuse_bn_weights",
            "fold_scales", "assign_layout", "cancel_casts", "TARGET_LAYOUTS", "fold_constants", "remove_identities",
            "all_reduce_stats", "calibrate_distributed", "fuse",
-           "hoist_constant_input",
+           "hoist_constant_input", "reorder_maxpool", "running_maxpool",
            "PASSES", "PIPELINES", "PassManager", "PassSpec", "conversion_pipeline", "parse_pipeline", "register_pass"]
 
 

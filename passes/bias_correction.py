@@ -23,7 +23,7 @@ from torch import Tensor
 
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.passes.calibrate import batches
+from snnc.passes.calibrate import batches, converts_to_if
 from snnc.passes.context import ConversionContext, calibrated
 from snnc.passes.distributed import all_reduce_sums
 from snnc.passes.manager import register_pass
@@ -71,7 +71,7 @@ def correct_biases(snn: Graph, ann: Graph, data, time_steps: int, *, batch_size:
     output Scale of `producer -> Scale(1/l) -> IF -> Scale(l)`. Layers whose producer
     is not a Conv2d/Linear keep their bias.
     """
-    names = list(relus) if relus is not None else [op.name for op in ann if isinstance(op, ops.ReLU)]
+    names = list(relus) if relus is not None else [op.name for op in ann if converts_to_if(op)]
     if not names:
         return snn
     target = _means(ann, data, set(names), None, 1, batch_size)

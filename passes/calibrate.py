@@ -21,12 +21,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snnc.core.errors import InputError
+from snnc.core.errors import InputError, PassError
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.core.progress import track
 from snnc.core.userdata import as_float, from_numpy
 from snnc.runtime.interpreter import Interpreter
+
+def converts_to_if(op: ops.OpBase) -> bool:
+    """True for the activations conversion makes IF neurons of: ReLU, and Clamp(0, a) with a > 0 or no a
+    (ReLU6, hardtanh(0, a), clamp(0, a), ONNX Clip(0, a))."""
+    return isinstance(op, ops.ReLU) or (isinstance(op, ops.Clamp) and op.min == 0.0
+                                        and (op.max is None or op.max > 0.0))
+
+
+def refuse_unconvertible(graph: Graph) -> None:
+    """A PassError naming the first Clamp that has no rate code (a lower bound other than 0, or max <= 0)."""
+    for op in graph:
+        if isinstance(op, ops.Clamp) and not converts_to_if(op):
+            why = (f"its lower bound {op.min} is not 0" if op.min != 0.0
+                   else f"its upper bound {op.max} leaves nothing above the lower bound 0")
+            raise PassError(f"{op.where()} cannot be converted to spiking neurons: {why}, and an IF neuron's rate "
+                            "lies between 0 and its maximum",
+                            hint="only clamp(0, a) with a > 0 converts (ReLU6, hardtanh(0, a), clamp(0, a), "
+                                 "Clip(0, a)); retrain with one of those or ReLU")
+
 
 _MIN_POS = 1e-9  # positive values below this are counted with the zeros
 _MAX_POS = 1e9
@@ -216,7 +235,7 @@ def check_batch(x, b: int, first: int, name: str, feats: tuple[int, ...]) -> Ten
 def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.005,
               nodes: Iterable[str] | None = None, channelwise: bool = False,
               show_progress: bool | None = None, require_data: bool = True) -> ActivationStats:
-    """Run the (ANN) graph on `data` and sketch the output of every ReLU (or of `nodes`).
+    """Run the (ANN) graph on `data` and sketch the output of every ReLU and Clamp(0, a) (or of `nodes`).
 
     With channelwise=True each watched value also gets a per-channel sketch (channels =
     feature dim 0), which channel-wise normalization needs. require_data=False allows
@@ -224,7 +243,7 @@ def calibrate(graph: Graph, data, *, batch_size: int = 256, accuracy: float = 0.
     """
     if len(graph.inputs) != 1:
         raise InputError(f"calibration supports graphs with one input; {graph.name} has {len(graph.inputs)}")
-    watch = set(nodes) if nodes is not None else {op.name for op in graph if isinstance(op, ops.ReLU)}
+    watch = set(nodes) if nodes is not None else {op.name for op in graph if converts_to_if(op)}
     stats = ActivationStats({n: QuantileSketch(accuracy) for n in watch})
     if channelwise:
         for n in watch:

@@ -1,5 +1,7 @@
 """ANN-to-SNN conversion as passes: calibrate, normalize, to-time-layout, relu-to-if.
 
+(Max pooling and bounded activations such as ReLU6: docs/conversion.md, passes/maxpool.py.)
+
 With activation scale lambda (from calibration) normalize rewrites each ReLU as
 
     Scale(1/lambda) -> ReLU -> Scale(lambda)          (the same function: ReLU is positively homogeneous)
@@ -32,9 +34,10 @@ from snnc.ir.graph import Graph
 from snnc.ir.ops import SoftReset
 from snnc.ir.types import Layout
 from snnc.ir.verify import verify
-from snnc.passes.calibrate import ActivationStats, calibrate
+from snnc.passes.calibrate import ActivationStats, calibrate, converts_to_if, refuse_unconvertible
 from snnc.passes.context import ConversionContext, calibrated, require
 from snnc.passes.distributed import calibrate_distributed
+from snnc.passes.maxpool import warn_max_over_spikes
 from snnc.passes.manager import PassManager, conversion_pipeline, parse_pipeline, register_pass
 from snnc.passes.norm_modes import NormMode
 
@@ -43,6 +46,7 @@ from snnc.passes.norm_modes import NormMode
 def calibrate_pass(graph: Graph, context: ConversionContext | None) -> Graph:
     """Sketch every ReLU's activations over the calibration data (for normalize); the graph is unchanged."""
     ctx = require(context, "calibrate")
+    refuse_unconvertible(graph)  # before the work: a clamp with no rate code
     run = calibrate_distributed if ctx.distributed else calibrate  # distributed: ctx.data is this rank's shard
     extra = {"shard_data": False} if ctx.distributed else {}
     ctx.stats = run(graph, ctx.data, batch_size=ctx.batch_size, channelwise=ctx.options.channelwise,
@@ -55,6 +59,12 @@ def normalize(graph: Graph, stats: ActivationStats, mode: NormMode, *, channelwi
               v_init: float = 0.0, time_steps: int | None = None) -> Graph:
     """Wrap each calibrated ReLU as Scale(1/lambda) -> ReLU -> Scale(lambda), lambda chosen by `mode`.
 
+    A bounded activation Clamp(0, a) (ReLU6, hardtanh(0, a), ...) becomes
+    Scale(1/lambda) -> Clamp(0, 1) -> Scale(lambda) with lambda = min(a, calibrated lambda):
+    the IF neuron relu-to-if makes of the Clamp(0, 1) fires at most once per step, so its
+    output is capped at lambda <= a, and at a exactly when calibration reaches the bound.
+    Any other Clamp is refused (a PassError naming it).
+
     The output Scale keeps the ReLU's name (its users need no rewiring); the ReLU takes
     the name of the IF neuron relu-to-if makes of it. channelwise: one lambda per channel
     (feature dim 0) from `stats.channel_sketches`. v_init and time_steps: the IF's initial
@@ -62,10 +72,11 @@ def normalize(graph: Graph, stats: ActivationStats, mode: NormMode, *, channelwi
     """
     if not 0.0 <= v_init < 1.0:
         raise PassError(f"v_init={v_init} is outside [0, 1): it is a fraction of the threshold")
+    refuse_unconvertible(graph)
     g = graph.copy()
     scales: dict[str, float | list[float]] = {}
     for op in list(g):
-        if not isinstance(op, ops.ReLU):
+        if not converts_to_if(op):
             continue
         sketch = (stats.channel_sketches if channelwise else stats.sketches).get(op.name)
         if sketch is None:
@@ -81,6 +92,9 @@ def normalize(graph: Graph, stats: ActivationStats, mode: NormMode, *, channelwi
             layer = stats.sketches.get(op.name)
             fill = float(mode.scale(layer, time_steps, v_init)[0]) if layer is not None and layer.n else 1.0
             lam = torch.where(dead, torch.full_like(lam, fill if fill > 0 and math.isfinite(fill) else 1.0), lam)
+        bound = op.max if isinstance(op, ops.Clamp) else None
+        if bound is not None:
+            lam = torch.clamp(lam, max=bound)  # the IF's rate cap (one spike per step) becomes the bound
         pre = g.fresh_name(f"{op.name}_in")
         inner = g.fresh_name(f"{op.name}_if")
         if lam.numel() == 1:
@@ -94,7 +108,9 @@ def normalize(graph: Graph, stats: ActivationStats, mode: NormMode, *, channelwi
             out = ops.Scale(name=op.name, inputs=(inner,), weight=g.add_param(f"{op.name}.scale", lam.float()),
                             loc=op.loc)
         g.insert_after(op.name, inv)
-        g.insert_after(pre, ops.ReLU(name=inner, inputs=(pre,), loc=op.loc))
+        act = (ops.ReLU(name=inner, inputs=(pre,), loc=op.loc) if bound is None
+               else ops.Clamp(name=inner, inputs=(pre,), min=0.0, max=1.0, loc=op.loc))
+        g.insert_after(pre, act)
         g.replace_op(out)  # the ReLU node becomes the output scale
         g.sort()
     meta = dict(g.meta)
@@ -123,18 +139,20 @@ def to_time_layout(graph: Graph) -> Graph:
 
 
 def relu_to_if(graph: Graph, v_init: float = 0.0) -> Graph:
-    """Replace each ReLU of a normalized graph by IF(1.0, soft reset, v_init) under the same name.
+    """Replace each ReLU (and Clamp(0, a)) of a normalized graph by IF(1.0, soft reset, v_init) under the same name.
 
-    v_init: the IF's initial potential as a fraction of its threshold (0.5 rounds).
+    v_init: the IF's initial potential as a fraction of its threshold (0.5 rounds). Warns about each
+    MaxPool2d left to take the max over spikes (the running-maxpool pass replaces them).
     """
     if "conversion" not in graph.meta:
         raise PassError(f"graph {graph.name} is not normalized: relu-to-if makes IF neurons of the ReLUs that "
                         "normalize scaled to threshold 1", hint="run 'calibrate,normalize' before 'relu-to-if'")
     if not 0.0 <= v_init < 1.0:
         raise PassError(f"v_init={v_init} is outside [0, 1): it is a fraction of the threshold")
+    warn_max_over_spikes(graph)
     g = graph.copy()
     for op in list(g):
-        if isinstance(op, ops.ReLU):
+        if converts_to_if(op):
             g.replace_op(ops.IF(name=op.name, inputs=op.inputs, v_threshold=1.0, reset=SoftReset(),
                                 v_init=v_init if v_init else None, loc=op.loc))
     refuse_nonlinear(g)

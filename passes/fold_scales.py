@@ -5,7 +5,8 @@ Each Scale multiplies feature channel c (feature dim 0) by s[c] = factor * weigh
 and moves where the algebra is exact in real arithmetic:
 
     back into the Conv2d/Linear producing it   W' = s W (output rows), b' = s b
-        (also through AvgPool/MaxPool/ReLU/Identity between them, MaxPool and ReLU needing s > 0)
+        (also through AvgPool/MaxPool/ReLU/Identity between them, MaxPool and ReLU needing s > 0;
+         MaxPool includes RunningMaxPool throughout)
     forward into a consuming Conv2d/Linear     W' = W s (input columns); zero padding stays zero
     forward through AvgPool, AdaptiveAvgPool, MaxPool and ReLU (s > 0), Flatten, Identity
     forward through Add when both operands carry the same scale
@@ -30,8 +31,8 @@ from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.passes.manager import register_pass
 
-_COMMUTE = (ops.AvgPool2d, ops.AdaptiveAvgPool2d, ops.MaxPool2d, ops.ReLU, ops.Identity)
-_NEEDS_POSITIVE = (ops.MaxPool2d, ops.ReLU)  # max(s x) = s max(x) only for s > 0
+_COMMUTE = (ops.AvgPool2d, ops.AdaptiveAvgPool2d, ops.MaxPool2d, ops.RunningMaxPool2d, ops.ReLU, ops.Identity)
+_NEEDS_POSITIVE = (ops.MaxPool2d, ops.RunningMaxPool2d, ops.ReLU)  # max(s x) = s max(x) only for s > 0
 
 
 # -- the algebra, as plain tensor functions ------------------------------------

@@ -81,11 +81,15 @@ def register_pass(name: str, *, context: bool = False):
 # leaves it; relu-to-if then makes the ReLU an IF neuron; bias-correction (a no-op unless asked
 # for) needs the converted graph before any folding. A target may add its own conversion passes
 # as "convert-<target>" (the lava package registers reset to 0 and threshold calibration).
+# reorder-maxpool moves max pooling before its ReLU (on the ANN) before calibrate measures the
+# ReLUs; running-maxpool makes the max pooling of rate-coded values converge, before relu-to-if
+# (which warns about any max pooling left over spikes). See passes/maxpool.py.
 # The target pipelines: fold-scales before fold-constants (it leaves Scale chains to merge);
 # layout after the rewrites (they do not care) and before fuse, which runs last
 # so its groups name nodes that still exist.
 PIPELINES: dict[str, str] = {
-    "convert": "fuse-bn,calibrate,normalize,to-time-layout,relu-to-if,bias-correction,dce",
+    "convert": "fuse-bn,reorder-maxpool,calibrate,normalize,to-time-layout,running-maxpool,relu-to-if,"
+               "bias-correction,dce",
     "cpu": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
     "triton": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
     "lava": "fuse-bn,dce",  # lower() then runs quantize-loihi (NetX legalization + Loihi fixed point)

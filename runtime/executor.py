@@ -20,8 +20,8 @@ from torch import Tensor
 
 from snnc.core.errors import InputError, LoweringError, SnncError
 from snnc.ir import ops
-from snnc.runtime import event_conv, neurons, stateful
-from snnc.runtime.kernels import call
+from snnc.runtime import event_conv, neurons, stateful  # noqa: F401 - stateful registers its kernels
+from snnc.runtime.kernels import STATEFUL_KERNELS, call
 from snnc.runtime.plan import Node, Plan
 
 
@@ -231,17 +231,22 @@ class Executor:
         return x
 
     def _stateful(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor]) -> Tensor:
-        """A stateful non-spiking op over one window of c steps; its state (stacked) persists in `state`."""
+        """Run a stateful op other than a neuron (kernels.STATEFUL_KERNELS) over one window of c steps."""
         op = node.op
         x, is_static = ins[0]
         if is_static:
             x = x.unsqueeze(0).expand(c, *x.shape)
+        s = state.get(op.name)
+        if s is not None and s.shape != x.shape[1:]:
+            raise InputError(f"{op.where()}: state has shape {list(s.shape)} but the input step is "
+                             f"{list(x.shape[1:])}", hint="call reset() when the batch size changes")
         try:
-            y, state[op.name] = stateful.run_window(op, x, state.get(op.name), self.params)
+            y, s = STATEFUL_KERNELS[type(op)](op, x, s, self.params)
         except SnncError:
             raise
         except Exception as e:  # noqa: BLE001
             raise LoweringError(f"while executing {op.where()}: {type(e).__name__}: {e}") from e
+        state[op.name] = s
         return y
 
     def _neuron(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor],

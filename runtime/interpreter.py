@@ -30,7 +30,8 @@ from snnc.runtime import encoders as enc
 from snnc.runtime import layouts, memory, neurons
 from snnc.runtime import plan as planning
 from snnc.runtime.executor import Executor
-from snnc.runtime.kernels import KERNELS
+from snnc.runtime.kernels import KERNELS, STATEFUL_KERNELS
+from snnc.runtime import stateful  # noqa: F401 - registers the sigma-delta kernel
 from snnc.runtime.stats import RunStats, StatsCollector
 from snnc.core.userdata import as_float, check_time_steps
 
@@ -42,7 +43,7 @@ DEFAULT_MEMORY_BUDGET = 256 << 20  # bytes of live activations per window; see `
 def unsupported_ops(graph: Graph) -> list[ops.OpBase]:
     """The ops this runtime cannot run: no kernel. Every neuron runs (CUBA current and leaky integrators
     in float, per snnc.core.dynamics; Loihi's fixed point is the lava target's emulation)."""
-    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, ops.SigmaDelta, ops.Delay, ops.Recur, *KERNELS)
+    known = (ops.Input, ops.NeuronOp, ops.LayoutCast, ops.Delay, ops.Recur, *KERNELS, *STATEFUL_KERNELS)
     return [op for op in graph if not isinstance(op, known)]
 
 

@@ -35,12 +35,24 @@ from snnc.runtime import native
 
 Kernel = Callable[[ops.OpBase, list[Tensor], Mapping[str, Tensor]], Tensor]
 KERNELS: dict[type, Kernel] = {}
+# stateful ops other than neurons: (op, x [c, N, *] for c steps, state or None, params) -> (y [c, N, *], state);
+# RunningMaxPool2d here, SigmaDelta in runtime/stateful.py
+StatefulKernel = Callable[[ops.OpBase, Tensor, "Tensor | None", Mapping[str, Tensor]], tuple[Tensor, Tensor]]
+STATEFUL_KERNELS: dict[type, StatefulKernel] = {}
 
 
 def kernel(*classes: type):
     def deco(fn: Kernel) -> Kernel:
         for c in classes:
             KERNELS[c] = fn
+        return fn
+    return deco
+
+
+def stateful_kernel(*classes: type):
+    def deco(fn: StatefulKernel) -> StatefulKernel:
+        for c in classes:
+            STATEFUL_KERNELS[c] = fn
         return fn
     return deco
 
@@ -122,6 +134,11 @@ def batch_norm(op: ops.BatchNorm, ins, params) -> Tensor:
 @kernel(ops.ReLU)
 def relu(op, ins, params) -> Tensor:
     return torch.relu(ins[0])
+
+
+@kernel(ops.Clamp)
+def clamp(op: ops.Clamp, ins, params) -> Tensor:
+    return torch.clamp(ins[0], op.min, op.max)
 
 
 @kernel(ops.Identity, ops.Output)
@@ -270,3 +287,27 @@ def layer_norm(op: ops.LayerNorm, ins, params) -> Tensor:
 @kernel(ops.AvgPool1d)
 def avg_pool1d(op: ops.AvgPool1d, ins, params) -> Tensor:
     return F.avg_pool1d(ins[0], op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
+
+
+@stateful_kernel(ops.RunningMaxPool2d)
+def running_max_pool2d(op: ops.RunningMaxPool2d, x: Tensor, acc: Tensor | None, params) -> tuple[Tensor, Tensor]:
+    """c steps of x [c, N, C, H, W] and the sums so far (None: zeros) -> (y [c, N, C, Ho, Wo], the sums).
+
+    One step at a time, in float32 (float64 for float64 runs): acc[t] = acc[t-1] + x[t],
+    y[t] = maxpool(acc[t]) - maxpool(acc[t-1]), so any split of T into windows (run,
+    chunks, step()) gives the same bits.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = x.new_zeros(x.shape[1:], dtype=dtype) if acc is None else acc.to(dtype)
+
+    def pool(a: Tensor) -> Tensor:
+        return F.max_pool2d(a, op.kernel_size, op.stride, op.padding, op.dilation, op.ceil_mode)
+
+    prev = pool(acc)
+    out = []
+    for k in range(x.shape[0]):
+        acc = acc + x[k].to(dtype)
+        cur = pool(acc)
+        out.append((cur - prev).to(x.dtype))
+        prev = cur
+    return torch.stack(out), acc

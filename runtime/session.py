@@ -140,7 +140,7 @@ class Session:
 
     @property
     def state(self) -> dict[str, Tensor]:
-        """Neuron name -> membrane potential [N, *] (empty after reset)."""
+        """Neuron name -> membrane potential [N, *], and a running max pooling's sums (empty after reset)."""
         return self._interp.state
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Stateful ops that are not spiking neurons, run a window of time steps at a time (the CPU reference runtime).
 
-Today: SigmaDelta, in float, with the equations of snnc.core.sigma_delta. Its
+Registered in kernels.STATEFUL_KERNELS (beside RunningMaxPool2d). Here: SigmaDelta, in float, with the equations of snnc.core.sigma_delta. Its
 state (sigma, act, residue) is stored stacked under the op's name, so that run,
 step() and chunked runs agree.
 """
@@ -12,9 +12,9 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from snnc.core.errors import LoweringError
 from snnc.core.sigma_delta import SigmaDeltaState, sigma_delta_step
 from snnc.ir import ops
+from snnc.runtime.kernels import stateful_kernel
 
 
 def _bias(op: ops.SigmaDelta, params: Mapping[str, Tensor], step_shape: torch.Size) -> Tensor | float:
@@ -25,11 +25,10 @@ def _bias(op: ops.SigmaDelta, params: Mapping[str, Tensor], step_shape: torch.Si
     return b if tuple(b.shape) == feats else b.reshape(-1, *([1] * (len(feats) - 1)))
 
 
-def run_window(op: ops.OpBase, x: Tensor, state: Tensor | None,
-               params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+@stateful_kernel(ops.SigmaDelta)
+def sigma_delta(op: ops.SigmaDelta, x: Tensor, state: Tensor | None,
+                params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
     """x: [c, N, *] -> (y [c, N, *], the new stacked state)."""
-    if not isinstance(op, ops.SigmaDelta):
-        raise LoweringError(f"{op.where()} is stateful but the CPU reference runtime has no kernel for it")
     sd = SigmaDeltaState.zeros(x[0]) if state is None else SigmaDeltaState.unstacked(state)
     bias = _bias(op, params, x.shape[1:])
     ys = []

@@ -39,8 +39,8 @@ ENERGY_SOURCE = "Horowitz, ISSCC 2014 (45 nm): fp32 MAC 4.6 pJ, fp32 add (AC) 0.
 
 SYNAPTIC = (ops.Conv2d, ops.Linear)
 # Ops through which a spike train stays an event stream (nonzero in, nonzero out).
-_EVENT_PRESERVING = (ops.Scale, ops.AvgPool2d, ops.MaxPool2d, ops.Flatten, ops.Identity, ops.LayoutCast,
-                     ops.Output, ops.Concat)
+_EVENT_PRESERVING = (ops.Scale, ops.AvgPool2d, ops.MaxPool2d, ops.RunningMaxPool2d, ops.Flatten, ops.Identity,
+                     ops.LayoutCast, ops.Output, ops.Concat)
 
 
 @dataclass(frozen=True)

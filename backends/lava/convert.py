@@ -25,6 +25,7 @@ from snnc.frontends.torch_fx import trace
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import HardReset, LoihiInfo
+from snnc.passes.calibrate import converts_to_if
 from snnc.passes.context import ConversionContext, calibrated, conversion_context, require
 from snnc.passes.convert import convert_graph
 from snnc.passes.manager import PIPELINES, PassSpec, register_pass
@@ -59,7 +60,7 @@ def reset_to_zero_pass(graph: Graph, context: ConversionContext | None) -> Graph
 def calibrate_thresholds(snn: Graph, ann: Graph, data: torch.Tensor, T: int) -> tuple[Graph, dict[str, float]]:
     """Scale each neuron's threshold so its reset-to-0 rate x output scale tracks the ANN activation."""
     targets = [op.name for op in snn if isinstance(op, ops.Scale) and op.name in ann.nodes
-               and isinstance(ann[op.name], ops.ReLU)]
+               and converts_to_if(ann[op.name])]
     with torch.no_grad():
         want = Interpreter(ann).run({ann.inputs[0].name: data}, keep=set(targets))
     g, chosen = snn, {}

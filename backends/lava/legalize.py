@@ -51,7 +51,7 @@ def check_supported(graph: Graph) -> None:
         if isinstance(op, (ops.Add, ops.Concat)):
             bad.append(f"{op.where()}: NetX 0.6 layers run in sequence, so residual adds and concatenation "
                        "cannot be expressed")
-        elif isinstance(op, ops.MaxPool2d):
+        elif isinstance(op, (ops.MaxPool2d, ops.RunningMaxPool2d)):
             bad.append(f"{op.where()}: max pooling of spikes is not linear and NetX has no pool layer "
                        "(use AvgPool2d, which folds into the next synapse)")
         elif isinstance(op, ops.ReLU):

@@ -30,6 +30,7 @@ HINTS = {
     ops.BatchNorm: "fold it into the conv/linear before it (pass fuse-bn)",
     ops.ReLU: "convert the ANN to an SNN first (snnc convert / --calib)",
     ops.MaxPool2d: "NIR has no max pooling; use AvgPool2d or SumPool2d",
+    ops.RunningMaxPool2d: "NIR has no max pooling (nor a pooling with state); use AvgPool2d or SumPool2d",
     ops.Concat: "NIR has no concatenation",
     ops.AdaptiveAvgPool2d: "use a fixed AvgPool2d",
     ops.SigmaDelta: "NIR has no sigma-delta neuron; the lava target (NetX SDNN) and the cpu target run it",

@@ -6,7 +6,7 @@ from typing import Literal, Mapping
 
 from pydantic import Field
 
-from snnc.ir.ops.base import OpBase, ParamInfo, need, register
+from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
 from snnc.ir.ops.linear import Pair, conv_out
 from snnc.ir.types import DType, TensorType
 
@@ -52,6 +52,37 @@ class MaxPool2d(OpBase):
     ceil_mode: bool = False
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        return ins[0].with_features(_pool_infer(self, ins[0], self.dilation))
+
+
+@register
+class RunningMaxPool2d(OpBase):
+    """Max pooling of a rate code that converges to the max of the rates (the ANN-to-SNN conversion's).
+
+        A[t] = A[t-1] + x[t]                        A[-1] = 0: the input summed per position (state `acc`)
+        y[t] = maxpool(A[t]) - maxpool(A[t-1])
+
+    so y[0] + ... + y[t] = maxpool(A[t]) exactly: after every step the output has carried the
+    largest accumulated input of each window, and its mean over t steps is the max of the
+    inputs' means (MaxPool2d on spikes takes the max at each step instead, whose mean
+    overestimates the max of the rates however long it runs). On spikes (0/1) the sums are
+    integers, so y is 0/1 again (exact up to 2^24 steps in float32); on an analog input
+    (a current) y is analog and may be negative. Fields as MaxPool2d's (padding is -inf).
+    """
+
+    kind: Literal["running_max_pool2d"] = "running_max_pool2d"
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+
+    state = (StateSpec("acc", "the input summed over the steps so far"),)
+    stateful = True
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        need(ins[0].layout.has_time, f"running_max_pool2d pools over time: it needs a layout with time "
+             f"(TNX, NXT or TN), got {ins[0].layout.value}")
         return ins[0].with_features(_pool_infer(self, ins[0], self.dilation))
 
 
