@@ -131,5 +131,5 @@ def test_clamp_round_trips_and_other_targets_refuse_it_by_name(tmp_path):
     save(g, tmp_path / "a.snnir")
     back = load(tmp_path / "a.snnir")
     assert str(back) == str(g) and back["_1"] == g["_1"] and "clamp(%_0) {min=0.0, max=6.0}" in str(g)
-    assert any("'clamp'" in p for p in op_problems(g))
+    assert not any("'clamp'" in p for p in op_problems(g))  # lynxi lowers a clamp (torch.clamp in its program)
     assert "(clamp)" in refusal(g["_1"], g, None)[0]

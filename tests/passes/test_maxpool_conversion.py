@@ -162,14 +162,14 @@ def _reference(op, x: torch.Tensor) -> torch.Tensor:
 def test_running_max_pool_kernel_matches_the_cumulative_definition_and_any_window_split(kw):
     op = ops.RunningMaxPool2d(name="p", inputs=("x",), **kw)
     spikes = (torch.rand(40, 2, 3, 7, 7, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    y, acc = running_max_pool2d(op, spikes, None)
+    y, acc = running_max_pool2d(op, spikes, None, {})
     assert torch.equal(y.double(), _reference(op, spikes))  # integer sums: exact
     assert set(y.unique().tolist()) <= {0.0, 1.0}  # spikes in, spikes out
-    y1, a1 = running_max_pool2d(op, spikes[:13], None)
-    y2, a2 = running_max_pool2d(op, spikes[13:], a1)
+    y1, a1 = running_max_pool2d(op, spikes[:13], None, {})
+    y2, a2 = running_max_pool2d(op, spikes[13:], a1, {})
     assert torch.equal(torch.cat([y1, y2]), y) and torch.equal(a2, acc)
     currents = torch.randn(40, 2, 3, 7, 7, generator=torch.Generator().manual_seed(1))
-    yc, _ = running_max_pool2d(op, currents, None)
+    yc, _ = running_max_pool2d(op, currents, None, {})
     torch.testing.assert_close(yc.double().cumsum(0), _reference(op, currents).cumsum(0), atol=1e-4, rtol=0)
 
 
