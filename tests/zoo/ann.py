@@ -198,7 +198,8 @@ class SqueezeNet(nn.Module):
                 cin = 2 * c(e)
         self.features = nn.Sequential(*layers)
         final_conv = nn.Conv2d(cin, num_classes, 1)
-        self.classifier = nn.Sequential(nn.Dropout(0.5), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), final_conv, nn.ReLU(inplace=True),
+                                        nn.AdaptiveAvgPool2d((1, 1)))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 if m is final_conv:
@@ -230,9 +231,11 @@ class Inception(nn.Module):
     def __init__(self, cin: int, ch1: int, ch3red: int, ch3: int, ch5red: int, ch5: int, pool_proj: int):
         super().__init__()
         self.branch1 = BasicConv2d(cin, ch1, kernel_size=1)
-        self.branch2 = nn.Sequential(BasicConv2d(cin, ch3red, kernel_size=1), BasicConv2d(ch3red, ch3, kernel_size=3, padding=1))
+        self.branch2 = nn.Sequential(BasicConv2d(cin, ch3red, kernel_size=1),
+                                     BasicConv2d(ch3red, ch3, kernel_size=3, padding=1))
         # torchvision uses a 3x3 (not 5x5) here, a known quirk kept for compatibility
-        self.branch3 = nn.Sequential(BasicConv2d(cin, ch5red, kernel_size=1), BasicConv2d(ch5red, ch5, kernel_size=3, padding=1))
+        self.branch3 = nn.Sequential(BasicConv2d(cin, ch5red, kernel_size=1),
+                                     BasicConv2d(ch5red, ch5, kernel_size=3, padding=1))
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), BasicConv2d(cin, pool_proj, kernel_size=1))
 
     def forward(self, x):
@@ -376,7 +379,9 @@ class InvertedResidualV2(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    # expand ratio, channels, repeats, stride of the first
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1))
 
     def __init__(self, num_classes: int = NUM_CLASSES, width: float = 1.0, blocks: int | None = None):
         super().__init__()
@@ -446,7 +451,8 @@ class ShuffleNetV2(nn.Module):
         super().__init__()
         repeats = tuple(_cap(n, blocks) for n in repeats)
         ch = [max(4, 2 * round(c * width / 2)) for c in channels]  # even: each unit splits the channels in two
-        self.conv1 = nn.Sequential(nn.Conv2d(3, ch[0], 3, 2, 1, bias=False), nn.BatchNorm2d(ch[0]), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(nn.Conv2d(3, ch[0], 3, 2, 1, bias=False), nn.BatchNorm2d(ch[0]),
+                                   nn.ReLU(inplace=True))
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = ch[0]
         for i, (n, cout) in enumerate(zip(repeats, ch[1:])):
@@ -580,7 +586,8 @@ class RegNet(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, mean=0.0, std=0.01)
                 nn.init.zeros_(m.bias)
@@ -641,8 +648,8 @@ class MobileNetV3Small(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         last = c(1024)
-        self.classifier = nn.Sequential(nn.Linear(6 * last_in, last), nn.Hardswish(inplace=True), nn.Dropout(0.2, inplace=True),
-                                        nn.Linear(last, num_classes))
+        self.classifier = nn.Sequential(nn.Linear(6 * last_in, last), nn.Hardswish(inplace=True),
+                                        nn.Dropout(0.2, inplace=True), nn.Linear(last, num_classes))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -727,7 +734,8 @@ class EncoderBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(hidden, eps=1e-6)
         self.self_attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
         self.ln_2 = nn.LayerNorm(hidden, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(hidden, mlp), nn.GELU(), nn.Dropout(0.0), nn.Linear(mlp, hidden), nn.Dropout(0.0))
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp), nn.GELU(), nn.Dropout(0.0), nn.Linear(mlp, hidden),
+                                 nn.Dropout(0.0))
         for m in self.mlp.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -807,7 +815,8 @@ def calibrate_bn(model: nn.Module, data: torch.Tensor, batch_size: int = 64) -> 
     return model.eval()
 
 
-def build(name: str, width: float = 1.0, blocks: int | None = None, seed: int = 0, calib_images: int = 256) -> nn.Module:
+def build(name: str, width: float = 1.0, blocks: int | None = None, seed: int = 0,
+          calib_images: int = 256) -> nn.Module:
     """The architecture `name` with seeded random weights and BatchNorm statistics from `images()`, in eval mode."""
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
