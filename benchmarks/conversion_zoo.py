@@ -1,0 +1,221 @@
+"""ANN-to-SNN conversion fidelity on the standard architectures (issue 19): snnc next to SpikingJelly.
+
+    python benchmarks/conversion_zoo.py                          # all 14, real widths (long: hours on 2 cores)
+    python benchmarks/conversion_zoo.py --quick                  # width 1/4, 2 blocks per stage, 8 images, T <= 64
+    python benchmarks/conversion_zoo.py --arch resnet18,vgg11_bn --images 16
+    python benchmarks/conversion_zoo.py --markdown benchmarks/RESULTS.md   # ... and write the table there
+
+Each architecture of tests/zoo/ann.py (written in this repository: torchvision's CPU
+wheels do not import on our torch) is built with seeded random weights and BatchNorm
+statistics calibrated on smooth random images, then converted
+
+* by `snnc.convert(model, calib, mode)` for each snnc mode (default: '99.9%' with
+  snnc's defaults), run on the CPU reference runtime (constant analog input);
+* by SpikingJelly 2.0's `Converter(recipe=RateCodingRecipe(loader, mode=...))` for
+  each of its modes (Max, 99.9%, 0.5) when spikingjelly is installed.
+
+For every T in --T it prints the cosine between the SNN's output averaged over the
+first T steps and the ANN's logits (mean over the test images), and the share of
+images whose argmax agrees. Each network runs once, for the largest T; the smaller
+T are the first steps of that run (the conversion does not depend on T). A model
+snnc refuses gets a row with the refusal's one line; a SpikingJelly failure likewise.
+
+The architectures come from tests/zoo/ann.py, shared with the tests
+(tests/zoo/test_ann_zoo.py) so that both see the same networks; the script puts the
+repository root on sys.path to import it, as the tests do through pytest's rootdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # SpikingJelly's calibration progress bars
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import snnc  # noqa: E402
+from snnc.core.errors import SnncError  # noqa: E402
+from snnc.runtime import Session  # noqa: E402
+from tests.zoo.ann import ARCHITECTURES, build, images  # noqa: E402
+
+T_VALUES = (4, 8, 16, 32, 64, 256)
+SNNC_MODES = {"snnc 99.9%": "99.9%", "snnc max": "max"}
+SJ_MODES = {"SJ Max": "Max", "SJ 99.9%": "99.9%", "SJ 0.5": 0.5}
+HEADING = "## ANN zoo conversion fidelity (`benchmarks/conversion_zoo.py`)"
+
+Row = "list[tuple[float, float]] | str"  # a (cosine, agreement) per T, or why there is none
+
+
+def scores(outputs: torch.Tensor, logits: torch.Tensor, ts: tuple[int, ...]) -> list[tuple[float, float]]:
+    """(mean cosine to the logits, argmax agreement) of the output averaged over the first T steps, per T."""
+    csum = outputs.double().cumsum(0)
+    res = []
+    for T in ts:
+        rate = (csum[T - 1] / T).float()
+        cos = float(F.cosine_similarity(rate, logits, dim=-1).mean())
+        res.append((cos, float((rate.argmax(-1) == logits.argmax(-1)).float().mean())))
+    return res
+
+
+def snnc_row(model, calib, x, logits, mode, ts) -> Row:
+    try:
+        graph = snnc.convert(model, calib, mode, show_progress=False)
+        return scores(Session(graph).run(x, max(ts)), logits, ts)
+    except SnncError as e:
+        return f"refused: {e.message}"
+
+
+def spikingjelly_row(model, calib, x, logits, mode, ts) -> Row:
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn import Converter, RateCodingRecipe
+
+    loader = [(calib[i:i + 64], torch.zeros(0)) for i in range(0, calib.shape[0], 64)]
+    try:
+        snn = Converter(recipe=RateCodingRecipe(loader, mode=mode)).convert(copy.deepcopy(model))
+        snn.eval()
+        functional.reset_net(snn)
+        with torch.no_grad():
+            outs = torch.stack([snn(x) for _ in range(max(ts))])
+    except Exception as e:  # noqa: BLE001 - a third-party converter: report whatever stops it
+        return f"SpikingJelly failed: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+    return scores(outs, logits, ts)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def table(results: dict[str, dict[str, Row]], ts: tuple[int, ...]) -> list[str]:
+    """Markdown: one row per architecture and method, 'cosine (agreement %)' per T."""
+    lines = ["| architecture | method | " + " | ".join(f"T={T}" for T in ts) + " |",
+             "|---|---|" + "---:|" * len(ts)]
+    for arch, rows in results.items():
+        for method, row in rows.items():
+            if isinstance(row, str):
+                lines.append(f"| {arch} | {method} | {row.replace('|', '/')} |" + " |" * (len(ts) - 1))
+            else:
+                lines.append(f"| {arch} | {method} | " + " | ".join(f"{c:.4f} ({100 * a:.0f}%)" for c, a in row) + " |")
+    return lines
+
+
+def summary(results: dict[str, dict[str, Row]], ts: tuple[int, ...]) -> list[str]:
+    """Per architecture: the best snnc and best SpikingJelly cosine at each T <= 16."""
+    out = []
+    for arch, rows in results.items():
+        best = {}
+        for side in ("snnc", "SJ"):
+            got = [r for m, r in rows.items() if m.startswith(side) and not isinstance(r, str)]
+            best[side] = [max(r[i][0] for r in got) if got else None for i in range(len(ts))]
+        if best["snnc"][0] is None or best["SJ"][0] is None:
+            continue
+        ahead = [T for i, T in enumerate(ts) if T <= 16 and best["snnc"][i] > best["SJ"][i]]
+        low = [T for T in ts if T <= 16]
+        out.append(f"- {arch}: snnc ahead of SpikingJelly's best mode at T = {', '.join(map(str, ahead)) or 'none'}"
+                   f" of {', '.join(map(str, low))}")
+    return out
+
+
+def write_markdown(path: Path, section: list[str]) -> None:
+    """Replace this script's section of `path` (or append it)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = "\n".join(section) + "\n"
+    pattern = re.compile(re.escape(HEADING) + r".*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: block + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", help=f"comma list (default: all): {', '.join(ARCHITECTURES)}")
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the real networks)")
+    ap.add_argument("--blocks", type=int, default=None, help="at most this many blocks per stage (default: all)")
+    ap.add_argument("--images", type=int, default=32, help="test images")
+    ap.add_argument("--calib", type=int, default=256, help="calibration images (BatchNorm and conversion)")
+    ap.add_argument("--T", type=int, nargs="+", default=list(T_VALUES), help="time steps to report")
+    ap.add_argument("--snnc-modes", default=",".join(SNNC_MODES.values()), help="snnc normalization modes")
+    ap.add_argument("--sj-modes", default="Max,99.9%,0.5", help="SpikingJelly modes ('' for none)")
+    ap.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly even when installed")
+    ap.add_argument("--quick", action="store_true", help="width 1/4, 2 blocks per stage, 8 images, T <= 64")
+    ap.add_argument("--markdown", type=Path, help="write the table into this file (replacing its earlier section)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.width, args.blocks, args.images, args.calib = 0.25, 2, 8, 64
+        args.T = [T for T in args.T if T <= 64]
+    names = args.arch.split(",") if args.arch else list(ARCHITECTURES)
+    unknown = [n for n in names if n not in ARCHITECTURES]
+    if unknown:
+        ap.error(f"unknown architecture {', '.join(unknown)}; known: {', '.join(ARCHITECTURES)}")
+    ts = tuple(sorted(set(args.T)))
+    sj_modes = [] if args.no_spikingjelly else [float(m) if m[0].isdigit() and not m.endswith("%") else m
+                                                for m in args.sj_modes.split(",") if m]
+    try:
+        import spikingjelly.activation_based.ann2snn  # noqa: F401
+    except ImportError as e:
+        sj_modes, sj_note = [], f"spikingjelly does not import ({e}): no SpikingJelly rows"
+    else:
+        sj_note = ""
+
+    start = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    calib, x = images(args.calib, seed=101), images(args.images, seed=202)
+    results: dict[str, dict[str, Row]] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
+        with torch.no_grad():
+            logits = model(x)
+        rows: dict[str, Row] = {}
+        for mode in args.snnc_modes.split(","):
+            rows[f"snnc {mode}"] = snnc_row(model, calib, x, logits, mode, ts)
+        for mode in sj_modes:
+            rows[f"SJ {mode}"] = spikingjelly_row(model, calib, x, logits, mode, ts)
+        results[name] = rows
+        print("\n".join(table({name: rows}, ts)[2:]) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    elapsed = time.perf_counter() - start
+    section = [HEADING, "",
+               f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
+               f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
+               f"with {torch.get_num_threads()} threads. Run on {datetime.date.today().isoformat()} with "
+               f"`python benchmarks/conversion_zoo.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+               f"({elapsed:.0f} s).",
+               "",
+               f"Width {args.width:g} of the real channels, "
+               f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, random "
+               f"weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth random "
+               f"images, {args.images} test images (3x32x32). Each cell: cosine between the SNN output averaged over "
+               "T steps and the ANN logits (mean over images), and in brackets the share of images whose argmax "
+               "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode)` with its defaults (V starts at half "
+               "the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
+               *table(results, ts)]
+    if sj_note:
+        section += ["", f"({sj_note})"]
+    sm = summary(results, ts)
+    if sm:
+        section += ["", *sm]
+    print("\n".join(sm or [sj_note or "(no architecture has both an snnc and a SpikingJelly row)"]))
+    if args.markdown:
+        write_markdown(args.markdown, section)
+        print(f"wrote the table into {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

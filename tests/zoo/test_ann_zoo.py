@@ -1,0 +1,156 @@
+"""The standard architectures (tests/zoo/ann.py) through snnc's three input paths (issue 19).
+
+For each architecture: `snnc.convert` from the module, a `.pt2` written by
+`torch.export`, and an `.onnx` written by torch's default (dynamo) exporter. Each
+path either converts and runs on `--target cpu` (then every converting path gives
+the same SNN outputs, and the graph read before conversion computes the ANN's
+logits), or is refused with one `error:` line that names the op and where it is.
+EXPECTED below says which, per path; when a branch that adds an op lands, flip its
+entries to OK (the test then fails until the path really works, and fails while an
+OK entry still refuses).
+
+Tests run tiny variants (TEST_WIDTH, TEST_BLOCKS: a few channels, at most two or
+three blocks per stage, so every kind of block and op stays) at T = 8; the real
+widths and depths, and the fidelity at T up to 256, are benchmarks/conversion_zoo.py's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import pytest
+import torch
+
+import snnc
+from snnc.core.errors import SnncError
+from snnc.frontends import load
+from snnc.runtime import Session
+from tests.zoo.ann import ARCHITECTURES, INPUT_SHAPE, build, calibrate_bn, images
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
+
+OK = "ok"
+PATHS = ("convert", "pt2", "onnx")
+# architecture -> path -> OK, or (op the refusal names, where: a module path; None for ONNX, whose node
+# names the exporter chooses). The refusals are today's; who is adding each op:
+#   ReduceMean, Transpose, Reshape (ONNX), floordiv/view (channel shuffle), permute: helper C (layout ops, dynamo ONNX)
+#   ReLU6 / hardtanh / Clip: helper D (bounded activations); MaxPool fidelity: helper D
+#   SiLU, Sigmoid, Hardswish, GELU, LayerNorm, attention: helper F (hybrid `analog=` mode); without it they stay refused
+EXPECTED: dict[str, dict[str, object]] = {
+    "resnet18": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
+    "resnet34": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
+    "vgg11_bn": {"convert": OK, "pt2": OK, "onnx": ("Transpose", None)},
+    "vgg16_bn": {"convert": OK, "pt2": OK, "onnx": ("Transpose", None)},
+    "squeezenet1_1": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
+    "googlenet": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
+    "densenet121": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
+    "mobilenet_v2": {"convert": ("ReLU6", "features.0.2"), "pt2": ("hardtanh", "features.0.2"),
+                     "onnx": ("Clip", None)},
+    "shufflenet_v2_x1_0": {"convert": ("floordiv", "stage2.0"), "pt2": ("view", "stage2.0"),
+                           "onnx": ("Reshape", None)},
+    "efficientnet_b0": {"convert": ("SiLU", "features.0.2"), "pt2": ("silu", "features.0.2"),
+                        "onnx": ("Sigmoid", None)},
+    "regnet_y_400mf": {"convert": ("Sigmoid", "trunk_output.block1.0.f.se.scale_activation"),
+                       "pt2": ("sigmoid", "trunk_output.block1.0.f.se.scale_activation"),
+                       "onnx": ("ReduceMean", None)},
+    "mobilenet_v3_small": {"convert": ("Hardswish", "features.0.2"), "pt2": ("hardswish", "features.0.2"),
+                           "onnx": ("HardSwish", None)},
+    "convnext_tiny": {"convert": ("permute", "features.0.1"), "pt2": ("permute", "features.0.1"),
+                      "onnx": ("Transpose", None)},
+    "vit_b_16": {"convert": ("permute", "<top level>"), "pt2": ("permute", "<top level>"),
+                 "onnx": ("Transpose", None)},
+}
+TEST_WIDTH = {"vit_b_16": 1 / 16}  # 12 heads of 4; the others 1/8 of their channels
+TEST_BLOCKS = {"resnet34": 3, "vgg16_bn": 3}  # 2 elsewhere; 3 keeps these two apart from resnet18 / vgg11_bn
+T = 8
+
+
+def test_every_architecture_has_an_expectation():
+    assert set(EXPECTED) == set(ARCHITECTURES) and all(set(v) == set(PATHS) for v in EXPECTED.values())
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_ann_builds_and_runs_at_full_depth(name):
+    """The full-depth network (small width) maps 3x32x32 images to 10 logits that depend on the image."""
+    model = build(name, width=TEST_WIDTH.get(name, 1 / 8), calib_images=16)
+    assert not model.training
+    with torch.no_grad():
+        y = model(images(4, seed=7))
+    assert y.shape == (4, 10) and torch.isfinite(y).all()
+    assert (y - y.mean(0)).abs().max() > 1e-6 * y.abs().max()  # not one constant vector for every image
+
+
+def test_calibrate_bn_sets_the_statistics_of_the_data():
+    """calibrate_bn leaves in each BatchNorm the mean and (unbiased) variance of what it saw, over all batches."""
+    model = ARCHITECTURES["resnet18"](width=1 / 8)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen: dict[torch.nn.Module, list[torch.Tensor]] = {bn: [] for bn in bns}
+    hooks = [bn.register_forward_hook(lambda m, i, o: seen[m].append(i[0].detach().clone())) for bn in bns]
+    calibrate_bn(model, images(96, seed=5), batch_size=32)
+    for h in hooks:
+        h.remove()
+    assert not model.training and all(len(v) == 3 for v in seen.values())
+    for bn in bns:
+        batches = seen[bn]
+        mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)  # momentum=None: the average over batches
+        var = torch.stack([b.var((0, 2, 3)) for b in batches]).mean(0)
+        torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bn.running_var, var, rtol=1e-4, atol=1e-5)
+        assert bn.momentum == 0.1  # restored
+    assert (bns[0].running_var - 1).abs().max() > 0.1  # not the defaults
+
+
+def _onnx_exporter_available() -> bool:
+    return importlib.util.find_spec("onnxscript") is not None
+
+
+def _sources(name, model, x, tmp_path) -> dict:
+    """path -> a thunk giving the model or graph to convert (reading the file inside the thunk)."""
+    dyn = ({0: torch.export.Dim("N")},)
+    ep = torch.export.export(model, (x,), dynamic_shapes=dyn)
+    torch.export.save(ep, tmp_path / f"{name}.pt2")
+    sources = {"convert": lambda: model, "pt2": lambda: load(tmp_path / f"{name}.pt2")}
+    if _onnx_exporter_available():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # torch.onnx.export's default exporter (dynamo=True) runs torch.export first; handing it the
+            # ExportedProgram above writes the same file without exporting twice
+            torch.onnx.export(ep, (x,), str(tmp_path / f"{name}.onnx"), dynamic_shapes=dyn, verbose=False)
+        sources["onnx"] = lambda: load(tmp_path / f"{name}.onnx")
+    return sources
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_three_paths_convert_alike_or_refuse_naming_the_op(name, tmp_path):
+    model = build(name, width=TEST_WIDTH.get(name, 1 / 8), blocks=TEST_BLOCKS.get(name, 2), calib_images=16)
+    calib, x = images(16, seed=1), images(3, seed=2)
+    with torch.no_grad():
+        logits = model(x)
+    outputs = {}
+    for path, source in _sources(name, model, x, tmp_path).items():
+        expected = EXPECTED[name][path]
+        if expected == OK:
+            ann = source()
+            if path != "convert":  # the graph as read computes the ANN (eager-exact mode: torch's own kernels)
+                got = Session(ann, channels_last=False, event_conv=False).run(x)
+                torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-5 * float(logits.abs().max()))
+            snn = snnc.convert(ann, calib, show_progress=False)
+            assert any(op.kind == "if" for op in snn)
+            artifact = snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.cpu")
+            outputs[path] = snnc.load(artifact).run(x, T)
+            assert outputs[path].shape == (T, 3, 10) and outputs[path].abs().sum() > 0
+        else:
+            op, where = expected
+            with pytest.raises(SnncError) as info:
+                snn = snnc.convert(source(), calib, show_progress=False)
+                snnc.load(snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.cpu")).run(x, T)
+            line = info.value.message
+            assert "\n" not in line and op in line, f"{path}: {line}"
+            assert (where or f"{name}.onnx") in line, f"{path}: {line}"  # the module path, or the file
+    # every path that converts gives the very same SNN: same IR, same spikes
+    first = next(iter(outputs.values()), None)
+    for path, out in outputs.items():
+        assert torch.equal(out, first), f"{path} differs from {next(iter(outputs))}"
+    if not _onnx_exporter_available():
+        pytest.skip("onnxscript (needed by torch.onnx's default exporter) is not installed: the .onnx path was not run")
