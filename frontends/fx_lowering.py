@@ -211,7 +211,7 @@ class _Tracer(fx.Tracer):
         self._scope: list[tuple[str, type]] = [(prefix, root_type)]
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, tuple(MODULE_LOWERINGS)) or super().is_leaf_module(m, qualname)
+        return lowered_class(type(m)) is not None or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
         self._scope.append((_join(self._prefix, self.path_of_module(m)), type(m)))
@@ -352,6 +352,19 @@ def lower_children(ctx: _Ctx, container: nn.Module, node: fx.Node, loc: SourceLo
     finally:
         ctx.per_step, ctx.prefix, ctx.step_loop = saved
     return out
+
+
+def lowered_class(cls: type) -> type | None:
+    """The class whose lowering a module of type `cls` takes, or None. A subclass of a torch.nn module that
+    overrides `forward` (a LayerNorm over channels that permutes first, say) computes something else than
+    the torch class the lowering describes: it is traced through instead."""
+    for c in cls.__mro__:
+        if c in MODULE_LOWERINGS:
+            if (c.__module__.startswith("torch.nn") and cls.forward is not c.forward
+                    and not cls.__module__.startswith(("snnc.", "spikingjelly."))):  # step-mode layers lower as c
+                return None
+            return c
+    return None
 
 
 def _find(table: dict[type, Any], cls: type):

@@ -33,7 +33,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 OK = "ok"
 PATHS = ("convert", "pt2", "onnx")
 # architecture -> path -> OK, or (op the refusal names, where: a module path; None for ONNX, whose node
-# names the exporter chooses). The refusals are today's; who is adding each op:
+# names the exporter chooses). After the merge of the tensor/layout ops and bounded activations, mobilenet_v2
+# converts and channel shuffle, permute and mean trace; the next refusals are chunk (shufflenet), expand of a
+# parameter (vit's class token), F.layer_norm / GELU (convnext). The "onnx" column is from before those ops
+# and runs only with onnxscript installed (it is not, in `make test`): re-check it when it is.
+# Who was adding each op:
 #   ReduceMean, Transpose, Reshape (ONNX), floordiv/view (channel shuffle), permute: helper C (layout ops, dynamo ONNX)
 #   ReLU6 / hardtanh / Clip: helper D (bounded activations); MaxPool fidelity: helper D
 #   SiLU, Sigmoid, Hardswish, GELU, LayerNorm, attention: helper F (hybrid `analog=` mode); without it they stay refused
@@ -45,9 +49,8 @@ EXPECTED: dict[str, dict[str, object]] = {
     "squeezenet1_1": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
     "googlenet": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
     "densenet121": {"convert": OK, "pt2": OK, "onnx": ("ReduceMean", None)},
-    "mobilenet_v2": {"convert": ("ReLU6", "features.0.2"), "pt2": ("hardtanh", "features.0.2"),
-                     "onnx": ("Clip", None)},
-    "shufflenet_v2_x1_0": {"convert": ("floordiv", "stage2.0"), "pt2": ("view", "stage2.0"),
+    "mobilenet_v2": {"convert": OK, "pt2": OK, "onnx": ("Clip", None)},
+    "shufflenet_v2_x1_0": {"convert": ("chunk", "stage2.1"), "pt2": ("chunk", "stage2.1"),
                            "onnx": ("Reshape", None)},
     "efficientnet_b0": {"convert": ("SiLU", "features.0.2"), "pt2": ("silu", "features.0.2"),
                         "onnx": ("Sigmoid", None)},
@@ -56,9 +59,9 @@ EXPECTED: dict[str, dict[str, object]] = {
                        "onnx": ("ReduceMean", None)},
     "mobilenet_v3_small": {"convert": ("Hardswish", "features.0.2"), "pt2": ("hardswish", "features.0.2"),
                            "onnx": ("HardSwish", None)},
-    "convnext_tiny": {"convert": ("permute", "features.0.1"), "pt2": ("permute", "features.0.1"),
+    "convnext_tiny": {"convert": ("layer_norm", "features.0.1"), "pt2": ("gelu", "features.1.0.block.4"),
                       "onnx": ("Transpose", None)},
-    "vit_b_16": {"convert": ("permute", "<top level>"), "pt2": ("permute", "<top level>"),
+    "vit_b_16": {"convert": ("expand", "<top level>"), "pt2": ("expand", "<top level>"),
                  "onnx": ("Transpose", None)},
 }
 TEST_WIDTH = {"vit_b_16": 1 / 16}  # 12 heads of 4; the others 1/8 of their channels
