@@ -237,7 +237,7 @@ class Executor:
         if is_static:
             x = x.unsqueeze(0).expand(c, *x.shape)
         s = state.get(op.name)
-        if s is not None and s.shape != x.shape[1:]:
+        if s is not None and s.shape[s.dim() - (x.dim() - 1):] != x.shape[1:]:  # (stacked) state of one step
             raise InputError(f"{op.where()}: state has shape {list(s.shape)} but the input step is "
                              f"{list(x.shape[1:])}", hint="call reset() when the batch size changes")
         try:
