@@ -183,30 +183,7 @@ def _flatten(ctx: _Ctx, node, ins, attrs, loc) -> list:
     return [_flatten_to(ctx, node, x, (int(np.prod(feats)),), loc)]
 
 
-@handles("Reshape")
-def _reshape(ctx: _Ctx, node, ins, attrs, loc) -> list:
-    x = ctx.tensor(ins[0], node)
-    feats = tuple(ctx.type_of(x).features)
-    shape = ins[1]
-    new = None
-    if isinstance(shape, (_Const, _ShapeVec)):
-        s = [int(d) for d in shape.array.reshape(-1)] if isinstance(shape, _Const) else \
-            [0 if d == "N" else int(d) for d in shape.dims]
-        if s and s[0] in (0, -1) and not (attrs.get("allowzero", 0) and 0 in s):
-            rest = [feats[i] if d == 0 and i < len(feats) else d for i, d in enumerate(s[1:])]
-            if rest.count(-1) == 1 and s[0] == 0:
-                known = int(np.prod([d for d in rest if d != -1]))
-                rest[rest.index(-1)] = int(np.prod(feats)) // known if known else 0
-            if -1 not in rest:
-                new = tuple(rest)
-    if new is None:  # a run-time shape, or -1 in the batch position: use shape inference
-        dims = ctx.shapes.get(node.output[0])
-        if dims and len(dims) >= 1 and all(isinstance(d, int) and d > 0 for d in dims[1:]):
-            new = tuple(dims[1:])
-    if new is None:
-        raise UnsupportedOpError(f"{ctx.where(node)}: cannot tell which shape it produces",
-                                 hint="export with constant folding, or use Flatten")
-    return [_flatten_to(ctx, node, x, new, loc)]
+# Reshape: frontends/onnx_tensor_ops.py (any feature shape, as a Flatten where it merges a run of dims)
 
 
 @handles("Concat")
