@@ -141,6 +141,27 @@ def write_markdown(path: Path, section: list[str]) -> None:
     path.write_text(text)
 
 
+def section(args, argv, results, ts, start: float, load0: float, done: bool) -> list[str]:
+    """This script's RESULTS.md section: the machine, the settings and the table."""
+    elapsed = time.perf_counter() - start
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    return [HEADING, "",
+            f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
+            f"with {torch.get_num_threads()} threads. Run on {datetime.date.today().isoformat()} with "
+            f"`python benchmarks/conversion_zoo.py {command}` ({elapsed:.0f} s"
+            f"{'' if done else f'; stopped early: {len(results)} architectures done'}).",
+            "",
+            f"Width {args.width:g} of the real channels, "
+            f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, random "
+            f"weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth random "
+            f"images, {args.images} test images (3x32x32). Each cell: cosine between the SNN output averaged over "
+            "T steps and the ANN logits (mean over images), and in brackets the share of images whose argmax "
+            "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode)` with its defaults (V starts at half "
+            "the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
+            *table(results, ts)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", help=f"comma list (default: all): {', '.join(ARCHITECTURES)}")
@@ -188,31 +209,19 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"SJ {mode}"] = spikingjelly_row(model, calib, x, logits, mode, ts)
         results[name] = rows
         print("\n".join(table({name: rows}, ts)[2:]) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if args.markdown and name != names[-1]:  # a long run leaves its table so far
+            write_markdown(args.markdown, [*section(args, argv, results, ts, start, load0, done=False), "",
+                                           *summary(results, ts)])
 
-    elapsed = time.perf_counter() - start
-    section = [HEADING, "",
-               f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
-               f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
-               f"with {torch.get_num_threads()} threads. Run on {datetime.date.today().isoformat()} with "
-               f"`python benchmarks/conversion_zoo.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-               f"({elapsed:.0f} s).",
-               "",
-               f"Width {args.width:g} of the real channels, "
-               f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, random "
-               f"weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth random "
-               f"images, {args.images} test images (3x32x32). Each cell: cosine between the SNN output averaged over "
-               "T steps and the ANN logits (mean over images), and in brackets the share of images whose argmax "
-               "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode)` with its defaults (V starts at half "
-               "the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
-               *table(results, ts)]
+    lines = section(args, argv, results, ts, start, load0, done=True)
     if sj_note:
-        section += ["", f"({sj_note})"]
+        lines += ["", f"({sj_note})"]
     sm = summary(results, ts)
     if sm:
-        section += ["", *sm]
+        lines += ["", *sm]
     print("\n".join(sm or [sj_note or "(no architecture has both an snnc and a SpikingJelly row)"]))
     if args.markdown:
-        write_markdown(args.markdown, section)
+        write_markdown(args.markdown, lines)
         print(f"wrote the table into {args.markdown}")
     return 0
 
