@@ -14,14 +14,16 @@ def _to_xyz(a: np.ndarray) -> np.ndarray:
     return a.transpose(*range(a.ndim - 1, -1, -1))
 
 
-def run_netx(path: str, inputs: np.ndarray, *, input_message_bits: int = 0, input_neuron: bool = False) -> list:
+def run_netx(path: str, inputs: np.ndarray, *, input_message_bits: int = 0, input_neuron: bool = False,
+             reset_interval: int | None = None) -> list:
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc import io
 
     T = inputs.shape[0]
-    net = netx.hdf5.Network(net_config=str(path), input_message_bits=input_message_bits)
+    net = netx.hdf5.Network(net_config=str(path), input_message_bits=input_message_bits,
+                            reset_interval=reset_interval)
     data = np.stack([_to_xyz(inputs[t]) for t in range(T)], axis=-1).astype(np.int32)  # (*xyz, T)
     src = io.source.RingBuffer(data=data)
     if input_neuron:

@@ -5,6 +5,10 @@
                                        arr_0.. in layer order) and OUT/info.json
     snnc_side.py emulate NETX IN OUT   read a NetX file with snnc.backends.lava.read_netx, emulate it on
                                        IN (integers [T, N, *in]) and write every layer's spikes to OUT (.npz)
+    snnc_side.py file NETX OUT T RESET [IN]  one sample for a NetX file as it is: IN (a .npy [n_in, >=T] of
+                                       0/1 spikes, lava's layout) or seeded random integers (0/1 spikes into a
+                                       first synapse, 0..255 into an input neuron), emulated with reset_interval
+                                       RESET (0: none); writes OUT/inputs.npy, expected.npz, info.json
 """
 
 from __future__ import annotations
@@ -71,6 +75,27 @@ def case(name: str, out: str, T: str, n: str) -> None:
     print(f"{name}: {len(layers)} layers, spikes per layer {[int(v.sum()) for v in layers.values()]}")
 
 
+def file(netx_file: str, out: str, T: str, reset: str, given: str | None = None) -> None:
+    T, reset, out = int(T), int(reset), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = LoihiSession(netx_file, reset_interval=reset or None)
+    net = s.network
+    g = torch.Generator().manual_seed(7)
+    shape = (T, 1, *net.input_shape)
+    if given:
+        x = torch.from_numpy(np.load(given)[:, :T].T.astype(np.int64)).reshape(shape)
+    elif net.input_neuron or net.input_message_bits:
+        x = torch.randint(0, 256, shape, generator=g)
+    else:
+        x = (torch.rand(shape, generator=g) < 0.3).to(torch.int64)
+    layers = s.run(x, encoded=True, all_layers=True)
+    np.save(out / "inputs.npy", x.numpy())
+    np.savez(out / "expected.npz", *[v.numpy() for v in layers.values()])
+    (out / "info.json").write_text(json.dumps({"input_message_bits": net.input_message_bits,
+                                               "input_neuron": net.input_neuron, "layers": list(layers)}))
+    print(f"{netx_file}: spikes per layer {[int(v.abs().sum()) for v in layers.values()]}")
+
+
 def emulate(netx_file: str, inputs: str, out: str) -> None:
     s = LoihiSession(read_netx(netx_file))
     layers = s.run(torch.from_numpy(np.load(inputs)), encoded=True, all_layers=True)
@@ -78,4 +103,4 @@ def emulate(netx_file: str, inputs: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    {"case": case, "emulate": emulate}[sys.argv[1]](*sys.argv[2:])
+    {"case": case, "emulate": emulate, "file": file}[sys.argv[1]](*sys.argv[2:])
