@@ -72,12 +72,45 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
   return bad ? -1 : 0;
 }
 
-/* One column tile of TW floats (TW = 8..64, a multiple of 8) for output pixels p0..p1. */
+/* Multi-level inputs (average-pooled spikes: each element is k * unit, k = 0..L): lists channel c of
+   input pixels q0..q1 k times, in increasing order of c, into ev[q*C*L ...] (so the conv adds its weight
+   row k times); bnd as above. Returns -1 when an element is not k * unit (k = 0..L) exactly. */
+int snnc_level_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw,
+                          int64_t H, int64_t W, int64_t C, int64_t CB, float unit, int64_t L,
+                          int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd)
+{
+  const int64_t NCB = (C + CB - 1) / CB;
+  int bad = 0;
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t n = q / (H * W), r = q % (H * W);
+    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
+    uint16_t* restrict e = ev + q * C * L;
+    uint16_t* restrict b = bnd + q * (NCB + 1);
+    int64_t k = 0;
+    for (int64_t cb = 0; cb < NCB; cb++) {
+      b[cb] = (uint16_t)k;
+      const int64_t c1 = (cb + 1) * CB < C ? (cb + 1) * CB : C;
+      for (int64_t c = cb * CB; c < c1; c++) {
+        const float v = xp[c * sc];
+        if (v == 0.0f) continue;
+        const float f = v / unit;
+        const int64_t m = f >= 0.5f && f < (float)L + 0.5f ? (int64_t)(f + 0.5f) : 0;
+        if (m == 0 || (float)m * unit != v) { bad = 1; continue; }
+        for (int64_t j = 0; j < m; j++) e[k++] = (uint16_t)c;
+      }
+    }
+    b[NCB] = (uint16_t)k;
+  }
+  return bad ? -1 : 0;
+}
+
+/* One column tile of TW floats (TW = 8..64, a multiple of 8) for output pixels p0..p1; pixel q's events
+   start at ev[q * EC]. */
 static inline __attribute__((always_inline)) void ev_tile(
     const int TW, const uint16_t* restrict ev, const uint16_t* restrict bnd, int64_t C, int64_t CB,
     int64_t H, int64_t W, const float* restrict wt, const float* restrict bias, int64_t col0, int64_t ncols,
     const int64_t* restrict geo, float* restrict out, const int64_t* restrict ostr, int64_t Ho, int64_t Wo,
-    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin)
+    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin, int64_t EC)
 {
   const int64_t kh = geo[0], kw = geo[1], sh = geo[2], sw = geo[3], ph = geo[4], pw = geo[5], dh = geo[6], dw = geo[7];
   const int64_t NCB = (C + CB - 1) / CB;
@@ -105,7 +138,7 @@ static inline __attribute__((always_inline)) void ev_tile(
             const uint16_t* restrict bq = bnd + q * (NCB + 1);
             const int64_t k0 = bq[cb], k1 = bq[cb + 1];
             if (k0 == k1) continue;
-            const uint16_t* restrict e = ev + q * C;
+            const uint16_t* restrict e = ev + q * EC;
             float* restrict a = buf + i * TW;
             ev_v8 acc[8];
             for (int v = 0; v < NV; v++) acc[v] = *(const ev_v8*)(a + 8 * v);
@@ -140,11 +173,12 @@ static int64_t ev_tile_width(int64_t rem, int64_t twmax) {
 
 /* conv2d of the listed events with packed weights wp (per column tile: [kh*kw*C, TW] rows),
    for output pixels p0..p1 of [N, Cout, Ho, Wo] (element strides ostr = n, c, h, w).
-   geo = kh, kw, stride h/w, padding h/w, dilation h/w. Returns -1 when out of memory. */
+   geo = kh, kw, stride h/w, padding h/w, dilation h/w; EC = the event capacity of one input pixel (C for
+   0/1 spikes, C * L for L levels). Returns -1 when out of memory. */
 int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H, int64_t W,
                           const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
                           float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t p0, int64_t p1, int64_t P,
-                          int64_t twmax)
+                          int64_t twmax, int64_t EC)
 {
   if (twmax > 64) twmax = 64;
   float* buf = (float*)malloc((size_t)P * 64 * sizeof(float));
@@ -156,10 +190,10 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
     const int64_t tw = ev_tile_width(Cout - col, twmax);
     const int64_t nc = Cout - col < tw ? Cout - col : tw;
     switch (tw) {
-      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
-      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin); break;
+      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
+      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
+      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
+      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
     }
     wt += K * tw;
     col += tw;

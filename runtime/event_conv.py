@@ -27,9 +27,15 @@ the window of time steps, the threads, the blocking or the density, so run,
 step and chunked runs agree exactly. It differs from a dense conv (another
 summation order) in the last bits only.
 
+Multi-level inputs: average-pooled spikes take the values k * u (u = a / 4 for
+a 2x2 pool, k = 0..4). The element k * u is listed as k events of amplitude u,
+so the same kernel adds its weight row k times (a Linear is the 1x1 conv of a
+1x1 image). Summing k copies rounds differently from one multiply, in the last
+bits only.
+
 Safety: listing the events checks every input element; one that is neither 0
-nor `a` makes the call fail (a wrong static analysis is an error, never a
-silently wrong result).
+nor `a` (nor k * u) makes the call fail (a wrong static analysis is an error,
+never a silently wrong result).
 
 The C source is runtime/event_conv.c, built into the library of `snnc.runtime.native`.
 """
@@ -80,9 +86,9 @@ class PackedConv:
         return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
 
-def supported(weight: Tensor, groups: int) -> bool:
-    """Whether the kernel takes this conv (groups=1, 4-d weights, C_in < 65536: uint16 event lists)."""
-    return groups == 1 and weight.dim() == 4 and weight.shape[1] < 65536
+def supported(weight: Tensor, groups: int, levels: int = 1) -> bool:
+    """Whether the kernel takes this conv (groups=1, 4-d weights, C_in * levels < 65536: uint16 event lists)."""
+    return groups == 1 and weight.dim() == 4 and weight.shape[1] * levels < 65536
 
 
 def pack(weight: Tensor, bias: Tensor | None, amplitude: float, stride, padding, dilation) -> PackedConv:
@@ -106,11 +112,13 @@ def _split(total: int, workers: int, quantum: int) -> list[tuple[int, int]]:
     return [(i, min(total, i + step)) for i in range(0, total, step)]
 
 
-def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool) -> Tensor:
-    """The conv of a dense float32 [B, C_in, H, W] spike tensor (values 0 or packed.amplitude).
+def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 1) -> Tensor:
+    """The conv of a dense float32 [B, C_in, H, W] spike tensor (values 0 or packed.amplitude), or with
+    `levels` L > 1 of a multi-level one (values k * packed.amplitude, k = 0..L: average-pooled spikes),
+    whose element k * a is listed as k events (its weight row added k times).
 
     Returns [B, C_out, Ho, Wo] in channels_last or NCHW memory format. Raises ValueError
-    when an input element is neither 0 nor the amplitude.
+    when an input element is neither 0 nor the amplitude (nor one of its L multiples).
     """
     lib = native.load()
     if lib is None:
@@ -126,16 +134,21 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool) -> Tensor:
     cb = min(CHANNEL_BLOCK, c)
     ncb = -(-c // cb)
     pixels = b * h * w
-    ev = torch.empty(pixels * c, dtype=torch.int16)
+    if c * levels >= 65536:
+        raise ValueError(f"event conv: {c} channels x {levels} levels do not fit uint16 event lists")
+    ev = torch.empty(pixels * c * levels, dtype=torch.int16)
     bnd = torch.empty(pixels * (ncb + 1), dtype=torch.int16)
     workers = max(1, torch.get_num_threads())
     sn, sc, sh, sw = x.stride()
-    ev_args = (sn, sc, sh, sw, h, w, c, cb, packed.amplitude)
+    if levels == 1:
+        ev_args, fn = (sn, sc, sh, sw, h, w, c, cb, packed.amplitude), lib.snnc_spike_events_f32
+    else:
+        ev_args, fn = (sn, sc, sh, sw, h, w, c, cb, packed.amplitude, levels), lib.snnc_level_events_f32
     ranges = _split(pixels, workers, 64) if workers > 1 and x.numel() >= (1 << 16) else [(0, pixels)]
-    fn = lib.snnc_spike_events_f32
     results = _parallel(fn, [(x.data_ptr(), *ev_args, q0, q1, ev.data_ptr(), bnd.data_ptr()) for q0, q1 in ranges])
     if any(r != 0 for r in results):
-        raise ValueError(f"event conv: an input element is neither 0 nor the spike amplitude {packed.amplitude}")
+        what = "the spike amplitude" if levels == 1 else f"a multiple 1..{levels} of the unit"
+        raise ValueError(f"event conv: an input element is neither 0 nor {what} {packed.amplitude}")
     kh, kw = packed.kernel_size
     geo = torch.tensor([kh, kw, *packed.stride, *packed.padding, *packed.dilation], dtype=torch.int64)
     ostr = torch.tensor(out.stride(), dtype=torch.int64)
@@ -146,7 +159,7 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool) -> Tensor:
     fn = lib.snnc_event_conv2d_f32
     results = _parallel(fn, [(ev.data_ptr(), bnd.data_ptr(), c, cb, h, w, packed.weight.data_ptr(), bias,
                               packed.out_channels, geo.data_ptr(), out.data_ptr(), ostr.data_ptr(), ho, wo, p0, p1,
-                              PIXEL_GROUP, packed.tile) for p0, p1 in ranges])
+                              PIXEL_GROUP, packed.tile, c * levels) for p0, p1 in ranges])
     if any(r != 0 for r in results):
         raise MemoryError("event conv: out of memory for its scratch buffers")
     return out

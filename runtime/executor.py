@@ -208,15 +208,26 @@ class Executor:
             raise LoweringError(f"while executing {op.where()}: {type(e).__name__}: {e}") from e
 
     def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:
-        """A Conv2d on spike inputs [c, N, C, H, W] (0 or node.spike_amplitude) on the event kernel."""
-        op: ops.Conv2d = node.op  # type: ignore[assignment]
+        """A Conv2d on spike inputs [c, N, C, H, W] (0 or node.spike_amplitude, or k times it for k up to
+        node.spike_levels) on the event kernel, or a
+        Linear on [c, N, F] as the 1x1 conv of a 1x1 image with F channels (the kernel's pixels are the
+        N * c rows: each row adds the weight columns of its events)."""
+        op = node.op
+        linear = isinstance(op, ops.Linear)
         key = (op.name, node.spike_amplitude)
         packed = self._packed.get(key)
         if packed is None:
-            packed = event_conv.pack(self.params[op.weight], None if op.bias is None else self.params[op.bias],
-                                     node.spike_amplitude, op.stride, op.padding, op.dilation)
+            w, b = self.params[op.weight], None if op.bias is None else self.params[op.bias]
+            if linear:
+                packed = event_conv.pack(w[:, :, None, None], b, node.spike_amplitude, (1, 1), (0, 0), (1, 1))
+            else:
+                packed = event_conv.pack(w, b, node.spike_amplitude, op.stride, op.padding, op.dilation)
             self._packed[key] = packed
-        y = event_conv.conv2d(x.flatten(0, 1), packed, channels_last=self.channels_last)
+        xs, lv = x.flatten(0, 1), node.spike_levels
+        if linear:
+            y = event_conv.conv2d(xs[:, :, None, None], packed, channels_last=False, levels=lv)[:, :, 0, 0]
+        else:
+            y = event_conv.conv2d(xs, packed, channels_last=self.channels_last, levels=lv)
         return y.unflatten(0, (c, x.shape[1]))
 
     def _format(self, x: Tensor) -> Tensor:

@@ -20,8 +20,10 @@ With `event_conv`, a Conv2d whose input is a spike tensor runs on the
 event-driven kernel (runtime/event_conv.py). That is decided here, from the
 graph alone (`spike_amplitudes`), never from the data: a neuron's output is
 0/1; a Scale by a constant, a max pooling, a flatten or a layout cast keeps a
-tensor two-valued {0, a}; anything else (an average pooling, a per-channel
-scale, an add) makes it analog.
+tensor two-valued {0, a}; a 2x2 average pooling of it takes the five values
+k a / 4 (`spike_levels`: listed as k events); anything else (a per-channel
+scale, an add) makes it analog. Linear layers on such inputs run on the same
+kernel, as 1x1 convs of 1x1 images.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class Node:
     static: bool
     neuron: NeuronCall | None = None
     members: tuple[str, ...] = ()  # graph nodes this step computes (more than one when fused)
-    spike_amplitude: float | None = None  # a Conv2d on the event kernel: its input is 0 or this (float32)
+    spike_amplitude: float | None = None  # a Conv2d/Linear on the event kernel: its input is 0 or this (float32)
+    spike_levels: int = 1  # ... or, with L > 1 levels, k * spike_amplitude for k = 0..L (average-pooled spikes)
 
 
 @dataclass
@@ -135,6 +138,33 @@ def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
     return amp
 
 
+def spike_levels(nodes: list[Node]) -> dict[str, tuple[float, int]]:
+    """Value name -> (u, L), for the dynamic values whose every element is k * u, k = 0..L (float32):
+    the two-valued ones of `spike_amplitudes` (L = 1), and their 2x2 average pooling (u = a / 4, L = 4).
+
+    The pooling sums the window then multiplies by 0.25 (divides by 4), which is exact: with
+    a, 2a, 3a, 4a the running sums, the value is fl(k a) / 4 = fl(k u). A max pooling, flatten,
+    layout cast or identity keeps the levels; a Scale does not (fl(fl(k a) f) is not k fl(u f)).
+    """
+    amp = spike_amplitudes(nodes)
+    out: dict[str, tuple[float, int]] = {k: (a, 1) for k, a in amp.items()}
+    for n in nodes:
+        op = n.op
+        if n.static or n.name in out:
+            continue
+        if n.neuron is not None:
+            if (n.neuron.params.output is NeuronOutput.SPIKES and n.neuron.pool == "avg"
+                    and math.isfinite(n.neuron.post)):
+                out[n.name] = (_f32(_f32(n.neuron.post) * 0.25), 4)
+        elif (isinstance(op, ops.AvgPool2d) and n.inputs[0] in out and out[n.inputs[0]][1] == 1
+              and op.kernel_size == (2, 2) and op.stride == (2, 2) and op.padding == (0, 0)
+              and op.divisor_override is None and not op.ceil_mode):
+            out[n.name] = (_f32(out[n.inputs[0]][0] * 0.25), 4)
+        elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in out:
+            out[n.name] = out[n.inputs[0]]
+    return out
+
+
 def _call(op: ops.NeuronOp, pre: float = 1.0, post: float = 1.0, pool: str | None = None) -> NeuronCall:
     """How the runtime runs neuron `op` (per-neuron parameters are read from the graph when it runs)."""
     per_neuron = tuple(op.per_neuron().items())
@@ -147,7 +177,7 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
           event_conv: bool = False) -> Plan:
     """Classify nodes static/dynamic and (when `fuse`) fold the Scale ops next to a neuron, and a
     2x2 pooling after it (`fuse_pool`, except for the neurons in `no_pool`), into the neuron.
-    With `event_conv`, mark the convs on spike inputs for the event-driven kernel."""
+    With `event_conv`, mark the convs and linears on spike inputs for the event-driven kernel."""
     types = graph.types
     # a recurrent edge's source is read one step late: it stays a value of its own (never fused away)
     keep = keep | frozenset(i for op in graph.back_edges() for i in op.inputs)
@@ -204,11 +234,16 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
             call = _call(op) if isinstance(op, ops.NeuronOp) else None
             nodes.append(Node(op.name, op, tuple(op.inputs), static[op.name], call, (op.name,)))
     if event_conv:
-        amp = spike_amplitudes(nodes)
+        levels = spike_levels(nodes)
         for n in nodes:
-            if (isinstance(n.op, ops.Conv2d) and not n.static and n.inputs[0] in amp
-                    and event_kernel.supported(graph.params[n.op.weight], n.op.groups)):
-                n.spike_amplitude = amp[n.inputs[0]]
+            if n.static or not n.inputs or n.inputs[0] not in levels:
+                continue
+            unit, lv = levels[n.inputs[0]]
+            if isinstance(n.op, ops.Conv2d) and event_kernel.supported(graph.params[n.op.weight], n.op.groups, lv):
+                n.spike_amplitude, n.spike_levels = unit, lv
+            elif (isinstance(n.op, ops.Linear) and len(types[n.inputs[0]].features) == 1
+                  and event_kernel.supported(graph.params[n.op.weight][:, :, None, None], 1, lv)):
+                n.spike_amplitude, n.spike_levels = unit, lv  # a Linear is a 1x1 conv on a 1x1 image
     last_use: dict[str, str] = {}
     for n in nodes:
         for i in n.inputs:

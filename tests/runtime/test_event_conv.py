@@ -58,6 +58,42 @@ def test_kernel_matches_conv2d(case):
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows,fin,fout,density", [(7, 300, 10, 0.2), (130, 40, 70, 0.05), (3, 8, 1, 1.0)])
+def test_event_linear_equals_the_dense_linear_to_rounding(rows, fin, fout, density):
+    """A Linear on spikes runs on the same kernel as the 1x1 conv of a 1x1 image (runtime/executor.py)."""
+    g = torch.Generator().manual_seed(rows)
+    w, b = torch.randn(fout, fin, generator=g), torch.randn(fout, generator=g)
+    x = _spikes((rows, fin), density, 0.75, rows)
+    packed = event_conv.pack(w[:, :, None, None], b, 0.75, (1, 1), (0, 0), (1, 1))
+    y = event_conv.conv2d(x[:, :, None, None], packed, channels_last=False)[:, :, 0, 0]
+    torch.testing.assert_close(y, F.linear(x, w, b), atol=1e-4, rtol=1e-5)
+    x[0, 0] = 0.5  # neither 0 nor the amplitude
+    with pytest.raises(ValueError, match="neither 0 nor"):
+        event_conv.conv2d(x[:, :, None, None], packed, channels_last=False)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_multi_level_inputs_equal_the_dense_conv_to_rounding(channels_last):
+    """Average-pooled spikes (k a / 4): each element is listed as k events of a / 4."""
+    g = torch.Generator().manual_seed(5)
+    a = 0.7
+    x = F.avg_pool2d((torch.rand(3, 300, 8, 10, generator=g) < 0.3).float() * a, 2)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    unit = float(torch.tensor(a, dtype=torch.float32) * 0.25)
+    assert set(torch.unique(x / unit).round().tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0}
+    w, b = torch.randn(20, 300, 3, 3, generator=g), torch.randn(20, generator=g)
+    packed = event_conv.pack(w, b, unit, (1, 1), (1, 1), (1, 1))
+    y = event_conv.conv2d(x, packed, channels_last=channels_last, levels=4)
+    torch.testing.assert_close(y, F.conv2d(x, w, b, 1, 1), atol=2e-4, rtol=1e-5)
+    # the levels are not a decoration: listed as two-valued, the same input is an error
+    with pytest.raises(ValueError, match="neither 0 nor"):
+        event_conv.conv2d(x, packed, channels_last=channels_last)
+    x[tuple(x.nonzero()[0])] = unit * 1.5  # off the grid
+    with pytest.raises(ValueError, match="multiple 1..4"):
+        event_conv.conv2d(x, packed, channels_last=channels_last, levels=4)
+
+
 def test_kernel_rejects_values_other_than_zero_or_the_amplitude():
     x = _spikes((2, 8, 5, 5), 0.3, 1.0, seed=1)
     packed = event_conv.pack(torch.randn(4, 8, 3, 3), None, 1.0, (1, 1), (1, 1), (1, 1))
@@ -143,7 +179,8 @@ def test_run_equals_steps_equals_chunks_with_event_conv(event_net_graph, net):
     s = Session(graph, progress=False, event_conv=True)
     T = 6
     x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(1))
-    assert len(_event_convs(s, x)) == 2  # both convs after the first neuron
+    marked = _event_convs(s, x)  # both convs after the first neuron, and the head's Linear
+    assert [type(n.op).__name__ for n in marked] == ["Conv2d", "Conv2d", "Linear"]
     full = s.run(x, T)
     assert bool((full != 0).any())
     for chunk in (1, 4):
@@ -194,12 +231,22 @@ def test_static_analysis_marks_only_two_valued_inputs():
     """Average pooling and per-channel scales make a spike tensor analog; the graph input is never taken."""
     avg = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(),
                         nn.Flatten(), nn.Linear(4, 2))
-    assert [n.name for n in _plan_of(avg, (1, 6, 6)).nodes if n.spike_amplitude is not None] == []
+    plan = _plan_of(avg, (1, 6, 6))
+    marked = [n for n in plan.nodes if n.spike_amplitude is not None]
+    # the conv after the 2x2 average pool takes five levels k a / 4; the Linear after the second neuron two
+    assert [(type(n.op).__name__, n.spike_levels) for n in marked] == [("Conv2d", 4), ("Linear", 1)]
+    pooled = next(n for n in plan.nodes if n.neuron is not None)
+    assert pooled.neuron.pool == "avg" and marked[0].spike_amplitude == float(torch.tensor(pooled.neuron.post) / 4)
+    per_channel = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                                nn.BatchNorm2d(4), nn.Conv2d(4, 2, 3))  # BN after a linear layer: folded, analog
+    assert all(n.spike_amplitude is None or isinstance(n.op, ops.Conv2d)
+               for n in _plan_of(per_channel, (1, 6, 6)).nodes)
     mx = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
                        nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
     plan = _plan_of(mx, (1, 6, 6), _MAX_AFTER_NEURON)
     marked = [n for n in plan.nodes if n.spike_amplitude is not None]
-    assert len(marked) == 1 and isinstance(marked[0].op, ops.Conv2d)
+    # the conv after the max pool, and the Linear after the second neuron (through the flatten)
+    assert [type(n.op).__name__ for n in marked] == ["Conv2d", "Linear"]
     neuron = next(n for n in plan.nodes if n.neuron is not None)
     assert neuron.neuron.pool == "max" and marked[0].spike_amplitude == float(torch.tensor(neuron.neuron.post))
 
@@ -214,8 +261,8 @@ def test_a_wrong_amplitude_is_an_error_not_a_wrong_answer(event_net_graph):
 
 
 def test_digits_demo_net_same_outputs_and_spikes():
-    """The demo net pools by averaging (analog conv inputs): the option leaves it bit-identical.
-    With max pooling instead, the event kernel runs and only rounding separates the spikes.
+    """The demo net pools by averaging: its conv and linear take five-level inputs on the event kernel.
+    With max pooling instead, two-valued ones. Either way only rounding separates the spikes.
     (The demo architecture on the digits data, seeded random weights: training takes too long here.)"""
     from snnc.core import datasets
     from snnc.demo import DigitsCNN
@@ -226,9 +273,9 @@ def test_digits_demo_net_same_outputs_and_spikes():
     model = randomize_bn(DigitsCNN()).eval()
     x, T = data.x_test[:64], 16
     graph = snnc.convert(model, data.x_train[:256], "99.9%", show_progress=False)
-    on, off = Session(graph, progress=False, event_conv=True), Session(graph, progress=False)
-    assert _event_convs(on, x) == []
-    assert torch.equal(on.run(x, T), off.run(x, T))
+    on, off = Session(graph, progress=False, event_conv=True), Session(graph, progress=False, event_conv=False)
+    assert [(type(n.op).__name__, n.spike_levels) for n in _event_convs(on, x)] == [("Conv2d", 4), ("Linear", 4)]
+    _same_up_to_rounding(graph, on, off, x, T, "avg pool")
 
     import copy
 
@@ -237,14 +284,18 @@ def test_digits_demo_net_same_outputs_and_spikes():
         if isinstance(m, nn.AvgPool2d):
             mx.features[i] = nn.MaxPool2d(2)
     graph = snnc.convert(mx, data.x_train[:256], "99.9%", show_progress=False)
-    on, off = Session(graph, progress=False, event_conv=True), Session(graph, progress=False)
-    assert len(_event_convs(on, x)) == 1
+    on, off = Session(graph, progress=False, event_conv=True), Session(graph, progress=False, event_conv=False)
+    assert [(type(n.op).__name__, n.spike_levels) for n in _event_convs(on, x)] == [("Conv2d", 1), ("Linear", 1)]
+    _same_up_to_rounding(graph, on, off, x, T, "max pool")
+
+
+def _same_up_to_rounding(graph, on, off, x, T, what):
     neurons = [op.name for op in graph if isinstance(op, ops.NeuronOp)]
     r_on, r_off = on.observe(x, T, probes=neurons, stats=False), off.observe(x, T, probes=neurons, stats=False)
     total = sum(r_off.probes[n].numel() for n in neurons)
     differ = sum(int((r_on.probes[n] != r_off.probes[n]).sum()) for n in neurons)
     fired = [float((r_off.probes[n] != 0).float().mean()) for n in neurons]
-    print(f"digits (max pool): {differ} of {total} spikes differ; firing rates {fired}")
+    print(f"digits ({what}): {differ} of {total} spikes differ; firing rates {fired}")
     assert min(fired) > 0.01  # both layers spike: the comparison is not vacuous
     assert differ <= total * 1e-3
     agree = (r_on.outputs["out"].mean(0).argmax(-1) == r_off.outputs["out"].mean(0).argmax(-1)).float().mean()
