@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/cpu_runtime.py            # both networks, 5 runs each
     .venv/bin/python benchmarks/cpu_runtime.py --nets digits --runs 3
+    .venv/bin/python benchmarks/cpu_runtime.py --layers --sweep     # ... and the limit, and how cost grows
 
 Networks (ANN -> SNN with 99.9% normalization, constant analog input):
   digits  the demo CNN (snnc.demo.DigitsCNN, trained, cached), T = 32, batch 256
   vgg11   CIFAR-10-shaped VGG-11 with BatchNorm, random weights, calibrated on random data,
           T = 16, batch 32
+  resnet18  ResNet-18 for 32x32 inputs (plain_nets.py), the same way, T = 16, batch 32
 
 Methods, all on the same converted network and the same input batch:
   snnc        snnc.runtime.Session(graph).run(x, T), the default: convs in channels_last and
@@ -19,6 +21,17 @@ Methods, all on the same converted network and the same input batch:
               (F.conv2d, F.avg_pool2d, ...), neurons by snnc.core.dynamics.step
   spikingjelly  SpikingJelly's Converter(recipe=RateCodingRecipe(loader, mode="99.9%")) model,
               run T times after functional.reset_net (when spikingjelly is installed)
+  spikingjelly (own process)  the same, timed in a fresh process that never imports snnc
+              (sj_fresh.py): snnc's process-wide malloc settings (runtime/allocator.py) speed up
+              SpikingJelly in this process too; its users run it without them
+
+--layers prints, per Conv2d/Linear: the input density (synaptic ops / dense MACs), the synaptic
+ops, the dense MACs, its time (wall time of the node, summed over the run) and achieved rate,
+against two ceilings measured in the same run: a dense GEMM's MAC/s (torch.mm, 2048^3) and a
+streaming add's bytes/s (c = a + b, 12 bytes per element). The whole run is compared with the
+sparse bound: every synaptic op at the streaming add's rate (one add each, memory bound).
+--sweep times VGG-11 over T (4..256), batch (1..512) and width (0.5x, 1x, 2x), per sample-step,
+and the batch-1 streaming latency of Session.step.
 
 Each method runs once per round, rounds interleave the methods (so load from other
 processes hits all of them alike), and the table reports the median of the rounds:
@@ -36,11 +49,15 @@ import functools
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # plain_nets, importable by sj_fresh.py too
+import plain_nets  # noqa: E402
 
 import snnc
 from snnc.core import dynamics
@@ -50,31 +67,19 @@ from snnc.runtime import Session
 
 
 # -- networks -------------------------------------------------------------------
-def vgg11(num_classes: int = 10) -> nn.Module:
-    cfg = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
-    layers: list[nn.Module] = []
-    c = 3
-    for v in cfg:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
-            c = v
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, num_classes))
-
-
-def make_vgg11(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """(model, calibration data [64, 3, 32, 32], input batch [32, 3, 32, 32]), all random, seeded."""
+def make_vgg11(seed: int = 0, width: float = 1.0, batch: int = 32) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """(model, calibration data [64, 3, 32, 32], input batch [batch, 3, 32, 32]), all random, seeded."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = vgg11()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval(), torch.rand(64, 3, 32, 32, generator=g), torch.rand(32, 3, 32, 32, generator=g)
+    model = plain_nets.randomize(plain_nets.vgg11(width=width), g)
+    return model, torch.rand(64, 3, 32, 32, generator=g), torch.rand(batch, 3, 32, 32, generator=g)
+
+
+def make_resnet18(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = plain_nets.randomize(plain_nets.resnet18_cifar(), g)
+    return model, torch.rand(64, 3, 32, 32, generator=g), torch.rand(32, 3, 32, 32, generator=g)
 
 
 def make_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -82,7 +87,9 @@ def make_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     from snnc.demo import pretrained_digits_cnn
 
     data = datasets.digits()
-    return pretrained_digits_cnn(data), data.x_train[:512], data.x_test[:256]
+    cnn = pretrained_digits_cnn(data)
+    plain = nn.Sequential(*cnn.features, *cnn.classifier).eval()  # the same forward, plain torch modules
+    return plain, data.x_train[:512], data.x_test[:256]
 
 
 # -- plain eager baseline ------------------------------------------------------------
@@ -181,7 +188,7 @@ def spikingjelly_model(model: nn.Module, calib: torch.Tensor, mode: str = "99.9%
 
 
 # -- measuring --------------------------------------------------------------------------
-NETS = {"digits": (make_digits, 32), "vgg11": (make_vgg11, 16)}
+NETS = {"digits": (make_digits, 32), "vgg11": (make_vgg11, 16), "resnet18": (make_resnet18, 16)}
 
 
 def build_methods(net: str, only: str | None = None) -> tuple[dict, torch.Tensor, int]:
@@ -250,7 +257,32 @@ def _memory_probe(spec: str) -> None:
     print(json.dumps({"peak_mb": peak_rss_growth(fn, x, T) / 2**20}))
 
 
-def bench(net: str, runs: int, memory: bool) -> list[dict]:
+def spikingjelly_fresh(net: str, runs: int, sj_out: torch.Tensor | None) -> dict | None:
+    """SpikingJelly timed in a fresh process without snnc (benchmarks/sj_fresh.py): median seconds per batch,
+    and whether its output equals the in-process SpikingJelly run's."""
+    import json
+    import subprocess
+    import tempfile
+
+    make, T = NETS[net]
+    model, calib, x = make()
+    with tempfile.TemporaryDirectory() as d:
+        bundle = os.path.join(d, "bundle.pt")
+        torch.save({"model": model, "calib": calib, "x": x, "T": T, "mode": "99.9%"}, bundle)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "SNNC_"))}
+        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sj_fresh.py"),
+                            bundle, str(runs)], capture_output=True, text=True, env=env, timeout=3600)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if r.returncode != 0 or not lines:
+            print(f"(spikingjelly in a fresh process failed: {r.stderr.strip().splitlines()[-1:]})")
+            return None
+        res = json.loads(lines[-1])
+        out = torch.load(res["out"])
+    same = None if sj_out is None else bool(torch.equal(out, sj_out))
+    return {"seconds": statistics.median(res["seconds"]), "all": res["seconds"], "same": same}
+
+
+def bench(net: str, runs: int, memory: bool, fresh: bool = True) -> list[dict]:
     methods, x, T = build_methods(net)
     for fn in methods.values():  # warm up (oneDNN primitives, the native kernel build)
         fn(x, 2)
@@ -271,6 +303,13 @@ def bench(net: str, runs: int, memory: bool) -> list[dict]:
                      "vs_exact": med[k] / med["snnc-exact"], "agree": agree, "all": times[k],
                      "exact": bool(torch.equal(outs[k], outs["snnc-exact"])),
                      "peak_mb": memory_in_child(net, k) if memory else None})
+    sj = spikingjelly_fresh(net, runs, outs.get("spikingjelly")) if fresh and "spikingjelly" in methods else None
+    if sj is not None:
+        rows.append({"net": net, "method": "spikingjelly (own process)", "T": T, "batch": x.shape[0],
+                     "seconds": sj["seconds"], "samples_per_s": x.shape[0] / sj["seconds"],
+                     "vs_snnc": sj["seconds"] / med["snnc"], "vs_exact": sj["seconds"] / med["snnc-exact"],
+                     "agree": float("nan"), "all": sj["all"], "exact": False, "peak_mb": None,
+                     "note": "same output as in-process SJ" if sj["same"] else "OUTPUT DIFFERS from in-process SJ"})
     return rows
 
 
@@ -280,16 +319,158 @@ def print_table(rows: list[dict]) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         mem = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+        agree = r.get("note") or (f"{r['agree']:.1f}%"
+                                  f"{' (bit-exact with snnc-exact)' if r['exact'] and r['method'] != 'snnc-exact' else ''}")
         print(f"| {r['net']} | {r['method']} | {r['T']} | {r['batch']} | {r['seconds']:.3f} | "
-              f"{r['samples_per_s']:.1f} | {r['vs_snnc']:.2f}x | {r['vs_exact']:.2f}x | "
-              f"{mem} | "
-              f"{r['agree']:.1f}%{' (bit-exact with snnc-exact)' if r['exact'] and r['method'] != 'snnc-exact' else ''} |")
+              f"{r['samples_per_s']:.1f} | {r['vs_snnc']:.2f}x | {r['vs_exact']:.2f}x | {mem} | {agree} |")
     print("\nspeed-up = the method's median time / snnc's (or snnc-exact's); snnc = Session(graph), the default "
           "(channels_last, event-driven convs on spikes); snnc-exact = Session(graph, channels_last=False, "
           "event_conv=False), bit-exact with eager NCHW torch; peak MB = peak RSS growth during one batch in a "
-          "fresh process.")
+          "fresh process; spikingjelly (own process) = the same SpikingJelly model timed in a fresh process "
+          "that never imports snnc (benchmarks/sj_fresh.py), as its users run it.")
     for r in rows:
         print(f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}")
+
+
+# -- the limit: per-layer figures against two measured ceilings -----------------------
+def ceilings() -> dict[str, float]:
+    """This machine's dense GEMM MAC/s (torch.mm of 2048 x 2048 float32) and streaming add bytes/s
+    (c = a + b over 32 Mi floats, 12 bytes per element), best of 5, measured now."""
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    torch.mm(a, b)
+    gemm = min(_time(lambda: torch.mm(a, b)) for _ in range(5))
+    n = 32 << 20
+    u, v, w = torch.rand(n), torch.rand(n), torch.empty(n)
+    torch.add(u, v, out=w)
+    add = min(_time(lambda: torch.add(u, v, out=w)) for _ in range(5))
+    return {"gemm_macs_per_s": 2048 ** 3 / gemm, "add_bytes_per_s": 12 * n / add, "adds_per_s": n / add}
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+class NodeTimer:
+    """Wall time per plan node while it is active (wraps the executor's per-node calls; benchmark only)."""
+
+    def __init__(self):
+        from snnc.runtime import executor
+
+        self.cls = executor.Executor
+        self.seconds: dict[str, float] = {}
+
+    def __enter__(self):
+        self.saved = {k: getattr(self.cls, k) for k in ("_exec", "_neuron", "_stateful")}
+        for name, fn in self.saved.items():
+            setattr(self.cls, name, self._wrap(fn))
+        return self
+
+    def __exit__(self, *exc):
+        for name, fn in self.saved.items():
+            setattr(self.cls, name, fn)
+
+    def _wrap(self, fn):
+        seconds = self.seconds
+
+        @functools.wraps(fn)
+        def timed(ex, node, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(ex, node, *args, **kwargs)
+            finally:
+                seconds[node.name] = seconds.get(node.name, 0.0) + time.perf_counter() - t
+        return timed
+
+
+def layer_table(net: str, ceil: dict[str, float], runs: int = 3) -> dict:
+    """Per synaptic layer: input density, synaptic ops, dense MACs, time and achieved rate; the whole run's
+    time against the sparse bound (all synaptic ops at the streaming add's rate)."""
+    make, T = NETS[net]
+    model, calib, x = make()
+    graph = snnc.convert(model, calib, "99.9%", show_progress=False)
+    s = Session(graph, progress=False)
+    s.run(x, T)
+    stats = s.observe(x, T, stats=True).stats
+    per_layer: dict[str, list[float]] = {}
+    totals = []
+    for _ in range(runs):
+        with NodeTimer() as timer:
+            t = time.perf_counter()
+            s.run(x, T)
+            totals.append(time.perf_counter() - t)
+        for k, v in timer.seconds.items():
+            per_layer.setdefault(k, []).append(v)
+    sec = {k: statistics.median(v) for k, v in per_layer.items()}
+    total = statistics.median(totals)
+    batch = x.shape[0]
+    print(f"\n### {net}: T={T}, batch {batch}; dense GEMM {ceil['gemm_macs_per_s'] / 1e9:.1f} GMAC/s, streaming add "
+          f"{ceil['add_bytes_per_s'] / 1e9:.1f} GB/s = {ceil['adds_per_s'] / 1e9:.2f} Gadd/s (measured now)\n")
+    print("| layer | kind | kernel | input density | synaptic ops | dense MACs | time (ms) | achieved | "
+          "vs dense GEMM | vs streaming add |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    plan = s._interp.plan(frozenset(i.name for i in graph.inputs), frozenset(o.name for o in graph.outputs))
+    on_events = {n.name for n in plan.nodes if n.spike_amplitude is not None}
+    sops = 0
+    syn_time = 0.0
+    for syn in stats.synapses:
+        t = sec.get(syn.name, 0.0)
+        syn_time += t
+        kernel = "event" if syn.name in on_events else "dense"
+        if syn.event_driven:  # spike input: synaptic ops = events x fan-out
+            dense = syn.ann_macs * batch * T
+            sops += syn.sops
+            rate = syn.sops / t if t else float("nan")
+            print(f"| {syn.name} | {syn.kind} | {kernel} | {syn.sops / dense:.3f} | {syn.sops:.3g} | {dense:.3g} | "
+                  f"{t * 1e3:.1f} | {rate / 1e9:.2f} Gop/s | {rate / ceil['gemm_macs_per_s']:.2f} | "
+                  f"{rate / ceil['adds_per_s']:.2f} |")
+        else:  # analog input (the first layer once for a constant input, or after average pooling)
+            rate = syn.macs / t if t else float("nan")
+            print(f"| {syn.name} | {syn.kind} | {kernel} | analog | — | {syn.macs:.3g} | {t * 1e3:.1f} | "
+                  f"{rate / 1e9:.2f} GMAC/s | {rate / ceil['gemm_macs_per_s']:.2f} | — |")
+    bound = sops / ceil["adds_per_s"]
+    rest = total - syn_time
+    print(f"\nwhole run {total * 1e3:.0f} ms: synaptic layers {syn_time * 1e3:.0f} ms, neurons and other ops "
+          f"{rest * 1e3:.0f} ms; sparse bound (all {sops:.3g} synaptic ops at the streaming add's rate) "
+          f"{bound * 1e3:.1f} ms: the run takes {total / bound:.1f}x the bound")
+    return {"net": net, "total": total, "bound": bound, "sops": sops}
+
+
+# -- how cost grows -------------------------------------------------------------------
+def sweep(runs: int = 3) -> None:
+    """Time per sample-step of snnc's default Session on VGG-11 over T, batch and width; batch-1 latency."""
+    def timed(model, calib, x, T) -> float:
+        s = Session(snnc.convert(model, calib, "99.9%", show_progress=False), progress=False)
+        s.run(x, min(T, 4))
+        return statistics.median(_time(lambda: s.run(x, T)) for _ in range(runs))
+
+    print("\n### VGG-11 (CIFAR-10 shape): time per sample-step (ms)\n")
+    model, calib, x = make_vgg11(batch=512)
+    print("| T (batch 32) | " + " | ".join(str(t) for t in (4, 8, 16, 32, 64, 128, 256)) + " |")
+    print("|---|" + "---:|" * 7)
+    row = [timed(model, calib, x[:32], t) / (32 * t) * 1e3 for t in (4, 8, 16, 32, 64, 128, 256)]
+    print("| ms/sample-step | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    batches = (1, 8, 32, 128, 512)
+    print("\n| batch (T 16) | " + " | ".join(str(b) for b in batches) + " |")
+    print("|---|" + "---:|" * len(batches))
+    row = [timed(model, calib, x[:b], 16) / (b * 16) * 1e3 for b in batches]
+    print("| ms/sample-step | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    print("\n| width (T 16, batch 32) | 0.5x | 1x | 2x |")
+    print("|---|---:|---:|---:|")
+    row = []
+    for w in (0.5, 1.0, 2.0):
+        m, c, xx = make_vgg11(width=w)
+        row.append(timed(m, c, xx, 16) / (32 * 16) * 1e3)
+    print("| ms/sample-step | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    s = Session(snnc.convert(model, calib, "99.9%", show_progress=False), progress=False)
+    x1 = x[:1]
+    s.step(x1)
+    lat = []
+    for _ in range(3):
+        s.reset()
+        lat.append(statistics.median(_time(lambda: s.step(x1)) for _ in range(16)))
+    print(f"\nbatch-1 streaming latency (Session.step, median of 16 steps): {statistics.median(lat) * 1e3:.2f} ms/step")
 
 
 def main() -> None:
@@ -297,6 +478,11 @@ def main() -> None:
     ap.add_argument("--nets", default="digits,vgg11")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    ap.add_argument("--no-fresh", action="store_true", help="skip SpikingJelly in its own process")
+    ap.add_argument("--layers", action="store_true", help="per-layer figures against the GEMM and streaming-add "
+                                                          "ceilings, and the sparse bound")
+    ap.add_argument("--sweep", action="store_true", help="VGG-11 over T, batch and width; batch-1 latency")
+    ap.add_argument("--no-compare", action="store_true", help="skip the side-by-side table (with --layers/--sweep)")
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_probe:
@@ -313,9 +499,17 @@ def main() -> None:
     for net in args.nets.split(","):
         if net not in NETS:
             raise SystemExit(f"unknown network {net!r}: use {', '.join(NETS)}")
-        rows += bench(net, args.runs, not args.no_memory)
+        if not args.no_compare:
+            rows += bench(net, args.runs, not args.no_memory, not args.no_fresh)
     print(f"freed memory retained (runtime/allocator.py): {allocator.retain_freed_memory()}")
-    print_table(rows)
+    if rows:
+        print_table(rows)
+    if args.layers:
+        ceil = ceilings()
+        for net in args.nets.split(","):
+            layer_table(net, ceil)
+    if args.sweep:
+        sweep()
     print(f"total {time.perf_counter() - start:.0f} s; load average (1/5/15 min) at the start "
           f"{' '.join(f'{v:.2f}' for v in load0)}, at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
