@@ -150,7 +150,8 @@ def _lower(ctx: _Ctx, node: onnx.NodeProto) -> None:
     elif present and all(isinstance(v, _Const) for v in present):
         outs = _fold(ctx, node, ins)
     elif node.op_type == "Shape" or node.op_type in SHAPE_OPS and \
-            any(isinstance(v, (_Opaque, _ShapeVec)) for v in present):
+            any(isinstance(v, (_Opaque, _ShapeVec)) for v in present) and \
+            not (node.op_type == "Slice" and isinstance(ins[0], str)):  # a Slice of a value, bounds from shapes
         outs = [_shape_op(ctx, node, ins, attrs)]
     else:
         handler = HANDLERS.get(node.op_type)

@@ -1,6 +1,7 @@
 """ONNX handlers of the tensor and layout operators (issues 18, 19; docs/ops.md).
 
-ReduceMean, Transpose, Clip, Mul, Sub, Div, Neg, Add of a scalar, Reshape to
+ReduceMean, Transpose, Split (one IR Slice per output) and Slice (with bounds
+that may come from shape arithmetic, as the TorchScript exporter writes chunk), Clip, Mul, Sub, Div, Neg, Add of a scalar, Reshape to
 any feature shape, Unsqueeze, Squeeze, MatMul of two values, Softmax,
 LayerNormalization, and 1-D Conv and AveragePool, as torch's dynamo and
 TorchScript exporters write them (opsets 13-21). Handlers for an operator
@@ -78,6 +79,72 @@ def _transpose(ctx: _Ctx, node, ins, attrs, loc) -> list:
     if p == tuple(range(len(p))):
         return [x]
     return [ctx.emit(ops.Permute(name=ctx.name(node), inputs=(x,), loc=loc, perm=p))]
+
+
+@handles("Split")
+def _split(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Split along a feature axis: sizes from the `split` input (opset 13+) or attribute (older), else equal
+    parts, one per output (`num_outputs` in opset 18+; the last part smaller when the axis does not divide)."""
+    x = ctx.tensor(ins[0], node)
+    (axis,) = _feature_axes(ctx, node, x, [attrs.get("axis", 0)])
+    n = ctx.type_of(x).features[axis]
+    k = len(node.output)
+    sizes = ins[1] if len(ins) > 1 and ins[1] is not None else attrs.get("split")
+    if isinstance(sizes, _Const):
+        sizes = [int(v) for v in sizes.array.reshape(-1)]
+    elif sizes is not None and not isinstance(sizes, (list, tuple)):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} computes its split sizes at run time")
+    if sizes is None:
+        step = -(-n // k)
+        sizes = [min(step, n - i * step) for i in range(k)]
+    sizes = [int(v) for v in sizes]
+    if len(sizes) != k or sum(sizes) != n or any(v < 1 for v in sizes):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} splits axis {axis + 1} of {n} into {sizes} for {k} "
+                                        "outputs", hint="the parts must be non-empty and add up to the axis")
+    base, out, start = ctx.name(node), [], 0
+    for i, size in enumerate(sizes):
+        out.append(x if size == n else ctx.emit(ops.Slice(name=ctx.graph.fresh_name(f"{base}_{i}"), inputs=(x,),
+                                                          loc=loc, dim=axis, start=start, end=start + size)))
+        start += size
+    return out
+
+
+def _ints(ctx: _Ctx, node, v, what: str) -> list[int] | None:
+    """A constant or shape-computed integer vector (None: omitted)."""
+    if v is None:
+        return None
+    if isinstance(v, _Const) and v.array.dtype.kind in "iu":
+        return [int(d) for d in v.array.reshape(-1)]
+    if isinstance(v, _ShapeVec) and all(isinstance(d, int) for d in v.dims):
+        return [int(d) for d in v.dims]
+    raise UnsupportedAttributeError(f"{ctx.where(node)} computes its {what} at run time (or from the batch size)")
+
+
+@handles("Slice")
+def _slice(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """x[..., start:end, ...] over feature axes with step 1: one IR Slice per axis (bounds clamped as ONNX
+    does; a whole axis is no op). Bounds from inputs (opset 10+) or attributes (older)."""
+    x = ctx.tensor(ins[0], node)
+    if len(ins) >= 3:
+        starts, ends = _ints(ctx, node, ins[1], "starts"), _ints(ctx, node, ins[2], "ends")
+        axes = _ints(ctx, node, ins[3] if len(ins) > 3 else None, "axes")
+        steps = _ints(ctx, node, ins[4] if len(ins) > 4 else None, "steps")
+    else:
+        starts, ends = [int(v) for v in attrs["starts"]], [int(v) for v in attrs["ends"]]
+        axes, steps = [int(v) for v in attrs["axes"]] if "axes" in attrs else None, None
+    axes = list(range(len(starts))) if axes is None else axes
+    if steps is not None and any(s != 1 for s in steps):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} slices with steps {steps}", hint="only step 1 is supported")
+    base, y = ctx.name(node), x
+    for i, (axis, start, end) in enumerate(zip(_feature_axes(ctx, node, x, axes), starts, ends)):
+        n = ctx.type_of(y).features[axis]
+        lo, hi = (min(max(v + n if v < 0 else v, 0), n) for v in (start, end))
+        if hi <= lo:
+            raise UnsupportedAttributeError(f"{ctx.where(node)} gives an empty slice of axis {axis + 1}")
+        if (lo, hi) != (0, n):
+            y = ctx.emit(ops.Slice(name=base if i == len(axes) - 1 else ctx.graph.fresh_name(f"{base}_{i}"),
+                                   inputs=(y,), loc=loc, dim=axis, start=lo, end=hi))
+    return [y]
 
 
 @handles("Clip")

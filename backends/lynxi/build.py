@@ -291,6 +291,11 @@ def _permute(op: ops.Permute, ctx: LowerCtx) -> nn.Module:
     return M.Permute(op.perm)
 
 
+@lowers(ops.Slice)
+def _slice(op: ops.Slice, ctx: LowerCtx) -> nn.Module:
+    return M.Slice(op.dim, op.start, op.end)
+
+
 @lowers(ops.Mean)
 def _mean(op: ops.Mean, ctx: LowerCtx) -> nn.Module:
     return M.Mean(op.dims, op.keepdim)

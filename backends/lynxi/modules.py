@@ -121,6 +121,17 @@ class Permute(nn.Module):
         return x.permute(*self.dims)
 
 
+class Slice(nn.Module):
+    """x[:, ..., start:end] along feature dim `dim` (tensor dim 1 + dim): a static ONNX Slice."""
+
+    def __init__(self, dim: int, start: int, end: int):
+        super().__init__()
+        self.dim, self.start, self.end = 1 + dim, start, end
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.narrow(self.dim, self.start, self.end - self.start)
+
+
 class Mean(nn.Module):
     def __init__(self, dims: tuple[int, ...], keepdim: bool):
         super().__init__()
