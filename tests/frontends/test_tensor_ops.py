@@ -227,6 +227,48 @@ def test_onnx_split_forms(opset, form, tmp_path):
         assert torch.equal(y, torch.from_numpy(w))
 
 
+class Upsampling(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x):
+        return self.pool(torch.relu(x)).flatten(1)
+
+
+@pytest.mark.parametrize("hw,size", [((1, 1), (7, 7)), ((2, 3), (4, 6)), ((7, 5), (3, 2))])
+def test_dynamo_onnx_adaptive_pool_that_does_not_divide_reads_as_the_pool(hw, size, tmp_path):
+    """VGG's AdaptiveAvgPool2d((7, 7)) of a 1x1 map: the dynamo exporter writes Transpose (moving the batch
+    axis) -> GatherND -> Transpose -> ReduceMean; snnc reads it back as the pool, or refuses it naming the nodes."""
+    if importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("torch's dynamo ONNX exporter needs onnxscript")
+    model, x = Upsampling(size).eval(), torch.randn(3, 2, *hw)
+    torch.onnx.export(model, (x,), str(tmp_path / "u.onnx"), dynamo=True, input_names=["x"],
+                      dynamic_shapes=({0: torch.export.Dim("N")},))
+    g = load(tmp_path / "u.onnx")
+    assert "adaptive_avg_pool2d" in {op.kind for op in g}
+    torch.testing.assert_close(_run(g, x), model(x), atol=1e-6, rtol=1e-6)
+
+
+def test_a_gather_through_a_moved_batch_axis_that_is_no_pool_is_refused(tmp_path):
+    """Transpose (batch moved) -> GatherND picking two elements -> Transpose back -> ReduceMean: a mean of
+    elements that is no adaptive pooling window; refused naming the ReduceMean and the Transpose."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[2, 3, 0, 1], name="moveN"),
+             helper.make_node("GatherND", ["t", "idx"], ["g"]),
+             helper.make_node("Transpose", ["g"], ["b"], perm=[2, 3, 0, 1]),
+             helper.make_node("ReduceMean", ["b"], ["y"], axes=[3], keepdims=0, name="avg")]
+    idx = numpy_helper.from_array(np.array([[[0, 1]], [[1, 0]]], dtype=np.int64), "idx")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [idx])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "g.onnx")
+    with pytest.raises(FrontendError, match=r"'avg' \(ReduceMean\).*'moveN' \(Transpose\).*no adaptive average"):
+        load(tmp_path / "g.onnx")
+
+
 class Zoo(nn.Module):
     """Most of the ops in one model, for the exporters that are slow to run per op."""
 

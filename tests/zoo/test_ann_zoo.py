@@ -45,8 +45,8 @@ PATHS = ("convert", "pt2", "onnx")
 EXPECTED: dict[str, dict[str, object]] = {
     "resnet18": {"convert": OK, "pt2": OK, "onnx": OK},
     "resnet34": {"convert": OK, "pt2": OK, "onnx": OK},
-    "vgg11_bn": {"convert": OK, "pt2": OK, "onnx": ("Transpose", None)},
-    "vgg16_bn": {"convert": OK, "pt2": OK, "onnx": ("Transpose", None)},
+    "vgg11_bn": {"convert": OK, "pt2": OK, "onnx": OK},
+    "vgg16_bn": {"convert": OK, "pt2": OK, "onnx": OK},
     "squeezenet1_1": {"convert": OK, "pt2": OK, "onnx": OK},
     "googlenet": {"convert": OK, "pt2": OK, "onnx": OK},
     "densenet121": {"convert": OK, "pt2": OK, "onnx": OK},
