@@ -1,7 +1,7 @@
 """ATen lowerings (torch.export programs) of the tensor and layout ops (issues 18, 19; docs/ops.md).
 
-Reshapes of any kind that keep the batch dim, permute/transpose, mean over
-feature dims, mul/sub/rsub/div/neg and add of a number, matmul of two values,
+Reshapes of any kind that keep the batch dim, permute/transpose, split/chunk
+along a feature dim (one Slice per result), mean over feature dims, mul/sub/rsub/div/neg and add of a number, matmul of two values,
 softmax, layer_norm, conv1d and avg_pool1d. Entries for
 a packet snnc.frontends.aten_ops also lowers (view, mean, add, mm/matmul,
 convolution) replace those and fall back to them.
@@ -19,6 +19,7 @@ from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.aten_ops import _add, _convolution, _mean, _mm, _product, _split_lead
 from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _Tuple, lowers
 from snnc.frontends.fx_ops import merged_run
+from snnc.frontends.fx_tensor_ops import split_sizes
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -120,6 +121,27 @@ def _transpose(ctx, node, a, loc) -> str:
     dims = list(range(rank))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return _perm(ctx, node, x, dims, loc)
+
+
+@lowers(aten.split, aten.split_with_sizes, aten.chunk, aten.unsafe_split, aten.unsafe_split_with_sizes)
+def _split(ctx, node, a, loc) -> _Tuple:
+    """split/chunk along a feature dim: one Slice per result (a whole-dim result is the input itself)."""
+    x = ctx.tensor(a["self"], "input", node, loc)
+    d = _fdim(ctx, x, a.get("dim", 0), node, loc)
+    n = ctx.type_of(x).features[d]
+    where = f"{_op_name(node)} ('{node.name}') in {loc.describe()}"
+    sizes = split_sizes(n, a.get("split_size", a.get("split_sizes")), a.get("chunks"), where)
+    out, start = [], 0
+    for i, size in enumerate(sizes):
+        if size == n:
+            out.append(x)
+        elif size:
+            out.append(ctx.emit(ops.Slice(name=_fresh(ctx, node, f"_{i}"), inputs=(x,), loc=loc, dim=d,
+                                          start=start, end=start + size)))
+        else:
+            out.append(None)  # an empty result: refused by name where it is used
+        start += size
+    return _Tuple(tuple(out), _op_name(node))
 
 
 @lowers(aten.mean)

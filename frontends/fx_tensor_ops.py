@@ -1,7 +1,8 @@
 """torch.fx lowerings of the tensor and layout ops real models use (issues 18, 19; docs/ops.md).
 
 Arithmetic (mul, sub, add of a number, div by a constant, matmul of two values
-or by a weight parameter), transpose/permute, general view/reshape,
+or by a weight parameter), transpose/permute, general view/reshape, chunk/split
+along a feature dim (one Slice per part, indexed or unpacked),
 unsqueeze/squeeze, mean, softmax, Conv1d, AvgPool1d
 and LayerNorm. Dims in user code count the leading batch/time dims
 (ctx.lead); IR ops take feature dims only, and any use of a batch/time dim is
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module
-from snnc.frontends.fx_ops import _arg, _f_add, _LeadDim, flatten_op, merged_run
+from snnc.frontends.fx_ops import _arg, _f_add, _f_getitem, _LeadDim, flatten_op, merged_run
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -351,6 +352,74 @@ def _layer_norm(ctx: _Ctx, m: nn.LayerNorm, node: fx.Node, loc: SourceLoc) -> st
                                   weight=ctx.param(m, "weight", p), bias=ctx.param(m, "bias", p), eps=float(m.eps)))
 
 
+def split_sizes(n: int, sizes: Any, chunks: int | None, where: str) -> list[int]:
+    """The part sizes of a dim of n: torch.chunk's (`chunks` parts of ceil(n / chunks), fewer when they run
+    out) or torch.split's (`sizes` an int: parts of that size, the last smaller; a list: those sizes)."""
+    if chunks is not None:
+        if int(chunks) < 1:
+            raise UnsupportedAttributeError(f"chunk into {chunks} parts in {where}")
+        step = -(-n // int(chunks))
+        return [min(step, n - i) for i in range(0, n, step)]
+    if isinstance(sizes, int) and not isinstance(sizes, bool):
+        if sizes < 1:
+            raise UnsupportedAttributeError(f"split into parts of {sizes} in {where}")
+        return [min(sizes, n - i) for i in range(0, n, sizes)]
+    sizes = [int(v) for v in sizes]
+    if sum(sizes) != n or any(v < 0 for v in sizes):
+        raise UnsupportedAttributeError(f"split sizes {sizes} in {where} do not add up to the dim's {n}")
+    return sizes
+
+
+def _parts(ctx: _Ctx, node: fx.Node, x: str, d: int, sizes: list[int], loc: SourceLoc) -> tuple:
+    """One Slice of x per part along feature dim d (a whole-dim part is x itself; an empty one is refused
+    when it is used, by _f_getitem_any)."""
+    out, start = [], 0
+    n = ctx.type_of(x).features[d]
+    for i, size in enumerate(sizes):
+        if size == n:
+            out.append(x)
+        elif size == 0:
+            out.append(None)
+        else:
+            out.append(ctx.emit(ops.Slice(name=ctx.fresh(f"{node.name}_{i}"), inputs=(x,), loc=loc, dim=d,
+                                          start=start, end=start + size)))
+        start += size
+    return tuple(out)
+
+
+@lowers_function(torch.chunk, torch.split, torch.tensor_split)
+def _f_split(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> tuple:
+    """x.chunk(k, dim) / x.split(size or sizes, dim) along a feature dim: a tuple of Slices (shufflenet's
+    channel split)."""
+    name = _fname(node)  # a function's name, or the method's
+    if name == "tensor_split":
+        raise UnsupportedOpError(f"tensor_split in {loc.describe()} is not supported", hint="use chunk or split")
+    x = ctx.value(node.args[0], node, loc)
+    d = _feature_dim(ctx, x, int(_arg(node, 2, "dim", 0)), loc, name)
+    n = ctx.type_of(x).features[d]
+    if name == "chunk":
+        sizes = split_sizes(n, None, _arg(node, 1, "chunks"), loc.describe())
+    else:
+        sizes = split_sizes(n, _arg(node, 1, "split_size_or_sections", _arg(node, 1, "split_size")), None,
+                            loc.describe())
+    return _parts(ctx, node, x, d, sizes, loc)
+
+
+@lowers_function(operator.getitem)
+def _f_getitem_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    """parts[i] of a chunk/split; the rest (x.shape[i]) as fx_ops lowers it."""
+    tup = ctx.values.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+    if isinstance(tup, tuple) and isinstance(node.args[1], int):
+        if not -len(tup) <= node.args[1] < len(tup):
+            raise UnsupportedAttributeError(f"part {node.args[1]} of {len(tup)} in {loc.describe()}")
+        v = tup[node.args[1]]
+        if v is None:
+            raise UnsupportedAttributeError(f"part {node.args[1]} in {loc.describe()} is empty",
+                                            hint="snnc values have no empty dims")
+        return v
+    return _f_getitem(ctx, node, loc)
+
+
 def _method(fn):
     """A tensor method x.f(*args) lowered as the function f(x, *args)."""
     return lambda ctx, node, loc: fn(ctx, node, loc)
@@ -367,6 +436,7 @@ lowers_method("unsqueeze")(_method(_f_unsqueeze))
 lowers_method("squeeze")(_method(_f_squeeze))
 lowers_method("mean")(_method(_f_mean))
 lowers_method("softmax")(_method(_f_softmax))
+lowers_method("chunk", "split", "tensor_split")(_method(_f_split))
 
 
 @lowers_method("permute")

@@ -26,7 +26,7 @@ from snnc.core.limits import check_tensor
 from snnc.frontends import onnx_ops  # noqa: F401 - registers the operator handlers
 from snnc.frontends import onnx_tensor_ops  # noqa: F401 - and the tensor/layout operators (extending some)
 from snnc.frontends import onnx_tensors
-from snnc.frontends.onnx_lowering import HANDLERS, SHAPE_OPS, _Const, _Ctx, _Opaque, _ShapeVec, supported_ops
+from snnc.frontends.onnx_lowering import HANDLERS, SHAPE_OPS, _Const, _Ctx, _Opaque, _Refused, _ShapeVec, supported_ops
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
@@ -90,6 +90,8 @@ def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str =
         if vi.name not in ctx.values:
             raise MalformedFileError(f"{source}: graph output '{vi.name}' is not produced by any node")
         v = ctx.values[vi.name]
+        if isinstance(v, _Refused):
+            raise UnsupportedOpError(f"{source}: graph output '{vi.name}' is {v.what}, which snnc does not represent")
         if not isinstance(v, str):
             raise UnsupportedOpError(f"{source}: graph output '{vi.name}' is a constant or a shape, not a value "
                                      "computed from the inputs")
@@ -150,7 +152,8 @@ def _lower(ctx: _Ctx, node: onnx.NodeProto) -> None:
     elif present and all(isinstance(v, _Const) for v in present):
         outs = _fold(ctx, node, ins)
     elif node.op_type == "Shape" or node.op_type in SHAPE_OPS and \
-            any(isinstance(v, (_Opaque, _ShapeVec)) for v in present):
+            any(isinstance(v, (_Opaque, _ShapeVec)) for v in present) and \
+            not (node.op_type == "Slice" and isinstance(ins[0], str)):  # a Slice of a value, bounds from shapes
         outs = [_shape_op(ctx, node, ins, attrs)]
     else:
         handler = HANDLERS.get(node.op_type)

@@ -1,6 +1,7 @@
 """ONNX handlers of the tensor and layout operators (issues 18, 19; docs/ops.md).
 
-ReduceMean, Transpose, Clip, Mul, Sub, Div, Neg, Add of a scalar, Reshape to
+ReduceMean, Transpose, Split (one IR Slice per output) and Slice (with bounds
+that may come from shape arithmetic, as the TorchScript exporter writes chunk), Clip, Mul, Sub, Div, Neg, Add of a scalar, Reshape to
 any feature shape, Unsqueeze, Squeeze, MatMul of two values, Softmax,
 LayerNormalization, and 1-D Conv and AveragePool, as torch's dynamo and
 TorchScript exporters write them (opsets 13-21). Handlers for an operator
@@ -55,8 +56,11 @@ def _axes_of(ctx: _Ctx, node, ins, attrs, index: int) -> list[int] | None:
 
 @handles("ReduceMean")
 def _reduce_mean(ctx: _Ctx, node, ins, attrs, loc) -> list:
-    x = ctx.tensor(ins[0], node)
     axes = _axes_of(ctx, node, ins, attrs, 1)
+    m = ins[0]
+    if isinstance(m, _Moved) and m.batch_axis == 0 and axes and 0 not in [a % m.index.ndim for a in axes]:
+        return [_pooled(ctx, node, m, sorted(a % m.index.ndim for a in axes), bool(attrs.get("keepdims", 1)), loc)]
+    x = ctx.tensor(ins[0], node)
     if not axes:
         if attrs.get("noop_with_empty_axes", 0):
             return [x]
@@ -66,18 +70,153 @@ def _reduce_mean(ctx: _Ctx, node, ins, attrs, loc) -> list:
                               keepdim=bool(attrs.get("keepdims", 1))))]
 
 
+class _Moved(_Refused):
+    """A value whose batch axis a Transpose moved, then only transposed and gathered (GatherND) by constants:
+    `index` holds, per element, its flat index into the features of `src`, with the batch axis kept (size 1) at
+    `batch_axis`. torch's dynamo exporter writes adaptive pooling to a size the input does not divide as
+    Transpose -> GatherND -> Transpose -> ReduceMean; ReduceMean turns that back into a pool, anything else
+    reading it is refused, naming the Transpose."""
+
+    def __init__(self, what: str, src: str, index: np.ndarray, batch_axis: int):
+        super().__init__(what)
+        self.src, self.index, self.batch_axis = src, index, batch_axis
+
+
+def _moved_by(ctx: _Ctx, node, x: str, perm: list[int]) -> _Moved:
+    feats = tuple(ctx.type_of(x).features)
+    if sorted(perm) != list(range(1 + len(feats))):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} has perm={perm}, no permutation of its {1 + len(feats)} axes")
+    index = np.arange(int(np.prod(feats)), dtype=np.int64).reshape(1, *feats).transpose(perm)
+    return _Moved(f"the output of {ctx.where(node)}, whose perm={perm} moves the batch axis", x, index,
+                  perm.index(0))
+
+
 @handles("Transpose")
 def _transpose(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    if isinstance(ins[0], _Moved):
+        m = ins[0]
+        perm = [int(p) for p in attrs.get("perm", list(range(m.index.ndim))[::-1])]
+        return [_Moved(m.what, m.src, m.index.transpose(perm), perm.index(m.batch_axis))]
     x = ctx.tensor(ins[0], node)
     rank = 1 + len(ctx.type_of(x).features)
     perm = [int(p) for p in attrs.get("perm", list(range(rank))[::-1])]
-    if perm[0] != 0:
-        raise UnsupportedAttributeError(f"{ctx.where(node)} has perm={perm}, which moves the batch axis",
-                                        hint="permute feature axes only")
+    if perm[0] != 0:  # moves the batch axis: kept as an index map until the batch axis comes back
+        return [_moved_by(ctx, node, x, perm)]
     p = tuple(d - 1 for d in perm[1:])
     if p == tuple(range(len(p))):
         return [x]
     return [ctx.emit(ops.Permute(name=ctx.name(node), inputs=(x,), loc=loc, perm=p))]
+
+
+@handles("GatherND")
+def _gather_nd(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """GatherND of constant indices from a value whose batch axis a Transpose moved out of the indexed axes."""
+    m, idx = ins
+    if not isinstance(m, _Moved) or not isinstance(idx, _Const) or attrs.get("batch_dims", 0) != 0:
+        raise UnsupportedOpError(f"{ctx.where(node)} is supported only as torch's exporter writes adaptive "
+                                 "pooling (constant indices into a transposed value, batch_dims=0)")
+    ind = idx.array.astype(np.int64)
+    r = ind.shape[-1]
+    if m.batch_axis < r:
+        raise UnsupportedAttributeError(f"{ctx.where(node)} indexes the batch axis")
+    picked = m.index[tuple(ind[..., i] for i in range(r))]  # numpy and ONNX read negative indices alike
+    return [_Moved(m.what, m.src, picked, ind.ndim - 1 + m.batch_axis - r)]
+
+
+def _pooled(ctx: _Ctx, node, m: _Moved, axes: list[int], keepdims: bool, loc: SourceLoc) -> str:
+    """The mean over `axes` of gathered elements, when it is adaptive average pooling of `m.src` (each output
+    the mean of exactly its window's elements); else a refusal naming both nodes."""
+    feats = tuple(ctx.type_of(m.src).features)
+    windows = np.moveaxis(m.index[0], [a - 1 for a in axes], list(range(-len(axes), 0)))
+    out = windows.shape[:windows.ndim - len(axes)]
+    windows = np.sort(windows.reshape(*out, -1), axis=-1)
+    bad = UnsupportedOpError(f"{ctx.where(node)} averages elements that {m.what} and a gather picked, which is "
+                             "no adaptive average pooling", hint="export pooling with AveragePool or ReduceMean")
+    if len(feats) != 3 or len(out) != 3 or out[0] != feats[0]:
+        raise bad
+    c, h, w = feats
+    oh, ow = out[1:]
+    grid = np.arange(c * h * w).reshape(c, h, w)
+    want = []
+    for i in range(oh):
+        for j in range(ow):  # PyTorch's adaptive windows: [floor(i h / oh), ceil((i + 1) h / oh))
+            win = grid[:, i * h // oh:-(-(i + 1) * h // oh), j * w // ow:-(-(j + 1) * w // ow)].reshape(c, -1)
+            if win.shape[1] != windows.shape[-1]:
+                raise bad
+            want.append(win)
+    if not np.array_equal(np.stack(want, 1).reshape(c, oh, ow, -1), windows):
+        raise bad
+    y = ctx.emit(ops.AdaptiveAvgPool2d(name=ctx.name(node), inputs=(m.src,), loc=loc, output_size=(oh, ow)))
+    if keepdims:
+        kept = tuple(1 if a in axes else d for a, d in enumerate(m.index.shape) if a != 0)
+        y = _reshape_or_flatten(ctx, node, y, kept, loc)
+    return y
+
+
+@handles("Split")
+def _split(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Split along a feature axis: sizes from the `split` input (opset 13+) or attribute (older), else equal
+    parts, one per output (`num_outputs` in opset 18+; the last part smaller when the axis does not divide)."""
+    x = ctx.tensor(ins[0], node)
+    (axis,) = _feature_axes(ctx, node, x, [attrs.get("axis", 0)])
+    n = ctx.type_of(x).features[axis]
+    k = len(node.output)
+    sizes = ins[1] if len(ins) > 1 and ins[1] is not None else attrs.get("split")
+    if isinstance(sizes, _Const):
+        sizes = [int(v) for v in sizes.array.reshape(-1)]
+    elif sizes is not None and not isinstance(sizes, (list, tuple)):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} computes its split sizes at run time")
+    if sizes is None:
+        step = -(-n // k)
+        sizes = [min(step, n - i * step) for i in range(k)]
+    sizes = [int(v) for v in sizes]
+    if len(sizes) != k or sum(sizes) != n or any(v < 1 for v in sizes):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} splits axis {axis + 1} of {n} into {sizes} for {k} "
+                                        "outputs", hint="the parts must be non-empty and add up to the axis")
+    base, out, start = ctx.name(node), [], 0
+    for i, size in enumerate(sizes):
+        out.append(x if size == n else ctx.emit(ops.Slice(name=ctx.graph.fresh_name(f"{base}_{i}"), inputs=(x,),
+                                                          loc=loc, dim=axis, start=start, end=start + size)))
+        start += size
+    return out
+
+
+def _ints(ctx: _Ctx, node, v, what: str) -> list[int] | None:
+    """A constant or shape-computed integer vector (None: omitted)."""
+    if v is None:
+        return None
+    if isinstance(v, _Const) and v.array.dtype.kind in "iu":
+        return [int(d) for d in v.array.reshape(-1)]
+    if isinstance(v, _ShapeVec) and all(isinstance(d, int) for d in v.dims):
+        return [int(d) for d in v.dims]
+    raise UnsupportedAttributeError(f"{ctx.where(node)} computes its {what} at run time (or from the batch size)")
+
+
+@handles("Slice")
+def _slice(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """x[..., start:end, ...] over feature axes with step 1: one IR Slice per axis (bounds clamped as ONNX
+    does; a whole axis is no op). Bounds from inputs (opset 10+) or attributes (older)."""
+    x = ctx.tensor(ins[0], node)
+    if len(ins) >= 3:
+        starts, ends = _ints(ctx, node, ins[1], "starts"), _ints(ctx, node, ins[2], "ends")
+        axes = _ints(ctx, node, ins[3] if len(ins) > 3 else None, "axes")
+        steps = _ints(ctx, node, ins[4] if len(ins) > 4 else None, "steps")
+    else:
+        starts, ends = [int(v) for v in attrs["starts"]], [int(v) for v in attrs["ends"]]
+        axes, steps = [int(v) for v in attrs["axes"]] if "axes" in attrs else None, None
+    axes = list(range(len(starts))) if axes is None else axes
+    if steps is not None and any(s != 1 for s in steps):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} slices with steps {steps}", hint="only step 1 is supported")
+    base, y = ctx.name(node), x
+    for i, (axis, start, end) in enumerate(zip(_feature_axes(ctx, node, x, axes), starts, ends)):
+        n = ctx.type_of(y).features[axis]
+        lo, hi = (min(max(v + n if v < 0 else v, 0), n) for v in (start, end))
+        if hi <= lo:
+            raise UnsupportedAttributeError(f"{ctx.where(node)} gives an empty slice of axis {axis + 1}")
+        if (lo, hi) != (0, n):
+            y = ctx.emit(ops.Slice(name=base if i == len(axes) - 1 else ctx.graph.fresh_name(f"{base}_{i}"),
+                                   inputs=(y,), loc=loc, dim=axis, start=lo, end=hi))
+    return [y]
 
 
 @handles("Clip")

@@ -231,6 +231,11 @@ def permute(op: ops.Permute, ins, params) -> Tensor:
     return ins[0].permute(0, *(1 + p for p in op.perm))
 
 
+@kernel(ops.Slice)
+def slice_(op: ops.Slice, ins, params) -> Tensor:
+    return ins[0].narrow(1 + op.dim, op.start, op.end - op.start)
+
+
 @kernel(ops.Mean)
 def mean(op: ops.Mean, ins, params) -> Tensor:
     return ins[0].mean(dim=tuple(1 + d for d in op.dims), keepdim=op.keepdim)

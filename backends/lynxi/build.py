@@ -140,9 +140,20 @@ def _max_pool(op: ops.MaxPool2d, ctx: LowerCtx) -> nn.Module:
     return nn.MaxPool2d(op.kernel_size, op.stride, op.padding, op.dilation, ceil_mode=op.ceil_mode)
 
 
+@lowers(ops.RunningMaxPool2d)
+def _running_max_pool(op: ops.RunningMaxPool2d, ctx: LowerCtx) -> nn.Module:
+    pool = nn.MaxPool2d(op.kernel_size, op.stride, op.padding, op.dilation, ceil_mode=op.ceil_mode)
+    return M.UnrolledRunningMaxPool(pool, ctx.time_steps, ctx.batch, ctx.type(op.inputs[0]).features,
+                                    ctx.state_dtype, ctx.spike_dtype)
+
+
 @lowers(ops.AdaptiveAvgPool2d)
 def _adaptive_avg_pool(op: ops.AdaptiveAvgPool2d, ctx: LowerCtx) -> nn.Module:
-    return nn.AdaptiveAvgPool2d(op.output_size)
+    _, h, w = ctx.type(op.inputs[0]).features
+    oh, ow = op.output_size
+    if h % oh == 0 and w % ow == 0:  # fixed windows: the exporter writes an AveragePool
+        return nn.AdaptiveAvgPool2d(op.output_size)
+    return M.AdaptiveCopies((h, w), (oh, ow))  # one-element windows (legalize refuses any other size)
 
 
 @lowers(ops.Flatten)
@@ -253,11 +264,13 @@ def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[
                 iface.inputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time, dt))
             continue
         key = _key(op.name, layers)
-        if isinstance(op, ops.NeuronOp):  # built in its state dtype; returns spikes in `dt`
+        if isinstance(op, (ops.NeuronOp, ops.RunningMaxPool2d)):  # built in its state dtype; returns `dt`
             layers[key] = LOWERINGS[type(op)](op, ctx).eval()
             feats = types[op.inputs[0]].features
-            spec_in = TensorSpec(f"{op.name}.v_in", (batch, *feats), op.name, False, state_dtype, op.initial_v())
-            spec_out = TensorSpec(f"{op.name}.v_out", (batch, *feats), op.name, False, state_dtype, op.initial_v())
+            # a neuron's state is its membrane potential; a running max pool's the sums of its input
+            state, init = ("v", op.initial_v()) if isinstance(op, ops.NeuronOp) else ("acc", 0.0)
+            spec_in = TensorSpec(f"{op.name}.{state}_in", (batch, *feats), op.name, False, state_dtype, init)
+            spec_out = TensorSpec(f"{op.name}.{state}_out", (batch, *feats), op.name, False, state_dtype, init)
             iface.states.append((spec_in, spec_out))
             program.append(Step(key, op.inputs, op.name, state_dtype, spec_in.name if options.state_io else None,
                                 spec_out.name))
@@ -289,6 +302,11 @@ def _reshape(op: ops.Reshape, ctx: LowerCtx) -> nn.Module:
 @lowers(ops.Permute)
 def _permute(op: ops.Permute, ctx: LowerCtx) -> nn.Module:
     return M.Permute(op.perm)
+
+
+@lowers(ops.Slice)
+def _slice(op: ops.Slice, ctx: LowerCtx) -> nn.Module:
+    return M.Slice(op.dim, op.start, op.end)
 
 
 @lowers(ops.Mean)

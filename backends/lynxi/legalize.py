@@ -50,9 +50,11 @@ def op_problems(graph: Graph) -> list[str]:
         if isinstance(op, ops.AdaptiveAvgPool2d):
             _, h, w = types[op.inputs[0]].features
             oh, ow = op.output_size
-            if h % oh or w % ow:
+            fixed, copies = h % oh == 0 and w % ow == 0, oh % h == 0 and ow % w == 0
+            if not (fixed or copies):
                 problems.append(f"{op.where()}: adaptive pooling from {h}x{w} to {oh}x{ow} has no fixed window "
-                                "(the input size must be a multiple of the output size); use AvgPool2d")
+                                "(the input size must be a multiple of the output size, or the output size a "
+                                "multiple of the input size: copies); use AvgPool2d")
     return problems
 
 

@@ -100,6 +100,52 @@ class UnrolledNeuron(nn.Module):
         return (out if out.dtype == self.spike_dtype else out.to(self.spike_dtype)), state
 
 
+class UnrolledRunningMaxPool(nn.Module):
+    """The conversion's converging max pool (ir RunningMaxPool2d) over a folded sequence [T*N, C, H, W]:
+    A += x[t], y[t] = maxpool(A) - maxpool(A before), step by step in `state_dtype` as the reference kernel
+    (runtime/kernels.py) does it. The sums A [N, C, H, W] are its state (zeros without a state input)."""
+
+    def __init__(self, pool: nn.MaxPool2d, time_steps: int, batch: int, features: tuple[int, ...],
+                 state_dtype: torch.dtype = torch.float32, out_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.pool = pool
+        self.time_steps, self.batch = time_steps, batch
+        self.state_dtype, self.out_dtype = state_dtype, out_dtype
+        self.register_buffer("acc0", torch.zeros((1, *features), dtype=state_dtype))
+
+    def forward(self, x: Tensor, acc: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        n = self.batch
+        x = x if x.dtype == self.state_dtype else x.to(self.state_dtype)
+        acc = self.acc0 if acc is None else acc
+        prev = self.pool(acc)
+        out = []
+        for t in range(self.time_steps):
+            acc = acc + x[t * n:(t + 1) * n]
+            cur = self.pool(acc)
+            out.append(cur - prev)
+            prev = cur
+        y = torch.cat(out, 0)
+        return (y if y.dtype == self.out_dtype else y.to(self.out_dtype)), acc
+
+
+class AdaptiveCopies(nn.Module):
+    """Adaptive average pooling [B, C, H, W] -> [B, C, oh, ow] to a multiple of the input size (VGG's 1x1 ->
+    7x7): every window is one element, so each output is a copy, written as two constant 0/1 matrix products
+    (exact: one term times 1, the others times 0) with no tensor above 4-D."""
+
+    def __init__(self, size: tuple[int, int], output_size: tuple[int, int]):
+        super().__init__()
+        (h, w), (oh, ow) = size, output_size
+        rows, cols = torch.zeros(oh, h), torch.zeros(ow, w)
+        rows[torch.arange(oh), torch.arange(oh) * h // oh] = 1.0  # output row i copies row floor(i h / oh)
+        cols[torch.arange(ow), torch.arange(ow) * w // ow] = 1.0
+        self.register_buffer("rows", rows)  # [oh, H]
+        self.register_buffer("cols", cols.t().contiguous())  # [W, ow]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.matmul(torch.matmul(self.rows, x), self.cols)
+
+
 # ---------------------------------------------------------------- tensor and layout ops over [B, *features]
 class Reshape(nn.Module):
     """x.reshape(shape), shape with its static leading (T*N or N) dim."""
@@ -119,6 +165,17 @@ class Permute(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.permute(*self.dims)
+
+
+class Slice(nn.Module):
+    """x[:, ..., start:end] along feature dim `dim` (tensor dim 1 + dim): a static ONNX Slice."""
+
+    def __init__(self, dim: int, start: int, end: int):
+        super().__init__()
+        self.dim, self.start, self.end = 1 + dim, start, end
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.narrow(self.dim, self.start, self.end - self.start)
 
 
 class Mean(nn.Module):

@@ -36,6 +36,7 @@ HINTS = {
     ops.SigmaDelta: "NIR has no sigma-delta neuron; the lava target (NetX SDNN) and the cpu target run it",
     ops.Reshape: "NIR edges carry no reshapes other than Flatten",
     ops.Permute: "NIR has no transpose/permute",
+    ops.Slice: "NIR has no slice/split of a value's features",
     ops.Mul: "NIR has no product of two values",
     ops.MatMul: "NIR has no product of two values",
     ops.Softmax: "NIR has no softmax (and a rate code has none)",

@@ -17,6 +17,7 @@ from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool2d,
 from snnc.ir.ops.sigma_delta import SigmaDelta
 from snnc.ir.ops.temporal import Delay, Recur
 from snnc.ir.ops.tensor import AddScalar, Clamp, MatMul, Mean, Mul, Permute, Reshape, Softmax, Sub
+from snnc.ir.ops.tensor import Slice
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
@@ -30,4 +31,5 @@ __all__ = [
     "Delay", "Recur",
     "Conv1d", "LayerNorm", "AvgPool1d", "Reshape", "Permute", "Mean", "Mul", "Sub", "AddScalar", "MatMul",
     "Clamp", "Softmax",
+    "Slice",
 ]

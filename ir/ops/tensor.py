@@ -1,4 +1,4 @@
-"""Tensor and layout ops over the per-sample features: Reshape, Permute, Mean, Mul, Sub, AddScalar,
+"""Tensor and layout ops over the per-sample features: Reshape, Permute, Slice, Mean, Mul, Sub, AddScalar,
 MatMul, Clamp and Softmax.
 
 Every dim index is a feature dim (0 = the first dim after batch/time); batch and
@@ -60,6 +60,29 @@ class Permute(OpBase):
         f = ins[0].features
         need(sorted(self.perm) == list(range(len(f))), f"perm {list(self.perm)} is no permutation of {len(f)} dims")
         return ins[0].with_features(tuple(f[p] for p in self.perm))
+
+
+@register
+class Slice(OpBase):
+    """y = x[..., start:end, ...] along feature dim `dim` (step 1): one part of chunk/split (ONNX Split).
+
+    Every kept element is copied unchanged, so it preserves rates and spikes.
+    """
+
+    kind: Literal["slice"] = "slice"
+    dim: int
+    start: int
+    end: int
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        f = ins[0].features
+        need(0 <= self.dim < len(f), f"slice dim {self.dim} out of range for features {list(f)}")
+        need(0 <= self.start < self.end <= f[self.dim],
+             f"slice [{self.start}:{self.end}] of dim {self.dim} of features {list(f)} (it must be a non-empty "
+             "range inside the dim)")
+        out = list(f)
+        out[self.dim] = self.end - self.start
+        return ins[0].with_features(tuple(out))
 
 
 @register

@@ -75,3 +75,42 @@ def test_nir_and_lava_refuse_the_ops_by_name(tmp_path):
 def test_triton_accepts_them_as_torch_ops():
     g = _graph()
     assert triton_legalize(g) is g
+
+
+class ChunkSwap(nn.Module):
+    """Multi-step: ShuffleNetV2's channel split (chunk, one half through a neuron), joined by a concat in
+    swapped order."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.sn1, self.sn2, self.sn3 = IFNode(step_mode="m"), IFNode(step_mode="m"), IFNode(step_mode="m")
+        with torch.no_grad():
+            self.conv.weight.uniform_(-0.2, 0.6)
+
+    def forward(self, x):  # [T, N, 2, 4, 4]
+        a, b = self.sn1(self.conv(x)).chunk(2, dim=2)
+        return self.sn3(torch.cat([self.sn2(b * 0.75 + a * 0.5), a], 2).mean((3, 4)) * 1.5)
+
+
+def _chunk_graph():
+    torch.manual_seed(0)
+    return trace(ChunkSwap().eval(), (2, 4, 4))
+
+
+def test_slice_on_lynxi_matches_the_cpu_reference_and_nir_lava_refuse_it(tmp_path):
+    g = _chunk_graph()
+    assert sum(op.kind == "slice" for op in g) == 2
+    x = torch.rand(T, N, 2, 4, 4)
+    want = Session(g, channels_last=False, event_conv=False).run(x)
+    assert 0.05 < float(want.mean()) < 0.95
+    lowered = PassManager(parse_pipeline(PIPELINES["lynxi"]), verify_each=True).run(g)
+    art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence")
+    for engine in ("onnx", "torch"):
+        (got,) = Runner(art, engine).run(x.reshape(T * N, 2, 4, 4)).values()
+        assert torch.equal(got.reshape(want.shape), want), engine
+    assert triton_legalize(g) is g
+    with pytest.raises(LoweringError, match=r"(?s)\(slice\) .*has no NIR equivalent.*no slice"):
+        snnc.compile(g, "nir", tmp_path / "nir")
+    with pytest.raises(LoweringError, match=r"no NetX layer for slice"):
+        snnc.compile(g, "lava", tmp_path / "lava", time_steps=T)

@@ -113,6 +113,17 @@ class Adaptive(nn.Module):
         return F.adaptive_avg_pool2d(x, (3, 2))
 
 
+class Parts(nn.Module):
+    """chunk (uneven: 3 + 3 + 1), split by sizes and by a size, each part used (ShuffleNetV2's channel split)."""
+
+    def forward(self, x):  # [N, 7, 4]
+        a, b, c = x.chunk(3, dim=1)
+        d, e = torch.split(x, [2, 5], dim=1)
+        f, g = x.split(2, dim=-1)
+        y = torch.cat([a * 2.0 - b, c, d.mean(1, keepdim=True)], 1) - e  # [N, 5, 4]
+        return torch.cat([y.flatten(1), (f - g).flatten(1)], 1)
+
+
 # name -> (model, per-sample shape, IR kinds the fx graph must contain)
 CASES = {
     "channel_shuffle": (ChannelShuffle, (3, 6, 6), {"reshape", "permute", "flatten"}),
@@ -124,6 +135,7 @@ CASES = {
     "conv1d_bn1d_pool1d": (Seq1d, (4, 10), {"conv1d", "batch_norm", "avg_pool1d"}),
     "layer_norm": (Norm, (4, 6), {"layer_norm"}),
     "adaptive_pool": (Adaptive, (3, 7, 5), {"adaptive_avg_pool2d"}),
+    "chunk_split": (Parts, (7, 4), {"slice", "concat"}),
 }
 
 
@@ -167,6 +179,94 @@ def test_torchscript_onnx_matches_torch(name, opset, tmp_path):
     torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["x"],
                       dynamic_axes={"x": {0: "N"}})
     torch.testing.assert_close(_run(load(path), x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 11), (False, 13), (True, 18), (True, 21)])
+def test_chunk_and_split_read_from_onnx_on_every_opset(dynamo, opset, tmp_path):
+    """Parts: the TorchScript exporter writes Split (sizes as attribute before opset 13, as input after) and
+    Slice with bounds from shape arithmetic; the dynamo exporter Split (num_outputs from opset 18)."""
+    if dynamo and importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("torch's dynamo ONNX exporter needs onnxscript")
+    model, x = _model("chunk_split")
+    extra = {} if dynamo else {"dynamic_axes": {"x": {0: "N"}}}
+    torch.onnx.export(model, (x,), str(tmp_path / "p.onnx"), dynamo=dynamo, opset_version=opset, input_names=["x"],
+                      **extra)
+    g = load(tmp_path / "p.onnx")
+    assert "slice" in {op.kind for op in g}
+    torch.testing.assert_close(_run(g, x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("opset,form", [(11, "attribute"), (13, "input"), (18, "num_outputs")])
+def test_onnx_split_forms(opset, form, tmp_path):
+    """Split of axis 1 (7 channels): sizes [2, 5] as attribute or input, or num_outputs=3 (3 + 3 + 1: the last
+    part smaller), each output an output of the graph, against numpy."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    k = 3 if form == "num_outputs" else 2
+    outs = [f"y{i}" for i in range(k)]
+    nodes, inits = [], []
+    if form == "attribute":
+        nodes.append(helper.make_node("Split", ["x"], outs, axis=1, split=[2, 5]))
+    elif form == "input":
+        inits.append(helper.make_tensor("sizes", TensorProto.INT64, [2], [2, 5]))
+        nodes.append(helper.make_node("Split", ["x", "sizes"], outs, axis=1))
+    else:
+        nodes.append(helper.make_node("Split", ["x"], outs, axis=1, num_outputs=3))
+    sizes = [3, 3, 1] if form == "num_outputs" else [2, 5]
+    graph = helper.make_graph(nodes, "split", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 7, 4])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", s, 4])
+                               for o, s in zip(outs, sizes)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), tmp_path / "s.onnx")
+    x = torch.randn(3, 7, 4)
+    got = Session(load(tmp_path / "s.onnx")).run(x)
+    want = np.split(x.numpy(), np.cumsum(sizes)[:-1], axis=1)
+    assert len(got) == k
+    for y, w in zip(got.values(), want):
+        assert torch.equal(y, torch.from_numpy(w))
+
+
+class Upsampling(nn.Module):
+    def __init__(self, size):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x):
+        return self.pool(torch.relu(x)).flatten(1)
+
+
+@pytest.mark.parametrize("hw,size", [((1, 1), (7, 7)), ((2, 3), (4, 6)), ((7, 5), (3, 2))])
+def test_dynamo_onnx_adaptive_pool_that_does_not_divide_reads_as_the_pool(hw, size, tmp_path):
+    """VGG's AdaptiveAvgPool2d((7, 7)) of a 1x1 map: the dynamo exporter writes Transpose (moving the batch
+    axis) -> GatherND -> Transpose -> ReduceMean; snnc reads it back as the pool, or refuses it naming the nodes."""
+    if importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("torch's dynamo ONNX exporter needs onnxscript")
+    model, x = Upsampling(size).eval(), torch.randn(3, 2, *hw)
+    torch.onnx.export(model, (x,), str(tmp_path / "u.onnx"), dynamo=True, input_names=["x"],
+                      dynamic_shapes=({0: torch.export.Dim("N")},))
+    g = load(tmp_path / "u.onnx")
+    assert "adaptive_avg_pool2d" in {op.kind for op in g}
+    torch.testing.assert_close(_run(g, x), model(x), atol=1e-6, rtol=1e-6)
+
+
+def test_a_gather_through_a_moved_batch_axis_that_is_no_pool_is_refused(tmp_path):
+    """Transpose (batch moved) -> GatherND picking two elements -> Transpose back -> ReduceMean: a mean of
+    elements that is no adaptive pooling window; refused naming the ReduceMean and the Transpose."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[2, 3, 0, 1], name="moveN"),
+             helper.make_node("GatherND", ["t", "idx"], ["g"]),
+             helper.make_node("Transpose", ["g"], ["b"], perm=[2, 3, 0, 1]),
+             helper.make_node("ReduceMean", ["b"], ["y"], axes=[3], keepdims=0, name="avg")]
+    idx = numpy_helper.from_array(np.array([[[0, 1]], [[1, 0]]], dtype=np.int64), "idx")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [idx])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "g.onnx")
+    with pytest.raises(FrontendError, match=r"'avg' \(ReduceMean\).*'moveN' \(Transpose\).*no adaptive average"):
+        load(tmp_path / "g.onnx")
 
 
 class Zoo(nn.Module):
@@ -232,8 +332,15 @@ class Squeezed(nn.Module):
         return x.squeeze()
 
 
+class BatchChunk(nn.Module):
+    def forward(self, x):
+        a, b = x.chunk(2)
+        return a + b
+
+
 @pytest.mark.parametrize("model,match", [
     (TimeTranspose(), "touches the batch dim|moves the batch/time dims"),
+    (BatchChunk(), "chunk over dim 0 .*touches the batch dim"),
     (AllMean(), "mean without dims"),
     (BatchFold(), "moves or merges the batch/time dims"),
     (Squeezed(), "squeeze\\(\\) without a dim"),
@@ -267,3 +374,16 @@ def test_every_new_op_round_trips_through_snnir(tmp_path):
     back = load_snnir(tmp_path / "zoo.snnir")
     assert list(back) == list(g)
     assert torch.equal(_run(back, x), _run(g, x))
+
+
+def test_slice_round_trips_through_snnir(tmp_path):
+    from snnc.ir import load as load_snnir, save
+
+    model, x = _model("chunk_split")
+    g = trace(model, (7, 4))
+    slices = [op for op in g if op.kind == "slice"]
+    assert {(op.dim, op.start, op.end) for op in slices} >= {(0, 0, 3), (0, 3, 6), (0, 6, 7), (1, 0, 2), (1, 2, 4)}
+    save(g, tmp_path / "p.snnir")
+    back = load_snnir(tmp_path / "p.snnir")
+    assert list(back) == list(g)
+    assert torch.equal(_run(back, x), model(x))

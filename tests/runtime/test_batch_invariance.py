@@ -51,6 +51,7 @@ CASES = [
     (ops.LayerNorm(name="a", normalized_shape=(33,), weight="ln.w", bias="ln.b"), (5, 33)),
     (ops.Permute(name="a", perm=(1, 0)), (5, 33)),
     (ops.Reshape(name="a", shape=(3, 55)), (5, 33)),
+    (ops.Slice(name="a", dim=1, start=3, end=20), (5, 33)),
 ]
 
 
