@@ -296,6 +296,11 @@ def _mean(op: ops.Mean, ctx: LowerCtx) -> nn.Module:
     return M.Mean(op.dims, op.keepdim)
 
 
+@lowers(ops.TimeMean)
+def _time_mean(op: ops.TimeMean, ctx: LowerCtx) -> nn.Module:
+    return M.RunningTimeMean(ctx.time_steps, ctx.batch, ctx.type(op.name).features)
+
+
 @lowers(ops.Mul)
 def _mul(op, ctx: LowerCtx) -> nn.Module:
     return M.Mul()
