@@ -285,8 +285,16 @@ def _f_mean(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     if dim is None or node.kwargs.get("dtype") is not None:
         raise UnsupportedAttributeError(f"mean without dims in {loc.describe()} averages over the batch/time dims",
                                         hint="name the feature dims, e.g. x.mean([2, 3]) for global average pooling")
-    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "mean")
-                         for d in (dim if isinstance(dim, (tuple, list)) else [dim])}))
+    dims = dim if isinstance(dim, (tuple, list)) else [dim]
+    lead = ctx.lead(x)
+    if lead == 2 and not ctx.per_step and {int(d) % (lead + len(ctx.type_of(x).features)) for d in dims} == {0}:
+        if _arg(node, 2, "keepdim", False):  # x.mean(0) of [T, N, *]: the mean over time, step by step
+            raise UnsupportedAttributeError(f"mean over time with keepdim=True in {loc.describe()} keeps a time "
+                                            "dim of size 1", hint="use x.mean(0)")
+        y = ctx.emit(ops.TimeMean(name=ctx.fresh(node.name), inputs=(x,), loc=loc))
+        ctx.time_reduced.add(y)
+        return y
+    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "mean") for d in dims}))
     return ctx.emit(ops.Mean(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
                              keepdim=bool(_arg(node, 2, "keepdim", False))))
 
