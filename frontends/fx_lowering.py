@@ -105,6 +105,7 @@ class _Ctx:
     # values the code sees reduced over time ([N, *]) that the IR keeps per step: a TimeMean's running
     # mean (x.mean(0) of a [T, N, *] value) and what is computed from it
     time_reduced: set[str] = field(default_factory=set)
+    unfolded_loop: str | None = None  # why the model's own time loop was not folded (time_loop.py)
 
     def __post_init__(self) -> None:
         if self.per_step:  # a single-step model: its forward is the body of the one time loop
@@ -150,6 +151,8 @@ class _Ctx:
                 sites = call_sites(node, [c.node for c in calls])
                 why = ("in the same time step (its state would alternate between the calls step by step)"
                        if shared else f"on inputs of different shapes ({theirs} first, then {mine})")
+                if shared and self.unfolded_loop:
+                    why += f"; read as a Python time loop, it cannot be folded either: {self.unfolded_loop}"
                 raise UnsupportedOpError(
                     f"{loc.describe()} holds one state but is called {len(sites)} times {why}; call sites: "
                     + "; ".join(sites),
@@ -262,7 +265,9 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
     """
     folded = None
     if ctx.per_step and ctx.step_loop == 0 and not prefix:  # the forward of a single-step model
-        folded = fold_time_loop(fx_graph, lambda n: is_stateful(modules.get(str(n.target))))
+        why: list[str] = []
+        folded = fold_time_loop(fx_graph, lambda n: is_stateful(modules.get(str(n.target))), why)
+        ctx.unfolded_loop = why[0] if why else None
         if folded is not None:
             fx_graph = folded.graph
             _warn_folded(folded, type_name(type(modules[""])) if "" in modules else "the model")
