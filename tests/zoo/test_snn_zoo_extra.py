@@ -214,8 +214,35 @@ def _ms_small() -> nn.Module:
     return _ms(ms_resnet.ms_resnet18, stage_channels=(4, 4, 4, 4), base_channels=4)
 
 
-TARGET_MODELS = {  # name: (model, features, T)
+def _sew(cnf: str):
+    """sew_resnet's connect functions on a block of SJ layers (sew_resnet itself imports torchvision, which
+    does not import on this torch)."""
+    from spikingjelly.activation_based import layer
+
+    class SEWBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.sn1 = layer.Conv2d(4, 4, 3, padding=1, bias=False), neuron.IFNode()
+            self.conv2, self.sn2 = layer.Conv2d(4, 4, 3, padding=1, bias=False), neuron.IFNode()
+            with torch.no_grad():
+                self.conv1.weight.uniform_(-0.05, 0.3)
+                self.conv2.weight.uniform_(-0.1, 0.15)  # the second layer fires about half the time
+
+        def forward(self, x):
+            out = self.sn2(self.conv2(self.sn1(self.conv1(x))))
+            return {"ADD": out + x, "AND": out * x, "IAND": x * (1.0 - out)}[cnf]
+
+    def make():
+        torch.manual_seed(0)
+        net = SEWBlock().eval()
+        functional.set_step_mode(net, "m")
+        return net
+    return make
+
+
+TARGET_MODELS = {  # name: (model, features)
     "parametric_lif_net.MNISTNet": (_plif, (1, 28, 28)),
+    **{f"sew_{cnf}": (_sew(cnf), (4, 8, 8)) for cnf in ("ADD", "AND", "IAND")},
     "ms_resnet18": (_ms_small, (3, 16, 16)),
     "ottt_spiking_vggws": (lambda: _ottt("ottt_spiking_vggws"), (3, 16, 16)),
 }
