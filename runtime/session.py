@@ -24,8 +24,8 @@ from snnc.core import spelling
 from snnc.core.errors import InputError
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.formats.nir import NirSource
-from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.ops.temporal import after_time_mean
 from snnc.runtime import encoders as enc
 from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
 from snnc.runtime.memory import estimate_for_shapes
@@ -260,7 +260,7 @@ class Session:
             out = out[self.output_names[0]]
         if not self._interp.has_time:
             return out.argmax(-1)
-        return (out[-1] if _after_time_mean(self._interp.graph, self.output_names[0]) else rate(out)).argmax(-1)
+        return (out[-1] if after_time_mean(self._interp.graph, self.output_names[0]) else rate(out)).argmax(-1)
 
     def _single(self, out: dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
         if len(self.output_names) == 1:
@@ -299,21 +299,6 @@ class _LazyBar:
         self.bar.update(self.task, completed=self.done)
         if self.done >= self.total:
             self.bar.stop()
-
-
-def _after_time_mean(graph: Graph, value: str) -> bool:
-    """Whether `value` is computed from a TimeMean (its last step is then the mean over all steps)."""
-    seen, stack = set(), [value]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        op = graph[name]
-        if isinstance(op, ops.TimeMean):
-            return True
-        stack.extend(op.forward_inputs())
-    return False
 
 
 def spike_count(seq: Tensor) -> Tensor:

@@ -68,6 +68,17 @@ class MeanOverTime(nn.Module):
         return x.reshape(self.time_steps, self.batch, -1).mean(0).reshape(self.batch, *self.features)
 
 
+class LastStep(nn.Module):
+    """[T*N, *F] -> [N, *F], the last step: the mean over T of a value computed from a running time mean."""
+
+    def __init__(self, time_steps: int, batch: int):
+        super().__init__()
+        self.time_steps, self.batch = time_steps, batch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[(self.time_steps - 1) * self.batch:]
+
+
 class RunningTimeMean(nn.Module):
     """[T*N, *F] -> [T*N, *F]: at step t the mean of steps 0..t (the IR's TimeMean), unrolled over a static T
     and summed one step at a time as the reference kernel sums."""

@@ -90,3 +90,19 @@ class TimeMean(OpBase):
         need(x.layout.has_time, f"time_mean averages over time: it needs a layout with time (TNX, NXT or TN), "
              f"got {x.layout.value}")
         return x.with_dtype(DType.F32) if x.dtype is DType.SPIKE else x
+
+
+def after_time_mean(graph, value: str) -> bool:
+    """Whether `value` of `graph` is computed from a TimeMean: its last step is then the mean over all steps
+    (a readout averages it over T no further)."""
+    seen, stack = set(), [value]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        op = graph[name]
+        if isinstance(op, TimeMean):
+            return True
+        stack.extend(op.forward_inputs())
+    return False

@@ -132,6 +132,10 @@ def test_targets_compute_it_or_refuse_it_by_name(tmp_path):
     for engine in ("onnx", "torch"):
         (got,) = Runner(art, engine).run(x.reshape(T * N, 6)).values()
         assert (got.reshape(want.shape) - want).abs().max() <= 1e-6, engine
+    mean = snnc.compile(g, "lynxi", tmp_path / "ly_mean", time_steps=T, batch_size=N, input_kind="sequence",
+                        readout="mean")  # the mean over T of a running mean is its last step
+    (got,) = Runner(mean, "torch").run(x.reshape(T * N, 6)).values()
+    assert (got - want[-1]).abs().max() <= 1e-6
     with pytest.raises(LoweringError, match=r"\(time_mean\).*state_io"):
         snnc.compile(g, "lynxi", tmp_path / "ly2", time_steps=T, batch_size=N, state_io=True)
     assert torch.equal(snnc.load(snnc.compile(g, "triton", tmp_path / "tr")).run(x), want)
