@@ -30,10 +30,10 @@ from snnc.ir.ops import SourceLoc
 # Dims in user code count the leading batch/time dims (ctx.lead); IR ops take feature dims only, and
 # any use of a batch/time dim is refused by name.
 def _operand(ctx: _Ctx, arg: Any) -> Any:
-    """An argument as a value: an IR value name, a python number, or a shape marker. A one-element floating
+    """An argument as a value: an IR value name, a python number, or a shape marker. A 0-dim floating
     tensor attribute of the model (SNASNet's `self.scale = torch.tensor(0.0)`) is the number it holds."""
     v = ctx.values.get(arg) if isinstance(arg, fx.Node) else arg
-    if isinstance(v, Attr) and isinstance(v.tensor, torch.Tensor) and v.tensor.numel() == 1 \
+    if isinstance(v, Attr) and isinstance(v.tensor, torch.Tensor) and v.tensor.dim() == 0 \
             and v.tensor.is_floating_point():
         return float(v.tensor.detach().reshape(()))
     return v

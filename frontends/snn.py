@@ -215,7 +215,8 @@ def _mixes_time(ctx: _Ctx | None, m: nn.Module, node: fx.Node | None, loc: Sourc
     raise UnsupportedOpError(
         f"{type_name(type(m))} at '{loc.module_path}' is not supported: it weighs each time step by scores "
         "computed from the whole sequence (its forward pools over the time axis and mixes the T steps in a "
-        "layer over time), so its output at step t depends on later steps; snnc's IR runs a network one time step after the other and cannot represent it",
+        "layer over time), so its output at step t depends on later steps; snnc's IR runs a network one time "
+        "step after the other and cannot represent it",
         hint="remove the temporal attention (SpikingJelly: use_temporal=False still pools over time in the "
              "channel and spatial attention), or run the model in PyTorch").at_source(where)
 

@@ -286,7 +286,8 @@ def _check(ctx: _Ctx, node: fx.Node, allowed: dict[tuple, tuple[str, bool]]) -> 
     want = tuple(int(d) for d in val.shape[ctx.lead(node):])
     got = tuple(ctx.type_of(ctx.values[node]).features)
     has_time = allowed[_lead_of(ctx, node)][1]
-    reduced = [i for i in node.all_input_nodes if ctx.values.get(i) in ctx.time_reduced]
+    reduced = [i for i in node.all_input_nodes
+               if isinstance(ctx.values.get(i), str) and ctx.values[i] in ctx.time_reduced]
     if reduced and has_time:
         raise UnsupportedOpError(
             f"{_op_name(node)} ('{node.name}') in {loc.describe()} combines a mean over time "
