@@ -152,10 +152,25 @@ def _mean_any(ctx, node, a, loc) -> str:
         raise UnsupportedAttributeError(f"mean over all dims in {loc.describe()} averages over the batch",
                                         hint="name the feature dims, e.g. x.mean([2, 3])")
     feats = ctx.type_of(x).features
+    if _over_time_only(ctx, x, node, a["dim"]):
+        if a.get("keepdim"):
+            raise UnsupportedAttributeError(f"mean over time with keepdim=True in {loc.describe()} keeps a time "
+                                            "dim of size 1", hint="use x.mean(0)")
+        y = ctx.emit(ops.TimeMean(name=_fresh(ctx, node), inputs=(x,), loc=loc))
+        ctx.time_reduced.add(y)
+        return y
     dims = tuple(sorted({_fdim(ctx, x, d, node, loc) for d in a["dim"]}))
     if len(feats) == 3 and dims == (1, 2):
         return _mean(ctx, node, a, loc)
     return ctx.emit(ops.Mean(name=_fresh(ctx, node), inputs=(x,), loc=loc, dims=dims, keepdim=bool(a.get("keepdim"))))
+
+
+def _over_time_only(ctx: _Ctx, x: str, node: fx.Node, dims: Any) -> bool:
+    """x.mean(0) on a [T, N, *] value: the mean over the time dim alone (an IR TimeMean)."""
+    if not ctx.symbolic_lead or ctx.lead(node.args[0]) != 2 or not ctx.type_of(x).layout.has_time:
+        return False
+    rank = 2 + len(ctx.type_of(x).features)
+    return {int(d) % rank for d in dims} == {0}
 
 
 def _scale_by(ctx: _Ctx, node: fx.Node, x: str, factor: float, loc: SourceLoc, suffix: str = "") -> str:

@@ -58,6 +58,9 @@ class _Ctx(GraphBuilder):
     def __init__(self, graph: Graph):
         super().__init__(graph)
         self.values: dict[fx.Node, Any] = {}
+        # IR values that torch sees reduced over time ([N, *]) but the IR keeps per step: a TimeMean's
+        # running mean and what is computed from it (snnc.frontends.torch_capture checks them)
+        self.time_reduced: set[str] = set()
 
     def lead(self, node: Any) -> int:
         """How many leading (batch/time) dims the ATen value of `node` has: [N, *] -> 1, [T, N, *] -> 2,

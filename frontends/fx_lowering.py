@@ -102,6 +102,10 @@ class _Ctx:
     step_loop: int | None = None
     loops: int = 0
     stateful: dict[int, list["StatefulCall"]] = field(default_factory=dict)  # id(module) -> its calls so far
+    # values the code sees reduced over time ([N, *]) that the IR keeps per step: a TimeMean's running
+    # mean (x.mean(0) of a [T, N, *] value) and what is computed from it
+    time_reduced: set[str] = field(default_factory=set)
+    unfolded_loop: str | None = None  # why the model's own time loop was not folded (time_loop.py)
 
     def __post_init__(self) -> None:
         if self.per_step:  # a single-step model: its forward is the body of the one time loop
@@ -147,6 +151,8 @@ class _Ctx:
                 sites = call_sites(node, [c.node for c in calls])
                 why = ("in the same time step (its state would alternate between the calls step by step)"
                        if shared else f"on inputs of different shapes ({theirs} first, then {mine})")
+                if shared and self.unfolded_loop:
+                    why += f"; read as a Python time loop, it cannot be folded either: {self.unfolded_loop}"
                 raise UnsupportedOpError(
                     f"{loc.describe()} holds one state but is called {len(sites)} times {why}; call sites: "
                     + "; ".join(sites),
@@ -175,6 +181,8 @@ class _Ctx:
 
     def lead(self, value: str, module: nn.Module | None = None) -> int:
         """How many leading (batch/time) dims the torch code sees on `value`."""
+        if value in self.time_reduced:
+            return 1  # [N, *]: the mean over time
         if self.per_step or is_multi_step(module):
             return 1  # [N, *] per step, or [T*N, *] as seq_to_ann_forward folds it
         return self.type_of(value).layout.n_layout_dims
@@ -257,7 +265,9 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
     """
     folded = None
     if ctx.per_step and ctx.step_loop == 0 and not prefix:  # the forward of a single-step model
-        folded = fold_time_loop(fx_graph, lambda n: is_stateful(modules.get(str(n.target))))
+        why: list[str] = []
+        folded = fold_time_loop(fx_graph, lambda n: is_stateful(modules.get(str(n.target))), why)
+        ctx.unfolded_loop = why[0] if why else None
         if folded is not None:
             fx_graph = folded.graph
             _warn_folded(folded, type_name(type(modules[""])) if "" in modules else "the model")
@@ -265,11 +275,35 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
     for node in fx_graph.nodes:
         try:
             done = _lower_node(ctx, node, modules, args, prefix, folded)
+            if node.op.startswith("call_"):
+                _track_time_reduced(ctx, node, modules)
         except SnncError as e:
             raise e.at_source(source_lines.from_stack_trace(node.stack_trace)) from None
         if done is not None:
             return done
     raise FrontendError(f"traced graph of '{prefix}' has no output")
+
+
+def _track_time_reduced(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module]) -> None:
+    """A value computed from a mean over time is one too (its last step is the model's); a stateful module
+    on it, or a mix with a value that still has its steps, is refused (the mean is complete only at the end)."""
+    v = ctx.values.get(node)
+    ins = [ctx.values.get(a) for a in node.all_input_nodes]
+    reduced = [i for i in ins if isinstance(i, str) and i in ctx.time_reduced]
+    if not isinstance(v, str) or not reduced or v in ctx.time_reduced:
+        return
+    where = ctx.graph[v].loc.describe() if ctx.graph[v].loc else f"'{node.name}'"
+    if node.op == "call_module" and is_stateful(modules.get(str(node.target))):
+        raise UnsupportedOpError(f"{where} runs on a mean over time (%{reduced[0]}); snnc computes that mean "
+                                 "step by step (its running mean), so a stateful module after it would see the "
+                                 "partial means", hint="take the mean over time after the last neuron")
+    timed = [i for i in ins if isinstance(i, str) and i not in ctx.time_reduced and ctx.type_of(i).layout.has_time]
+    if timed:
+        raise UnsupportedOpError(f"{where} combines a mean over time (%{reduced[0]}) with %{timed[0]}, which still "
+                                 "has its time steps; snnc computes the mean step by step (its running mean), so it "
+                                 "is complete only at the last step",
+                                 hint="take the mean over time at the end of the network")
+    ctx.time_reduced.add(v)
 
 
 def _lower_node(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module], args, prefix: str,

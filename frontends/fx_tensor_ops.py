@@ -31,8 +31,13 @@ from snnc.ir.ops import SourceLoc
 # Dims in user code count the leading batch/time dims (ctx.lead); IR ops take feature dims only, and
 # any use of a batch/time dim is refused by name.
 def _operand(ctx: _Ctx, arg: Any) -> Any:
-    """An argument as a value: an IR value name, a python number, or a shape marker."""
-    return ctx.values.get(arg) if isinstance(arg, fx.Node) else arg
+    """An argument as a value: an IR value name, a python number, or a shape marker. A 0-dim floating
+    tensor attribute of the model (SNASNet's `self.scale = torch.tensor(0.0)`) is the number it holds."""
+    v = ctx.values.get(arg) if isinstance(arg, fx.Node) else arg
+    if isinstance(v, Attr) and isinstance(v.tensor, torch.Tensor) and v.tensor.dim() == 0 \
+            and v.tensor.is_floating_point():
+        return float(v.tensor.detach().reshape(()))
+    return v
 
 
 def _is_number(v: Any) -> bool:
@@ -281,8 +286,16 @@ def _f_mean(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     if dim is None or node.kwargs.get("dtype") is not None:
         raise UnsupportedAttributeError(f"mean without dims in {loc.describe()} averages over the batch/time dims",
                                         hint="name the feature dims, e.g. x.mean([2, 3]) for global average pooling")
-    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "mean")
-                         for d in (dim if isinstance(dim, (tuple, list)) else [dim])}))
+    dims = dim if isinstance(dim, (tuple, list)) else [dim]
+    lead = ctx.lead(x)
+    if lead == 2 and not ctx.per_step and {int(d) % (lead + len(ctx.type_of(x).features)) for d in dims} == {0}:
+        if _arg(node, 2, "keepdim", False):  # x.mean(0) of [T, N, *]: the mean over time, step by step
+            raise UnsupportedAttributeError(f"mean over time with keepdim=True in {loc.describe()} keeps a time "
+                                            "dim of size 1", hint="use x.mean(0)")
+        y = ctx.emit(ops.TimeMean(name=ctx.fresh(node.name), inputs=(x,), loc=loc))
+        ctx.time_reduced.add(y)
+        return y
+    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "mean") for d in dims}))
     return ctx.emit(ops.Mean(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
                              keepdim=bool(_arg(node, 2, "keepdim", False))))
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from snnc.core.dynamics import FireCompare, NeuronKind, NeuronParams, reset_from_v_reset
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends import source_lines
 from snnc.frontends.fx_lowering import STATEFUL_TYPES, _Ctx, lower_children, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
@@ -140,6 +141,10 @@ def _register_spikingjelly() -> None:
     from spikingjelly.activation_based import base, layer, neuron
 
     known = [neuron.ParametricLIFNode, neuron.LIFNode, neuron.IFNode]
+    # OTTT's and SLTT's neurons (online learning) run LIFNode's lif_step with the heaviside in eval mode;
+    # only training adds a trace (an extra output) and detaches v
+    online = tuple(getattr(neuron, n) for n in ("OTTTLIFNode", "SLTTLIFNode") if hasattr(neuron, n))
+    known = list(online) + known
 
     def same_dynamics(m: nn.Module, cls: type) -> bool:
         return all(getattr(type(m), a, None) is getattr(cls, a, None) for a in _SJ_DYNAMICS)
@@ -158,6 +163,9 @@ def _register_spikingjelly() -> None:
         reset, v_reset = reset_from_v_reset(v_reset)
         common = dict(v_threshold=float(m.v_threshold), reset=reset, v_reset=v_reset,
                       compare=FireCompare.GE)  # SpikingJelly's heaviside fires at equality
+        if cls in online and m.training:
+            raise UnsupportedAttributeError(f"{loc.describe()} is in training mode, where it also returns its "
+                                            "eligibility trace", hint="call model.eval() before tracing")
         if cls is neuron.IFNode:
             p = NeuronParams(NeuronKind.IF, **common)
         else:
@@ -174,6 +182,46 @@ def _register_spikingjelly() -> None:
     lowers_module(layer.ElementWiseRecurrentContainer, layer.LinearRecurrentContainer)(
         _refuse("recurrent containers are not supported", "unroll the recurrence or remove it"))
     lowers_module(layer.VotingLayer)(_voting)
+    ws = [getattr(layer, n) for n in ("WSConv2d", "WSLinear") if hasattr(layer, n)]
+    lowers_module(*ws)(_weight_standardized)
+    mixing = [getattr(layer, n) for n in ("TemporalWiseAttention", "MultiDimensionalAttention") if hasattr(layer, n)]
+    CAPTURE_REFUSED.extend(mixing)
+    lowers_module(*mixing)(_mixes_time)
+
+
+def _weight_standardized(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+    """SpikingJelly's WSConv2d/WSLinear: the weight standardized per output channel (times its gain), folded
+    once at trace time from get_weight(); the layer is then a plain Conv2d/Linear."""
+    x = ctx.value(node.args[0], node, loc)
+    key = (id(m), "standardized_weight")  # a module used twice shares its weight
+    if key not in ctx.param_cache:
+        with torch.no_grad():
+            w = m.get_weight().detach().clone().contiguous()
+        ctx.param_cache[key] = ctx.graph.add_param(f"{loc.module_path}.weight", w)
+    weight, bias = ctx.param_cache[key], ctx.param(m, "bias", loc.module_path)
+    if not isinstance(m, nn.Conv2d):
+        return ctx.emit(ops.Linear(name=ctx.fresh(node.name), inputs=(x,), loc=loc, weight=weight, bias=bias))
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise UnsupportedAttributeError(f"{loc.describe()} uses padding={m.padding!r}, "
+                                        f"padding_mode={m.padding_mode!r}", hint="use numeric zero padding")
+    return ctx.emit(ops.Conv2d(name=ctx.fresh(node.name), inputs=(x,), loc=loc, weight=weight, bias=bias,
+                               stride=tuple(m.stride), padding=tuple(m.padding), dilation=tuple(m.dilation),
+                               groups=m.groups))
+
+
+def _mixes_time(ctx: _Ctx | None, m: nn.Module, node: fx.Node | None, loc: SourceLoc) -> str:
+    """SpikingJelly's temporal attention (MA-SNN, Att-MS-ResNet): each step is weighted by all T steps."""
+    where = source_lines.of_function(type(m).forward)
+    raise UnsupportedOpError(
+        f"{type_name(type(m))} at '{loc.module_path}' is not supported: it weighs each time step by scores "
+        "computed from the whole sequence (its forward pools over the time axis and mixes the T steps in a "
+        "layer over time), so its output at step t depends on later steps; snnc's IR runs a network one time "
+        "step after the other and cannot represent it",
+        hint="remove the temporal attention (SpikingJelly: use_temporal=False still pools over time in the "
+             "channel and spatial attention), or run the model in PyTorch").at_source(where)
+
+
+_mixes_time.refuses = True
 
 
 def _voting(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:

@@ -8,6 +8,7 @@ innermost frame outside torch and snnc's own frontends is the user's line
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import traceback
@@ -37,6 +38,15 @@ def from_stack_trace(stack_trace: str | None) -> str | None:
         return None
     path, line = frames[-1]
     return f"{_short(path)}:{line}"
+
+
+def of_function(fn) -> str | None:
+    """'file:line' where function `fn` is defined (a library's forward, for a refusal), or None."""
+    try:
+        path, line = inspect.getsourcefile(fn), inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        return None
+    return f"{_short(path)}:{line}" if path else None
 
 
 def from_exception(exc: BaseException) -> str | None:

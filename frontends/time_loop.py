@@ -41,8 +41,10 @@ class FoldedLoop:
     scales: list[float]  # per output: a factor the model applied after collecting (1/T for a mean)
 
 
-def fold_time_loop(graph: fx.Graph, stateful: Callable[[fx.Node], bool]) -> FoldedLoop | None:
-    """The fold of `graph`'s unrolled time loop, or None when it has none or it cannot be folded exactly."""
+def fold_time_loop(graph: fx.Graph, stateful: Callable[[fx.Node], bool],
+                   why: list[str] | None = None) -> FoldedLoop | None:
+    """The fold of `graph`'s unrolled time loop, or None when it has none or it cannot be folded exactly
+    (then, for a loop whose iterations differ, the reason is appended to `why`)."""
     calls: dict[Any, list[fx.Node]] = {}
     for n in graph.nodes:
         if n.op == "call_module" and stateful(n):
@@ -55,8 +57,12 @@ def fold_time_loop(graph: fx.Graph, stateful: Callable[[fx.Node], bool]) -> Fold
     if keys is None:
         return None
     for nodes in calls.values():
-        if len({keys[n] for n in nodes}) != 1:
-            return None  # the iterations compute different things (e.g. a recurrence on the last output)
+        if len({keys[n] for n in nodes}) != 1:  # the iterations compute different things
+            if why is not None:
+                why.append(f"the {steps} calls of '{nodes[0].target}' read values that change from one "
+                           "iteration to the next (a value carried over to the next step, such as a recurrence "
+                           "through a Python attribute), so the iterations are not one multi-step network")
+            return None
         for i, n in enumerate(nodes):
             if any(step_of.get(a, i) != i for a in _ancestors(n)):
                 return None  # the i-th call does not read step i

@@ -286,6 +286,17 @@ def _check(ctx: _Ctx, node: fx.Node, allowed: dict[tuple, tuple[str, bool]]) -> 
     want = tuple(int(d) for d in val.shape[ctx.lead(node):])
     got = tuple(ctx.type_of(ctx.values[node]).features)
     has_time = allowed[_lead_of(ctx, node)][1]
+    reduced = [i for i in node.all_input_nodes
+               if isinstance(ctx.values.get(i), str) and ctx.values[i] in ctx.time_reduced]
+    if reduced and has_time:
+        raise UnsupportedOpError(
+            f"{_op_name(node)} ('{node.name}') in {loc.describe()} combines a mean over time "
+            f"('{reduced[0].name}') with a value that still has its time steps {_describe_lead(ctx, node, allowed)}"
+            "; snnc computes a time mean step by step (its running mean), so the mean is complete only at the "
+            "last step", hint="take the mean over time at the end of the network, after the last neuron")
+    if reduced or ctx.values[node] in ctx.time_reduced:  # torch's [N, *] is the IR's running mean [T, N, *]
+        ctx.time_reduced.add(ctx.values[node])
+        has_time = True
     if ctx.type_of(ctx.values[node]).layout.has_time != has_time:
         raise FrontendError(f"{_op_name(node)} ('{node.name}') in {loc.describe()}: snnc's lowering gives a "
                             f"{ctx.type_of(ctx.values[node]).layout.value} value where torch's is "

@@ -316,3 +316,24 @@ def running_max_pool2d(op: ops.RunningMaxPool2d, x: Tensor, acc: Tensor | None, 
         out.append((cur - prev).to(x.dtype))
         prev = cur
     return torch.stack(out), acc
+
+
+@stateful_kernel(ops.TimeMean)
+def time_mean(op: ops.TimeMean, x: Tensor, state: Tensor | None, params) -> tuple[Tensor, Tensor]:
+    """c steps of x [c, N, *] and the state so far (None: nothing seen) -> (y [c, N, *], the state).
+
+    The state stacks the running sum and the number of steps seen (broadcast to the sum's shape):
+    y[t] = S[t] / (t + 1), summed one step at a time, so any split of T into windows (run,
+    chunks, step()) gives the same bits; at the last of T steps it equals x.mean(0) to rounding.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if state is None:
+        acc, n = x.new_zeros(x.shape[1:], dtype=dtype), 0.0
+    else:
+        acc, n = state[0].to(dtype), float(state[1].reshape(-1)[0])
+    out = []
+    for k in range(x.shape[0]):
+        acc = acc + x[k].to(dtype)
+        n += 1.0
+        out.append((acc / n).to(x.dtype if x.is_floating_point() else torch.float32))
+    return torch.stack(out), torch.stack([acc, torch.full_like(acc, n)])

@@ -25,6 +25,7 @@ from snnc.core.errors import InputError
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.formats.nir import NirSource
 from snnc.ir.graph import Graph
+from snnc.ir.ops.temporal import after_time_mean
 from snnc.runtime import encoders as enc
 from snnc.runtime.interpreter import DEFAULT_MEMORY_BUDGET, Interpreter, RunResult
 from snnc.runtime.memory import estimate_for_shapes
@@ -252,11 +253,14 @@ class Session:
         return self.execute(inputs, T, probes=probes, stats=stats, **kwargs)
 
     def predict(self, inputs, T: int | None = None, **kwargs) -> Tensor:
-        """Class labels: argmax over the last dim of the (first) output averaged over time."""
+        """Class labels: argmax over the last dim of the (first) output averaged over time; an output
+        computed from a time mean (a TimeMean op: the model averages over T itself) is read at its last step."""
         out = self.run(inputs, T, **kwargs)
         if isinstance(out, dict):
             out = out[self.output_names[0]]
-        return rate(out).argmax(-1) if self._interp.has_time else out.argmax(-1)
+        if not self._interp.has_time:
+            return out.argmax(-1)
+        return (out[-1] if after_time_mean(self._interp.graph, self.output_names[0]) else rate(out)).argmax(-1)
 
     def _single(self, out: dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
         if len(self.output_names) == 1:

@@ -22,6 +22,7 @@ from snnc.backends.lynxi.options import Options
 from snnc.backends.lynxi.precision import op_dtypes
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.ops.temporal import after_time_mean
 from snnc.ir.types import TensorType
 
 
@@ -276,7 +277,8 @@ def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[
                                 spec_out.name))
             continue
         if isinstance(op, ops.Output) and time and options.readout == "mean":
-            layers[key] = M.MeanOverTime(time_steps, batch, t.features)
+            layers[key] = (M.LastStep(time_steps, batch) if after_time_mean(graph, op.inputs[0])
+                           else M.MeanOverTime(time_steps, batch, t.features))
             out_spec = TensorSpec(op.name, shape(op.name, False), op.name, False, dt)
         else:
             layers[key] = LOWERINGS[type(op)](op, ctx)
@@ -312,6 +314,11 @@ def _slice(op: ops.Slice, ctx: LowerCtx) -> nn.Module:
 @lowers(ops.Mean)
 def _mean(op: ops.Mean, ctx: LowerCtx) -> nn.Module:
     return M.Mean(op.dims, op.keepdim)
+
+
+@lowers(ops.TimeMean)
+def _time_mean(op: ops.TimeMean, ctx: LowerCtx) -> nn.Module:
+    return M.RunningTimeMean(ctx.time_steps, ctx.batch, ctx.type(op.name).features)
 
 
 @lowers(ops.Mul)

@@ -107,6 +107,11 @@ def resolve_sizes(graph: Graph, options: Options) -> tuple[int, int]:
 def legalize(graph: Graph, options: Options | None = None) -> Graph:
     """Check that `graph` can be lowered; report every offending node at once. Returns the graph."""
     problems = op_problems(graph)
+    if options is not None and options.state_io:
+        problems += [f"{op.where()}: a mean over time sums the steps so far, and with state_io the program "
+                     "runs chunks of T steps that hand on only the neurons' potentials (compile without "
+                     "state_io: the program then runs the whole sequence)"
+                     for op in graph if isinstance(op, ops.TimeMean)]
     if problems:
         raise LoweringError("the lynxi target cannot express this graph:\n  " + "\n  ".join(problems),
                             hint="rewrite these nodes with supported ops, or choose another target (cpu)")

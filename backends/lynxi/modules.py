@@ -68,6 +68,34 @@ class MeanOverTime(nn.Module):
         return x.reshape(self.time_steps, self.batch, -1).mean(0).reshape(self.batch, *self.features)
 
 
+class LastStep(nn.Module):
+    """[T*N, *F] -> [N, *F], the last step: the mean over T of a value computed from a running time mean."""
+
+    def __init__(self, time_steps: int, batch: int):
+        super().__init__()
+        self.time_steps, self.batch = time_steps, batch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[(self.time_steps - 1) * self.batch:]
+
+
+class RunningTimeMean(nn.Module):
+    """[T*N, *F] -> [T*N, *F]: at step t the mean of steps 0..t (the IR's TimeMean), unrolled over a static T
+    and summed one step at a time as the reference kernel sums."""
+
+    def __init__(self, time_steps: int, batch: int, features: tuple[int, ...]):
+        super().__init__()
+        self.time_steps, self.batch, self.features = time_steps, batch, tuple(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(self.time_steps, self.batch, -1)
+        acc, outs = x[0], [x[0]]
+        for t in range(1, self.time_steps):
+            acc = acc + x[t]
+            outs.append(acc / float(t + 1))
+        return torch.stack(outs).reshape(self.time_steps * self.batch, *self.features)
+
+
 class UnrolledNeuron(nn.Module):
     """A spiking neuron over a folded sequence [T*N, *F], unrolled over a static T.
 

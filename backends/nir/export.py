@@ -42,6 +42,7 @@ HINTS = {
     ops.Softmax: "NIR has no softmax (and a rate code has none)",
     ops.LayerNorm: "NIR has no layer norm",
     ops.Clamp: "convert the ANN to an SNN first",
+    ops.TimeMean: "NIR has no mean over time; export the network before it and average its output over time",
 }
 
 

@@ -15,7 +15,7 @@ from snnc.ir.ops.linear import BatchNorm, Conv1d, Conv2d, LayerNorm, Linear
 from snnc.ir.ops.neuron import IF, LI, LIF, RESETS, Integrator, HardReset, NeuronOp, NoReset, SoftReset, reset_of
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool2d, RunningMaxPool2d
 from snnc.ir.ops.sigma_delta import SigmaDelta
-from snnc.ir.ops.temporal import Delay, Recur
+from snnc.ir.ops.temporal import Delay, Recur, TimeMean
 from snnc.ir.ops.tensor import AddScalar, Clamp, MatMul, Mean, Mul, Permute, Reshape, Softmax, Sub
 from snnc.ir.ops.tensor import Slice
 
@@ -28,7 +28,7 @@ __all__ = [
     "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "Threshold", "IF", "LIF", "LI", "Integrator", "NeuronOp",
     "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
     "SigmaDelta",
-    "Delay", "Recur",
+    "Delay", "Recur", "TimeMean",
     "Conv1d", "LayerNorm", "AvgPool1d", "Reshape", "Permute", "Mean", "Mul", "Sub", "AddScalar", "MatMul",
     "Clamp", "Softmax",
     "Slice",

@@ -4,6 +4,7 @@
             y[t, j] = x[t - d_j, j]  d_j = `delays`[j] (a parameter: one delay per feature, 0 <= d_j <= steps)
             y[t] = 0 for t < d       (the line starts empty)
     Recur:  y[t] = source[t - 1]     y[0] = 0
+    TimeMean: y[t] = (x[0] + ... + x[t]) / (t + 1)   the mean over the steps so far
 
 A `recur` op is the one legal way to close a cycle: it reads the value named
 `source`, which may be defined later in the node order, one step late. Its
@@ -20,7 +21,7 @@ from typing import ClassVar, Literal, Mapping
 from pydantic import Field
 
 from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
-from snnc.ir.types import TensorType
+from snnc.ir.types import DType, TensorType
 
 MAX_DELAY_STEPS = 1 << 16  # a delay line holds `steps` past values per element
 
@@ -63,3 +64,45 @@ class Recur(OpBase):
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         need(self.type.layout.has_time, f"a recurrent edge needs a layout with time, got {self.type.layout.value}")
         return self.type
+
+
+@register
+class TimeMean(OpBase):
+    """The mean of the input over the time steps so far (a model's `x.mean(0)` over T, step by step).
+
+        S[t] = S[t-1] + x[t]     S[-1] = 0 (state `sum`; the state also counts the steps)
+        y[t] = S[t] / (t + 1)
+
+    so the last step of a T-step run is the mean over all T steps, and what a layer after it
+    computes at that step is what it computes on the mean (SpikingJelly's MS-ResNet averages
+    over T before its classifier: `fc(x.mean(0))` is `fc` of the last step here). The output
+    keeps its time dim, so run, step() and chunked runs agree step for step; a session's
+    `predict` reads the last step of an output computed from a time mean.
+    """
+
+    kind: Literal["time_mean"] = "time_mean"
+    rate_preserving: ClassVar[bool] = False  # the mean over T of running means is not the input's mean
+    state = (StateSpec("sum", "the input summed over the steps so far, and the number of steps"),)
+    stateful = True
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x = ins[0]
+        need(x.layout.has_time, f"time_mean averages over time: it needs a layout with time (TNX, NXT or TN), "
+             f"got {x.layout.value}")
+        return x.with_dtype(DType.F32) if x.dtype is DType.SPIKE else x
+
+
+def after_time_mean(graph, value: str) -> bool:
+    """Whether `value` of `graph` is computed from a TimeMean: its last step is then the mean over all steps
+    (a readout averages it over T no further)."""
+    seen, stack = set(), [value]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        op = graph[name]
+        if isinstance(op, TimeMean):
+            return True
+        stack.extend(op.forward_inputs())
+    return False

@@ -1,0 +1,268 @@
+"""SpikingJelly 2.0 zoo models beyond the general zoo table (issue 18), against SJ's own forward.
+
+MS-ResNet and Max-ResNet average their classifier over T (`head(x).mean(0)`), which becomes a
+TimeMean (the running mean; its last step is SJ's output). Att-MS-ResNet and MA-SNN weigh every
+time step by the whole sequence and are refused naming the module and the line. The OTTT VGGs
+(OTTTLIFNode = LIF in eval mode, WSConv2d folded, Scale = x * c) are single-step networks run in
+the user's time loop; SNASNet runs its own time loop, which folds into one multi-step network.
+Weights are random, with BatchNorm statistics set so that every layer fires (no training).
+The last tests run the zoo models that run on cpu on the lynxi and triton targets.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+pytestmark = pytest.mark.spikingjelly
+sj_model = pytest.importorskip("spikingjelly.activation_based.model")
+
+from spikingjelly.activation_based import functional, neuron, surrogate  # noqa: E402
+from spikingjelly.activation_based.model import masnn, ms_resnet, parametric_lif_net  # noqa: E402
+from spikingjelly.activation_based.model import spiking_vggws_ottt as ottt  # noqa: E402
+from spikingjelly.activation_based.model.snas_net import SNASNet  # noqa: E402
+
+import snnc  # noqa: E402
+from snnc.backends.lynxi import Runner  # noqa: E402
+from snnc.core.errors import LoweringError, UnsupportedAttributeError, UnsupportedOpError  # noqa: E402
+from snnc.frontends import trace  # noqa: E402
+from snnc.passes import PIPELINES, PassManager, parse_pipeline  # noqa: E402
+from snnc.runtime import Session  # noqa: E402
+
+T, N = 2, 2
+
+
+def _fire(net: nn.Module, linear_gain: float = 8.0) -> nn.Module:
+    """Constructed statistics: BN layers amplify and linear layers are scaled up, so that every layer fires."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_var.fill_(0.05)
+                m.weight.fill_(2.0)
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(linear_gain)
+    return net.eval()
+
+
+def _sj_spikes(net: nn.Module, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SJ's output and every neuron module's spikes [T, N, *] (a single-step module's calls stacked)."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, p=path: seen.setdefault(p, []).append(o.detach().clone()))
+             for path, m in net.named_modules() if isinstance(m, neuron.BaseNode)]
+    try:
+        with torch.no_grad():
+            functional.reset_net(net)
+            out = run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, {p: (v[0] if v[0].dim() > 1 and len(v) == 1 and getattr(dict(net.named_modules())[p], "step_mode",
+                                                                         "s") == "m" else torch.stack(v))
+                 for p, v in seen.items()}
+
+
+def _compare(net: nn.Module, g, x: torch.Tensor, run, steps: int | None = None) -> torch.Tensor:
+    """Every neuron's spikes equal SJ's (0 mismatching); returns snnc's output [T, N, *] (SJ's is checked by
+    the caller, which knows how the model reads it out)."""
+    want, sj = _sj_spikes(net, run)
+    names = {op.loc.module_path: op.name for op in g if op.kind in ("if", "lif")}
+    assert set(names) == set(sj), f"neuron modules differ: {sorted(set(names) ^ set(sj))}"
+    res = Session(g, channels_last=False, event_conv=False).observe(x, steps, probes=list(names.values()), stats=False)
+    mismatches = {p: int((res.probes[names[p]] != s).sum()) for p, s in sj.items()}
+    assert not any(mismatches.values()), f"mismatching spikes per module: {mismatches}"
+    fired = sum(float(s.sum()) for s in sj.values()) / sum(s.numel() for s in sj.values())
+    assert 0.02 < fired < 0.98, f"the layers fire at a rate of {fired:.3f}; the test would be weak"
+    (out,) = res.outputs.values()
+    return out, want
+
+
+# ---------------------------------------------------------------- MS-ResNet: a mean over time
+def _ms(ctor, **kw) -> nn.Module:
+    torch.manual_seed(0)
+    net = _fire(ctor(T=T, num_classes=10, **{"base_channels": 8, **kw}))
+    functional.set_step_mode(net, "m")
+    return net
+
+
+@pytest.mark.parametrize("name", ["ms_resnet18", "max_resnet18"])
+def test_ms_resnets_match_spikingjelly_through_a_time_mean(name):
+    net = _ms(getattr(ms_resnet, name))
+    x = torch.rand(T, N, 3, 16, 16)
+    g = trace(net, (3, 16, 16))
+    kinds = [op.kind for op in g]
+    assert kinds.count("time_mean") == 1 and kinds[-2] == "time_mean"  # head(x).mean(0), before the output
+    out, want = _compare(net, g, x, lambda: net(x))
+    assert want.shape == (N, 10) and out.shape == (T, N, 10)
+    assert (out[-1] - want).abs().max() <= 1e-5
+    assert float(want.abs().mean()) > 0.05
+    # the time mean changes the output: a graph without it reads each step's logits instead
+    assert (out[0] - want).abs().max() > 1e-3
+    assert torch.equal(Session(g).predict(x), want.argmax(-1))
+
+
+def test_ms_resnet34_traces_with_one_time_mean():
+    g = trace(_ms(ms_resnet.ms_resnet34), (3, 16, 16))
+    assert [op.kind for op in g].count("time_mean") == 1
+    assert sum(op.kind == "lif" for op in g) == 33  # 16 blocks of 2, and the head
+
+
+# ---------------------------------------------------------------- temporal attention: refused
+@pytest.mark.parametrize("ctor,shape,kw,path", [
+    (masnn.att_ms_resnet18, (3, 32, 32), dict(T=2, num_classes=10), "layer1.0.attention"),
+    (masnn.masnn_dvs128_gesture, (2, 32, 32), dict(T=8), "conv_blocks.0.attn"),
+])
+def test_temporal_attention_is_refused_naming_the_module_and_line(ctor, shape, kw, path):
+    net = ctor(**kw).eval()
+    with pytest.raises(UnsupportedOpError, match=rf"MultiDimensionalAttention at '{path}' is not supported: it "
+                                                 r"weighs each time step by scores computed from the whole "
+                                                 r"sequence.*depends on later steps.*\[.*attention\.py:\d+\]"):
+        trace(net, shape)
+
+
+# ---------------------------------------------------------------- OTTT: single-step VGG in the user's time loop
+def _ottt(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    net = getattr(ottt, name)().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if getattr(m, "gain", None) is not None:
+                m.gain.fill_(2.0)
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(100.0)
+    return net
+
+
+def test_ottt_vggws_matches_spikingjelly_step_by_step():
+    net = _ottt("ottt_spiking_vggws")
+    g = trace(net, (3, 32, 32))
+    kinds = {op.kind for op in g}
+    assert "lif" in kinds and "scale" in kinds and "time_mean" not in kinds
+    x = torch.rand(3, 1, 3, 32, 32)
+    out, want = _compare(net, g, x, lambda: torch.stack([net(x[t]) for t in range(3)]))
+    assert float(want.abs().mean()) > 1.0
+    assert ((out - want).abs().max() / want.abs().max()) <= 1e-6  # logits of ~100 differ in the last bits
+
+
+def test_wsconv_is_folded_into_the_conv_weight():
+    net = _ottt("ottt_spiking_vggws")
+    g = trace(net, (3, 32, 32))
+    conv = next(op for op in g if op.kind == "conv2d")
+    m = net.features[0]
+    assert torch.equal(g.params[conv.weight], m.get_weight().detach())
+    assert not torch.allclose(g.params[conv.weight], m.weight.detach())  # the standardization changes it
+
+
+def test_an_ottt_neuron_is_the_lif_it_runs_in_eval_mode():
+    net = nn.Sequential(nn.Linear(4, 4), neuron.OTTTLIFNode(tau=3.0, v_threshold=0.5))
+    with pytest.raises(UnsupportedAttributeError, match=r"'1' .*OTTTLIFNode.* is in training mode.*trace"):
+        trace(net, (4,))  # training adds the eligibility trace as a second output
+    g = trace(net.eval(), (4,))
+    op = next(op for op in g if op.kind == "lif")
+    assert (op.tau, op.v_threshold, op.decay_input) == (3.0, 0.5, False)
+
+
+# ---------------------------------------------------------------- SNASNet: its own time loop
+def _con_mat() -> torch.Tensor:
+    """A hand-made cell: every op kind (0 zero, 1 identity, 2 LIF-conv1x1-BN, 3 LIF-conv3x3-BN, 4 avgpool)."""
+    c = torch.zeros(4, 4, dtype=torch.long)
+    c[0, 1], c[0, 2], c[1, 2], c[0, 3], c[1, 3], c[2, 3] = 3, 1, 2, 4, 0, 3
+    return c
+
+
+def _snasnet(celltype: str) -> nn.Module:
+    torch.manual_seed(0)
+    # cifar100 is the narrowest configuration (128 channels in the first cell, 256 in the second)
+    args = types.SimpleNamespace(threshold=0.5, tau=2.0, timestep=2, second_avgpooling=4, dataset="cifar100",
+                                 celltype=celltype)
+    return _fire(SNASNet(args, _con_mat()))
+
+
+def test_snasnet_time_loop_folds_and_matches_spikingjelly():
+    net = _snasnet("forward")
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.warns(UserWarning, match="runs its own time loop"):
+        g = trace(net, (3, 32, 32))
+    assert sum(op.kind == "lif" for op in g) == sum(isinstance(m, neuron.LIFNode) for m in net.modules())
+    out, want = _compare(net, g, x, lambda: net(x), steps=2)
+    assert (out.sum(0) - want).abs().max() <= 1e-5  # the model sums its steps' (scaled) outputs
+    assert float(want.abs().mean()) > 0.05
+
+
+def test_snasnet_backward_cell_is_refused_naming_its_modules():
+    # its cells carry values to the next step in Python attributes (self.last_xin = ...): no fold
+    with pytest.raises(UnsupportedOpError, match=r"'cell1\.cell_architecture\.0\.0'.*called 2 times.*read as a Python "
+                                                 r"time loop, it cannot be folded either: the 2 calls of "
+                                                 r"'cell1\.cell_architecture\.0\.0' read values that change.*"
+                                                 r"snas_net\.py:\d+"):
+        trace(_snasnet("backward"), (3, 32, 32))
+
+
+# ---------------------------------------------------------------- Lynxi and Triton on the zoo models
+def _plif() -> nn.Module:
+    torch.manual_seed(0)
+    net = parametric_lif_net.MNISTNet(channels=4, spiking_neuron=neuron.LIFNode, surrogate_function=surrogate.ATan(),
+                                      detach_reset=True)
+    functional.set_step_mode(_fire(net), "m")
+    return net
+
+
+def _ms_small() -> nn.Module:
+    return _ms(ms_resnet.ms_resnet18, stage_channels=(4, 4, 4, 4), base_channels=4)
+
+
+def _sew(cnf: str):
+    """sew_resnet's connect functions on a block of SJ layers (sew_resnet itself imports torchvision, which
+    does not import on this torch)."""
+    from spikingjelly.activation_based import layer
+
+    class SEWBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.sn1 = layer.Conv2d(4, 4, 3, padding=1, bias=False), neuron.IFNode()
+            self.conv2, self.sn2 = layer.Conv2d(4, 4, 3, padding=1, bias=False), neuron.IFNode()
+            with torch.no_grad():
+                self.conv1.weight.uniform_(-0.05, 0.3)
+                self.conv2.weight.uniform_(-0.1, 0.15)  # the second layer fires about half the time
+
+        def forward(self, x):
+            out = self.sn2(self.conv2(self.sn1(self.conv1(x))))
+            return {"ADD": out + x, "AND": out * x, "IAND": x * (1.0 - out)}[cnf]
+
+    def make():
+        torch.manual_seed(0)
+        net = SEWBlock().eval()
+        functional.set_step_mode(net, "m")
+        return net
+    return make
+
+
+TARGET_MODELS = {  # name: (model, features)
+    "parametric_lif_net.MNISTNet": (_plif, (1, 28, 28)),
+    **{f"sew_{cnf}": (_sew(cnf), (4, 8, 8)) for cnf in ("ADD", "AND", "IAND")},
+    "ms_resnet18": (_ms_small, (3, 16, 16)),
+    "ottt_spiking_vggws": (lambda: _ottt("ottt_spiking_vggws"), (3, 16, 16)),
+}
+
+
+@pytest.mark.parametrize("name", list(TARGET_MODELS))
+def test_lynxi_and_triton_run_the_zoo_models_like_the_cpu_reference(name, tmp_path):
+    make, shape = TARGET_MODELS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = trace(make(), shape)
+    x = torch.rand(T, N, *shape)
+    want = snnc.load(snnc.compile(g, "cpu", tmp_path / "cpu")).run(x)
+    assert float(want.abs().mean()) > 0.01
+    got = snnc.load(snnc.compile(g, "triton", tmp_path / "triton")).run(x)
+    assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
+    lowered = PassManager(parse_pipeline(PIPELINES["lynxi"]), verify_each=True).run(g)
+    try:
+        art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence")
+    except LoweringError as e:  # a refusal names the node and its op
+        pytest.fail(f"lynxi refused {name}: {e}")
+    (ly,) = Runner(art, "torch").run(x.reshape(T * N, *shape)).values()
+    assert (ly.reshape(want.shape) - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
