@@ -311,3 +311,19 @@ def running_max_pool2d(op: ops.RunningMaxPool2d, x: Tensor, acc: Tensor | None, 
         out.append((cur - prev).to(x.dtype))
         prev = cur
     return torch.stack(out), acc
+
+
+_ACTIVATIONS: dict[ops.ActivationFn, Callable[[Tensor], Tensor]] = {
+    ops.ActivationFn.SILU: F.silu,
+    ops.ActivationFn.SIGMOID: torch.sigmoid,
+    ops.ActivationFn.HARDSWISH: F.hardswish,
+    ops.ActivationFn.HARDSIGMOID: F.hardsigmoid,
+    ops.ActivationFn.GELU: F.gelu,
+    ops.ActivationFn.GELU_TANH: lambda x: F.gelu(x, approximate="tanh"),
+    ops.ActivationFn.TANH: torch.tanh,
+}
+
+
+@kernel(ops.Activation)
+def activation(op: ops.Activation, ins, params) -> Tensor:
+    return _ACTIVATIONS[op.fn](ins[0])
