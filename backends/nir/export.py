@@ -41,6 +41,8 @@ HINTS = {
     ops.Softmax: "NIR has no softmax (and a rate code has none)",
     ops.LayerNorm: "NIR has no layer norm",
     ops.Clamp: "convert the ANN to an SNN first",
+    ops.Activation: "NIR has no such activation (and a rate code has none); the cpu and triton targets run it",
+    ops.RateDecode: "NIR has no running mean (the hybrid --analog conversion's); the cpu and triton targets run it",
 }
 
 
