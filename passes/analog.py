@@ -94,7 +94,7 @@ class AnalogReport(BaseModel):
         exact = ", ".join(f"{k} x{n}" for k, n in self.exact_ops.items())
         return (f"analog share: {100 * self.share:.1f}% of {self.total_macs:,d} MACs/sample run on decoded rates "
                 f"(ops on decoded rates: {ops_}{'; on the input alone: ' + exact if exact else ''}); "
-                f"{100 * self.non_spiking_share:.1f}% with the layers before the first spiking neuron")
+                f"{100 * self.non_spiking_share:.1f}% driven by no spike (with the layers before the first neuron)")
 
     @classmethod
     def of(cls, graph: Graph) -> "AnalogReport | None":
