@@ -61,8 +61,8 @@ def refuse_analog(graph: Graph, allowed: frozenset[str]) -> None:
     counts = ", ".join(f"{k} x{n}" for k, n in Counter(map(analog_kind, bad)).items())
     more = f" (one of {len(bad)}: {counts})" if len(bad) > 1 else ""
     flag = ",".join(kinds)
-    raise PassError(f"{bad[0].where()} has no rate code: it is not linear{more}; run it on the decoded rate with --analog {flag} "
-                    f"(analog={flag!r}) in graph '{graph.name}'",
+    raise PassError(f"{bad[0].where()} has no rate code: it is not linear{more}; run it on the decoded rate "
+                    f"with --analog {flag} (analog={flag!r}) in graph '{graph.name}'",
                     hint="docs/conversion.md, 'Hybrid conversion': analog ops read the running mean of their "
                          "spiking input; graph.meta['analog'] reports the share of MACs that stays analog")
 

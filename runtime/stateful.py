@@ -1,9 +1,9 @@
 """Stateful ops that are not spiking neurons, run a window of time steps at a time (the CPU reference runtime).
 
-Registered in kernels.STATEFUL_KERNELS (beside RunningMaxPool2d). Here: SigmaDelta, in float, with the equations of snnc.core.sigma_delta, and
-RateDecode (the running mean of the hybrid conversion's analog ops). Their state
-(sigma, act, residue; sum, steps) is stored stacked under the op's name, so that
-run, step() and chunked runs agree.
+Registered in kernels.STATEFUL_KERNELS (beside RunningMaxPool2d). Here: SigmaDelta, in
+float, with the equations of snnc.core.sigma_delta, and RateDecode (the running mean
+that the hybrid conversion's analog ops read). Their state (sigma, act, residue; sum,
+steps) is stored stacked under the op's name, so that run, step() and chunked runs agree.
 """
 
 from __future__ import annotations
