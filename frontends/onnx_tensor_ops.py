@@ -268,7 +268,6 @@ def _hard_sigmoid(ctx: _Ctx, node, ins, attrs, loc) -> list:
 @handles("Gelu")
 def _gelu(ctx: _Ctx, node, ins, attrs, loc) -> list:
     approximate = attrs.get("approximate", "none")
-    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
     if approximate not in ("none", "tanh"):
         raise UnsupportedAttributeError(f"{ctx.where(node)} has approximate={approximate!r}")
     fn = ops.ActivationFn.GELU if approximate == "none" else ops.ActivationFn.GELU_TANH
