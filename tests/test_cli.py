@@ -140,7 +140,8 @@ def test_analog_flag_converts_a_gated_network_and_prints_the_analog_share(tmp_pa
     first = r.stderr.splitlines()[0]
     assert "'3' (torch.nn.Sigmoid)" in first and "--analog sigmoid" in first
     r = snnc("compile", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "-o", tmp_path / "a",
-             "--analog", "Sigmoid")
+             "--analog", "Sigmoid", "--print-after", "rate-decode")
+    assert "// after rate-decode" in r.stdout and "= rate_decode(%" in r.stdout
     # the decoded sigmoid feeds the third Linear (8*4 of 6*8 + 8*8 + 8*4 + 4*3 MACs)
     assert "analog share: 20.5% of 156 MACs/sample run on decoded rates (ops on decoded rates: sigmoid x1)" in r.stdout
     snnc("run", tmp_path / "a", "-i", tmp_path / "x.npy", "-T", "8")

@@ -62,6 +62,13 @@ def test_refused_without_analog_naming_the_op_its_module_and_the_flag():
     assert "'act' (torch.nn.Hardswish)" in info.value.message and "--analog hardswish" in info.value.message
 
 
+def test_rate_decode_runs_before_relu_to_if_in_the_conversion_pipeline():
+    from snnc.passes.manager import PIPELINES
+
+    names = PIPELINES["convert"].split(",")
+    assert names.index("to-time-layout") < names.index("rate-decode") < names.index("relu-to-if")
+
+
 def test_analog_names_are_parsed_once():
     assert parse_analog("SiLU, gelu") == {"silu", "gelu"} and parse_analog(None) == frozenset()
     assert parse_analog("all") >= {"silu", "sigmoid", "hardswish", "hardsigmoid", "gelu", "softmax", "layer_norm"}
