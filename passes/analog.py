@@ -35,6 +35,7 @@ from snnc.passes.context import ConversionContext, require
 from snnc.passes.manager import register_pass
 from snnc.runtime.stats import synaptic_ops
 
+
 def _spiking(graph: Graph) -> set[str]:
     """The rate-coded values: computed from a ReLU/Clamp(0, a) (an IF neuron once converted) or a neuron,
     up to a RateDecode or an analog op (which reads the decoded rate: its output is analog)."""
