@@ -4,13 +4,16 @@
     python benchmarks/conversion_zoo.py --quick                  # width 1/4, 2 blocks per stage, 8 images, T <= 64
     python benchmarks/conversion_zoo.py --arch resnet18,vgg11_bn --images 16
     python benchmarks/conversion_zoo.py --markdown benchmarks/RESULTS.md   # ... and write the table there
+    python benchmarks/conversion_zoo.py --analog all --arch efficientnet_b0,regnet_y_400mf,mobilenet_v3_small
 
 Each architecture of tests/zoo/ann.py (written in this repository: torchvision's CPU
 wheels do not import on our torch) is built with seeded random weights and BatchNorm
 statistics calibrated on smooth random images, then converted
 
 * by `snnc.convert(model, calib, mode)` for each snnc mode (default: '99.9%' with
-  snnc's defaults), run on the CPU reference runtime (constant analog input);
+  snnc's defaults), run on the CPU reference runtime (constant analog input); with
+  --analog OPS in the hybrid mode (`analog=OPS`: SiLU, sigmoid, ... run on decoded
+  rates), and each hybrid network's analog share of the MACs is listed under the table;
 * by SpikingJelly 2.0's `Converter(recipe=RateCodingRecipe(loader, mode=...))` for
   each of its modes (Max, 99.9%, 0.5) when spikingjelly is installed.
 
@@ -46,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import snnc  # noqa: E402
 from snnc.core.errors import SnncError  # noqa: E402
+from snnc.passes.analog import AnalogReport  # noqa: E402
 from snnc.runtime import Session  # noqa: E402
 from tests.zoo.ann import ARCHITECTURES, build, images  # noqa: E402
 
@@ -68,9 +72,13 @@ def scores(outputs: torch.Tensor, logits: torch.Tensor, ts: tuple[int, ...]) -> 
     return res
 
 
-def snnc_row(model, calib, x, logits, mode, ts) -> Row:
+def snnc_row(model, calib, x, logits, mode, ts, analog: str | None = None, shares: dict | None = None) -> Row:
+    """snnc's row; a hybrid conversion's analog share goes into `shares[mode]`."""
     try:
-        graph = snnc.convert(model, calib, mode, show_progress=False)
+        graph = snnc.convert(model, calib, mode, show_progress=False, analog=analog)
+        report = AnalogReport.of(graph)
+        if report is not None and shares is not None:
+            shares[mode] = report.summary()
         return scores(Session(graph).run(x, max(ts)), logits, ts)
     except SnncError as e:
         return f"refused: {e.message}"
@@ -175,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly even when installed")
     ap.add_argument("--quick", action="store_true", help="width 1/4, 2 blocks per stage, 8 images, T <= 64")
     ap.add_argument("--markdown", type=Path, help="write the table into this file (replacing its earlier section)")
+    ap.add_argument("--analog", default=None, help="snnc's hybrid mode: op kinds run on decoded rates "
+                                                   "(e.g. silu,sigmoid,hardswish,hardsigmoid, or all)")
     args = ap.parse_args(argv)
     if args.quick:
         args.width, args.blocks, args.images, args.calib = 0.25, 2, 8, 64
@@ -197,14 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     calib, x = images(args.calib, seed=101), images(args.images, seed=202)
     results: dict[str, dict[str, Row]] = {}
+    analog_shares: list[str] = []
     for name in names:
         t0 = time.perf_counter()
         model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
         with torch.no_grad():
             logits = model(x)
         rows: dict[str, Row] = {}
+        shares: dict[str, str] = {}
         for mode in args.snnc_modes.split(","):
-            rows[f"snnc {mode}"] = snnc_row(model, calib, x, logits, mode, ts)
+            rows[f"snnc {mode}"] = snnc_row(model, calib, x, logits, mode, ts, args.analog, shares)
+        analog_shares += [f"- {name}, snnc {mode}: {text}" for mode, text in shares.items()]
         for mode in sj_modes:
             rows[f"SJ {mode}"] = spikingjelly_row(model, calib, x, logits, mode, ts)
         results[name] = rows
@@ -219,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     sm = summary(results, ts)
     if sm:
         lines += ["", *sm]
+    if analog_shares:
+        lines += ["", f"Hybrid mode (`--analog {args.analog}`):", *analog_shares]
+        print("\n".join(analog_shares))
     print("\n".join(sm or [sj_note or "(no architecture has both an snnc and a SpikingJelly row)"]))
     if args.markdown:
         write_markdown(args.markdown, lines)

@@ -99,6 +99,31 @@ def _relu(ctx, node, a, loc) -> str:
                              loc=loc))
 
 
+_ACTIVATIONS = {aten.silu: ops.ActivationFn.SILU, aten.silu_: ops.ActivationFn.SILU,
+                aten.sigmoid: ops.ActivationFn.SIGMOID, aten.sigmoid_: ops.ActivationFn.SIGMOID,
+                aten.hardswish: ops.ActivationFn.HARDSWISH, aten.hardswish_: ops.ActivationFn.HARDSWISH,
+                aten.hardsigmoid: ops.ActivationFn.HARDSIGMOID, aten.hardsigmoid_: ops.ActivationFn.HARDSIGMOID,
+                aten.tanh: ops.ActivationFn.TANH, aten.tanh_: ops.ActivationFn.TANH}
+
+
+@lowers(*_ACTIVATIONS)
+def _activation(ctx, node, a, loc) -> str:
+    """A non-ReLU activation (conversion runs it only as an analog op: `analog=`, docs/conversion.md)."""
+    fn = _ACTIVATIONS[_packet(node.target)]
+    return ctx.emit(ops.Activation(name=ctx.graph.fresh_name(node.name), fn=fn, loc=loc,
+                                   inputs=(ctx.tensor(a["self"], "input", node, loc),)))
+
+
+@lowers(aten.gelu, aten.gelu_)
+def _gelu(ctx, node, a, loc) -> str:
+    approximate = a.get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedAttributeError(f"gelu in {loc.describe()} has approximate={approximate!r}")
+    fn = ops.ActivationFn.GELU if approximate == "none" else ops.ActivationFn.GELU_TANH
+    return ctx.emit(ops.Activation(name=ctx.graph.fresh_name(node.name), fn=fn, loc=loc,
+                                   inputs=(ctx.tensor(a["self"], "input", node, loc),)))
+
+
 def _bound(v: Any, what: str, node: fx.Node, loc: SourceLoc) -> float | None:
     if v is None or isinstance(v, (int, float)) and not isinstance(v, bool):
         return None if v is None else float(v)
@@ -302,7 +327,7 @@ def _mm(ctx, node, a, loc) -> str:
                                                 node, loc)))
 
 
-@lowers(aten.dropout, aten.clone, aten.alias, aten.detach, aten.contiguous, aten.lift_fresh_copy)
+@lowers(aten.dropout, aten.dropout_, aten.clone, aten.alias, aten.detach, aten.contiguous, aten.lift_fresh_copy)
 def _identity(ctx, node, a, loc) -> str:
     return ctx.tensor(a.get("input", a.get("self")), "input", node, loc)
 

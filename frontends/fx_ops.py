@@ -96,6 +96,33 @@ def _hardtanh(ctx: _Ctx, m: nn.Hardtanh, node: fx.Node, loc: SourceLoc) -> str: 
     return clamp_op(ctx, ctx.value(node.args[0], node, loc), m.min_val, m.max_val, node.name, loc)
 
 
+_MODULE_FNS = {nn.SiLU: ops.ActivationFn.SILU, nn.Sigmoid: ops.ActivationFn.SIGMOID,
+               nn.Hardswish: ops.ActivationFn.HARDSWISH, nn.Hardsigmoid: ops.ActivationFn.HARDSIGMOID,
+               nn.Tanh: ops.ActivationFn.TANH}
+
+
+def activation_op(ctx: _Ctx, x: str, fn: ops.ActivationFn, name: str, loc: SourceLoc) -> str:
+    """A non-ReLU activation (conversion runs it only as an analog op: `analog=`, docs/conversion.md)."""
+    return ctx.emit(ops.Activation(name=ctx.fresh(name), inputs=(x,), fn=fn, loc=loc))
+
+
+def _gelu_fn(approximate: Any, loc: SourceLoc) -> ops.ActivationFn:
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedAttributeError(f"gelu in {loc.describe()} has approximate={approximate!r}",
+                                        hint="approximate='none' or 'tanh'")
+    return ops.ActivationFn.GELU if approximate == "none" else ops.ActivationFn.GELU_TANH
+
+
+@lowers_module(*_MODULE_FNS)
+def _activation(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+    return activation_op(ctx, ctx.value(node.args[0], node, loc), _MODULE_FNS[type(m)], node.name, loc)
+
+
+@lowers_module(nn.GELU)
+def _gelu(ctx: _Ctx, m: nn.GELU, node: fx.Node, loc: SourceLoc) -> str:
+    return activation_op(ctx, ctx.value(node.args[0], node, loc), _gelu_fn(m.approximate, loc), node.name, loc)
+
+
 @lowers_module(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 def _identity(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
     return ctx.value(node.args[0], node, loc)  # inference: dropout is the identity; no node needed
@@ -192,6 +219,29 @@ def _f_clamp(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     if fn == "clamp_max":
         return clamp_op(ctx, x, None, _arg(node, 1, "max"), node.name, loc)
     return clamp_op(ctx, x, _arg(node, 1, "min"), _arg(node, 2, "max"), node.name, loc)
+
+
+_FUNCTION_FNS = {F.silu: ops.ActivationFn.SILU, torch.sigmoid: ops.ActivationFn.SIGMOID,
+                 F.sigmoid: ops.ActivationFn.SIGMOID, F.hardswish: ops.ActivationFn.HARDSWISH,
+                 F.hardsigmoid: ops.ActivationFn.HARDSIGMOID, torch.tanh: ops.ActivationFn.TANH,
+                 F.tanh: ops.ActivationFn.TANH}
+
+
+@lowers_function(*_FUNCTION_FNS)
+def _f_activation(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return activation_op(ctx, ctx.value(node.args[0], node, loc), _FUNCTION_FNS[node.target], node.name, loc)
+
+
+@lowers_function(F.gelu)
+def _f_gelu(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    return activation_op(ctx, ctx.value(node.args[0], node, loc), _gelu_fn(_arg(node, 1, "approximate", "none"), loc),
+                         node.name, loc)
+
+
+@lowers_method("sigmoid", "sigmoid_", "tanh", "tanh_")
+def _m_activation(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    fn = ops.ActivationFn(str(node.target).rstrip("_"))
+    return activation_op(ctx, ctx.value(node.args[0], node, loc), fn, node.name, loc)
 
 
 @lowers_function(operator.add, operator.iadd, torch.add)

@@ -96,6 +96,7 @@ def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str =
             raise UnsupportedOpError(f"{source}: graph output '{vi.name}' is a constant or a shape, not a value "
                                      "computed from the inputs")
         graph.add(ops.Output(name=graph.fresh_name("out" if len(outs) == 1 else vi.name), inputs=(v,)))
+    onnx_tensor_ops.fuse_silu(graph)
     graph.drop_unused_params()
     return verify(graph)
 

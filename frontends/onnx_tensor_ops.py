@@ -364,6 +364,55 @@ def _softmax(ctx: _Ctx, node, ins, attrs, loc) -> list:
     return [ctx.emit(ops.Softmax(name=ctx.name(node), inputs=(x,), loc=loc, dim=dim))]
 
 
+_ACTIVATIONS = {"Sigmoid": ops.ActivationFn.SIGMOID, "HardSwish": ops.ActivationFn.HARDSWISH,
+                "Tanh": ops.ActivationFn.TANH}
+
+
+def _activation_op(ctx: _Ctx, node, x: str, fn: ops.ActivationFn, loc: SourceLoc) -> str:
+    """A non-ReLU activation (conversion runs it only as an analog op: `analog=`, docs/conversion.md)."""
+    return ctx.emit(ops.Activation(name=ctx.name(node), inputs=(x,), fn=fn, loc=loc))
+
+
+@handles(*_ACTIVATIONS)
+def _activation(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    return [_activation_op(ctx, node, ctx.tensor(ins[0], node), _ACTIVATIONS[node.op_type], loc)]
+
+
+def fuse_silu(graph) -> None:
+    """Mul(x, Sigmoid(x)), the exporters' SiLU, becomes one Activation(silu) (as torch.fx and .pt2 read it),
+    when the sigmoid has no other reader; in place."""
+    for op in list(graph):
+        if not isinstance(op, ops.Mul) or op.name not in graph.nodes:
+            continue
+        for x, s in (op.inputs, op.inputs[::-1]):
+            sig = graph.nodes.get(s)
+            if (isinstance(sig, ops.Activation) and sig.fn is ops.ActivationFn.SIGMOID and sig.inputs == (x,)
+                    and len(graph.users(s)) == 1):
+                graph.replace_op(ops.Activation(name=op.name, inputs=(x,), fn=ops.ActivationFn.SILU,
+                                                loc=sig.loc.model_copy(update={"module_type": "onnx.Sigmoid+Mul"})
+                                                if sig.loc else None))
+                graph.remove(s)
+                break
+
+
+@handles("HardSigmoid")
+def _hard_sigmoid(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if not (abs(alpha - 1 / 6) < 1e-6 and beta == 0.5):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} has alpha={alpha}, beta={beta}",
+                                        hint="only torch's hardsigmoid (alpha=1/6, beta=0.5) is supported")
+    return [_activation_op(ctx, node, ctx.tensor(ins[0], node), ops.ActivationFn.HARDSIGMOID, loc)]
+
+
+@handles("Gelu")
+def _gelu(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    approximate = attrs.get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedAttributeError(f"{ctx.where(node)} has approximate={approximate!r}")
+    fn = ops.ActivationFn.GELU if approximate == "none" else ops.ActivationFn.GELU_TANH
+    return [_activation_op(ctx, node, ctx.tensor(ins[0], node), fn, loc)]
+
+
 @handles("LayerNormalization")
 def _layer_norm(ctx: _Ctx, node, ins, attrs, loc) -> list:
     x = ctx.tensor(ins[0], node)

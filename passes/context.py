@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import Tensor
 
 from snnc.core import spelling
@@ -23,6 +23,7 @@ from snnc.core.errors import InputError, PassError
 from snnc.core.userdata import from_numpy
 from snnc.ir.graph import Graph
 from snnc.passes import distributed as dist
+from snnc.passes.analog_kinds import parse_analog
 from snnc.passes.calibrate import ActivationStats
 from snnc.passes.norm_modes import MinError, NormMode, parse_norm_mode
 
@@ -36,6 +37,13 @@ class ConversionOptions(BaseModel):
     v_init: float = Field(default=0.5, ge=0.0, lt=1.0)  # initial potential / threshold
     time_steps: int | None = Field(default=None, ge=1)  # the T that 'mse' and bias_correction tune for
     bias_correction: bool = False  # shift biases by the mean rate-code error at time_steps
+    # op kinds with no rate code that run on the decoded rate (passes/analog.py): 'silu,sigmoid', a list, 'all'
+    analog: frozenset[str] = frozenset()
+
+    @field_validator("analog", mode="before")
+    @classmethod
+    def _analog(cls, v):
+        return parse_analog(v)
 
 
 @dataclass

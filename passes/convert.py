@@ -34,6 +34,7 @@ from snnc.ir.graph import Graph
 from snnc.ir.ops import SoftReset
 from snnc.ir.types import Layout
 from snnc.ir.verify import verify
+from snnc.passes.analog import refuse_analog
 from snnc.passes.calibrate import ActivationStats, calibrate, converts_to_if, refuse_unconvertible
 from snnc.passes.context import ConversionContext, calibrated, require
 from snnc.passes.distributed import calibrate_distributed
@@ -47,6 +48,7 @@ def calibrate_pass(graph: Graph, context: ConversionContext | None) -> Graph:
     """Sketch every ReLU's activations over the calibration data (for normalize); the graph is unchanged."""
     ctx = require(context, "calibrate")
     refuse_unconvertible(graph)  # before the work: a clamp with no rate code
+    refuse_analog(graph, ctx.options.analog)  # and an op with no rate code that --analog does not name
     run = calibrate_distributed if ctx.distributed else calibrate  # distributed: ctx.data is this rank's shard
     extra = {"shard_data": False} if ctx.distributed else {}
     ctx.stats = run(graph, ctx.data, batch_size=ctx.batch_size, channelwise=ctx.options.channelwise,
@@ -172,6 +174,8 @@ def refuse_nonlinear(graph: Graph) -> None:
     bad = []
     for op in graph:
         marked = [i in rated for i in op.inputs]
+        if isinstance(op, ops.RateDecode):
+            continue  # its output is the decoded rate: an analog value (passes/analog.py)
         if isinstance(op, ops.NeuronOp) or any(marked):
             rated.add(op.name)
         if type(op).rate_preserving or not any(marked):
@@ -183,7 +187,8 @@ def refuse_nonlinear(graph: Graph) -> None:
         raise PassError("ANN-to-SNN conversion cannot rate-code " + "; ".join(
             f"{op.where()} ({op.kind} is not linear in its spiking inputs)" for op in bad),
             hint="a rate code carries only ops linear in their inputs (conv, linear, pooling, mean, reshape, "
-                 "add, scale); run these ops on an ANN or replace them")
+                 "add, scale); run an activation, softmax or layer norm on the decoded rate with --analog KIND "
+                 "(docs/conversion.md), or replace it")
 
 
 @register_pass("relu-to-if", context=True)

@@ -84,11 +84,13 @@ def register_pass(name: str, *, context: bool = False):
 # reorder-maxpool moves max pooling before its ReLU (on the ANN) before calibrate measures the
 # ReLUs; running-maxpool makes the max pooling of rate-coded values converge, before relu-to-if
 # (which warns about any max pooling left over spikes). See passes/maxpool.py.
+# rate-decode (the hybrid --analog mode, passes/analog.py) finds the rate-coded values from the ReLUs
+# that relu-to-if will convert, so it runs before it, on the time layout.
 # The target pipelines: fold-scales before fold-constants (it leaves Scale chains to merge);
 # layout after the rewrites (they do not care) and before fuse, which runs last
 # so its groups name nodes that still exist.
 PIPELINES: dict[str, str] = {
-    "convert": "fuse-bn,reorder-maxpool,calibrate,normalize,to-time-layout,running-maxpool,relu-to-if,"
+    "convert": "fuse-bn,reorder-maxpool,calibrate,normalize,to-time-layout,running-maxpool,rate-decode,relu-to-if,"
                "bias-correction,dce",
     "cpu": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",
     "triton": "fuse-bn,fold-scales,fold-constants,remove-identities,layout{to=TNX},dce,fuse",

@@ -337,3 +337,17 @@ def time_mean(op: ops.TimeMean, x: Tensor, state: Tensor | None, params) -> tupl
         n += 1.0
         out.append((acc / n).to(x.dtype if x.is_floating_point() else torch.float32))
     return torch.stack(out), torch.stack([acc, torch.full_like(acc, n)])
+_ACTIVATIONS: dict[ops.ActivationFn, Callable[[Tensor], Tensor]] = {
+    ops.ActivationFn.SILU: F.silu,
+    ops.ActivationFn.SIGMOID: torch.sigmoid,
+    ops.ActivationFn.HARDSWISH: F.hardswish,
+    ops.ActivationFn.HARDSIGMOID: F.hardsigmoid,
+    ops.ActivationFn.GELU: F.gelu,
+    ops.ActivationFn.GELU_TANH: lambda x: F.gelu(x, approximate="tanh"),
+    ops.ActivationFn.TANH: torch.tanh,
+}
+
+
+@kernel(ops.Activation)
+def activation(op: ops.Activation, ins, params) -> Tensor:
+    return _ACTIVATIONS[op.fn](ins[0])

@@ -1,8 +1,9 @@
 """Stateful ops that are not spiking neurons, run a window of time steps at a time (the CPU reference runtime).
 
-Registered in kernels.STATEFUL_KERNELS (beside RunningMaxPool2d). Here: SigmaDelta, in float, with the equations of snnc.core.sigma_delta. Its
-state (sigma, act, residue) is stored stacked under the op's name, so that run,
-step() and chunked runs agree.
+Registered in kernels.STATEFUL_KERNELS (beside RunningMaxPool2d). Here: SigmaDelta, in
+float, with the equations of snnc.core.sigma_delta, and RateDecode (the running mean
+that the hybrid conversion's analog ops read). Their state (sigma, act, residue; sum,
+steps) is stored stacked under the op's name, so that run, step() and chunked runs agree.
 """
 
 from __future__ import annotations
@@ -37,3 +38,25 @@ def sigma_delta(op: ops.SigmaDelta, x: Tensor, state: Tensor | None,
                                  spike_exp=op.spike_exp, state_exp=op.state_exp, fixed=False)
         ys.append(y)
     return torch.stack(ys), sd.stacked()
+
+
+@stateful_kernel(ops.RateDecode)
+def rate_decode(op: ops.RateDecode, x: Tensor, state: Tensor | None,
+                params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """x: [c, N, *] -> (y [c, N, *], [sum, steps] stacked): y[t] = (x[0] + ... + x[t]) / (t + 1).
+
+    One step at a time, in float32 (float64 for float64 runs), so any split of T into
+    windows (run, chunks, step()) gives the same bits. The step count is a tensor
+    like the sum so that the state is one stacked tensor of per-step shape.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if state is None:
+        total, steps = x.new_zeros(x.shape[1:], dtype=dtype), x.new_zeros(x.shape[1:], dtype=dtype)
+    else:
+        total, steps = state.to(dtype).unbind(0)
+    out = []
+    for k in range(x.shape[0]):
+        total = total + x[k].to(dtype)
+        steps = steps + 1
+        out.append((total / steps).to(x.dtype))
+    return torch.stack(out), torch.stack((total, steps))

@@ -73,6 +73,20 @@ def _say(msg: str) -> None:
         typer.echo(msg)
 
 
+ANALOG_HELP = ("Hybrid conversion: run these ops, which have no rate code, on the decoded rate of their input "
+               "(silu, sigmoid, hardswish, hardsigmoid, gelu, tanh, softmax, layer_norm, or all; "
+               "docs/conversion.md).")
+
+
+def _say_analog(graph) -> None:
+    """The analog share of a hybrid conversion (graph.meta['analog']), when it left analog ops."""
+    from snnc.passes.analog import AnalogReport
+
+    report = AnalogReport.of(graph)
+    if report is not None:
+        _say(report.summary())
+
+
 @app.command()
 def convert(model: ModelArgument,
             calib: str = typer.Option(..., "--calib", help="Calibration data: .npy/.npz/.pt, a folder of them, "
@@ -88,6 +102,7 @@ def convert(model: ModelArgument,
             v_init: float = typer.Option(0.5, "--v-init", help="Initial membrane potential / threshold, in [0, 1)."),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="The T that --mode mse and --bias-correction tune for."),
             bias_correction: bool = typer.Option(False, "--bias-correction", help="Correct biases by the mean rate-code error at T."),
+            analog: Optional[str] = typer.Option(None, "--analog", metavar="OP,...", help=ANALOG_HELP),
             force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc "
                                        ".snnir file (never a device).")):
     """Convert a ReLU ANN into an SNN and save it as .snnir.
@@ -105,8 +120,9 @@ def convert(model: ModelArgument,
     check_destination(output, replaces=is_snnir_file, force=force, what=".snnir file")  # before any work
     graph = load_graph(model, input_shape, weights, trust_pickle, dt=dt)
     snn = snnc.convert(graph, load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
-                       v_init=v_init, time_steps=time_steps, bias_correction=bias_correction)
+                       v_init=v_init, time_steps=time_steps, bias_correction=bias_correction, analog=analog)
     save(snn, output, force=force)
+    _say_analog(snn)
     _say(f"wrote {output}")
 
 
@@ -122,6 +138,7 @@ def compile(model: ModelArgument,
                                                    help="Conversion: initial potential / threshold, in [0, 1) "
                                                         "[default: 0.5]."),
             bias_correction: bool = typer.Option(False, "--bias-correction", help="Conversion: correct biases at -T."),
+            analog: Optional[str] = typer.Option(None, "--analog", metavar="OP,...", help="Conversion: " + ANALOG_HELP),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Number of time steps."),
             batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Static batch size (lynxi)."),
             dtype: Optional[str] = typer.Option(None, "--dtype", help="Artifact dtype where the target has one: f32, f16."),
@@ -178,6 +195,8 @@ def compile(model: ModelArgument,
             raise InputError(f"{model} is an ANN (it has no spiking neurons): give --calib to convert it",
                              hint="e.g. --calib digits, or --calib calib.npy")
         conversion = {"v_init": v_init} if v_init is not None else {}  # unset: the default, and lava keeps quiet
+        if analog is not None:
+            conversion["analog"] = analog
         context = conversion_context(load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
                                      time_steps=time_steps, bias_correction=bias_correction, **conversion)
         spec = ",".join(p for p in (conversion_pipeline(target), spec) if p)
@@ -187,6 +206,8 @@ def compile(model: ModelArgument,
                      context=context)
     graph = pm.run(graph)
     artifact = backends.get(target).lower(graph, opts, output, force=force)
+    if not as_json:
+        _say_analog(graph)
     if _state["verbose"]:
         typer.echo(pm.report())
     if as_json:

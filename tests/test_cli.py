@@ -125,3 +125,29 @@ def test_inspect_prints_the_op_table(tmp_path, ann_file):
     assert total[0] == "total" and int(total[1]) == sum(p.numel() for p in g.params.values())
     conv1 = next(line for line in lines[header:] if line.startswith("%conv1 "))
     assert conv1.split()[-1] == str(4 * 8 * 8 * 1 * 3 * 3)  # out features x (in/groups x kH x kW)
+
+
+def test_analog_flag_converts_a_gated_network_and_prints_the_analog_share(tmp_path):
+    """Without --analog the sigmoid is refused in one line that names it and the flag; with it, compile and
+    convert print the analog share and the artifact runs."""
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.Sigmoid(),
+                              torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)).eval()
+    save(trace(net, (6,), name="gated"), tmp_path / "ann.snnir")
+    np.save(tmp_path / "calib.npy", np.random.rand(32, 6).astype(np.float32))
+    np.save(tmp_path / "x.npy", np.random.rand(2, 6).astype(np.float32))
+    r = snnc("compile", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "-o", tmp_path / "a", check=False)
+    assert r.returncode != 0 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    first = r.stderr.splitlines()[0]
+    assert "'3' (torch.nn.Sigmoid)" in first and "--analog sigmoid" in first
+    r = snnc("compile", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "-o", tmp_path / "a",
+             "--analog", "Sigmoid", "--print-after", "rate-decode")
+    assert "// after rate-decode" in r.stdout and "= rate_decode(%" in r.stdout
+    # the decoded sigmoid feeds the third Linear (8*4 of 6*8 + 8*8 + 8*4 + 4*3 MACs)
+    assert "analog share: 20.5% of 156 MACs/sample run on decoded rates (ops on decoded rates: sigmoid x1)" in r.stdout
+    snnc("run", tmp_path / "a", "-i", tmp_path / "x.npy", "-T", "8")
+    r = snnc("convert", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "-o", tmp_path / "s.snnir",
+             "--analog", "all")
+    assert "analog share: 20.5%" in r.stdout and (tmp_path / "s.snnir").exists()
+    r = snnc("convert", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "-o", tmp_path / "t.snnir",
+             "--analog", "swish", check=False)
+    assert r.returncode != 0 and "unknown analog op 'swish'" in r.stderr

@@ -43,6 +43,8 @@ HINTS = {
     ops.LayerNorm: "NIR has no layer norm",
     ops.Clamp: "convert the ANN to an SNN first",
     ops.TimeMean: "NIR has no mean over time; export the network before it and average its output over time",
+    ops.Activation: "NIR has no such activation (and a rate code has none); the cpu and triton targets run it",
+    ops.RateDecode: "NIR has no running mean (the hybrid --analog conversion's); the cpu and triton targets run it",
 }
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
+from snnc.ir.ops.analog import Activation, ActivationFn, RateDecode
 from snnc.ir.ops.base import REGISTRY, OpBase, ParamInfo, SourceLoc, StateSpec, TypeInferenceError
 from snnc.ir.ops.elementwise import Add, Concat, Flatten, Identity, ReLU, Scale, Threshold
 from snnc.ir.ops.io import Input, Output
@@ -30,6 +31,6 @@ __all__ = [
     "SigmaDelta",
     "Delay", "Recur", "TimeMean",
     "Conv1d", "LayerNorm", "AvgPool1d", "Reshape", "Permute", "Mean", "Mul", "Sub", "AddScalar", "MatMul",
-    "Clamp", "Softmax",
+    "Clamp", "Softmax", "Activation", "ActivationFn", "RateDecode",
     "Slice",
 ]
