@@ -56,6 +56,7 @@ import warnings
 import torch
 import torch.nn as nn
 
+os.environ.setdefault("TQDM_DISABLE", "1")  # SpikingJelly's calibration progress bars
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # plain_nets, importable by sj_fresh.py too
 import plain_nets  # noqa: E402
 

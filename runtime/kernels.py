@@ -269,11 +269,6 @@ def matmul(op, ins, params) -> Tensor:
     return torch.matmul(F.pad(a, (0, -k % K_ALIGN)), F.pad(b, (0, -p % K_ALIGN, 0, -k % K_ALIGN)))[..., :p]
 
 
-@kernel(ops.Clamp)
-def clamp(op: ops.Clamp, ins, params) -> Tensor:
-    return torch.clamp(ins[0], op.min, op.max)
-
-
 @kernel(ops.Softmax)
 def softmax(op: ops.Softmax, ins, params) -> Tensor:
     return torch.softmax(ins[0], dim=1 + op.dim)
