@@ -2,8 +2,8 @@
 
 Arithmetic (mul, sub, add of a number, div by a constant, matmul of two values
 or by a weight parameter), transpose/permute, general view/reshape,
-unsqueeze/squeeze, mean, softmax, Conv1d, AvgPool1d
-and LayerNorm. Dims in user code count the leading batch/time dims
+unsqueeze/squeeze, mean, sum, chunk/split (one Narrow per part), softmax, Conv1d,
+AvgPool1d and LayerNorm. Dims in user code count the leading batch/time dims
 (ctx.lead); IR ops take feature dims only, and any use of a batch/time dim is
 refused by name. Entries registered here for a function that snnc.frontends.fx_ops
 also lowers (operator.add, view/reshape) replace those, handling more cases.
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module
-from snnc.frontends.fx_ops import _arg, _f_add, _LeadDim, flatten_op, merged_run
+from snnc.frontends.fx_ops import _arg, _f_add, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -216,6 +216,9 @@ def _reshape_to(ctx: _Ctx, x: str, new: tuple[int, ...], name: str, loc: SourceL
 
 def _view(ctx: _Ctx, node: fx.Node, x: str, dims: list, loc: SourceLoc) -> str:
     dims = [_operand(ctx, d) for d in dims]
+    if len(dims) == 1 and isinstance(dims[0], _Shape) and dims[0].lead == ctx.lead(x):
+        # x.reshape(y.shape) of a y with the same batch/time dims: y's features
+        return _reshape_to(ctx, x, tuple(ctx.type_of(dims[0].value).features), node.name, loc)
     lead = ctx.lead(x)
     feats = ctx.type_of(x).features
     bad = UnsupportedOpError(
@@ -284,6 +287,95 @@ def _f_mean(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
                          for d in (dim if isinstance(dim, (tuple, list)) else [dim])}))
     return ctx.emit(ops.Mean(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
                              keepdim=bool(_arg(node, 2, "keepdim", False))))
+
+
+@lowers_function(torch.sum)
+def _f_sum(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    dim = _arg(node, 1, "dim")
+    if dim is None or node.kwargs.get("dtype") is not None:
+        raise UnsupportedAttributeError(f"sum without dims in {loc.describe()} sums over the batch/time dims",
+                                        hint="name the feature dims, e.g. x.sum(-1)")
+    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "sum")
+                         for d in (dim if isinstance(dim, (tuple, list)) else [dim])}))
+    return ctx.emit(ops.Sum(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
+                            keepdim=bool(_arg(node, 2, "keepdim", False))))
+
+
+class _Parts(tuple):
+    """The values of a chunk/split, read by getitem (tuple unpacking)."""
+
+
+def _cut(ctx: _Ctx, node: fx.Node, loc: SourceLoc, x: str, dim: Any, sizes: list[int]) -> _Parts:
+    d = _feature_dim(ctx, x, int(dim), loc, _fname(node))
+    out, start = [], 0
+    for i, n in enumerate(sizes):
+        out.append(ctx.emit(ops.Narrow(name=ctx.fresh(f"{node.name}_{i}"), inputs=(x,), loc=loc, dim=d,
+                                       start=start, length=n)))
+        start += n
+    return _Parts(out)
+
+
+def _dim_size(ctx: _Ctx, x: str, dim: Any, loc: SourceLoc, what: str) -> int:
+    return ctx.type_of(x).features[_feature_dim(ctx, x, int(dim), loc, what)]
+
+
+@lowers_function(torch.chunk)
+def _f_chunk(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> _Parts:
+    """torch.chunk: parts of ceil(size / chunks) along a feature dim, the last one shorter."""
+    x = ctx.value(node.args[0], node, loc)
+    dim = _arg(node, 2, "dim", 0)
+    size, k = _dim_size(ctx, x, dim, loc, "chunk"), int(_arg(node, 1, "chunks"))
+    step = -(-size // k)
+    return _cut(ctx, node, loc, x, dim, [min(step, size - s) for s in range(0, size, step)])
+
+
+def _split_sizes(ctx: _Ctx, node: fx.Node, sizes: Any, size: int, loc: SourceLoc) -> list[int]:
+    """torch.split's sizes (a part size, or the list of them; sizes computed from shapes resolved)."""
+    sizes = [_operand(ctx, s) for s in sizes] if isinstance(sizes, (tuple, list)) else _operand(ctx, sizes)
+    if not all(_is_number(s) for s in (sizes if isinstance(sizes, list) else [sizes])):
+        raise UnsupportedOpError(f"split sizes {sizes!r} in {loc.describe()} depend on the batch/time size")
+    if isinstance(sizes, list):
+        return [int(s) for s in sizes]
+    return [min(int(sizes), size - s) for s in range(0, size, int(sizes))]
+
+
+@lowers_function(torch.split)
+def _f_split(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> _Parts:
+    x = ctx.value(node.args[0], node, loc)
+    dim, sizes = _arg(node, 2, "dim", 0), _arg(node, 1, "split_size_or_sections")
+    size = _dim_size(ctx, x, dim, loc, "split")
+    return _cut(ctx, node, loc, x, dim, _split_sizes(ctx, node, sizes, size, loc))
+
+
+@lowers_function(operator.getitem)
+def _f_getitem_parts(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    parts = ctx.values.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+    if isinstance(parts, _Parts) and isinstance(node.args[1], int):
+        return parts[node.args[1]]
+    if isinstance(parts, str):
+        return _slices(ctx, node, parts, node.args[1], loc)
+    return _f_getitem(ctx, node, loc)
+
+
+def _slices(ctx: _Ctx, node: fx.Node, x: str, index: Any, loc: SourceLoc) -> str:
+    """x[:, :, a:b, ...]: contiguous slices of feature dims (one Narrow each); batch/time dims stay whole."""
+    index = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(i, slice) for i in index) or any(i.step not in (None, 1) for i in index):
+        raise UnsupportedOpError(f"indexing {index!r} in {loc.describe()} is not supported",
+                                 hint="only x.shape[i] and contiguous slices of feature dims (x[:, :, a:b]) are")
+    for d, sl in enumerate(index):
+        if sl == slice(None):
+            continue
+        fd = _feature_dim(ctx, x, d, loc, "slice")
+        size = ctx.type_of(x).features[fd]
+        start, stop, _ = sl.indices(size)
+        if stop <= start:
+            raise UnsupportedAttributeError(f"an empty slice {sl} in {loc.describe()} is not supported")
+        if (start, stop) != (0, size):
+            x = ctx.emit(ops.Narrow(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dim=fd, start=start,
+                                    length=stop - start))
+    return x
 
 
 def _softmax(ctx: _Ctx, x: str, dim: Any, name: str, loc: SourceLoc) -> str:
@@ -366,7 +458,17 @@ lowers_method("transpose", "swapaxes")(_method(_f_transpose))
 lowers_method("unsqueeze")(_method(_f_unsqueeze))
 lowers_method("squeeze")(_method(_f_squeeze))
 lowers_method("mean")(_method(_f_mean))
+lowers_method("sum")(_method(_f_sum))
+lowers_method("chunk")(_method(_f_chunk))
 lowers_method("softmax")(_method(_f_softmax))
+
+
+@lowers_method("split")
+def _m_split(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> _Parts:
+    x = ctx.value(node.args[0], node, loc)
+    dim, sizes = _arg(node, 2, "dim", 0), _arg(node, 1, "split_size")
+    size = _dim_size(ctx, x, dim, loc, "split")
+    return _cut(ctx, node, loc, x, dim, _split_sizes(ctx, node, sizes, size, loc))
 
 
 @lowers_method("permute")

@@ -236,6 +236,16 @@ def mean(op: ops.Mean, ins, params) -> Tensor:
     return ins[0].mean(dim=tuple(1 + d for d in op.dims), keepdim=op.keepdim)
 
 
+@kernel(ops.Sum)
+def sum_(op: ops.Sum, ins, params) -> Tensor:
+    return ins[0].sum(dim=tuple(1 + d for d in op.dims), keepdim=op.keepdim)
+
+
+@kernel(ops.Narrow)
+def narrow(op: ops.Narrow, ins, params) -> Tensor:
+    return ins[0].narrow(1 + op.dim, op.start, op.length)
+
+
 @kernel(ops.Mul)
 def mul(op, ins, params) -> Tensor:
     return ins[0] * ins[1]

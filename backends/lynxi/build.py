@@ -296,6 +296,16 @@ def _mean(op: ops.Mean, ctx: LowerCtx) -> nn.Module:
     return M.Mean(op.dims, op.keepdim)
 
 
+@lowers(ops.Sum)
+def _sum(op: ops.Sum, ctx: LowerCtx) -> nn.Module:
+    return M.Sum(op.dims, op.keepdim)
+
+
+@lowers(ops.Narrow)
+def _narrow(op: ops.Narrow, ctx: LowerCtx) -> nn.Module:
+    return M.Narrow(op.dim, op.start, op.length)
+
+
 @lowers(ops.Mul)
 def _mul(op, ctx: LowerCtx) -> nn.Module:
     return M.Mul()

@@ -130,6 +130,24 @@ class Mean(nn.Module):
         return x.mean(dim=self.dims, keepdim=self.keepdim)
 
 
+class Sum(nn.Module):
+    def __init__(self, dims: tuple[int, ...], keepdim: bool):
+        super().__init__()
+        self.dims, self.keepdim = tuple(1 + d for d in dims), keepdim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum(dim=self.dims, keepdim=self.keepdim)
+
+
+class Narrow(nn.Module):
+    def __init__(self, dim: int, start: int, length: int):
+        super().__init__()
+        self.dim, self.start, self.length = 1 + dim, start, length
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.narrow(self.dim, self.start, self.length)
+
+
 class Mul(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return a * b

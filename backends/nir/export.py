@@ -38,6 +38,8 @@ HINTS = {
     ops.Permute: "NIR has no transpose/permute",
     ops.Mul: "NIR has no product of two values",
     ops.MatMul: "NIR has no product of two values",
+    ops.Sum: "NIR has no reduction over feature dims",
+    ops.Narrow: "NIR has no slicing (chunk/split) of a value",
     ops.Softmax: "NIR has no softmax (and a rate code has none)",
     ops.LayerNorm: "NIR has no layer norm",
     ops.Clamp: "convert the ANN to an SNN first",

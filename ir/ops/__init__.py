@@ -16,7 +16,7 @@ from snnc.ir.ops.neuron import IF, LI, LIF, RESETS, Integrator, HardReset, Neuro
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool2d, RunningMaxPool2d
 from snnc.ir.ops.sigma_delta import SigmaDelta
 from snnc.ir.ops.temporal import Delay, Recur
-from snnc.ir.ops.tensor import AddScalar, Clamp, MatMul, Mean, Mul, Permute, Reshape, Softmax, Sub
+from snnc.ir.ops.tensor import AddScalar, Clamp, MatMul, Mean, Mul, Narrow, Permute, Reshape, Softmax, Sub, Sum
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
@@ -29,5 +29,5 @@ __all__ = [
     "SigmaDelta",
     "Delay", "Recur",
     "Conv1d", "LayerNorm", "AvgPool1d", "Reshape", "Permute", "Mean", "Mul", "Sub", "AddScalar", "MatMul",
-    "Clamp", "Softmax",
+    "Clamp", "Softmax", "Narrow", "Sum",
 ]
