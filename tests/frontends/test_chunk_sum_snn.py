@@ -114,3 +114,10 @@ def test_lynxi_computes_them_and_nir_and_lava_refuse_by_name(tmp_path):
         snnc.compile(g, "nir", tmp_path / "nir")
     with pytest.raises(LoweringError, match=r"no NetX layer for (narrow|sum|permute|mul|concat)"):
         snnc.compile(g, "lava", tmp_path / "lava", time_steps=T)
+
+
+def test_triton_accepts_them_as_torch_ops():
+    from snnc.backends.triton import legalize as triton_legalize
+
+    g = trace(_model(lambda: IFNode(step_mode="m")), (C, L))
+    assert {"narrow", "sum"} <= {op.kind for op in g} and triton_legalize(g) is g
