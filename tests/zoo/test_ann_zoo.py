@@ -34,7 +34,7 @@ OK = "ok"
 PATHS = ("convert", "pt2", "onnx")
 # architecture -> path -> OK, or (op the refusal names, where: a module path; None for ONNX, whose node
 # names the exporter chooses). After the merge of the tensor/layout ops and bounded activations, mobilenet_v2
-# converts and channel shuffle, permute and mean trace; the next refusals are chunk (shufflenet), expand of a
+# converts and channel shuffle, permute and mean trace; chunk (shufflenet) is a narrow per part (sj-transformers); the next refusals are expand of a
 # parameter (vit's class token), F.layer_norm / GELU (convnext). The "onnx" column runs with onnxscript
 # (a dev dependency): ReduceMean, Transpose, Clip now read; the next refusals are Split, Gelu, Expand, Sigmoid.
 # Who was adding each op:
@@ -50,8 +50,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     "googlenet": {"convert": OK, "pt2": OK, "onnx": OK},
     "densenet121": {"convert": OK, "pt2": OK, "onnx": OK},
     "mobilenet_v2": {"convert": OK, "pt2": OK, "onnx": OK},
-    "shufflenet_v2_x1_0": {"convert": ("chunk", "stage2.1"), "pt2": ("chunk", "stage2.1"),
-                           "onnx": ("Split", None)},
+    "shufflenet_v2_x1_0": {"convert": OK, "pt2": OK, "onnx": ("Split", None)},  # chunk: narrow (sj-transformers)
     "efficientnet_b0": {"convert": ("SiLU", "features.0.2"), "pt2": ("silu", "features.0.2"),
                         "onnx": ("Sigmoid", None)},
     "regnet_y_400mf": {"convert": ("Sigmoid", "trunk_output.block1.0.f.se.scale_activation"),
