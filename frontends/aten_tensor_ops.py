@@ -327,3 +327,47 @@ def _expand(ctx, node, a, loc) -> str:
                                  f"{list(ctx.type_of(x).features)} to {list(new) if new else '?'}",
                                  hint="only an expand to the same shape is supported")
     return x
+
+
+@lowers(aten.sum)
+def _sum(ctx, node, a, loc) -> str:
+    """Sum over feature dims (a spike count); a sum over all dims (or batch/time) is refused."""
+    x = ctx.tensor(a["self"], "input", node, loc)
+    if not a.get("dim") or a.get("dtype") is not None:
+        raise UnsupportedAttributeError(f"sum over all dims (or with a dtype) in {loc.describe()} sums over the "
+                                        "batch", hint="name the feature dims, e.g. x.sum(-1)")
+    dims = tuple(sorted({_fdim(ctx, x, d, node, loc) for d in a["dim"]}))
+    return ctx.emit(ops.Sum(name=_fresh(ctx, node), inputs=(x,), loc=loc, dims=dims, keepdim=bool(a.get("keepdim"))))
+
+
+@lowers(aten.narrow)
+def _narrow(ctx, node, a, loc) -> str:
+    x = ctx.tensor(a["self"], "input", node, loc)
+    d = _fdim(ctx, x, a["dim"], node, loc)
+    size = ctx.type_of(x).features[d]
+    start = int(a["start"]) % size
+    return ctx.emit(ops.Slice(name=_fresh(ctx, node), inputs=(x,), loc=loc, dim=d, start=start,
+                              end=start + int(a["length"])))
+
+
+@lowers(aten.slice)
+def _slice(ctx, node, a, loc) -> str:
+    """x[..., start:end] along a feature dim (step 1); a slice of the whole dim is the identity."""
+    x = ctx.tensor(a["self"], "input", node, loc)
+    start, end = a.get("start"), a.get("end")
+    lead = _lead(ctx, x, node.args[0] if node.args else None)
+    if int(a.get("dim", 0)) % (lead + len(ctx.type_of(x).features)) < lead and start in (None, 0) \
+            and (end is None or (isinstance(end, int) and end >= 2 ** 62)):
+        return x  # x[:, ...]: the whole batch/time dim
+    d = _fdim(ctx, x, a.get("dim", 0), node, loc)
+    size = ctx.type_of(x).features[d]
+    if int(a.get("step", 1)) != 1:
+        raise UnsupportedAttributeError(f"a slice with step {a['step']} in {loc.describe()} is not supported",
+                                        hint="only contiguous slices (step 1) are")
+    start, end = (0 if start is None else int(start)), (size if end is None else int(end))
+    start, end = (max(0, min(size, v + size if v < 0 else v)) for v in (start, end))
+    if (start, end) == (0, size):
+        return x
+    if end <= start:
+        raise UnsupportedAttributeError(f"an empty slice in {loc.describe()} is not supported")
+    return ctx.emit(ops.Slice(name=_fresh(ctx, node), inputs=(x,), loc=loc, dim=d, start=start, end=end))

@@ -2,8 +2,8 @@
 
 Arithmetic (mul, sub, add of a number, div by a constant, matmul of two values
 or by a weight parameter), transpose/permute, general view/reshape, chunk/split
-along a feature dim (one Slice per part, indexed or unpacked),
-unsqueeze/squeeze, mean, softmax, Conv1d, AvgPool1d
+along a feature dim (one Slice per part, indexed or unpacked), slices x[..., a:b] of a
+feature dim, unsqueeze/squeeze, mean, sum, softmax, Conv1d, AvgPool1d
 and LayerNorm. Dims in user code count the leading batch/time dims
 (ctx.lead); IR ops take feature dims only, and any use of a batch/time dim is
 refused by name. Entries registered here for a function that snnc.frontends.fx_ops
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module
-from snnc.frontends.fx_ops import _arg, _f_add, _f_getitem, _LeadDim, flatten_op, merged_run
+from snnc.frontends.fx_ops import _arg, _f_add, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -222,6 +222,9 @@ def _reshape_to(ctx: _Ctx, x: str, new: tuple[int, ...], name: str, loc: SourceL
 
 def _view(ctx: _Ctx, node: fx.Node, x: str, dims: list, loc: SourceLoc) -> str:
     dims = [_operand(ctx, d) for d in dims]
+    if len(dims) == 1 and isinstance(dims[0], _Shape) and dims[0].lead == ctx.lead(x):
+        # x.reshape(y.shape) of a y with the same batch/time dims: y's features
+        return _reshape_to(ctx, x, tuple(ctx.type_of(dims[0].value).features), node.name, loc)
     lead = ctx.lead(x)
     feats = ctx.type_of(x).features
     bad = UnsupportedOpError(
@@ -298,6 +301,39 @@ def _f_mean(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "mean") for d in dims}))
     return ctx.emit(ops.Mean(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
                              keepdim=bool(_arg(node, 2, "keepdim", False))))
+
+
+@lowers_function(torch.sum)
+def _f_sum(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    x = ctx.value(node.args[0], node, loc)
+    dim = _arg(node, 1, "dim")
+    if dim is None or node.kwargs.get("dtype") is not None:
+        raise UnsupportedAttributeError(f"sum without dims in {loc.describe()} sums over the batch/time dims",
+                                        hint="name the feature dims, e.g. x.sum(-1)")
+    dims = tuple(sorted({_feature_dim(ctx, x, int(d), loc, "sum")
+                         for d in (dim if isinstance(dim, (tuple, list)) else [dim])}))
+    return ctx.emit(ops.Sum(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dims=dims,
+                            keepdim=bool(_arg(node, 2, "keepdim", False))))
+
+
+def _slices(ctx: _Ctx, node: fx.Node, x: str, index: Any, loc: SourceLoc) -> str:
+    """x[:, :, a:b, ...]: contiguous slices of feature dims (one Slice each); batch/time dims stay whole."""
+    index = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(i, slice) for i in index) or any(i.step not in (None, 1) for i in index):
+        raise UnsupportedOpError(f"indexing {index!r} in {loc.describe()} is not supported",
+                                 hint="only x.shape[i] and contiguous slices of feature dims (x[:, :, a:b]) are")
+    for d, sl in enumerate(index):
+        if sl == slice(None):
+            continue
+        fd = _feature_dim(ctx, x, d, loc, "slice")
+        size = ctx.type_of(x).features[fd]
+        start, stop, _ = sl.indices(size)
+        if stop <= start:
+            raise UnsupportedAttributeError(f"an empty slice {sl} in {loc.describe()} is not supported")
+        if (start, stop) != (0, size):
+            x = ctx.emit(ops.Slice(name=ctx.fresh(node.name), inputs=(x,), loc=loc, dim=fd, start=start,
+                                   end=stop))
+    return x
 
 
 def _softmax(ctx: _Ctx, x: str, dim: Any, name: str, loc: SourceLoc) -> str:
@@ -413,14 +449,18 @@ def _f_split(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> tuple:
     if name == "chunk":
         sizes = split_sizes(n, None, _arg(node, 1, "chunks"), loc.describe())
     else:
-        sizes = split_sizes(n, _arg(node, 1, "split_size_or_sections", _arg(node, 1, "split_size")), None,
-                            loc.describe())
+        sizes = _arg(node, 1, "split_size_or_sections", _arg(node, 1, "split_size"))
+        # sizes computed from shapes (x.shape[-1] // 3) resolve to numbers; from the batch/time size they do not
+        sizes = [_operand(ctx, v) for v in sizes] if isinstance(sizes, (tuple, list)) else _operand(ctx, sizes)
+        if not all(_is_number(v) for v in (sizes if isinstance(sizes, list) else [sizes])):
+            raise UnsupportedOpError(f"split sizes {sizes!r} in {loc.describe()} depend on the batch/time size")
+        sizes = split_sizes(n, sizes, None, loc.describe())
     return _parts(ctx, node, x, d, sizes, loc)
 
 
 @lowers_function(operator.getitem)
 def _f_getitem_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
-    """parts[i] of a chunk/split; the rest (x.shape[i]) as fx_ops lowers it."""
+    """parts[i] of a chunk/split, x[:, :, a:b] of a value; the rest (x.shape[i]) as fx_ops lowers it."""
     tup = ctx.values.get(node.args[0]) if isinstance(node.args[0], fx.Node) else None
     if isinstance(tup, tuple) and isinstance(node.args[1], int):
         if not -len(tup) <= node.args[1] < len(tup):
@@ -430,6 +470,8 @@ def _f_getitem_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
             raise UnsupportedAttributeError(f"part {node.args[1]} in {loc.describe()} is empty",
                                             hint="snnc values have no empty dims")
         return v
+    if isinstance(tup, str):  # x[:, :, a:b]: slices of feature dims
+        return _slices(ctx, node, tup, node.args[1], loc)
     return _f_getitem(ctx, node, loc)
 
 
@@ -448,6 +490,7 @@ lowers_method("transpose", "swapaxes")(_method(_f_transpose))
 lowers_method("unsqueeze")(_method(_f_unsqueeze))
 lowers_method("squeeze")(_method(_f_squeeze))
 lowers_method("mean")(_method(_f_mean))
+lowers_method("sum")(_method(_f_sum))
 lowers_method("softmax")(_method(_f_softmax))
 lowers_method("chunk", "split", "tensor_split")(_method(_f_split))
 

@@ -241,6 +241,11 @@ def mean(op: ops.Mean, ins, params) -> Tensor:
     return ins[0].mean(dim=tuple(1 + d for d in op.dims), keepdim=op.keepdim)
 
 
+@kernel(ops.Sum)
+def sum_(op: ops.Sum, ins, params) -> Tensor:
+    return ins[0].sum(dim=tuple(1 + d for d in op.dims), keepdim=op.keepdim)
+
+
 @kernel(ops.Mul)
 def mul(op, ins, params) -> Tensor:
     return ins[0] * ins[1]

@@ -319,6 +319,9 @@ def _mean(op: ops.Mean, ctx: LowerCtx) -> nn.Module:
 @lowers(ops.TimeMean)
 def _time_mean(op: ops.TimeMean, ctx: LowerCtx) -> nn.Module:
     return M.RunningTimeMean(ctx.time_steps, ctx.batch, ctx.type(op.name).features)
+@lowers(ops.Sum)
+def _sum(op: ops.Sum, ctx: LowerCtx) -> nn.Module:
+    return M.Sum(op.dims, op.keepdim)
 
 
 @lowers(ops.Mul)

@@ -215,6 +215,15 @@ class Mean(nn.Module):
         return x.mean(dim=self.dims, keepdim=self.keepdim)
 
 
+class Sum(nn.Module):
+    def __init__(self, dims: tuple[int, ...], keepdim: bool):
+        super().__init__()
+        self.dims, self.keepdim = tuple(1 + d for d in dims), keepdim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum(dim=self.dims, keepdim=self.keepdim)
+
+
 class Mul(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return a * b

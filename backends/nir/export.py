@@ -39,6 +39,7 @@ HINTS = {
     ops.Slice: "NIR has no slice/split of a value's features",
     ops.Mul: "NIR has no product of two values",
     ops.MatMul: "NIR has no product of two values",
+    ops.Sum: "NIR has no reduction over feature dims",
     ops.Softmax: "NIR has no softmax (and a rate code has none)",
     ops.LayerNorm: "NIR has no layer norm",
     ops.Clamp: "convert the ANN to an SNN first",

@@ -1,5 +1,5 @@
-"""Tensor and layout ops over the per-sample features: Reshape, Permute, Slice, Mean, Mul, Sub, AddScalar,
-MatMul, Clamp and Softmax.
+"""Tensor and layout ops over the per-sample features: Reshape, Permute, Slice, Mean, Sum, Mul, Sub,
+AddScalar, MatMul, Clamp and Softmax.
 
 Every dim index is a feature dim (0 = the first dim after batch/time); batch and
 time never move. Binary ops broadcast feature dims of size 1 (same rank).
@@ -200,3 +200,20 @@ class Softmax(OpBase):
         f = ins[0].features
         need(0 <= self.dim < len(f), f"softmax dim {self.dim} out of range for features {list(f)}")
         return ins[0].with_dtype(_float(ins[0]))
+
+
+@register
+class Sum(OpBase):
+    """y = the sum of x over feature dims `dims` (kept as size 1 with keepdim). A sum of spikes counts them."""
+
+    kind: Literal["sum"] = "sum"
+    dims: tuple[int, ...]
+    keepdim: bool = False
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        f = ins[0].features
+        need(len(self.dims) >= 1 and len(set(self.dims)) == len(self.dims)
+             and all(0 <= d < len(f) for d in self.dims), f"sum over dims {list(self.dims)} of features {list(f)}")
+        out = tuple(1 if i in self.dims else d for i, d in enumerate(f)) if self.keepdim else \
+            tuple(d for i, d in enumerate(f) if i not in self.dims)
+        return ins[0].with_features(out, _float(ins[0]))

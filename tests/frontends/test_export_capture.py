@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from snnc.core.errors import FrontendError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import FrontendError, UnsupportedOpError
 from snnc.frontends import torch_capture, trace
 from snnc.frontends.snn import register_available
 from snnc.ir import Layout, ops
@@ -246,30 +246,6 @@ def test_spikingjelly_checked_twin_matches_sj_spike_for_spike():
     g = trace(net, (1, 8, 8))
     x = dyadic_inputs((4, 3, 1, 8, 8), torch.Generator().manual_seed(4))
     neuron_spikes_match(net, g, x, functional, neuron.BaseNode)
-
-
-SJ_ZOO_BLOCKERS = {
-    # constructor -> (module, kwargs, the first refusal on this branch: the capture works, an op is missing)
-    # (the tensor ops of issues 18/19 moved spikformer past conv1d and ms_resnet18 past mean over features)
-    "spikformer_cifar10": ("spikformer", {"T": 2, "num_classes": 10}, "aten.chunk"),
-    # ms_resnet18's x.mean(0) over T is a time_mean now (tests/zoo/test_snn_zoo_extra.py matches it to SJ)
-}
-
-
-@pytest.mark.spikingjelly
-@pytest.mark.parametrize("name", sorted(SJ_ZOO_BLOCKERS))
-def test_spikingjelly_zoo_model_is_captured_and_refused_at_its_first_missing_op(name):
-    pytest.importorskip("spikingjelly.activation_based.model.spikformer")
-    import importlib
-
-    from spikingjelly.activation_based import functional
-
-    module, kwargs, blocker = SJ_ZOO_BLOCKERS[name]
-    net = getattr(importlib.import_module(f"spikingjelly.activation_based.model.{module}"), name)(**kwargs).eval()
-    functional.set_step_mode(net, "m")
-    with pytest.raises((UnsupportedOpError, UnsupportedAttributeError)) as e:
-        trace(net, (3, 32, 32))
-    assert blocker in e.value.message and "spikingjelly" in e.value.message and ".py:" in e.value.message
 
 
 class CheckedContainers(nn.Module):
