@@ -105,6 +105,9 @@ def test_python_callers_pass_exactly_the_declared_arguments(monkeypatch):
     native.pool2d_f32("max", x[0], (2, 2), (2, 2, 2, 2, 0, 0, 1, 1))
     packed = event_conv.pack(torch.rand(3, 2, 3, 3), None, 1.0, (1, 1), (1, 1), (1, 1))
     event_conv.conv2d((x[0] > 0.5).float(), packed, channels_last=False)
+    quarter = event_conv.pack(torch.rand(3, 2, 3, 3), None, 0.25, (1, 1), (1, 1), (1, 1))
+    event_conv.conv2d(torch.nn.functional.avg_pool2d((x[0] > 0.5).float(), 2), quarter, channels_last=False,
+                      levels=4)
     assert set(calls) == EXPORTED
 
 
