@@ -91,6 +91,15 @@ def supported(weight: Tensor, groups: int, levels: int = 1) -> bool:
     return groups == 1 and weight.dim() == 4 and weight.shape[1] * levels < 65536
 
 
+def pays(weight: Tensor) -> bool:
+    """Whether the kernel is expected to beat the dense conv (Session's event_conv="auto"): it needs
+    at least one full tile of output channels. With fewer, the register tile is partly idle and the
+    per-pixel event bookkeeping dominates: on the digits demo's 16 -> 32 conv of 4x4 planes the kernel
+    took 28 ms against 6 ms for oneDNN (2-core AMD EPYC, 2026-12-05), while every VGG-11 conv
+    (C_out >= 128) runs 1.8-10x faster than dense (benchmarks/RESULTS.md)."""
+    return weight.shape[0] >= TILE
+
+
 def pack(weight: Tensor, bias: Tensor | None, amplitude: float, stride, padding, dilation) -> PackedConv:
     """Scale the weights [C_out, C_in, kh, kw] by the spike amplitude (as float32) and pack them."""
     cout, cin, kh, kw = weight.shape

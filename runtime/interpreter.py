@@ -76,9 +76,11 @@ class Interpreter:
 
     def __init__(self, graph: Graph, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  channels_last: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 neuron_impl: str = "auto", event_conv: bool = False):
+                 neuron_impl: str = "auto", event_conv: bool | str = False):
         self.graph = verify(graph)
-        self.event_conv = bool(event_conv)
+        if event_conv not in (True, False, "auto"):
+            raise InputError(f"event_conv must be True, False or 'auto', got {event_conv!r}")
+        self.event_conv = event_conv
         if neuron_impl not in ("auto", "triton"):
             raise InputError(f"neuron_impl must be 'auto' or 'triton', got {neuron_impl!r}")
         self.neuron_impl = neuron_impl
@@ -118,7 +120,7 @@ class Interpreter:
     def plan(self, static_inputs: frozenset[str], keep: frozenset[str], *, fuse: bool = True,
              fuse_pool: bool = True, no_pool: frozenset[str] = frozenset()) -> planning.Plan:
         fuse = fuse and self.native
-        event_conv = self.event_conv and self.native and self.neuron_impl == "auto"
+        event_conv = self.event_conv if self.native and self.neuron_impl == "auto" else False
         key = (static_inputs, keep, fuse, fuse_pool, no_pool, event_conv)
         if key not in self._plans:
             self._plans[key] = planning.build(self.graph, static_inputs, keep=keep, fuse=fuse,

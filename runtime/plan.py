@@ -174,10 +174,11 @@ def _call(op: ops.NeuronOp, pre: float = 1.0, post: float = 1.0, pool: str | Non
 
 def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], fuse: bool,
           channels_last: bool = False, fuse_pool: bool = True, no_pool: frozenset[str] = frozenset(),
-          event_conv: bool = False) -> Plan:
+          event_conv: bool | str = False) -> Plan:
     """Classify nodes static/dynamic and (when `fuse`) fold the Scale ops next to a neuron, and a
     2x2 pooling after it (`fuse_pool`, except for the neurons in `no_pool`), into the neuron.
-    With `event_conv`, mark the convs and linears on spike inputs for the event-driven kernel."""
+    With `event_conv`, mark the convs and linears on spike inputs for the event-driven kernel (with
+    "auto", only those where it pays: `event_conv.pays`)."""
     types = graph.types
     # a recurrent edge's source is read one step late: it stays a value of its own (never fused away)
     keep = keep | frozenset(i for op in graph.back_edges() for i in op.inputs)
@@ -239,6 +240,9 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
             if n.static or not n.inputs or n.inputs[0] not in levels:
                 continue
             unit, lv = levels[n.inputs[0]]
+            if event_conv == "auto" and isinstance(n.op, (ops.Conv2d, ops.Linear)) \
+                    and not event_kernel.pays(graph.params[n.op.weight]):
+                continue
             if isinstance(n.op, ops.Conv2d) and event_kernel.supported(graph.params[n.op.weight], n.op.groups, lv):
                 n.spike_amplitude, n.spike_levels = unit, lv
             elif (isinstance(n.op, ops.Linear) and len(types[n.inputs[0]].features) == 1

@@ -47,8 +47,9 @@ class Session:
         max_memory: bytes a run may use; a run whose estimated peak exceeds it runs in smaller
             windows of time steps, or fails before allocating (default: the memory available).
         event_conv: run the convolutions whose input is a neuron's spikes on the event-driven
-            kernel (default; float32 on the CPU): it adds the weights of the nonzero inputs only,
-            which is faster at the usual spike densities. Conv results differ from eager torch in
+            kernel (float32 on the CPU): it adds the weights of the nonzero inputs only, which is
+            faster at the usual spike densities. "auto" (default): only the convs and linears with
+            at least 64 output channels, where it pays; True: every conv and linear it takes. Conv results differ from eager torch in
             the last bits (another summation order).
             run, step and chunked runs agree exactly whatever the options; with
             channels_last=False, event_conv=False every value is bit-identical to eager NCHW torch.
@@ -60,7 +61,7 @@ class Session:
                  dtype: torch.dtype = torch.float32, encoder: "str | enc.Encoder | None" = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, channels_last: bool = True,
                  progress: bool | None = None, neuron_impl: str | None = None, max_memory: int | None = None,
-                 event_conv: bool = True, triton_options: Mapping[str, Any] | None = None):
+                 event_conv: bool | str = "auto", triton_options: Mapping[str, Any] | None = None):
         if isinstance(source, (str, os.PathLike)):
             source = Artifact.open(Path(source))
         if isinstance(source, Artifact):

@@ -300,3 +300,24 @@ def _same_up_to_rounding(graph, on, off, x, T, what):
     assert differ <= total * 1e-3
     agree = (r_on.outputs["out"].mean(0).argmax(-1) == r_off.outputs["out"].mean(0).argmax(-1)).float().mean()
     assert agree >= 0.98
+
+
+def test_auto_takes_only_convs_where_the_kernel_pays():
+    """event_conv="auto" (the Session default) leaves convs and linears with fewer than 64 output channels
+    dense (the kernel's register tile would idle); True takes every conv and linear on spikes."""
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 64, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(64, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 36, 64), nn.ReLU(),
+                          nn.Linear(64, 3))
+    torch.manual_seed(0)
+    graph = snnc.convert(model, torch.rand(16, 1, 6, 6), "99%", show_progress=False)
+    shapes = {}
+    for mode in ("auto", True):
+        s = Session(graph, progress=False, event_conv=mode)
+        shapes[mode] = [tuple(graph.params[n.op.weight].shape[:2]) for n in _event_convs(s, None)]
+    assert shapes[True] == [(64, 8, 3, 3)[:2], (16, 64), (64, 576), (3, 64)]
+    assert shapes["auto"] == [(64, 8), (64, 576)]
+    x = torch.rand(4, 1, 6, 6)
+    on, auto = Session(graph, progress=False, event_conv=True), Session(graph, progress=False)
+    torch.testing.assert_close(auto.run(x, 8), on.run(x, 8), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="event_conv must be"):
+        Session(graph, progress=False, event_conv="always")
