@@ -294,6 +294,14 @@ def avg_pool1d(op: ops.AvgPool1d, ins, params) -> Tensor:
     return F.avg_pool1d(ins[0], op.kernel_size, op.stride, op.padding, op.ceil_mode, op.count_include_pad)
 
 
+def _native_running_max_ok(op: ops.RunningMaxPool2d, x: Tensor) -> bool:
+    """The C loop takes the common case: a 2x2/stride-2 window without padding on even float32 CPU planes."""
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    return (x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 5 and x.shape[-1] % 2 == 0
+            and x.shape[-2] % 2 == 0 and pair(op.kernel_size) == (2, 2) and pair(op.stride or op.kernel_size) == (2, 2)
+            and pair(op.padding) == (0, 0) and pair(op.dilation) == (1, 1) and native.available())
+
+
 @stateful_kernel(ops.RunningMaxPool2d)
 def running_max_pool2d(op: ops.RunningMaxPool2d, x: Tensor, acc: Tensor | None, params) -> tuple[Tensor, Tensor]:
     """c steps of x [c, N, C, H, W] and the sums so far (None: zeros) -> (y [c, N, C, Ho, Wo], the sums).
@@ -302,6 +310,8 @@ def running_max_pool2d(op: ops.RunningMaxPool2d, x: Tensor, acc: Tensor | None, 
     y[t] = maxpool(acc[t]) - maxpool(acc[t-1]), so any split of T into windows (run,
     chunks, step()) gives the same bits.
     """
+    if _native_running_max_ok(op, x):
+        return native.running_max_pool2d_f32(x, acc)
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     acc = x.new_zeros(x.shape[1:], dtype=dtype) if acc is None else acc.to(dtype)
 

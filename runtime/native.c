@@ -234,3 +234,52 @@ void snnc_max_pool2d_f32(const float* restrict x, float* restrict out, int64_t p
     }
   }
 }
+
+/* The running 2x2/stride-2 max pool (RunningMaxPool2d) over c steps of x, for planes/images [p0, p1):
+ *   acc += x[t];  cur = maxpool(acc);  y[t] = cur - prev;  prev = cur
+ * with the same float32 operations, in the same order per element, as the torch loop in
+ * runtime/kernels.py (so the results are bit-identical). acc [P, H, W] (or [N, H, W, C]) is updated in
+ * place; prev [P, Ho, Wo] (or [N, Ho, Wo, C]) is scratch. H and W are even (Ho = H / 2, Wo = W / 2).
+ * channels_last = 0: P = N * C planes of H x W; x step t starts at t * xs floats, y step t at t * ys.
+ * channels_last = 1: P = N images of H x W x C (channels innermost), the range is over images. */
+static inline __attribute__((always_inline)) float max4(float a, float b, float c, float d)
+{
+  float m = a;
+  if (b > m || b != b) m = b;
+  if (c > m || c != c) m = c;
+  if (d > m || d != d) m = d;
+  return m;
+}
+
+void snnc_running_max_pool2d_f32(int channels_last, const float* restrict x, int64_t xs, float* restrict y, int64_t ys,
+                                 float* restrict acc, float* restrict prev, int64_t c, int64_t p0, int64_t p1,
+                                 int64_t H, int64_t W, int64_t C)
+{
+  const int64_t Ho = H / 2, Wo = W / 2;
+  const int64_t cl = channels_last ? C : 1;  /* floats per pixel */
+  const int64_t plane = H * W * cl, oplane = Ho * Wo * cl, row = W * cl;
+  for (int64_t p = p0; p < p1; p++) {
+    float* a = acc + p * plane;
+    float* pv = prev + p * oplane;
+    for (int64_t oh = 0; oh < Ho; oh++)
+      for (int64_t ow = 0; ow < Wo; ow++)
+        for (int64_t k = 0; k < cl; k++) {
+          const float* r0 = a + 2 * oh * row + 2 * ow * cl + k;
+          pv[(oh * Wo + ow) * cl + k] = max4(r0[0], r0[cl], r0[row], r0[row + cl]);
+        }
+    for (int64_t t = 0; t < c; t++) {
+      const float* xp = x + t * xs + p * plane;
+      float* yp = y + t * ys + p * oplane;
+      for (int64_t i = 0; i < plane; i++) a[i] = a[i] + xp[i];
+      for (int64_t oh = 0; oh < Ho; oh++)
+        for (int64_t ow = 0; ow < Wo; ow++)
+          for (int64_t k = 0; k < cl; k++) {
+            const float* r0 = a + 2 * oh * row + 2 * ow * cl + k;
+            const float cur = max4(r0[0], r0[cl], r0[row], r0[row + cl]);
+            const int64_t o = (oh * Wo + ow) * cl + k;
+            yp[o] = cur - pv[o];
+            pv[o] = cur;
+          }
+    }
+  }
+}

@@ -331,3 +331,33 @@ def pool2d_f32(kind: str, x: torch.Tensor, out_hw: tuple[int, int], args: tuple)
     for f in futures:
         f.result()
     return out
+
+
+def running_max_pool2d_f32(x: torch.Tensor, acc: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """RunningMaxPool2d with a 2x2/stride-2 window on c steps of float32 x [c, N, C, H, W] (H, W even) and the
+    sums so far acc [N, C, H, W] (None: zeros) -> (y [c, N, C, H/2, W/2], the new sums), bit-identical to the
+    torch loop in runtime/kernels.py. NCHW or channels_last steps; y and the sums keep x's layout."""
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"the native kernels are unavailable: {_why}")
+    c, n, ch, h, w = x.shape
+    cl = not x[0].is_contiguous() and x[0].is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    if not x[0].is_contiguous(memory_format=fmt) or (c > 1 and x.stride(0) != n * ch * h * w):
+        x = torch.stack([s.contiguous(memory_format=fmt) for s in x])
+    acc = (torch.zeros((n, ch, h, w), dtype=torch.float32).contiguous(memory_format=fmt) if acc is None
+           else acc.to(torch.float32).contiguous(memory_format=fmt).clone())
+    y = torch.empty((c * n, ch, h // 2, w // 2), dtype=torch.float32).contiguous(memory_format=fmt)
+    prev = torch.empty((n, ch, h // 2, w // 2), dtype=torch.float32)
+    units = n if cl else n * ch
+    args = (int(cl), x.data_ptr(), x.stride(0) if c > 1 else 0, y.data_ptr(), n * ch * (h // 2) * (w // 2),
+            acc.data_ptr(), prev.data_ptr(), c)
+    fn = lib.snnc_running_max_pool2d_f32
+    workers = max(1, torch.get_num_threads())
+    if workers == 1 or x.numel() < PARALLEL_MIN or units < 2:
+        fn(*args, 0, units, h, w, ch)
+    else:
+        step = -(-units // workers)
+        for f in [threads().submit(fn, *args, p0, min(units, p0 + step), h, w, ch) for p0 in range(0, units, step)]:
+            f.result()
+    return y.unflatten(0, (c, n)), acc

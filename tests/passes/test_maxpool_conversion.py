@@ -173,6 +173,29 @@ def test_running_max_pool_kernel_matches_the_cumulative_definition_and_any_windo
     torch.testing.assert_close(yc.double().cumsum(0), _reference(op, currents).cumsum(0), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_native_running_max_pool_is_bit_identical_to_the_torch_loop(channels_last, monkeypatch):
+    """The C loop (2x2/stride 2 on even planes) gives the torch loop's bits, in either layout, from any state."""
+    from snnc.runtime import kernels, native
+
+    if not native.available():
+        pytest.skip(f"native kernels unavailable: {native.why_unavailable()}")
+    op = ops.RunningMaxPool2d(name="p", inputs=("x",), kernel_size=(2, 2), stride=(2, 2))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9 * 4, 5, 6, 8, generator=g)  # analog currents: float rounding matters
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.unflatten(0, (9, 4))
+    acc0 = torch.randn(4, 5, 6, 8, generator=g)
+    assert kernels._native_running_max_ok(op, x)
+    got = [running_max_pool2d(op, x, a, {}) for a in (None, acc0)]
+    monkeypatch.setattr(kernels, "_native_running_max_ok", lambda op, x: False)
+    want = [running_max_pool2d(op, x, a, {}) for a in (None, acc0)]
+    for (y, acc), (wy, wacc) in zip(got, want):
+        assert torch.equal(y, wy) and torch.equal(acc, wacc)
+    assert float(want[0][0].abs().max()) > 0.1
+
+
 def test_session_streaming_and_snapshot_keep_the_pool_state():
     g = snnc.convert(vgg(), _x(8))
     x = _x(2)

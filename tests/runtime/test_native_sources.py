@@ -11,7 +11,7 @@ from snnc.core.dynamics import Charge, FireCompare, NeuronParams, ResetMode
 from snnc.runtime import event_conv, native
 
 EXPORTED = {"snnc_neuron_f32", "snnc_neuron_pool_f32", "snnc_avg_pool2d_f32", "snnc_max_pool2d_f32",
-            "snnc_spike_events_f32", "snnc_level_events_f32", "snnc_event_conv2d_f32"}
+            "snnc_spike_events_f32", "snnc_level_events_f32", "snnc_event_conv2d_f32", "snnc_running_max_pool2d_f32"}
 
 needs_library = pytest.mark.skipif(not native.available(), reason=f"no native kernel: {native.why_unavailable()}")
 
@@ -108,6 +108,7 @@ def test_python_callers_pass_exactly_the_declared_arguments(monkeypatch):
     quarter = event_conv.pack(torch.rand(3, 2, 3, 3), None, 0.25, (1, 1), (1, 1), (1, 1))
     event_conv.conv2d(torch.nn.functional.avg_pool2d((x[0] > 0.5).float(), 2), quarter, channels_last=False,
                       levels=4)
+    native.running_max_pool2d_f32(x, None)
     assert set(calls) == EXPORTED
 
 
