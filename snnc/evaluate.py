@@ -35,6 +35,7 @@ from snnc.core.errors import InputError
 from snnc.core.userdata import as_float, check_finite, read_arrays
 from snnc.ir import ops
 from snnc.ir.graph import Graph
+from snnc.ir.ops.temporal import after_time_mean
 from snnc.passes import distributed
 from snnc.runtime.interpreter import Interpreter
 from snnc.runtime.session import Session
@@ -166,8 +167,9 @@ def is_snn(graph: Graph) -> bool:
     return any(isinstance(op, ops.NeuronOp) for op in graph)
 
 
-def snn_graphs(graph: Graph, calib, modes: Sequence[str | float]) -> dict[str, Graph]:
-    """The SNNs to evaluate: `graph` itself if it is one, else its conversion with each of `modes`.
+def snn_graphs(graph: Graph, calib, modes: Sequence[str | float], analog: str | None = None) -> dict[str, Graph]:
+    """The SNNs to evaluate: `graph` itself if it is one, else its conversion with each of `modes` (and the
+    hybrid mode's `analog` op kinds, as snnc.convert takes them).
 
     Every rank converts with the whole calibration set (no sharding), so each rank holds the graph a single
     process would convert.
@@ -179,7 +181,8 @@ def snn_graphs(graph: Graph, calib, modes: Sequence[str | float]) -> dict[str, G
                          hint="or evaluate an already converted SNN")
     import snnc
 
-    return {str(m): snnc.convert(graph, calib, m, show_progress=False, distributed=False) for m in modes}
+    extra = {} if analog is None else {"analog": analog}
+    return {str(m): snnc.convert(graph, calib, m, show_progress=False, distributed=False, **extra) for m in modes}
 
 
 def _time_major(out: torch.Tensor, session: Session) -> torch.Tensor:
@@ -198,6 +201,8 @@ def correct_at(session: Session, x: torch.Tensor, y: torch.Tensor, t_values: Seq
     seq = _time_major(session.run(x, t_values[-1]), session).float()
     if seq.dim() < 3:
         raise InputError("eval needs a classifier: an output [T, N, classes]")
+    if after_time_mean(session.graph, session.graph.outputs[0].name):  # the model averages over T itself
+        return torch.tensor([int((seq[t - 1].argmax(-1) == y).sum()) for t in t_values], dtype=torch.int64)
     return torch.tensor([int((seq[:t].mean(0).argmax(-1) == y).sum()) for t in t_values], dtype=torch.int64)
 
 
@@ -215,7 +220,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterator[tuple[torc
 
 def evaluate(graph: Graph, data: str, t_values: Sequence[int], *, calib=None, modes: Sequence[str | float] = ("max",),
              batch_size: int = 256, scale: float | None = None, show_progress: bool | None = None,
-             ann_accuracy: bool = True) -> EvalResult:
+             ann_accuracy: bool = True, analog: str | None = None) -> EvalResult:
     """Accuracy of `graph` (an SNN, or an ANN converted with each of `modes` on `calib`) at each T.
 
     Under torchrun (WORLD_SIZE > 1) the process group is started here and the counts are summed over
@@ -229,7 +234,7 @@ def evaluate(graph: Graph, data: str, t_values: Sequence[int], *, calib=None, mo
     shards = find_shards(data)  # checked on every rank before any collective, so a bad path fails everywhere
     rank, world = rank_and_world()
     running = world > 1
-    snns = snn_graphs(graph, calib, modes)
+    snns = snn_graphs(graph, calib, modes, analog)
     ann = None if is_snn(graph) or not ann_accuracy else Interpreter(graph)
     mine, by_rows = my_part(shards, rank, world)
     sessions = {m: Session(g, progress=False) for m, g in snns.items()}

@@ -58,11 +58,12 @@ def _check_eval(x: torch.Tensor, y: torch.Tensor, source: str) -> None:
 def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None, *,
             modes=DEFAULT_MODES, t_values=DEFAULT_T, detail_T: int = 32, detail_batch: int = 128,
             model_source: str | None = None, eval_source: str | None = None,
-            calib_source: str | None = None) -> ReportData:
+            calib_source: str | None = None, analog: str | None = None) -> ReportData:
     """Compute everything the report shows.
 
     `graph` is an ANN (converted here with each of `modes`, which needs `calib`)
-    or an already converted SNN. The `*_source` strings only label the metadata.
+    or an already converted SNN. The `*_source` strings only label the metadata; `analog` is the
+    hybrid conversion's op kinds (snnc.convert's `analog`).
     """
     import snnc
     from snnc.core import __version__
@@ -87,7 +88,8 @@ def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None
         out = Interpreter(ann).run({ann.inputs[0].name: x_eval})[ann.outputs[0].name]
         ann_score = Score(int((out.argmax(-1) == y_eval).sum()), n)
         for m in modes:
-            snns[str(m)] = snnc.convert(graph, calib, m, show_progress=False, distributed=False)
+            snns[str(m)] = snnc.convert(graph, calib, m, show_progress=False, distributed=False,
+                                        **({} if analog is None else {"analog": analog}))
     # under torchrun each rank scores its rows of the evaluation set and the counts are summed (snnc.evaluate)
     rank, world = rank_and_world()
     ts = tuple(sorted(set(t_values)))

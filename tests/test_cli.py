@@ -151,3 +151,11 @@ def test_analog_flag_converts_a_gated_network_and_prints_the_analog_share(tmp_pa
     r = snnc("convert", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "-o", tmp_path / "t.snnir",
              "--analog", "swish", check=False)
     assert r.returncode != 0 and "unknown analog op 'swish'" in r.stderr
+    y = np.arange(24) % 3
+    np.savez(tmp_path / "d.npz", x=np.random.rand(24, 6).astype(np.float32), y=y)
+    r = snnc("eval", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "--data", tmp_path / "d.npz",
+             "-T", "4", check=False)
+    assert r.returncode != 0 and "--analog sigmoid" in r.stderr.splitlines()[0]
+    r = snnc("eval", tmp_path / "ann.snnir", "--calib", tmp_path / "calib.npy", "--data", tmp_path / "d.npz",
+             "-T", "4,8", "--analog", "sigmoid", "--json")
+    assert json.loads(r.stdout)["n"] == 24

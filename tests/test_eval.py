@@ -165,3 +165,50 @@ def test_report_under_torchrun_equals_one_process(tmp_path, ann, digits):
     _snnc(*common, "-o", tmp_path / "two", ranks=2, cwd=tmp_path)
     one, two = _report_scores(tmp_path / "one"), _report_scores(tmp_path / "two")
     assert one == two and one["max"]["2"]["n"] == 61
+
+
+def test_eval_reads_a_model_that_averages_over_T_at_its_last_step(tmp_path):
+    """A model whose output is its own mean over T (a TimeMean op, MS-ResNet's `head(x).mean(0)`) is scored at step
+    t - 1 of the run, as Session.predict reads it; averaging the running means again would score another number."""
+    from tests.frontends.test_time_mean import MeanHead
+
+    head = MeanHead()
+    with torch.no_grad():  # one IF neuron fed x[:, 0]; class 1 grows with its rate, class 0 is a constant 0.2
+        for p in head.parameters():
+            p.zero_()
+        head.fc1.weight[0, 0] = 1.0
+        head.fc2.weight[1, 0] = 1.0
+        head.fc2.bias[0] = 0.2
+    snn = snnc.trace(head, (6,))
+    x = torch.zeros(200, 6)
+    x[:, 0] = torch.linspace(0.2, 0.6, 200)  # fires at step 1, step 2 or not within 3 steps
+    s = Session(snn, progress=False)
+    y = s.predict(x, 3)
+    assert 0 < int(y.sum()) < 200
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    res = evaluate(snn, str(tmp_path / "d.npz"), (3, 6), batch_size=64)
+    assert res.correct[next(iter(res.correct))] == _expected(snn, x, y, (3, 6))
+    assert res.correct[next(iter(res.correct))][3] == 200
+    running = s.run(x, 3)  # [T, N, 3]: the running mean
+    assert int((running.mean(0).argmax(-1) == y).sum()) < 200  # what the mean of running means would have scored
+
+
+def test_eval_and_report_take_the_hybrid_conversion(tmp_path, digits):
+    """An ANN with a SiLU converts only in the hybrid mode: eval refuses it naming --analog, and with analog="silu"
+    its counts equal Session.predict of snnc.convert(..., analog="silu")."""
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    ann = snnc.trace(model, [1, 8, 8])
+    calib = digits.x_train[:N_CALIB]
+    np.savez(tmp_path / "d.npz", x=digits.x_test[:60].numpy(), y=digits.y_test[:60].numpy())
+    with pytest.raises(Exception, match="analog"):
+        evaluate(ann, str(tmp_path / "d.npz"), (4,), calib=calib, modes=("max",))
+    res = evaluate(ann, str(tmp_path / "d.npz"), (4, 16), calib=calib, modes=("max",), analog="silu")
+    snn = snnc.convert(ann, calib, "max", show_progress=False, analog="silu")
+    assert res.correct["max"] == _expected(snn, digits.x_test[:60], digits.y_test[:60], (4, 16))
+    from snnc.report import collect
+
+    data = collect(ann, digits.x_test[:40], digits.y_test[:40], calib, modes=("max",), t_values=(4,), analog="silu")
+    assert data is not None
