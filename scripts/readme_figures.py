@@ -9,7 +9,8 @@ Demo block: `snnc demo` runs twice, each time in a new process. The first run ha
 trains the CNN and builds the C kernels, as a first `make demo` does. The second run has the cache filled.
 The block holds the accuracy table and the Loihi rows exactly as the demo printed them, the prose figures
 worked out from those rows, and the two run times.
-Speed block: the digits and VGG-11 rows of benchmarks/cpu_runtime.py, laid out as the README's table.
+Speed block: the digits, VGG-11 and ResNet-18 rows of benchmarks/cpu_runtime.py, laid out as the README's
+table (SpikingJelly in this process and in its own, as its users run it).
 Each block begins with the machine (CPU, cores, torch, Python, OS, date) and the load average. --write
 replaces only the text between the block's markers (`<!-- figures:demo -->` ... `<!-- /figures:demo -->`).
 """
@@ -154,8 +155,8 @@ def measure_demo(m: dict) -> str:
 
 
 # -- the speed block -----------------------------------------------------------------
-SPEED_NETS = {"digits": "digits CNN", "vgg11": "VGG-11 (CIFAR shape)"}
-SPEED_METHODS = ("snnc", "snnc-exact", "eager", "spikingjelly")
+SPEED_NETS = {"digits": "digits CNN", "vgg11": "VGG-11 (CIFAR shape)", "resnet18": "ResNet-18 (CIFAR shape)"}
+SPEED_METHODS = ("snnc", "snnc-exact", "eager", "spikingjelly", "spikingjelly (own process)")
 
 
 def _rate(samples_per_s: float) -> str:
@@ -169,8 +170,8 @@ def speed_block(m: dict, rows: list[dict], runs: int, spikingjelly: str | None) 
                          f"median of {runs} rounds in one process{load_note(m['load'])}: samples/s, and how many "
                          "times faster snnc's default is than each alternative.", 80)
     lines = [head, "",
-             f"| network | snnc | snnc `--eager-exact` | plain eager, step by step | {sj} |",
-             "|---|---:|---:|---:|---:|"]
+             f"| network | snnc | snnc `--eager-exact` | plain eager, step by step | {sj} | {sj}, own process |",
+             "|---|---:|---:|---:|---:|---:|"]
     for net, label in SPEED_NETS.items():
         by = {r["method"]: r for r in rows if r["net"] == net}
         if "snnc" not in by:

@@ -175,7 +175,7 @@ def test_the_speed_block_is_marked_and_rendered_from_benchmark_rows():
     table = fig.speed_block(m, rows, 5, None)
     flat = " ".join(table.split())
     assert fig.describe(m) in flat and "median of 5 rounds" in flat
-    assert "| digits CNN, T=32, batch 256 | 1200 | 600.0 (2.0x) | 95.5 (12.6x) | n/a |" in table
+    assert "| digits CNN, T=32, batch 256 | 1200 | 600.0 (2.0x) | 95.5 (12.6x) | n/a | n/a |" in table
     assert "| VGG-11 (CIFAR shape), T=16, batch 32 |" in table
     # --write replaces exactly the marked part
     new = fig.replace_block(readme, "speed", table)
