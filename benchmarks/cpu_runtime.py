@@ -359,6 +359,18 @@ def ceilings() -> dict[str, float]:
             "cached_adds_per_s": m * reps / cached}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _time(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -506,7 +518,7 @@ def main() -> None:
         return
     from snnc.runtime import allocator, native
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; native kernels: "
           f"{'yes' if native.available() else 'no (' + native.why_unavailable() + ')'}")
     rows: list[dict] = []
