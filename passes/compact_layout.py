@@ -64,7 +64,6 @@ def compact_layout(graph: Graph) -> Graph:
     """Merge the dims that a permute moves together (reshape -> permute -> reshape chains), and chains of
     reshapes into one."""
     g = graph.copy()
-    _merge_reshape_chains(g)
     for op in list(g):
         if not isinstance(op, ops.Permute):
             continue
@@ -83,5 +82,6 @@ def compact_layout(graph: Graph) -> Graph:
         g.replace_op(op.replace(perm=tuple(in_order.index(b) for b in blocks)))
         g.replace_op(ops.Reshape(name=users[0].name, inputs=users[0].inputs, shape=tuple(out_features),
                                  loc=users[0].loc))
-    _merge_reshape_chains(g)  # a reshape after the rewritten chain
+    # after the permutes: merging first could give a permute a second reshape user and keep it 5-D
+    _merge_reshape_chains(g)
     return g
