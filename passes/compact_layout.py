@@ -14,6 +14,15 @@ which computes the same elements (a permutation of blocks) with 4-D instead of
 5-D tensors once time and batch fold into one dim, as the Lynxi chip needs.
 The chain is rewritten only where the permute is the only user of the reshape
 before it and a reshape or flatten is its only user; names and locs are kept.
+
+A reshape or flatten of a reshape or flatten reads the first one's input instead
+(one reshape to its own features: the same elements in the same row-major order).
+The attention of the SpikingJelly transformers splits QKV as
+
+    reshape [3C, L] -> [3, H, C/H, L] -> flatten 0..1 to [3H, C/H, L] -> slices
+
+whose middle value is 5-D once time and batch fold; it becomes one reshape
+[3C, L] -> [3H, C/H, L], and dce drops the 5-D value when nothing else reads it.
 """
 
 from __future__ import annotations
@@ -38,9 +47,22 @@ def merged_blocks(perm: tuple[int, ...]) -> list[list[int]]:
     return blocks
 
 
+def _merge_reshape_chains(g: Graph) -> None:
+    """Each reshape/flatten of a reshape/flatten becomes one reshape of the first one's input (in place)."""
+    features = {op.name: tuple(g.type_of(op.name).features) for op in g if isinstance(op, _RESHAPES)}
+    for op in list(g):
+        if not isinstance(op, _RESHAPES):
+            continue
+        src = g[op.inputs[0]]
+        if not isinstance(src, _RESHAPES):
+            continue  # node order is topological: src already reads the start of its chain
+        g.replace_op(ops.Reshape(name=op.name, inputs=src.inputs, shape=features[op.name], loc=op.loc))
+
+
 @register_pass("compact-layout")
 def compact_layout(graph: Graph) -> Graph:
-    """Merge the dims that a permute moves together (reshape -> permute -> reshape chains)."""
+    """Merge the dims that a permute moves together (reshape -> permute -> reshape chains), and chains of
+    reshapes into one."""
     g = graph.copy()
     for op in list(g):
         if not isinstance(op, ops.Permute):
@@ -60,4 +82,6 @@ def compact_layout(graph: Graph) -> Graph:
         g.replace_op(op.replace(perm=tuple(in_order.index(b) for b in blocks)))
         g.replace_op(ops.Reshape(name=users[0].name, inputs=users[0].inputs, shape=tuple(out_features),
                                  loc=users[0].loc))
+    # after the permutes: merging first could give a permute a second reshape user and keep it 5-D
+    _merge_reshape_chains(g)
     return g

@@ -117,3 +117,24 @@ def test_compact_layout_makes_the_shuffle_4d_and_computes_the_same():
     assert max(len(t.features) for t in g.types.values()) == 4
     x = torch.randn(2, 8, 3, 5)
     assert torch.equal(Session(small).run(x), Shuffle()(x))
+
+
+def test_compact_layout_merges_a_reshape_chain_into_one_4d_reshape():
+    """The SJ transformers' QKV split: [3C, L] -> [3, H, C/H, L] -> flatten 0..1 -> chunks. The 5-D view
+    (once time and batch fold) becomes one reshape [3C, L] -> [3H, C/H, L]; the result is the same."""
+    from snnc.passes import PassManager, parse_pipeline
+
+    class QKV(nn.Module):
+        def forward(self, x):
+            n, c3, length = x.shape
+            q, k, v = x.reshape(n, 3, 2, c3 // 6, length).flatten(1, 2).chunk(3, 1)
+            return (q @ k.transpose(-1, -2)) @ v
+
+    g = trace(QKV(), (12, 5))
+    assert max(len(t.features) for t in g.types.values()) == 4  # [3, 2, 2, 5]
+    small = PassManager(parse_pipeline("compact-layout,dce")).run(g)
+    assert max(len(t.features) for t in small.types.values()) == 3
+    assert [op.kind for op in small].count("reshape") == 1 and "flatten" not in {op.kind for op in small}
+    x = torch.randn(2, 12, 5)
+    assert torch.allclose(Session(small).run(x), QKV()(x), atol=1e-6)
+    assert torch.equal(Session(small).run(x), Session(g).run(x))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import types
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -173,10 +174,10 @@ def _con_mat() -> torch.Tensor:
     return c
 
 
-def _snasnet(celltype: str) -> nn.Module:
+def _snasnet(celltype: str, timestep: int = 2) -> nn.Module:
     torch.manual_seed(0)
     # cifar100 is the narrowest configuration (128 channels in the first cell, 256 in the second)
-    args = types.SimpleNamespace(threshold=0.5, tau=2.0, timestep=2, second_avgpooling=4, dataset="cifar100",
+    args = types.SimpleNamespace(threshold=0.5, tau=2.0, timestep=timestep, second_avgpooling=4, dataset="cifar100",
                                  celltype=celltype)
     return _fire(SNASNet(args, _con_mat()))
 
@@ -202,16 +203,44 @@ def test_snasnet_backward_cell_is_refused_naming_its_modules():
 
 
 # ---------------------------------------------------------------- Lynxi and Triton on the zoo models
-def _plif() -> nn.Module:
-    torch.manual_seed(0)
-    net = parametric_lif_net.MNISTNet(channels=4, spiking_neuron=neuron.LIFNode, surrogate_function=surrogate.ATan(),
-                                      detach_reset=True)
-    functional.set_step_mode(_fire(net), "m")
-    return net
+TARGET_T = 4  # the targets' checks run T=4, N=2 (the time loop of the lynxi neurons unrolled 4 times)
+
+
+def _plif(name: str = "MNISTNet"):
+    def make():
+        torch.manual_seed(0)
+        net = getattr(parametric_lif_net, name)(channels=4, spiking_neuron=neuron.LIFNode,
+                                                surrogate_function=surrogate.ATan(), detach_reset=True)
+        functional.set_step_mode(_fire(net), "m")
+        return net
+    return make
 
 
 def _ms_small() -> nn.Module:
     return _ms(ms_resnet.ms_resnet18, stage_channels=(4, 4, 4, 4), base_channels=4)
+
+
+def _max_small() -> nn.Module:
+    """max_resnet18's own builder, its stages shrunk to one block of 4 channels each (the builder fixes
+    layers=(3, 3, 2) and stage_channels=(128, 256, 512) when it calls MaxResNet)."""
+    cls = ms_resnet.MaxResNet
+    with mock.patch.object(ms_resnet, "MaxResNet",
+                           lambda **kw: cls(**{**kw, "layers": (1, 1, 1), "stage_channels": (4, 4, 4)})):
+        net = _ms(ms_resnet.max_resnet18, base_channels=4)
+    assert [len(getattr(net, f"layer{i}")) for i in (1, 2, 3)] == [1, 1, 1]
+    return net
+
+
+def _transformer(module: str, name: str):
+    """A transformer of test_snn_zoo's table, built and fired there (SMALL widths, one block per stage)."""
+    def make():
+        from tests.zoo import test_snn_zoo as zoo
+        entry = zoo.EXPECTED[module][name]
+        net = zoo._build(module, name, {**entry.kwargs, "T": TARGET_T})
+        functional.set_step_mode(net, "m")
+        x = torch.rand(TARGET_T, N, *entry.shape, generator=torch.Generator().manual_seed(1))
+        return zoo._fire(net, x, functional)
+    return make
 
 
 def _sew(cnf: str):
@@ -240,29 +269,50 @@ def _sew(cnf: str):
     return make
 
 
-TARGET_MODELS = {  # name: (model, features)
-    "parametric_lif_net.MNISTNet": (_plif, (1, 28, 28)),
-    **{f"sew_{cnf}": (_sew(cnf), (4, 8, 8)) for cnf in ("ADD", "AND", "IAND")},
-    "ms_resnet18": (_ms_small, (3, 16, 16)),
-    "ottt_spiking_vggws": (lambda: _ottt("ottt_spiking_vggws"), (3, 16, 16)),
+PLIF_NETS = {"MNISTNet": (1, 28, 28), "FashionMNISTNet": (1, 28, 28), "NMNISTNet": (2, 34, 34),
+             "CIFAR10Net": (3, 32, 32), "CIFAR10DVSNet": (2, 128, 128), "DVSGestureNet": (2, 128, 128)}
+TRANSFORMERS = [("spikformer", "spikformer_cifar10"), ("spikformer", "spikformer_ti"), ("spikformer", "spikformer_s"),
+                ("spike_driven_transformer", "sdt_8_384"), ("qkformer", "qkformer_10_384"),
+                ("maxformer", "maxformer_10_384"), ("maxformer", "maxformer_cifar")]
+
+# name: (model, features, input): "sequence" feeds [T, N, *features]; "constant" feeds [N, *features] that the
+# graph repeats over T (SNASNet runs its own time loop on one image)
+TARGET_MODELS = {
+    **{f"parametric_lif_net.{n}": (_plif(n), shape, "sequence") for n, shape in PLIF_NETS.items()},
+    **{f"sew_{cnf}": (_sew(cnf), (4, 8, 8), "sequence") for cnf in ("ADD", "AND", "IAND")},
+    "ms_resnet18": (_ms_small, (3, 16, 16), "sequence"),
+    "max_resnet18": (_max_small, (3, 16, 16), "sequence"),
+    "ottt_spiking_vggws": (lambda: _ottt("ottt_spiking_vggws"), (3, 16, 16), "sequence"),
+    **{f"{m}.{n}": (_transformer(m, n), (3, 32, 32), "sequence") for m, n in TRANSFORMERS},
+    "SNASNet": (lambda: _snasnet("forward", timestep=TARGET_T), (3, 32, 32), "constant"),
 }
+
+
+def test_the_target_table_covers_every_model_the_cpu_target_runs():
+    """Every zoo model that test_snn_zoo.py checks on cpu (its Ok entries) is in TARGET_MODELS."""
+    from tests.zoo import test_snn_zoo as zoo
+    ok = {f"{m}.{n}" for m, names in zoo.EXPECTED.items() for n, e in names.items() if isinstance(e, zoo.Ok)}
+    assert ok and not ok - set(TARGET_MODELS), sorted(ok - set(TARGET_MODELS))
 
 
 @pytest.mark.parametrize("name", list(TARGET_MODELS))
 def test_lynxi_and_triton_run_the_zoo_models_like_the_cpu_reference(name, tmp_path):
-    make, shape = TARGET_MODELS[name]
+    make, shape, kind = TARGET_MODELS[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = trace(make(), shape)
-    x = torch.rand(T, N, *shape)
-    want = snnc.load(snnc.compile(g, "cpu", tmp_path / "cpu")).run(x)
-    assert float(want.abs().mean()) > 0.01
-    got = snnc.load(snnc.compile(g, "triton", tmp_path / "triton")).run(x)
-    assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
+    sequence = kind == "sequence"
+    x = torch.rand(TARGET_T, N, *shape) if sequence else torch.rand(N, *shape)
+    steps = None if sequence else TARGET_T
+    want = snnc.load(snnc.compile(g, "cpu", tmp_path / "cpu")).run(x, steps)
+    assert want.shape[:2] == (TARGET_T, N) and float(want.abs().mean()) > 0.01
+    tol = 1e-5 * max(1.0, float(want.abs().max()))
+    got = snnc.load(snnc.compile(g, "triton", tmp_path / "triton")).run(x, steps)
+    assert got.shape == want.shape and (got - want).abs().max() <= tol
     lowered = PassManager(parse_pipeline(PIPELINES["lynxi"]), verify_each=True).run(g)
     try:
-        art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence")
+        art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=TARGET_T, batch_size=N, input_kind=kind)
     except LoweringError as e:  # a refusal names the node and its op
         pytest.fail(f"lynxi refused {name}: {e}")
-    (ly,) = Runner(art, "torch").run(x.reshape(T * N, *shape)).values()
-    assert (ly.reshape(want.shape) - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
+    (ly,) = Runner(art, "torch").run(x.reshape(TARGET_T * N, *shape) if sequence else x).values()
+    assert ly.numel() == want.numel() and (ly.reshape(want.shape) - want).abs().max() <= tol
