@@ -96,7 +96,8 @@ def spikingjelly_row(model, calib, x, logits, mode, ts) -> Row:
         with torch.no_grad():
             outs = torch.stack([snn(x) for _ in range(max(ts))])
     except Exception as e:  # noqa: BLE001 - a third-party converter: report whatever stops it
-        return f"SpikingJelly failed: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+        first = re.sub(r" at 0x[0-9a-f]+", "", str(e).splitlines()[0]) if str(e) else ""  # no memory addresses
+        return f"SpikingJelly failed: {type(e).__name__}: {first[:120]}"
     return scores(outs, logits, ts)
 
 
@@ -123,20 +124,30 @@ def table(results: dict[str, dict[str, Row]], ts: tuple[int, ...]) -> list[str]:
     return lines
 
 
-def summary(results: dict[str, dict[str, Row]], ts: tuple[int, ...]) -> list[str]:
-    """Per architecture: the best snnc and best SpikingJelly cosine at each T <= 16."""
+def summary(results: dict[str, dict[str, Row]], ts: tuple[int, ...], target: float = 0.995) -> list[str]:
+    """Per architecture, issue 19's checks on snnc's best mode at each T: the cosine at the largest T against
+    `target`, whether it grows at every step of T, and whether it beats SpikingJelly's best mode at T <= 16."""
     out = []
     for arch, rows in results.items():
         best = {}
         for side in ("snnc", "SJ"):
             got = [r for m, r in rows.items() if m.startswith(side) and not isinstance(r, str)]
             best[side] = [max(r[i][0] for r in got) if got else None for i in range(len(ts))]
-        if best["snnc"][0] is None or best["SJ"][0] is None:
+        if best["snnc"][0] is None:
             continue
-        ahead = [T for i, T in enumerate(ts) if T <= 16 and best["snnc"][i] > best["SJ"][i]]
+        s = best["snnc"]
+        drops = [f"{ts[i]}->{ts[i + 1]}" for i in range(len(ts) - 1) if s[i + 1] <= s[i]]
+        line = (f"- {arch}: best snnc cosine {s[-1]:.4f} at T={ts[-1]} ({'>=' if s[-1] >= target else '<'} {target}); "
+                + ("grows at every step of T" if not drops else f"does not grow at T {', '.join(drops)}"))
         low = [T for T in ts if T <= 16]
-        out.append(f"- {arch}: snnc ahead of SpikingJelly's best mode at T = {', '.join(map(str, ahead)) or 'none'}"
-                   f" of {', '.join(map(str, low))}")
+        if best["SJ"][0] is None:
+            failed = [r for m, r in rows.items() if m.startswith("SJ") and isinstance(r, str)]
+            line += "; no SpikingJelly row to compare" + (f" ({failed[0]})" if failed else "")
+        elif low:
+            ahead = [T for i, T in enumerate(ts) if T <= 16 and s[i] > best["SJ"][i]]
+            line += (f"; ahead of SpikingJelly's best mode at T = {', '.join(map(str, ahead)) or 'none'}"
+                     f" of {', '.join(map(str, low))}")
+        out.append(line)
     return out
 
 

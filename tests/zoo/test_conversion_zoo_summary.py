@@ -1,0 +1,41 @@
+"""benchmarks/conversion_zoo.py's summary lines check issue 19's Done-when per architecture: the best snnc
+cosine at the largest T against 0.995, its growth at every step of T, and snnc against SpikingJelly's best
+mode at T <= 16 (or why there is no SpikingJelly row)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _zoo():
+    spec = importlib.util.spec_from_file_location("conversion_zoo", ROOT / "benchmarks" / "conversion_zoo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_summary_names_each_failed_check():
+    zoo = _zoo()
+    ts = (4, 8, 16, 256)
+    results = {
+        "good": {"snnc max": [(0.5, 1), (0.6, 1), (0.7, 1), (0.999, 1)],
+                 "snnc 99.9%": [(0.4, 1), (0.65, 1), (0.6, 1), (0.99, 1)],
+                 "SJ Max": [(0.1, 1), (0.62, 1), (0.5, 1), (0.9, 1)]},
+        "bad": {"snnc max": [(0.5, 1), (0.4, 1), (0.7, 1), (0.98, 1)],
+                "SJ Max": [(0.6, 1), (0.3, 1), (0.8, 1), (0.9, 1)]},
+        "nosj": {"snnc max": [(0.5, 1), (0.6, 1), (0.7, 1), (0.8, 1)],
+                 "SJ Max": "SpikingJelly failed: ValueError: no ReLU6"},
+        "refused": {"snnc max": "refused: layer_norm", "SJ Max": [(0.5, 1)] * 4},
+    }
+    lines = zoo.summary(results, ts)
+    assert len(lines) == 3  # an architecture snnc refuses has no line
+    good, bad, nosj = lines
+    # the best snnc mode at each T: 0.5, 0.65, 0.7, 0.999
+    assert good == ("- good: best snnc cosine 0.9990 at T=256 (>= 0.995); grows at every step of T; "
+                    "ahead of SpikingJelly's best mode at T = 4, 8, 16 of 4, 8, 16")
+    assert "0.9800 at T=256 (< 0.995)" in bad and "does not grow at T 4->8" in bad
+    assert bad.endswith("ahead of SpikingJelly's best mode at T = 8 of 4, 8, 16")
+    assert "no SpikingJelly row to compare (SpikingJelly failed: ValueError: no ReLU6)" in nosj
