@@ -55,8 +55,14 @@ import sys
 import time
 import warnings
 
-import torch
-import torch.nn as nn
+_OMP_POLICY_USER = os.environ.get("OMP_WAIT_POLICY")
+# As `import snnc` does (snnc/__init__.py): torch's OpenMP workers wait passively, so they leave the
+# cores to snnc's native kernel threads. It must be set before torch loads; SpikingJelly in this
+# process runs with it too, and in its own process (sj_fresh.py) with torch's default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # SpikingJelly's calibration progress bars
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # plain_nets, importable by sj_fresh.py too
@@ -273,6 +279,8 @@ def spikingjelly_fresh(net: str, runs: int, sj_out: torch.Tensor | None) -> dict
         bundle = os.path.join(d, "bundle.pt")
         torch.save({"model": model, "calib": calib, "x": x, "T": T, "mode": "99.9%"}, bundle)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "SNNC_"))}
+        if _OMP_POLICY_USER is None:  # the policy snnc chose, not the user: torch's default there
+            env.pop("OMP_WAIT_POLICY", None)
         r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sj_fresh.py"),
                             bundle, str(runs)], capture_output=True, text=True, env=env, timeout=3600)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
@@ -530,6 +538,7 @@ def main() -> None:
         if not args.no_compare:
             rows += bench(net, args.runs, not args.no_memory, not args.no_fresh)
     print(f"freed memory retained (runtime/allocator.py): {allocator.retain_freed_memory()}")
+    print(f"OpenMP wait policy (snnc/__init__.py): {os.environ.get('OMP_WAIT_POLICY', 'torch default')}")
     if rows:
         print_table(rows)
     if args.layers:

@@ -6,6 +6,7 @@
     outputs = session.run(x, T=32)                                  # the last layer's values, [T, N, *]
 """
 
+import os
 import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -45,6 +46,21 @@ def _use_checkout() -> None:
 
 
 _use_checkout()
+
+
+def _passive_openmp() -> None:
+    # torch's OpenMP workers spin on their cores for a while after each parallel op (libgomp's
+    # default wait policy). snnc's native kernels run on threads of their own (runtime/native.py)
+    # right after such ops, and on a small machine they then share the cores with spinning
+    # workers: VGG-11 on 2 cores ran 1.3x slower, a batch-1 Session.step 10x. libgomp reads the
+    # policy once, when torch loads it, so it is set here, before snnc imports torch; a value
+    # the user set is kept, and a process that imported torch first keeps torch's default
+    # (docs/runtime.md).
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+_passive_openmp()
 
 
 def __getattr__(name: str):
