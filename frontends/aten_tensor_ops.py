@@ -17,6 +17,7 @@ import torch.fx as fx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.aten_ops import _add, _convolution, _mean, _mm, _product, _split_lead
+from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _Tuple, lowers
 from snnc.frontends.fx_ops import merged_run
 from snnc.frontends.fx_tensor_ops import split_sizes
@@ -189,8 +190,33 @@ def _mul(ctx, node, a, loc) -> str:
     c = _number(y)
     if isinstance(x, str) and c is not None:
         return _scale_by(ctx, node, x, c, loc)
+    if isinstance(x, _Const) and isinstance(y, str):
+        x, y = y, x
+    if isinstance(x, str) and isinstance(y, _Const):  # x * W, W a weight (ConvNeXt's layer scale): a Scale
+        c = _feature_const(ctx, node, x, y, loc, "multiplies by")
+        return scale_by_const(ctx.emit, _const_param(ctx, y, "mul"), _fresh(ctx, node), x, c,
+                              tuple(ctx.type_of(x).features), loc)
     return ctx.emit(ops.Mul(name=_fresh(ctx, node), loc=loc, inputs=(ctx.tensor(x, "input", node, loc),
                                                                      ctx.tensor(y, "other", node, loc))))
+
+
+def _const_param(ctx: _Ctx, w: _Const, tag: str):
+    """A function adding the parameter made from weight `w` once per use kind."""
+    return lambda t: ctx.param_once((w.tensor, tag), w.name, lambda: t)
+
+
+def _feature_const(ctx: _Ctx, node: fx.Node, x: str, w: _Const, loc: SourceLoc, what: str) -> torch.Tensor:
+    """Weight w as it broadcasts against value x (feature_const), or an error naming the op."""
+    src = node.args[0] if node.args and isinstance(node.args[0], fx.Node) and ctx.values.get(node.args[0]) == x \
+        else next((a for a in node.args if isinstance(a, fx.Node) and ctx.values.get(a) == x), None)
+    c = feature_const(w.tensor, tuple(ctx.type_of(x).features), _lead(ctx, x, src))
+    if c is None:
+        raise UnsupportedAttributeError(
+            f"{_op_name(node)} ('{node.name}') in {loc.describe()} {what} the weight '{w.name}' "
+            f"{list(w.tensor.shape)}, which does not broadcast against the features {list(ctx.type_of(x).features)} "
+            "or varies over the batch/time dims",
+            hint="a weight of the features' shape, or with 1 in some dims (a per-channel [C, 1, 1]), is supported")
+    return c
 
 
 @lowers(aten.sub, aten.sub_)
@@ -221,7 +247,19 @@ def _add_any(ctx, node, a, loc) -> str:
     x, y = a["self"], a["other"]
     if isinstance(y, (int, float)) and not isinstance(y, bool) and isinstance(x, str) and a.get("alpha", 1) == 1:
         return _shift(ctx, node, x, float(y), loc)
+    if isinstance(x, _Const) and isinstance(y, str):
+        x, y = y, x
+    if isinstance(x, str) and isinstance(y, _Const) and a.get("alpha", 1) == 1 and not _is_bias(ctx, x, y):
+        c = _feature_const(ctx, node, x, y, loc, "adds")  # ViT's position embedding: an AddConst
+        return add_const(ctx.emit, _const_param(ctx, y, "add"), _fresh(ctx, node), x, c, loc)
     return _add(ctx, node, a, loc)
+
+
+def _is_bias(ctx: _Ctx, x: str, b: _Const) -> bool:
+    """x @ W + b that aten_ops' _add folds into the bias-free Linear that made x."""
+    prod = ctx.graph[x]
+    return isinstance(prod, ops.Linear) and prod.bias is None and not ctx.graph.users(x) \
+        and tuple(b.tensor.shape) == (ctx.graph.params[prod.weight].shape[0],)
 
 
 @lowers(aten.div, aten.div_)

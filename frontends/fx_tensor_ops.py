@@ -22,8 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module
-from snnc.frontends.fx_ops import _arg, _f_add, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
+from snnc.frontends.fx_ops import _arg, _f_add, _f_cat, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -95,8 +96,37 @@ def _f_mul(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
     if _is_number(a) or _is_number(b):
         x = node.args[1] if _is_number(a) else node.args[0]
         return _scale(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+    if isinstance(a, Attr) or isinstance(b, Attr):  # x * W, W a weight (ConvNeXt's layer scale): a Scale
+        (w, x) = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])
+        x = ctx.value(x, node, loc)
+        c = _feature_const(ctx, x, w, node, loc, "multiplies by")
+        return scale_by_const(ctx.emit, _const_param(ctx, w, "mul"), ctx.fresh(node.name), x, c,
+                              tuple(ctx.type_of(x).features), loc)
     x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
     return ctx.emit(ops.Mul(name=ctx.fresh(node.name), inputs=(x, y), loc=loc))
+
+
+def _const_param(ctx: _Ctx, w: Attr, tag: str):
+    """A function adding the parameter made from weight `w` once (a weight used twice is one parameter)."""
+    def param(t: torch.Tensor) -> str:
+        key = (id(w.tensor), tag)
+        if key not in ctx.param_cache:
+            ctx.param_cache[key] = ctx.graph.add_param(w.path, t)
+        return ctx.param_cache[key]
+    return param
+
+
+def _feature_const(ctx: _Ctx, x: str, w: Attr, node: fx.Node, loc: SourceLoc, what: str) -> torch.Tensor:
+    """Weight w as it broadcasts against value x (feature_const), or an error naming the op."""
+    t = w.tensor if isinstance(w.tensor, torch.Tensor) else None
+    c = None if t is None else feature_const(t, tuple(ctx.type_of(x).features), ctx.lead(x))
+    if c is None:
+        shape = list(t.shape) if t is not None else type(w.tensor).__name__
+        raise UnsupportedAttributeError(
+            f"'{node.name}' in {loc.describe()} {what} the weight '{w.path}' {shape}, which does not broadcast "
+            f"against the features {list(ctx.type_of(x).features)} or varies over the batch/time dims",
+            hint="a weight of the features' shape, or with 1 in some dims (a per-channel [C, 1, 1]), is supported")
+    return c
 
 
 @lowers_function(operator.sub, operator.isub, torch.sub)
@@ -134,6 +164,11 @@ def _f_add_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
             raise UnsupportedAttributeError(f"torch.add with alpha in {loc.describe()} is not supported")
         x = node.args[1] if _is_number(a) else node.args[0]
         return _add_scalar(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+    if (isinstance(a, Attr) or isinstance(b, Attr)) and node.kwargs.get("alpha", 1) == 1:
+        (w, x) = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])  # ViT's position embedding
+        x = ctx.value(x, node, loc)
+        c = _feature_const(ctx, x, w, node, loc, "adds")
+        return add_const(ctx.emit, _const_param(ctx, w, "add"), ctx.fresh(node.name), x, c, loc)
     return _f_add(ctx, node, loc)
 
 
@@ -390,6 +425,26 @@ def _f_avg_pool1d(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     return _avg_pool1d(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "kernel_size"),
                        _arg(node, 2, "stride", None), _arg(node, 3, "padding", 0), _arg(node, 4, "ceil_mode", False),
                        _arg(node, 5, "count_include_pad", True), node.name, loc)
+
+
+@lowers_function(F.layer_norm)
+def _f_layer_norm(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    """F.layer_norm(x, shape, weight, bias, eps) (ConvNeXt's LayerNorm2d: permute, layer_norm, permute back)."""
+    x = ctx.value(node.args[0], node, loc)
+    shape = _arg(node, 1, "normalized_shape")
+    shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else [shape]))
+
+    def weight(i: int, key: str) -> str | None:
+        w = _operand(ctx, _arg(node, i, key))
+        if w is None:
+            return None
+        if not isinstance(w, Attr) or not isinstance(w.tensor, torch.Tensor):
+            raise UnsupportedAttributeError(f"F.layer_norm in {loc.describe()} takes a {key} that is no weight of "
+                                            "the model", hint="pass the module's parameters (self.weight)")
+        return _const_param(ctx, w, "ln")(w.tensor.detach().clone())
+    return ctx.emit(ops.LayerNorm(name=ctx.fresh(node.name), inputs=(x,), loc=loc, normalized_shape=shape,
+                                  weight=weight(2, "weight"), bias=weight(3, "bias"),
+                                  eps=float(_arg(node, 4, "eps", 1e-5))))
 
 
 @lowers_module(nn.LayerNorm)

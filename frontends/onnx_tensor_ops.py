@@ -13,8 +13,10 @@ is refused by name.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.fx_ops import merged_run
 from snnc.frontends.onnx_lowering import _Const, _Ctx, _Refused, _ShapeVec, handles
 from snnc.frontends.onnx_ops import _add, _avg_pool, _conv, _flatten_to, _matmul
@@ -241,7 +243,30 @@ def _mul(ctx: _Ctx, node, ins, attrs, loc) -> list:
         a, b = b, a
     if _scalar(b) is not None:
         return [ctx.emit(ops.Scale(name=ctx.name(node), inputs=(ctx.tensor(a, node),), loc=loc, factor=_scalar(b)))]
+    if isinstance(a, _Const) and isinstance(b, str):
+        a, b = b, a
+    if isinstance(a, str) and isinstance(b, _Const):  # x * W, W an initializer (ConvNeXt's layer scale): a Scale
+        c = _initializer_operand(ctx, node, a, b, "multiplies by")
+        return [scale_by_const(ctx.emit, _initializer_param(ctx, node, b), ctx.name(node), a, c,
+                               tuple(ctx.type_of(a).features), loc)]
     return [ctx.emit(ops.Mul(name=ctx.name(node), loc=loc, inputs=(ctx.tensor(a, node), ctx.tensor(b, node, "B"))))]
+
+
+def _initializer_param(ctx: _Ctx, node, w: _Const):
+    return lambda t: ctx.param_once(t, w.name, lambda: t)
+
+
+def _initializer_operand(ctx: _Ctx, node, x: str, w: _Const, what: str) -> torch.Tensor:
+    """Initializer w as it broadcasts against value x (feature_const), or an error naming the node."""
+    t = torch.from_numpy(np.array(w.array, dtype=np.float32 if w.array.dtype == np.float64 else w.array.dtype,
+                                  copy=True))
+    c = feature_const(t, tuple(ctx.type_of(x).features), ctx.type_of(x).layout.n_layout_dims)
+    if c is None:
+        raise UnsupportedAttributeError(
+            f"{ctx.where(node)} {what} the constant '{w.name}' {list(w.array.shape)}, which does not broadcast "
+            f"against the features {list(ctx.type_of(x).features)} or varies over the batch axis",
+            hint="a constant of the features' shape, or with 1 in some dims (a per-channel [C, 1, 1]), is supported")
+    return c
 
 
 @handles("Sub")
@@ -281,7 +306,19 @@ def _add_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
         prod = ctx.graph[a]
         if not (isinstance(prod, ops.Linear) and prod.bias is None and ctx.graph.params[prod.weight].shape[0] == 1):
             return [ctx.emit(ops.AddScalar(name=ctx.name(node), inputs=(a,), loc=loc, value=_scalar(b)))]
+    if isinstance(a, _Const) and isinstance(b, str):
+        a, b = b, a
+    if isinstance(a, str) and isinstance(b, _Const) and not _is_bias(ctx, a, b):
+        c = _initializer_operand(ctx, node, a, b, "adds")  # ViT's position embedding: an AddConst
+        return [add_const(ctx.emit, _initializer_param(ctx, node, b), ctx.name(node), a, c, loc)]
     return _add(ctx, node, ins, attrs, loc)
+
+
+def _is_bias(ctx: _Ctx, x: str, b: _Const) -> bool:
+    """x @ W + b that onnx_ops' _add folds into the bias-free Linear (MatMul) that made x."""
+    prod = ctx.graph[x]
+    return isinstance(prod, ops.Linear) and prod.bias is None and not ctx.graph.users(x) \
+        and b.array.size == ctx.graph.params[prod.weight].shape[0]
 
 
 def _reshape_or_flatten(ctx: _Ctx, node, x: str, new: tuple[int, ...], loc: SourceLoc) -> str:

@@ -63,13 +63,14 @@ EXPECTED: dict[str, dict[str, object]] = {
                        "onnx": ("Sigmoid", "regnet_y_400mf")},
     "mobilenet_v3_small": {"convert": ("Hardswish", "features.0.2"), "pt2": ("hardswish", "features.0.2"),
                            "onnx": ("HardSwish", "mobilenet_v3_small")},
-    "convnext_tiny": {"convert": ("layer_norm", "features.0.1"), "pt2": ("mul", "features.1.0"),
-                      "onnx": ("Mul", None)},
+    "convnext_tiny": {"convert": ("GELU", "features.1.0.block.4"), "pt2": ("gelu", "features.1.0.block.4"),
+                      "onnx": ("Gelu", "convnext_tiny")},
     "vit_b_16": {"convert": ("expand", "<top level>"), "pt2": ("expand", "<top level>"),
                  "onnx": ("Expand", None)},
 }
 # architecture -> the analog= that converts it (test_hybrid_mode_*)
-HYBRID = {"efficientnet_b0": "silu,sigmoid", "regnet_y_400mf": "sigmoid", "mobilenet_v3_small": "hardswish,hardsigmoid"}
+HYBRID = {"efficientnet_b0": "silu,sigmoid", "regnet_y_400mf": "sigmoid", "mobilenet_v3_small": "hardswish,hardsigmoid",
+          "convnext_tiny": "gelu,layer_norm"}
 TEST_WIDTH = {"vit_b_16": 1 / 16}  # 12 heads of 4; the others 1/8 of their channels
 TEST_BLOCKS = {"resnet34": 3, "vgg16_bn": 3}  # 2 elsewhere; 3 keeps these two apart from resnet18 / vgg11_bn
 T = 8
