@@ -19,7 +19,7 @@ from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.fx_ops import merged_run
 from snnc.frontends.onnx_lowering import _Const, _Ctx, _Refused, _ShapeVec, handles
-from snnc.frontends.onnx_ops import _add, _avg_pool, _conv, _flatten_to, _matmul
+from snnc.frontends.onnx_ops import _add, _avg_pool, _concat, _conv, _flatten_to, _matmul
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -494,3 +494,62 @@ def _avg_pool_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
     return [ctx.emit(ops.AvgPool1d(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc, kernel_size=k,
                                    stride=int(attrs.get("strides", [1])[0]), padding=pad,
                                    ceil_mode=bool(attrs.get("ceil_mode", 0)), count_include_pad=include))]
+
+
+class Broadcast:
+    """An initializer [1, *f] expanded over the batch axis: the same features for every sample (a Constant once
+    concatenated: the same current at every step, whose rate is itself)."""
+
+    def __init__(self, const: _Const):
+        self.const = const
+
+
+@handles("Expand")
+def _expand(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Expand of an initializer [1, *f] to [N, *f] (ViT's class token; a dim of 1 or -1 keeps the initializer's)."""
+    w, shape = ins[0], ins[1]
+    dims = shape.dims if isinstance(shape, _ShapeVec) else None
+    if not isinstance(w, _Const) or dims is None or len(dims) != w.array.ndim or w.array.ndim < 2 \
+            or w.array.shape[0] != 1 or dims[0] != "N" \
+            or any(d not in (1, -1, s) for d, s in zip(dims[1:], w.array.shape[1:])):
+        raise UnsupportedOpError(f"{ctx.where(node)} expands {'a value' if isinstance(w, str) else 'a constant'} "
+                                 f"to {list(dims) if dims is not None else 'a run-time shape'}",
+                                 hint="only an initializer [1, *features] expanded over the batch axis is supported")
+    return [Broadcast(w)]
+
+
+@handles("Concat")
+def _concat_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Concat of values, and of initializers expanded over the batch (Broadcast: each a Constant)."""
+    if not any(isinstance(v, Broadcast) for v in ins):
+        return _concat(ctx, node, ins, attrs, loc)
+    ref = next((v for v in ins if isinstance(v, str)), None)
+    if ref is None:
+        raise UnsupportedOpError(f"{ctx.where(node)} concatenates constants only")
+    xs = []
+    for v in ins:
+        if isinstance(v, Broadcast):
+            value = ctx.param(v.const, node, "constant", np.ascontiguousarray(v.const.array[0]))
+            xs.append(ctx.emit(ops.Constant(name=ctx.graph.fresh_name(f"{ctx.name(node)}_const"), inputs=(ref,),
+                                            loc=loc, value=value)))
+        elif v is not None:
+            xs.append(ctx.tensor(v, node))
+    return _concat(ctx, node, xs, attrs, loc)
+
+
+@handles("Gather")
+def _gather(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Gather of one constant index along a feature axis (x[:, 0], ViT's class token): a one-element Slice, then
+    a Reshape without that axis."""
+    x, idx = ins
+    x = ctx.tensor(x, node)
+    feats = tuple(ctx.type_of(x).features)
+    axis = int(attrs.get("axis", 0)) % (1 + len(feats)) - 1
+    if axis < 0 or not isinstance(idx, _Const) or idx.array.ndim != 0:
+        raise UnsupportedOpError(f"{ctx.where(node)} gathers along the batch axis or by a run-time or non-scalar "
+                                 "index", hint="only x[:, i] of one constant index along a feature axis is supported")
+    i = int(idx.array) % feats[axis]
+    y = x if feats[axis] == 1 else ctx.emit(ops.Slice(name=ctx.name(node), inputs=(x,), loc=loc, dim=axis, start=i,
+                                                      end=i + 1))
+    new = tuple(f for j, f in enumerate(feats) if j != axis)
+    return [_reshape_or_flatten(ctx, node, y, new, loc)]

@@ -70,10 +70,15 @@ def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: st
     ctx = _Ctx(graph)
     consts = constants(ep, source)
     user_outputs = [i for i, s in enumerate(ep.graph_signature.output_specs) if s.kind is OutputKind.USER_OUTPUT]
+    done: set[fx.Node] = set()  # the nodes of a module lowered whole (nn.MultiheadAttention)
     for node in ep.graph.nodes:
+        if node in done:
+            continue
         try:
             if node.op == "placeholder":
                 ctx.values[node] = consts[node.name] if node.name in consts else _input(ctx, node, source)
+            elif node.op == "call_function" and (path := _attention_path(node)) is not None:
+                done |= _attention(ctx, ep.graph, path, node_loc(node))
             elif node.op == "call_function":
                 ctx.values[node] = call(ctx, node)
             elif node.op == "output":
@@ -85,6 +90,76 @@ def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: st
             raise e.at_source(source_lines.from_stack_trace(node.meta.get("stack_trace"))) from None
     graph.drop_unused_params()
     return verify(graph)
+
+
+_MHA = "torch.nn.modules.activation.MultiheadAttention"
+_SDPA = {torch.ops.aten.scaled_dot_product_attention, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+         torch.ops.aten._scaled_dot_product_attention_math}
+
+
+def _attention_path(node: fx.Node) -> str | None:
+    """The module path of the innermost nn.MultiheadAttention the node was exported from, or None."""
+    stack = node.meta.get("nn_module_stack") or {}
+    for path, typ in reversed(list(stack.values())):
+        name = typ if isinstance(typ, str) else f"{typ.__module__}.{typ.__qualname__}"
+        if name == _MHA:
+            return str(path)
+    return None
+
+
+def _attention(ctx: _Ctx, graph: fx.Graph, path: str, loc: SourceLoc) -> set[fx.Node]:
+    """Lower the nodes of one nn.MultiheadAttention call whole (torch folds the batch into the heads, which
+    no IR op does): its one input, weights and heads in, the IR ops of snnc.frontends.attention out."""
+    from snnc.frontends.attention import check_attention, emit_self_attention
+
+    where = f"torch.nn.MultiheadAttention at '{path}'"
+    region = [n for n in graph.nodes if n.op == "call_function" and _attention_path(n) == path]
+    inside = set(region)
+    outer = {a for n in region for a in n.all_input_nodes if a not in inside}
+    values = [a for a in outer if isinstance(ctx.values.get(a), str)]
+    outs = [n for n in region if any(u not in inside for u in n.users)
+            and isinstance(n.meta.get("val"), torch.Tensor)]  # not the size arithmetic other nodes share
+    sdpa = [n for n in region if n.target in _SDPA or _packet(n.target) in _SDPA]
+
+    def refuse(why: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"{where}: {why}", hint="snnc reads eval-mode self-attention (one input, "
+                                  "batch_first=True, no masks, need_weights=False) exported by torch.export")
+
+    if len(values) != 1 or len(outs) != 1:
+        raise refuse(f"{len(values)} inputs and {len(outs)} used outputs (self-attention has one of each)")
+    if len(sdpa) != len({id(n) for n in sdpa}) or not sdpa:
+        raise refuse("no scaled_dot_product_attention in its export")
+    q_node = sdpa[0].args[0]
+    extra = list(sdpa[0].args[3:]) + [v for k, v in sdpa[0].kwargs.items() if k != "scale"]
+    if any(v not in (None, False, 0.0) for v in extra) or sdpa[0].kwargs.get("scale") is not None:
+        raise refuse("its attention has a mask, dropout, a causal mask or a custom scale")
+    heads = int(q_node.meta["val"].shape[1])
+    by_suffix = {}
+    for c in (ctx.values[a] for a in outer if isinstance(ctx.values.get(a), _Const)):
+        for suffix in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"):
+            if c.name.endswith(suffix):
+                by_suffix[suffix] = c.tensor
+    if "in_proj_weight" not in by_suffix or "out_proj.weight" not in by_suffix:
+        raise refuse("its in_proj_weight / out_proj.weight are not among the program's weights "
+                     "(separate q, k, v projections are not supported)")
+    x = ctx.values[values[0]]
+    feats = tuple(ctx.type_of(x).features)
+    in_shape, out_shape = values[0].meta["val"].shape, outs[0].meta["val"].shape
+    if isinstance(in_shape[0], int) or isinstance(out_shape[0], int) or tuple(out_shape[1:]) != feats:
+        raise refuse(f"its input {list(in_shape)} or output {list(out_shape)} does not keep the batch first "
+                     "(batch_first=False?)")
+    if why := check_attention(heads, by_suffix["in_proj_weight"].shape[1], feats, where):
+        raise refuse(why)
+    loc = SourceLoc(module_path=path, module_type="torch.nn.MultiheadAttention")
+    name = path.replace(".", "_")
+
+    def param(suffix: str, t: torch.Tensor) -> str:
+        return ctx.param_once((path, suffix), f"{path}.{suffix}", lambda: t)
+
+    ctx.values[outs[0]] = emit_self_attention(ctx.emit, ctx.graph.fresh_name, param, x, feats, heads,
+                                              by_suffix["in_proj_weight"], by_suffix.get("in_proj_bias"),
+                                              by_suffix["out_proj.weight"], by_suffix.get("out_proj.bias"), loc, name)
+    return inside
 
 
 def constants(ep: ExportedProgram, source: str) -> dict[str, _Const]:

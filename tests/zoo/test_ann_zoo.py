@@ -65,12 +65,12 @@ EXPECTED: dict[str, dict[str, object]] = {
                            "onnx": ("HardSwish", "mobilenet_v3_small")},
     "convnext_tiny": {"convert": ("GELU", "features.1.0.block.4"), "pt2": ("gelu", "features.1.0.block.4"),
                       "onnx": ("Gelu", "convnext_tiny")},
-    "vit_b_16": {"convert": ("expand", "<top level>"), "pt2": ("expand", "<top level>"),
-                 "onnx": ("Expand", None)},
+    "vit_b_16": {"convert": ("GELU", "layers.0.mlp.1"), "pt2": ("gelu", "layers.0.mlp.1"),
+                 "onnx": ("Gelu", "vit_b_16")},
 }
 # architecture -> the analog= that converts it (test_hybrid_mode_*)
 HYBRID = {"efficientnet_b0": "silu,sigmoid", "regnet_y_400mf": "sigmoid", "mobilenet_v3_small": "hardswish,hardsigmoid",
-          "convnext_tiny": "gelu,layer_norm"}
+          "convnext_tiny": "gelu,layer_norm", "vit_b_16": "gelu,layer_norm,softmax"}
 TEST_WIDTH = {"vit_b_16": 1 / 16}  # 12 heads of 4; the others 1/8 of their channels
 TEST_BLOCKS = {"resnet34": 3, "vgg16_bn": 3}  # 2 elsewhere; 3 keeps these two apart from resnet18 / vgg11_bn
 T = 8
