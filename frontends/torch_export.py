@@ -127,23 +127,31 @@ def _attention(ctx: _Ctx, graph: fx.Graph, path: str, loc: SourceLoc) -> set[fx.
 
     if len(values) != 1 or len(outs) != 1:
         raise refuse(f"{len(values)} inputs and {len(outs)} used outputs (self-attention has one of each)")
-    if len(sdpa) != len({id(n) for n in sdpa}) or not sdpa:
-        raise refuse("no scaled_dot_product_attention in its export")
-    q_node = sdpa[0].args[0]
-    extra = list(sdpa[0].args[3:]) + [v for k, v in sdpa[0].kwargs.items() if k != "scale"]
-    if any(v not in (None, False, 0.0) for v in extra) or sdpa[0].kwargs.get("scale") is not None:
-        raise refuse("its attention has a mask, dropout, a causal mask or a custom scale")
-    heads = int(q_node.meta["val"].shape[1])
+    for n in sdpa:  # pre-dispatch: the call itself (core ATen spells it out in bmm and softmax)
+        extra = list(n.args[3:]) + [v for k, v in n.kwargs.items() if k != "scale"]
+        if any(v not in (None, False, 0.0) for v in extra) or n.kwargs.get("scale") is not None:
+            raise refuse("its attention has a mask, dropout, a causal mask or a custom scale")
+    suffixes = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
     by_suffix = {}
     for c in (ctx.values[a] for a in outer if isinstance(ctx.values.get(a), _Const)):
-        for suffix in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"):
-            if c.name.endswith(suffix):
-                by_suffix[suffix] = c.tensor
+        suffix = next((s for s in suffixes if c.name.endswith(s)), None)
+        if suffix is None:  # an attention mask or bias_k/bias_v
+            raise refuse(f"it reads the constant '{c.name}', which is none of its projections (a mask?)")
+        by_suffix[suffix] = c.tensor
     if "in_proj_weight" not in by_suffix or "out_proj.weight" not in by_suffix:
         raise refuse("its in_proj_weight / out_proj.weight are not among the program's weights "
                      "(separate q, k, v projections are not supported)")
     x = ctx.values[values[0]]
     feats = tuple(ctx.type_of(x).features)
+    dim = int(by_suffix["in_proj_weight"].shape[1])
+    # the heads: the per-head view [N, H, L, hd] of q, k and v (H * hd = E, L the tokens)
+    heads_seen = {int(s[1]) for n in region if isinstance(n.meta.get("val"), torch.Tensor)
+                  and len(s := n.meta["val"].shape) == 4 and not isinstance(s[0], int)
+                  and all(isinstance(d, int) for d in s[1:]) and s[1] * s[3] == dim and len(feats) == 2
+                  and s[2] == feats[0]}
+    if len(heads_seen) != 1:
+        raise refuse("its number of heads cannot be read from its per-head views")
+    heads = heads_seen.pop()
     in_shape, out_shape = values[0].meta["val"].shape, outs[0].meta["val"].shape
     if isinstance(in_shape[0], int) or isinstance(out_shape[0], int) or tuple(out_shape[1:]) != feats:
         raise refuse(f"its input {list(in_shape)} or output {list(out_shape)} does not keep the batch first "
