@@ -26,6 +26,7 @@ from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttribute
 from snnc.frontends import aten_ops  # noqa: F401 - registers the ATen lowerings
 from snnc.frontends import source_lines
 from snnc.frontends import aten_tensor_ops  # noqa: F401 - and the tensor/layout ops (extending some)
+from snnc.frontends.attention import check_attention, emit_self_attention
 from snnc.frontends.export_lowering import ATEN_LOWERINGS, _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, supported_ops
 from snnc.frontends.pt2_archive import check_archive
 from snnc.ir import ops
@@ -110,8 +111,6 @@ def _attention_path(node: fx.Node) -> str | None:
 def _attention(ctx: _Ctx, graph: fx.Graph, path: str, loc: SourceLoc) -> set[fx.Node]:
     """Lower the nodes of one nn.MultiheadAttention call whole (torch folds the batch into the heads, which
     no IR op does): its one input, weights and heads in, the IR ops of snnc.frontends.attention out."""
-    from snnc.frontends.attention import check_attention, emit_self_attention
-
     where = f"torch.nn.MultiheadAttention at '{path}'"
     region = [n for n in graph.nodes if n.op == "call_function" and _attention_path(n) == path]
     inside = set(region)
