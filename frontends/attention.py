@@ -9,10 +9,10 @@ recognizes the module whole and emits the same ops here, per sample [L, E]:
     a = softmax((qh @ kh^T) / sqrt(hd), dim=-1)            MatMul, Scale, Softmax
     y = concat_heads(a @ vh) Wo^T + bo                      MatMul, Permute, Reshape, Linear
 
-Eval mode only (dropout off), no masks, batch_first. The two MatMuls multiply two values
-computed from x: on rate-coded values a product of rates is no rate of the product, so
-conversion refuses them there by name (relu-to-if); the softmax is an analog op
-(--analog softmax) on a rate-coded input. ViT has no ReLU: its attention runs on exact values.
+Eval mode only (dropout off), no masks, batch_first. The scores multiply two values computed
+from x: on rate-coded values a product of rates is no rate of the product, so conversion
+refuses it by name unless --analog matmul decodes both (passes/analog.py); the softmax is an
+analog op (--analog softmax). ViT has no ReLU: its attention runs on exact values.
 """
 
 from __future__ import annotations

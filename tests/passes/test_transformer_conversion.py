@@ -5,7 +5,8 @@ graph is the ANN itself. Here a ReLU sits in front of each op, so the op reads r
 a layer scale (a Scale by a weight), a class token and position embedding (Constant,
 AddConst) are linear and convert as they are; LayerNorm has no rate code and runs on the
 decoded rate with analog='layer_norm' (refused by name without it); self-attention
-multiplies two rate-coded values (q k^T), which no rate code carries: refused by name.
+multiplies two rate-coded values (q k^T), which no rate code carries: refused by name
+unless analog= names 'matmul', which decodes both operands.
 """
 
 import pytest
@@ -15,6 +16,7 @@ import torch.nn as nn
 import snnc
 from snnc.core.errors import PassError
 from snnc.ir import ops
+from snnc.passes.analog import AnalogReport
 from snnc.runtime import Session
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -105,3 +107,23 @@ def test_attention_on_rates_is_refused_naming_the_product_and_the_module():
         snnc.convert(model, calib, show_progress=False, analog="softmax")
     line = info.value.message
     assert "\n" not in line and "(matmul) from 'attn' (torch.nn.MultiheadAttention)" in line
+    assert "--analog matmul" in line
+
+
+def test_attention_on_rates_runs_on_decoded_rates_with_analog_matmul():
+    """q k^T reads both decoded rates; the softmax then reads an analog value (no second decode), and its
+    product with the rate-coded v is linear in v (like squeeze-excitation's gate)."""
+    torch.manual_seed(2)
+    model, calib = TokenTail(attention=True).eval(), torch.rand(64, 3, 5)
+    snn = snnc.convert(model, calib, "max", show_progress=False, analog="softmax,matmul")
+    scores, mix = [op for op in snn if isinstance(op, ops.MatMul)]
+    assert all(isinstance(snn[i], ops.RateDecode) for i in scores.inputs)
+    assert not any(isinstance(snn[i], ops.RateDecode) for i in mix.inputs)
+    report = AnalogReport.of(snn)
+    assert report.decoded_ops == {"softmax": 1, "matmul": 1}
+    err = _converged(model, snn, calib[:4])
+    assert err[0] > err[1] > err[2] and err[2] < 0.05, err
+    undecoded = snn.copy()  # the product of each step's q and k: another network
+    undecoded.replace_op(scores.replace(inputs=tuple(snn[i].inputs[0] for i in scores.inputs)))
+    out = Session(snn).run(calib[:4], 64)
+    assert (Session(undecoded).run(calib[:4], 64) - out).abs().max() > 0.01 * out.abs().max()
