@@ -85,14 +85,14 @@ def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str =
         if vi.name not in ctx.values:
             ctx.values[vi.name] = _input(ctx, vi)
     done: set[int] = set()  # the nodes of a module lowered whole (nn.MultiheadAttention), by index
+    paths = [_attention_path(node) for node in g.node]
     for i, node in enumerate(g.node):
         if i in done:
             continue
-        path = _attention_path(node)
-        if path is None:
+        if paths[i] is None:
             _lower(ctx, node)
         else:
-            done |= _attention(ctx, g, path)
+            done |= _attention(ctx, g, paths, paths[i])
     outs = list(g.output)
     if not outs:
         raise MalformedFileError(f"{source}: the graph has no outputs")
@@ -112,6 +112,9 @@ def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str =
 
 
 _MHA = "torch.nn.modules.activation.MultiheadAttention"
+# what the dynamo exporter writes for eval-mode self-attention without masks (plus its shape arithmetic)
+_ATTENTION_OPS = {"Add", "Concat", "Gather", "Gemm", "MatMul", "Mul", "Reshape", "Shape", "Slice", "Softmax", "Squeeze",
+                  "Transpose", "Unsqueeze", "Cast"}
 
 
 def _attention_path(node: onnx.NodeProto) -> str | None:
@@ -129,16 +132,16 @@ def _attention_path(node: onnx.NodeProto) -> str | None:
     return str(scopes[hits[-1]]) if hits else None
 
 
-def _attention(ctx: _Ctx, g: onnx.GraphProto, path: str) -> set[int]:
+def _attention(ctx: _Ctx, g: onnx.GraphProto, paths: list[str | None], path: str) -> set[int]:
     """Lower the nodes of one nn.MultiheadAttention whole (the exporter folds the batch into the heads, which
     no IR op does): its input, weights and heads in, the IR ops of snnc.frontends.attention out."""
     where = f"torch.nn.MultiheadAttention at '{path}' in {ctx.source}"
-    idx = [i for i, n in enumerate(g.node) if _attention_path(n) == path]
+    idx = [i for i, p in enumerate(paths) if p == path]
     region = [g.node[i] for i in idx]
     made = {o for n in region for o in n.output}
     read = [v for n in region for v in n.input if v and v not in made]
     values = sorted({v for v in read if isinstance(ctx.values.get(v), str)})
-    used_outside = {v for n in g.node if _attention_path(n) != path for v in n.input} | {o.name for o in g.output}
+    used_outside = {v for n, p in zip(g.node, paths) if p != path for v in n.input} | {o.name for o in g.output}
     outs = [o for o in made if o in used_outside]
 
     def refuse(why: str) -> UnsupportedOpError:
@@ -170,6 +173,23 @@ def _attention(ctx: _Ctx, g: onnx.GraphProto, path: str) -> set[int]:
     heads = scores[1] if len(scores) == 4 and isinstance(scores[1], int) else None
     if heads is None:
         raise refuse("the number of heads cannot be read from the softmax's inferred shape")
+    # nothing else may change the result: no mask (an Add or Where), no custom scale, no dropout
+    other = sorted({n.op_type for n in region} - _ATTENTION_OPS)
+    if other:
+        raise refuse(f"it holds {', '.join(other)} (a mask or dropout?), which plain self-attention does not")
+    known = [a for a in (in_w.T, in_b, out_w, out_b) if a is not None]
+    for n in region:
+        for v in n.input:
+            c = ctx.values.get(v)
+            if not isinstance(c, _Const) or not np.issubdtype(c.array.dtype, np.floating):
+                continue
+            scale = c.array.size == 1 and n.op_type == "Mul" and \
+                abs(float(c.array.reshape(-1)[0]) - (dim // heads) ** -0.25) < 1e-6
+            if not scale and not any(c.array.shape == a.shape and np.array_equal(c.array, a) for a in known):
+                raise refuse(f"node '{n.name}' ({n.op_type}) reads the constant '{c.name}' "
+                             f"{list(c.array.shape)}, which is none of its projections (a mask or a custom scale?)")
+        if n.op_type == "Add" and not any(isinstance(ctx.values.get(v), _Const) for v in n.input):
+            raise refuse(f"node '{n.name}' (Add) adds two computed values (a mask?)")
     if why := check_attention(heads, dim, feats, where):
         raise refuse(why)
     loc = SourceLoc(module_path=path, module_type="torch.nn.MultiheadAttention")

@@ -76,3 +76,16 @@ def test_targets_without_the_ops_refuse_them_by_name(target, named, tmp_path):
     with pytest.raises(SnncError) as info:
         snnc.compile(_graph(Layout.TNX), target, tmp_path / target)
     assert named in str(info.value)
+
+
+def test_triton_runs_them_as_the_reference(tmp_path):
+    """Triton runs ops without a kernel of its own in torch (its interpreter without a GPU, tests/conftest.py)."""
+    import snnc
+    from snnc.backends.triton import legalize
+
+    g = _graph(Layout.TNX)
+    assert legalize(g) is g
+    pytest.importorskip("triton")
+    x = torch.rand(4, 2, 4, 3)
+    s = snnc.load(snnc.compile(g, "triton", tmp_path / "t", time_steps=4))
+    torch.testing.assert_close(s.run(x, 4), Session(g).run(x, 4), rtol=0, atol=0)
