@@ -16,7 +16,8 @@ import torch
 import torch.fx as fx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.aten_ops import _add, _convolution, _mean, _mm, _product, _split_lead
+from snnc.frontends.aten_ops import _add, _cat, _convolution, _mean, _mm, _product, _split_lead
+from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _Tuple, lowers
 from snnc.frontends.fx_ops import merged_run
 from snnc.frontends.fx_tensor_ops import split_sizes
@@ -189,8 +190,33 @@ def _mul(ctx, node, a, loc) -> str:
     c = _number(y)
     if isinstance(x, str) and c is not None:
         return _scale_by(ctx, node, x, c, loc)
+    if isinstance(x, _Const) and isinstance(y, str):
+        x, y = y, x
+    if isinstance(x, str) and isinstance(y, _Const):  # x * W, W a weight (ConvNeXt's layer scale): a Scale
+        c = _feature_const(ctx, node, x, y, loc, "multiplies by")
+        return scale_by_const(ctx.emit, _const_param(ctx, y, "mul"), _fresh(ctx, node), x, c,
+                              tuple(ctx.type_of(x).features), loc)
     return ctx.emit(ops.Mul(name=_fresh(ctx, node), loc=loc, inputs=(ctx.tensor(x, "input", node, loc),
                                                                      ctx.tensor(y, "other", node, loc))))
+
+
+def _const_param(ctx: _Ctx, w: _Const, tag: str):
+    """A function adding the parameter made from weight `w` once per use kind."""
+    return lambda t: ctx.param_once((w.tensor, tag), w.name, lambda: t)
+
+
+def _feature_const(ctx: _Ctx, node: fx.Node, x: str, w: _Const, loc: SourceLoc, what: str) -> torch.Tensor:
+    """Weight w as it broadcasts against value x (feature_const), or an error naming the op."""
+    src = node.args[0] if node.args and isinstance(node.args[0], fx.Node) and ctx.values.get(node.args[0]) == x \
+        else next((a for a in node.args if isinstance(a, fx.Node) and ctx.values.get(a) == x), None)
+    c = feature_const(w.tensor, tuple(ctx.type_of(x).features), _lead(ctx, x, src))
+    if c is None:
+        raise UnsupportedAttributeError(
+            f"{_op_name(node)} ('{node.name}') in {loc.describe()} {what} the weight '{w.name}' "
+            f"{list(w.tensor.shape)}, which does not broadcast against the features {list(ctx.type_of(x).features)} "
+            "or varies over the batch/time dims",
+            hint="a weight of the features' shape, or with 1 in some dims (a per-channel [C, 1, 1]), is supported")
+    return c
 
 
 @lowers(aten.sub, aten.sub_)
@@ -221,7 +247,19 @@ def _add_any(ctx, node, a, loc) -> str:
     x, y = a["self"], a["other"]
     if isinstance(y, (int, float)) and not isinstance(y, bool) and isinstance(x, str) and a.get("alpha", 1) == 1:
         return _shift(ctx, node, x, float(y), loc)
+    if isinstance(x, _Const) and isinstance(y, str):
+        x, y = y, x
+    if isinstance(x, str) and isinstance(y, _Const) and a.get("alpha", 1) == 1 and not _is_bias(ctx, x, y):
+        c = _feature_const(ctx, node, x, y, loc, "adds")  # ViT's position embedding: an AddConst
+        return add_const(ctx.emit, _const_param(ctx, y, "add"), _fresh(ctx, node), x, c, loc)
     return _add(ctx, node, a, loc)
+
+
+def _is_bias(ctx: _Ctx, x: str, b: _Const) -> bool:
+    """x @ W + b that aten_ops' _add folds into the bias-free Linear that made x."""
+    prod = ctx.graph[x]
+    return isinstance(prod, ops.Linear) and prod.bias is None and not ctx.graph.users(x) \
+        and tuple(b.tensor.shape) == (ctx.graph.params[prod.weight].shape[0],)
 
 
 @lowers(aten.div, aten.div_)
@@ -319,7 +357,17 @@ def _avg_pool1d(ctx, node, a, loc) -> str:
 
 @lowers(aten.expand)
 def _expand(ctx, node, a, loc) -> str:
-    """expand to the shape the value already has (decompositions write it before bmm) is the identity."""
+    """expand to the shape the value already has (decompositions write it before bmm) is the identity; a weight
+    [1, *f] expanded over the batch (ViT's class token) is a Broadcast, which aten.cat makes a Constant."""
+    w, sizes = a["self"], list(a["size"])
+    if isinstance(w, _Const):
+        t = w.tensor.detach()
+        if t.dim() != len(sizes) or t.dim() < 2 or t.shape[0] != 1 or isinstance(sizes[0], int) \
+                or any(s not in (-1, d) for s, d in zip(sizes[1:], t.shape[1:])):
+            raise UnsupportedAttributeError(f"aten.expand ('{node.name}') of the weight '{w.name}' {list(t.shape)} "
+                                            f"in {loc.describe()} is not supported",
+                                            hint="only a weight [1, *features] expanded over the batch is")
+        return Broadcast(w, t[0])
     x = ctx.tensor(a["self"], "input", node, loc)
     new = _out_features(ctx, node, node.args[0])
     if new != tuple(ctx.type_of(x).features):
@@ -371,3 +419,59 @@ def _slice(ctx, node, a, loc) -> str:
     if end <= start:
         raise UnsupportedAttributeError(f"an empty slice in {loc.describe()} is not supported")
     return ctx.emit(ops.Slice(name=_fresh(ctx, node), inputs=(x,), loc=loc, dim=d, start=start, end=end))
+
+
+class Broadcast:
+    """A weight expanded over the batch: the same features for every sample (a Constant once concatenated)."""
+
+    def __init__(self, const: _Const, features: torch.Tensor):
+        self.const, self.features = const, features
+
+
+@lowers(aten.cat, aten.concat)
+def _cat_any(ctx, node, a, loc) -> str:
+    """cat of values, and of weights expanded over the batch (each a Constant: the same current at every step)."""
+    parts = list(a["tensors"])
+    if not any(isinstance(p, Broadcast) for p in parts):
+        return _cat(ctx, node, a, loc)
+    ref_i = next((i for i, p in enumerate(parts) if isinstance(p, str)), None)
+    if ref_i is None:
+        raise UnsupportedOpError(f"aten.cat of constants only in {loc.describe()} is not supported")
+    ref = parts[ref_i]
+    inputs = []
+    for i, p in enumerate(parts):
+        if isinstance(p, Broadcast):
+            value = ctx.param_once(p.const.tensor, p.const.name, lambda p=p: p.features.contiguous().clone())
+            inputs.append(ctx.emit(ops.Constant(name=_fresh(ctx, node, "_const"), inputs=(ref,), loc=loc,
+                                                value=value)))
+        else:
+            inputs.append(ctx.tensor(p, "input", node, loc))
+    src = node.args[0][ref_i] if isinstance(node.args[0], (list, tuple)) else None
+    d = _fdim(ctx, ref, a["dim"], node if src is None else _with_first_arg(node, src), loc)
+    return ctx.emit(ops.Concat(name=_fresh(ctx, node), inputs=tuple(inputs), loc=loc, dim=d))
+
+
+def _with_first_arg(node: fx.Node, src: fx.Node):
+    """A stand-in for node whose first argument is src (what _fdim reads the leading dims from)."""
+    class _N:
+        args = (src,)
+        name = node.name
+        target = node.target
+    return _N()
+
+
+@lowers(aten.select)
+def _select(ctx, node, a, loc) -> str:
+    """x[:, i] of a feature dim (ViT's class token): a one-element Slice, then a Reshape without that dim."""
+    x = ctx.tensor(a["self"], "input", node, loc)
+    d = _fdim(ctx, x, a["dim"], node, loc)
+    feats = tuple(ctx.type_of(x).features)
+    i = int(a["index"]) % feats[d]
+    y = x if feats[d] == 1 else ctx.emit(ops.Slice(name=_fresh(ctx, node), inputs=(x,), loc=loc, dim=d, start=i,
+                                                   end=i + 1))
+    new = tuple(f for j, f in enumerate(feats) if j != d)
+    run = merged_run(tuple(ctx.type_of(y).features), new)
+    if run is not None:
+        return ctx.emit(ops.Flatten(name=_fresh(ctx, node, "_squeeze"), inputs=(y,), loc=loc, start_dim=run[0],
+                                    end_dim=run[1]))
+    return ctx.emit(ops.Reshape(name=_fresh(ctx, node, "_squeeze"), inputs=(y,), loc=loc, shape=new))

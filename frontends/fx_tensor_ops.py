@@ -22,8 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.attention import check_attention, emit_self_attention
+from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method, lowers_module
-from snnc.frontends.fx_ops import _arg, _f_add, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
+from snnc.frontends.fx_ops import _arg, _f_add, _f_cat, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -95,8 +97,37 @@ def _f_mul(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
     if _is_number(a) or _is_number(b):
         x = node.args[1] if _is_number(a) else node.args[0]
         return _scale(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+    if isinstance(a, Attr) or isinstance(b, Attr):  # x * W, W a weight (ConvNeXt's layer scale): a Scale
+        (w, x) = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])
+        x = ctx.value(x, node, loc)
+        c = _feature_const(ctx, x, w, node, loc, "multiplies by")
+        return scale_by_const(ctx.emit, _const_param(ctx, w, "mul"), ctx.fresh(node.name), x, c,
+                              tuple(ctx.type_of(x).features), loc)
     x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
     return ctx.emit(ops.Mul(name=ctx.fresh(node.name), inputs=(x, y), loc=loc))
+
+
+def _const_param(ctx: _Ctx, w: Attr, tag: str):
+    """A function adding the parameter made from weight `w` once (a weight used twice is one parameter)."""
+    def param(t: torch.Tensor) -> str:
+        key = (id(w.tensor), tag)
+        if key not in ctx.param_cache:
+            ctx.param_cache[key] = ctx.graph.add_param(w.path, t)
+        return ctx.param_cache[key]
+    return param
+
+
+def _feature_const(ctx: _Ctx, x: str, w: Attr, node: fx.Node, loc: SourceLoc, what: str) -> torch.Tensor:
+    """Weight w as it broadcasts against value x (feature_const), or an error naming the op."""
+    t = w.tensor if isinstance(w.tensor, torch.Tensor) else None
+    c = None if t is None else feature_const(t, tuple(ctx.type_of(x).features), ctx.lead(x))
+    if c is None:
+        shape = list(t.shape) if t is not None else type(w.tensor).__name__
+        raise UnsupportedAttributeError(
+            f"'{node.name}' in {loc.describe()} {what} the weight '{w.path}' {shape}, which does not broadcast "
+            f"against the features {list(ctx.type_of(x).features)} or varies over the batch/time dims",
+            hint="a weight of the features' shape, or with 1 in some dims (a per-channel [C, 1, 1]), is supported")
+    return c
 
 
 @lowers_function(operator.sub, operator.isub, torch.sub)
@@ -134,6 +165,11 @@ def _f_add_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
             raise UnsupportedAttributeError(f"torch.add with alpha in {loc.describe()} is not supported")
         x = node.args[1] if _is_number(a) else node.args[0]
         return _add_scalar(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+    if (isinstance(a, Attr) or isinstance(b, Attr)) and node.kwargs.get("alpha", 1) == 1:
+        (w, x) = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])  # ViT's position embedding
+        x = ctx.value(x, node, loc)
+        c = _feature_const(ctx, x, w, node, loc, "adds")
+        return add_const(ctx.emit, _const_param(ctx, w, "add"), ctx.fresh(node.name), x, c, loc)
     return _f_add(ctx, node, loc)
 
 
@@ -319,9 +355,19 @@ def _f_sum(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
 def _slices(ctx: _Ctx, node: fx.Node, x: str, index: Any, loc: SourceLoc) -> str:
     """x[:, :, a:b, ...]: contiguous slices of feature dims (one Slice each); batch/time dims stay whole."""
     index = index if isinstance(index, tuple) else (index,)
+    ints = [d for d, i in enumerate(index) if isinstance(i, int) and not isinstance(i, bool)]
+    if ints:  # x[:, 0] (ViT's class token): a one-element Slice, then a Reshape without that dim
+        if not all(isinstance(i, slice) or d in ints for d, i in enumerate(index)):
+            raise UnsupportedOpError(f"indexing {index!r} in {loc.describe()} is not supported")
+        sliced = tuple(slice(i, i + 1 if i != -1 else None) if d in ints else i for d, i in enumerate(index))
+        y = _slices(ctx, node, x, sliced, loc)
+        fds = {_feature_dim(ctx, x, d, loc, "index") for d in ints}
+        return _reshape_to(ctx, y, tuple(s for i, s in enumerate(ctx.type_of(y).features) if i not in fds),
+                           f"{node.name}_squeeze", loc)
     if not all(isinstance(i, slice) for i in index) or any(i.step not in (None, 1) for i in index):
         raise UnsupportedOpError(f"indexing {index!r} in {loc.describe()} is not supported",
-                                 hint="only x.shape[i] and contiguous slices of feature dims (x[:, :, a:b]) are")
+                                 hint="only x.shape[i], contiguous slices of feature dims (x[:, :, a:b]) and an "
+                                      "index of a feature dim (x[:, 0]) are")
     for d, sl in enumerate(index):
         if sl == slice(None):
             continue
@@ -390,6 +436,26 @@ def _f_avg_pool1d(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     return _avg_pool1d(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "kernel_size"),
                        _arg(node, 2, "stride", None), _arg(node, 3, "padding", 0), _arg(node, 4, "ceil_mode", False),
                        _arg(node, 5, "count_include_pad", True), node.name, loc)
+
+
+@lowers_function(F.layer_norm)
+def _f_layer_norm(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    """F.layer_norm(x, shape, weight, bias, eps) (ConvNeXt's LayerNorm2d: permute, layer_norm, permute back)."""
+    x = ctx.value(node.args[0], node, loc)
+    shape = _arg(node, 1, "normalized_shape")
+    shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else [shape]))
+
+    def weight(i: int, key: str) -> str | None:
+        w = _operand(ctx, _arg(node, i, key))
+        if w is None:
+            return None
+        if not isinstance(w, Attr) or not isinstance(w.tensor, torch.Tensor):
+            raise UnsupportedAttributeError(f"F.layer_norm in {loc.describe()} takes a {key} that is no weight of "
+                                            "the model", hint="pass the module's parameters (self.weight)")
+        return _const_param(ctx, w, "ln")(w.tensor.detach().clone())
+    return ctx.emit(ops.LayerNorm(name=ctx.fresh(node.name), inputs=(x,), loc=loc, normalized_shape=shape,
+                                  weight=weight(2, "weight"), bias=weight(3, "bias"),
+                                  eps=float(_arg(node, 4, "eps", 1e-5))))
 
 
 @lowers_module(nn.LayerNorm)
@@ -506,3 +572,111 @@ def _m_permute(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
 @lowers_method("contiguous", "clone", "detach")
 def _m_identity(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     return ctx.value(node.args[0], node, loc)
+
+
+class _NotComputed:
+    """An output snnc does not compute (nn.MultiheadAttention's attention weights): refused where it is used."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __repr__(self) -> str:
+        return self.what
+
+
+@lowers_module(nn.MultiheadAttention)
+def _multihead_attention(ctx: _Ctx, m: nn.MultiheadAttention, node: fx.Node, loc: SourceLoc) -> tuple:
+    """Self-attention (query, key and value one value; batch_first; no masks; eval mode): the IR ops of
+    snnc.frontends.attention. Its second output (the attention weights) is not computed."""
+    where = f"torch.nn.MultiheadAttention at '{loc.module_path}'"
+    args = list(node.args[:3]) + [node.kwargs.get(k) for k in ("query", "key", "value")[len(node.args):]]
+    if len(set(args[:3])) != 1:
+        raise UnsupportedOpError(f"{where} attends with different query, key and value",
+                                 hint="only self-attention, m(x, x, x), is supported")
+    for key, default in (("key_padding_mask", None), ("attn_mask", None), ("is_causal", False)):
+        if _arg(node, {"key_padding_mask": 3, "attn_mask": 5, "is_causal": 7}[key], key, default) not in (None, False):
+            raise UnsupportedAttributeError(f"{where} is called with {key}", hint="masks are not supported")
+    if not m.batch_first or m.training or m.bias_k is not None or m.add_zero_attn or not m._qkv_same_embed_dim:
+        raise UnsupportedAttributeError(
+            f"{where} has batch_first={m.batch_first}, training={m.training}, add_bias_kv="
+            f"{m.bias_k is not None}, add_zero_attn={m.add_zero_attn}, kdim/vdim={m.kdim}/{m.vdim}",
+            hint="snnc reads eval-mode self-attention with batch_first=True, no bias_kv, no zero attention and "
+                 "equal kdim, vdim and embed_dim")
+    x = ctx.value(args[0], node, loc)
+    feats = tuple(ctx.type_of(x).features)
+    if ctx.lead(x) != 1 or (why := check_attention(m.num_heads, m.embed_dim, feats, where)):
+        raise UnsupportedAttributeError(why or f"{where} runs on a value with time steps",
+                                        hint="tokens [N, L, E] per call")
+
+    def param(suffix: str, t: torch.Tensor) -> str:
+        key = (id(m), suffix)
+        if key not in ctx.param_cache:
+            ctx.param_cache[key] = ctx.graph.add_param(f"{loc.module_path}.{suffix}", t)
+        return ctx.param_cache[key]
+
+    y = emit_self_attention(ctx.emit, ctx.fresh, param, x, feats, m.num_heads, m.in_proj_weight, m.in_proj_bias,
+                            m.out_proj.weight, m.out_proj.bias, loc, node.name)
+    return (y, _NotComputed(f"the attention weights of {where} (snnc computes its output only)"))
+
+
+@lowers_method("expand")
+def _m_expand(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
+    """w.expand(N, ...) of a weight w [1, *f] over the batch (ViT's class token): a Broadcast, which torch.cat
+    turns into a Constant; an expand of a value is refused."""
+    w = _operand(ctx, node.args[0])
+    sizes = list(node.args[1:])
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = list(sizes[0])
+    sizes = [_operand(ctx, d) for d in sizes]
+    if not isinstance(w, Attr) or not isinstance(w.tensor, torch.Tensor):
+        raise UnsupportedOpError(f".expand() of a value in {loc.describe()} is not supported",
+                                 hint="only a weight expanded over the batch (w.expand(x.size(0), -1, ...)) is")
+    t = w.tensor.detach()
+    if t.dim() != len(sizes) or t.dim() < 2 or t.shape[0] != 1 or sizes[0] != _LeadDim(0) \
+            or any(s not in (-1, d) for s, d in zip(sizes[1:], t.shape[1:])):
+        raise UnsupportedAttributeError(f".expand{tuple(sizes)} of the weight '{w.path}' {list(t.shape)} in "
+                                        f"{loc.describe()} is not supported",
+                                        hint="only w.expand(x.size(0), -1, ...) of a weight [1, *features], over "
+                                             "the batch, is")
+    return Broadcast(w, t[0])
+
+
+class Broadcast:
+    """A weight expanded over the batch: the same features for every sample (a Constant once concatenated)."""
+
+    def __init__(self, attr: Attr, features: torch.Tensor):
+        self.attr, self.features = attr, features
+
+    def __repr__(self) -> str:
+        return f"'{self.attr.path}' expanded over the batch"
+
+
+@lowers_function(torch.cat, torch.concat)
+def _f_cat_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    """torch.cat of values, and of weights expanded over the batch (Broadcast: each a Constant, a current the
+    same at every step, whose rate is itself)."""
+    parts = list(_arg(node, 0, "tensors"))
+    values = {i: ctx.values.get(p) for i, p in enumerate(parts) if isinstance(p, fx.Node)}
+    if not any(isinstance(v, Broadcast) for v in values.values()):
+        return _f_cat(ctx, node, loc)
+    ref = next((v for v in values.values() if isinstance(v, str)), None)
+    if ref is None:
+        raise UnsupportedOpError(f"torch.cat of constants only in {loc.describe()} is not supported")
+    inputs = []
+    for i, p in enumerate(parts):
+        v = values.get(i)
+        if isinstance(v, Broadcast):
+            key = (id(v.attr.tensor), "const")
+            if key not in ctx.param_cache:
+                ctx.param_cache[key] = ctx.graph.add_param(v.attr.path, v.features.contiguous().clone())
+            inputs.append(ctx.emit(ops.Constant(name=ctx.fresh(f"{node.name}_const"), inputs=(ref,), loc=loc,
+                                                value=ctx.param_cache[key])))
+        else:
+            inputs.append(ctx.value(p, node, loc))
+    dim = int(_arg(node, 1, "dim", 0))
+    lead = ctx.lead(ref)
+    d = dim % (lead + len(ctx.type_of(ref).features)) - lead
+    if d < 0:
+        raise UnsupportedAttributeError(f"torch.cat along dim {dim} in {loc.describe()} concatenates batches "
+                                        "or time steps", hint="concatenate along a feature dim")
+    return ctx.emit(ops.Concat(name=ctx.fresh(node.name), inputs=tuple(inputs), loc=loc, dim=d))

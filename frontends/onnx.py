@@ -13,12 +13,14 @@ shape inference. The operator handlers are in `snnc.frontends.onnx_ops`.
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import torch
 from onnx import helper, numpy_helper
 
 from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
@@ -26,6 +28,7 @@ from snnc.core.limits import check_tensor
 from snnc.frontends import onnx_ops  # noqa: F401 - registers the operator handlers
 from snnc.frontends import onnx_tensor_ops  # noqa: F401 - and the tensor/layout operators (extending some)
 from snnc.frontends import onnx_tensors
+from snnc.frontends.attention import check_attention, emit_self_attention
 from snnc.frontends.onnx_lowering import HANDLERS, SHAPE_OPS, _Const, _Ctx, _Opaque, _Refused, _ShapeVec, supported_ops
 from snnc.ir import ops
 from snnc.ir.graph import Graph
@@ -81,8 +84,15 @@ def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str =
     for vi in g.input:
         if vi.name not in ctx.values:
             ctx.values[vi.name] = _input(ctx, vi)
-    for node in g.node:
-        _lower(ctx, node)
+    done: set[int] = set()  # the nodes of a module lowered whole (nn.MultiheadAttention), by index
+    paths = [_attention_path(node) for node in g.node]
+    for i, node in enumerate(g.node):
+        if i in done:
+            continue
+        if paths[i] is None:
+            _lower(ctx, node)
+        else:
+            done |= _attention(ctx, g, paths, paths[i])
     outs = list(g.output)
     if not outs:
         raise MalformedFileError(f"{source}: the graph has no outputs")
@@ -99,6 +109,101 @@ def from_onnx_model(model: onnx.ModelProto, *, name: str = "main", source: str =
     onnx_tensor_ops.fuse_silu(graph)
     graph.drop_unused_params()
     return verify(graph)
+
+
+_MHA = "torch.nn.modules.activation.MultiheadAttention"
+# what the dynamo exporter writes for eval-mode self-attention without masks (plus its shape arithmetic)
+_ATTENTION_OPS = {"Add", "Concat", "Gather", "Gemm", "MatMul", "Mul", "Reshape", "Shape", "Slice", "Softmax", "Squeeze",
+                  "Transpose", "Unsqueeze", "Cast"}
+
+
+def _attention_path(node: onnx.NodeProto) -> str | None:
+    """The module path of the innermost nn.MultiheadAttention a dynamo-exported node came from (the exporter's
+    'pkg.torch.onnx.class_hierarchy' and 'name_scopes' metadata), or None."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    if _MHA not in meta.get("pkg.torch.onnx.class_hierarchy", ""):
+        return None
+    try:
+        classes = ast.literal_eval(meta["pkg.torch.onnx.class_hierarchy"])
+        scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
+    except (KeyError, ValueError, SyntaxError):
+        return None
+    hits = [i for i, c in enumerate(classes) if c == _MHA and i < len(scopes)]
+    return str(scopes[hits[-1]]) if hits else None
+
+
+def _attention(ctx: _Ctx, g: onnx.GraphProto, paths: list[str | None], path: str) -> set[int]:
+    """Lower the nodes of one nn.MultiheadAttention whole (the exporter folds the batch into the heads, which
+    no IR op does): its input, weights and heads in, the IR ops of snnc.frontends.attention out."""
+    where = f"torch.nn.MultiheadAttention at '{path}' in {ctx.source}"
+    idx = [i for i, p in enumerate(paths) if p == path]
+    region = [g.node[i] for i in idx]
+    made = {o for n in region for o in n.output}
+    read = [v for n in region for v in n.input if v and v not in made]
+    values = sorted({v for v in read if isinstance(ctx.values.get(v), str)})
+    used_outside = {v for n, p in zip(g.node, paths) if p != path for v in n.input} | {o.name for o in g.output}
+    outs = [o for o in made if o in used_outside]
+
+    def refuse(why: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"{where}: {why}", hint="snnc reads eval-mode self-attention (one input, "
+                                  "batch_first=True, no masks, need_weights=False) as torch.onnx.export writes it")
+
+    if len(values) != 1 or len(outs) != 1:
+        raise refuse(f"{len(values)} inputs and {len(outs)} used outputs (self-attention has one of each)")
+    x = values[0]
+    feats = tuple(ctx.type_of(ctx.values[x]).features)
+    if len(feats) != 2:
+        raise refuse(f"it attends over features {list(feats)}; snnc needs tokens [L, E]")
+    dim = feats[1]
+    in_w = in_b = out_w = out_b = None
+    softmax = [n for n in region if n.op_type == "Softmax"]
+    for n in region:
+        consts = [ctx.values.get(v) for v in n.input]
+        if n.op_type == "MatMul" and isinstance(consts[1], _Const) and consts[1].array.shape == (dim, 3 * dim):
+            in_w = np.ascontiguousarray(consts[1].array.T)
+        elif n.op_type == "Add" and any(isinstance(c, _Const) and c.array.shape == (3 * dim,) for c in consts):
+            in_b = next(c.array for c in consts if isinstance(c, _Const))
+        elif n.op_type in ("Gemm", "MatMul") and isinstance(consts[1], _Const) and consts[1].array.shape == (dim, dim):
+            trans = n.op_type == "Gemm" and any(a.name == "transB" and a.i for a in n.attribute)
+            out_w = consts[1].array if trans else np.ascontiguousarray(consts[1].array.T)
+            out_b = consts[2].array if len(consts) > 2 and isinstance(consts[2], _Const) else None
+    if in_w is None or out_w is None or len(softmax) != 1:
+        raise refuse("its packed in-projection, out-projection or one softmax is not where the exporter writes them")
+    scores = ctx.shapes.get(softmax[0].input[0]) or []
+    heads = scores[1] if len(scores) == 4 and isinstance(scores[1], int) else None
+    if heads is None:
+        raise refuse("the number of heads cannot be read from the softmax's inferred shape")
+    # nothing else may change the result: no mask (an Add or Where), no custom scale, no dropout
+    other = sorted({n.op_type for n in region} - _ATTENTION_OPS)
+    if other:
+        raise refuse(f"it holds {', '.join(other)} (a mask or dropout?), which plain self-attention does not")
+    known = [a for a in (in_w.T, in_b, out_w, out_b) if a is not None]
+    for n in region:
+        for v in n.input:
+            c = ctx.values.get(v)
+            if not isinstance(c, _Const) or not np.issubdtype(c.array.dtype, np.floating):
+                continue
+            scale = c.array.size == 1 and n.op_type == "Mul" and \
+                abs(float(c.array.reshape(-1)[0]) - (dim // heads) ** -0.25) < 1e-6
+            if not scale and not any(c.array.shape == a.shape and np.array_equal(c.array, a) for a in known):
+                raise refuse(f"node '{n.name}' ({n.op_type}) reads the constant '{c.name}' "
+                             f"{list(c.array.shape)}, which is none of its projections (a mask or a custom scale?)")
+        if n.op_type == "Add" and not any(isinstance(ctx.values.get(v), _Const) for v in n.input):
+            raise refuse(f"node '{n.name}' (Add) adds two computed values (a mask?)")
+    if why := check_attention(heads, dim, feats, where):
+        raise refuse(why)
+    loc = SourceLoc(module_path=path, module_type="torch.nn.MultiheadAttention")
+
+    def tensor(a):
+        return None if a is None else torch.from_numpy(np.array(a, dtype=np.float32, copy=True))
+
+    def param(suffix: str, t: torch.Tensor) -> str:
+        return ctx.param_once((path, suffix), f"{path}.{suffix}", lambda: t)
+
+    ctx.values[outs[0]] = emit_self_attention(ctx.emit, ctx.graph.fresh_name, param, ctx.values[x], feats, heads,
+                                              tensor(in_w), tensor(in_b), tensor(out_w), tensor(out_b), loc,
+                                              path.replace(".", "_"))
+    return set(idx)
 
 
 def _input(ctx: _Ctx, vi: onnx.ValueInfoProto) -> str:

@@ -13,11 +13,13 @@ is refused by name.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
+from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
 from snnc.frontends.fx_ops import merged_run
 from snnc.frontends.onnx_lowering import _Const, _Ctx, _Refused, _ShapeVec, handles
-from snnc.frontends.onnx_ops import _add, _avg_pool, _conv, _flatten_to, _matmul
+from snnc.frontends.onnx_ops import _add, _avg_pool, _concat, _conv, _flatten_to, _matmul
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -241,7 +243,30 @@ def _mul(ctx: _Ctx, node, ins, attrs, loc) -> list:
         a, b = b, a
     if _scalar(b) is not None:
         return [ctx.emit(ops.Scale(name=ctx.name(node), inputs=(ctx.tensor(a, node),), loc=loc, factor=_scalar(b)))]
+    if isinstance(a, _Const) and isinstance(b, str):
+        a, b = b, a
+    if isinstance(a, str) and isinstance(b, _Const):  # x * W, W an initializer (ConvNeXt's layer scale): a Scale
+        c = _initializer_operand(ctx, node, a, b, "multiplies by")
+        return [scale_by_const(ctx.emit, _initializer_param(ctx, node, b), ctx.name(node), a, c,
+                               tuple(ctx.type_of(a).features), loc)]
     return [ctx.emit(ops.Mul(name=ctx.name(node), loc=loc, inputs=(ctx.tensor(a, node), ctx.tensor(b, node, "B"))))]
+
+
+def _initializer_param(ctx: _Ctx, node, w: _Const):
+    return lambda t: ctx.param_once(t, w.name, lambda: t)
+
+
+def _initializer_operand(ctx: _Ctx, node, x: str, w: _Const, what: str) -> torch.Tensor:
+    """Initializer w as it broadcasts against value x (feature_const), or an error naming the node."""
+    t = torch.from_numpy(np.array(w.array, dtype=np.float32 if w.array.dtype == np.float64 else w.array.dtype,
+                                  copy=True))
+    c = feature_const(t, tuple(ctx.type_of(x).features), ctx.type_of(x).layout.n_layout_dims)
+    if c is None:
+        raise UnsupportedAttributeError(
+            f"{ctx.where(node)} {what} the constant '{w.name}' {list(w.array.shape)}, which does not broadcast "
+            f"against the features {list(ctx.type_of(x).features)} or varies over the batch axis",
+            hint="a constant of the features' shape, or with 1 in some dims (a per-channel [C, 1, 1]), is supported")
+    return c
 
 
 @handles("Sub")
@@ -281,7 +306,19 @@ def _add_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
         prod = ctx.graph[a]
         if not (isinstance(prod, ops.Linear) and prod.bias is None and ctx.graph.params[prod.weight].shape[0] == 1):
             return [ctx.emit(ops.AddScalar(name=ctx.name(node), inputs=(a,), loc=loc, value=_scalar(b)))]
+    if isinstance(a, _Const) and isinstance(b, str):
+        a, b = b, a
+    if isinstance(a, str) and isinstance(b, _Const) and not _is_bias(ctx, a, b):
+        c = _initializer_operand(ctx, node, a, b, "adds")  # ViT's position embedding: an AddConst
+        return [add_const(ctx.emit, _initializer_param(ctx, node, b), ctx.name(node), a, c, loc)]
     return _add(ctx, node, ins, attrs, loc)
+
+
+def _is_bias(ctx: _Ctx, x: str, b: _Const) -> bool:
+    """x @ W + b that onnx_ops' _add folds into the bias-free Linear (MatMul) that made x."""
+    prod = ctx.graph[x]
+    return isinstance(prod, ops.Linear) and prod.bias is None and not ctx.graph.users(x) \
+        and b.array.size == ctx.graph.params[prod.weight].shape[0]
 
 
 def _reshape_or_flatten(ctx: _Ctx, node, x: str, new: tuple[int, ...], loc: SourceLoc) -> str:
@@ -457,3 +494,62 @@ def _avg_pool_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
     return [ctx.emit(ops.AvgPool1d(name=ctx.name(node), inputs=(ctx.tensor(ins[0], node),), loc=loc, kernel_size=k,
                                    stride=int(attrs.get("strides", [1])[0]), padding=pad,
                                    ceil_mode=bool(attrs.get("ceil_mode", 0)), count_include_pad=include))]
+
+
+class Broadcast:
+    """An initializer [1, *f] expanded over the batch axis: the same features for every sample (a Constant once
+    concatenated: the same current at every step, whose rate is itself)."""
+
+    def __init__(self, const: _Const):
+        self.const = const
+
+
+@handles("Expand")
+def _expand(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Expand of an initializer [1, *f] to [N, *f] (ViT's class token; a dim of 1 or -1 keeps the initializer's)."""
+    w, shape = ins[0], ins[1]
+    dims = shape.dims if isinstance(shape, _ShapeVec) else None
+    if not isinstance(w, _Const) or dims is None or len(dims) != w.array.ndim or w.array.ndim < 2 \
+            or w.array.shape[0] != 1 or dims[0] != "N" \
+            or any(d not in (1, -1, s) for d, s in zip(dims[1:], w.array.shape[1:])):
+        raise UnsupportedOpError(f"{ctx.where(node)} expands {'a value' if isinstance(w, str) else 'a constant'} "
+                                 f"to {list(dims) if dims is not None else 'a run-time shape'}",
+                                 hint="only an initializer [1, *features] expanded over the batch axis is supported")
+    return [Broadcast(w)]
+
+
+@handles("Concat")
+def _concat_any(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Concat of values, and of initializers expanded over the batch (Broadcast: each a Constant)."""
+    if not any(isinstance(v, Broadcast) for v in ins):
+        return _concat(ctx, node, ins, attrs, loc)
+    ref = next((v for v in ins if isinstance(v, str)), None)
+    if ref is None:
+        raise UnsupportedOpError(f"{ctx.where(node)} concatenates constants only")
+    xs = []
+    for v in ins:
+        if isinstance(v, Broadcast):
+            value = ctx.param(v.const, node, "constant", np.ascontiguousarray(v.const.array[0]))
+            xs.append(ctx.emit(ops.Constant(name=ctx.graph.fresh_name(f"{ctx.name(node)}_const"), inputs=(ref,),
+                                            loc=loc, value=value)))
+        elif v is not None:
+            xs.append(ctx.tensor(v, node))
+    return _concat(ctx, node, xs, attrs, loc)
+
+
+@handles("Gather")
+def _gather(ctx: _Ctx, node, ins, attrs, loc) -> list:
+    """Gather of one constant index along a feature axis (x[:, 0], ViT's class token): a one-element Slice, then
+    a Reshape without that axis."""
+    x, idx = ins
+    x = ctx.tensor(x, node)
+    feats = tuple(ctx.type_of(x).features)
+    axis = int(attrs.get("axis", 0)) % (1 + len(feats)) - 1
+    if axis < 0 or not isinstance(idx, _Const) or idx.array.ndim != 0:
+        raise UnsupportedOpError(f"{ctx.where(node)} gathers along the batch axis or by a run-time or non-scalar "
+                                 "index", hint="only x[:, i] of one constant index along a feature axis is supported")
+    i = int(idx.array) % feats[axis]
+    y = x if feats[axis] == 1 else ctx.emit(ops.Slice(name=ctx.name(node), inputs=(x,), loc=loc, dim=axis, start=i,
+                                                      end=i + 1))
+    new = tuple(f for j, f in enumerate(feats) if j != axis)
+    return [_reshape_or_flatten(ctx, node, y, new, loc)]

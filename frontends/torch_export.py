@@ -26,6 +26,7 @@ from snnc.core.errors import MalformedFileError, SnncError, UnsupportedAttribute
 from snnc.frontends import aten_ops  # noqa: F401 - registers the ATen lowerings
 from snnc.frontends import source_lines
 from snnc.frontends import aten_tensor_ops  # noqa: F401 - and the tensor/layout ops (extending some)
+from snnc.frontends.attention import check_attention, emit_self_attention
 from snnc.frontends.export_lowering import ATEN_LOWERINGS, _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, supported_ops
 from snnc.frontends.pt2_archive import check_archive
 from snnc.ir import ops
@@ -70,10 +71,15 @@ def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: st
     ctx = _Ctx(graph)
     consts = constants(ep, source)
     user_outputs = [i for i, s in enumerate(ep.graph_signature.output_specs) if s.kind is OutputKind.USER_OUTPUT]
+    done: set[fx.Node] = set()  # the nodes of a module lowered whole (nn.MultiheadAttention)
     for node in ep.graph.nodes:
+        if node in done:
+            continue
         try:
             if node.op == "placeholder":
                 ctx.values[node] = consts[node.name] if node.name in consts else _input(ctx, node, source)
+            elif node.op == "call_function" and (path := _attention_path(node)) is not None:
+                done |= _attention(ctx, ep.graph, path, node_loc(node))
             elif node.op == "call_function":
                 ctx.values[node] = call(ctx, node)
             elif node.op == "output":
@@ -85,6 +91,82 @@ def from_exported_program(ep: ExportedProgram, *, name: str = "main", source: st
             raise e.at_source(source_lines.from_stack_trace(node.meta.get("stack_trace"))) from None
     graph.drop_unused_params()
     return verify(graph)
+
+
+_MHA = "torch.nn.modules.activation.MultiheadAttention"
+_SDPA = {torch.ops.aten.scaled_dot_product_attention, torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+         torch.ops.aten._scaled_dot_product_attention_math}
+
+
+def _attention_path(node: fx.Node) -> str | None:
+    """The module path of the innermost nn.MultiheadAttention the node was exported from, or None."""
+    stack = node.meta.get("nn_module_stack") or {}
+    for path, typ in reversed(list(stack.values())):
+        name = typ if isinstance(typ, str) else f"{typ.__module__}.{typ.__qualname__}"
+        if name == _MHA:
+            return str(path)
+    return None
+
+
+def _attention(ctx: _Ctx, graph: fx.Graph, path: str, loc: SourceLoc) -> set[fx.Node]:
+    """Lower the nodes of one nn.MultiheadAttention call whole (torch folds the batch into the heads, which
+    no IR op does): its one input, weights and heads in, the IR ops of snnc.frontends.attention out."""
+    where = f"torch.nn.MultiheadAttention at '{path}'"
+    region = [n for n in graph.nodes if n.op == "call_function" and _attention_path(n) == path]
+    inside = set(region)
+    outer = {a for n in region for a in n.all_input_nodes if a not in inside}
+    values = [a for a in outer if isinstance(ctx.values.get(a), str)]
+    outs = [n for n in region if any(u not in inside for u in n.users)
+            and isinstance(n.meta.get("val"), torch.Tensor)]  # not the size arithmetic other nodes share
+    sdpa = [n for n in region if n.target in _SDPA or _packet(n.target) in _SDPA]
+
+    def refuse(why: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"{where}: {why}", hint="snnc reads eval-mode self-attention (one input, "
+                                  "batch_first=True, no masks, need_weights=False) exported by torch.export")
+
+    if len(values) != 1 or len(outs) != 1:
+        raise refuse(f"{len(values)} inputs and {len(outs)} used outputs (self-attention has one of each)")
+    for n in sdpa:  # pre-dispatch: the call itself (core ATen spells it out in bmm and softmax)
+        extra = list(n.args[3:]) + [v for k, v in n.kwargs.items() if k != "scale"]
+        if any(v not in (None, False, 0.0) for v in extra) or n.kwargs.get("scale") is not None:
+            raise refuse("its attention has a mask, dropout, a causal mask or a custom scale")
+    suffixes = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+    by_suffix = {}
+    for c in (ctx.values[a] for a in outer if isinstance(ctx.values.get(a), _Const)):
+        suffix = next((s for s in suffixes if c.name.endswith(s)), None)
+        if suffix is None:  # an attention mask or bias_k/bias_v
+            raise refuse(f"it reads the constant '{c.name}', which is none of its projections (a mask?)")
+        by_suffix[suffix] = c.tensor
+    if "in_proj_weight" not in by_suffix or "out_proj.weight" not in by_suffix:
+        raise refuse("its in_proj_weight / out_proj.weight are not among the program's weights "
+                     "(separate q, k, v projections are not supported)")
+    x = ctx.values[values[0]]
+    feats = tuple(ctx.type_of(x).features)
+    dim = int(by_suffix["in_proj_weight"].shape[1])
+    # the heads: the per-head view [N, H, L, hd] of q, k and v (H * hd = E, L the tokens)
+    heads_seen = {int(s[1]) for n in region if isinstance(n.meta.get("val"), torch.Tensor)
+                  and len(s := n.meta["val"].shape) == 4 and not isinstance(s[0], int)
+                  and all(isinstance(d, int) for d in s[1:]) and s[1] * s[3] == dim and len(feats) == 2
+                  and s[2] == feats[0]}
+    if len(heads_seen) != 1:
+        raise refuse("its number of heads cannot be read from its per-head views")
+    heads = heads_seen.pop()
+    in_shape, out_shape = values[0].meta["val"].shape, outs[0].meta["val"].shape
+    if isinstance(in_shape[0], int) or isinstance(out_shape[0], int) or tuple(out_shape[1:]) != feats:
+        raise refuse(f"its input {list(in_shape)} or output {list(out_shape)} does not keep the batch first "
+                     "(batch_first=False?)")
+    if why := check_attention(heads, by_suffix["in_proj_weight"].shape[1], feats, where):
+        raise refuse(why)
+    loc = SourceLoc(module_path=path, module_type="torch.nn.MultiheadAttention")
+    name = path.replace(".", "_")
+
+    def param(suffix: str, t: torch.Tensor) -> str:
+        return ctx.param_once((path, suffix), f"{path}.{suffix}", lambda: t)
+
+    ctx.values[outs[0]] = emit_self_attention(ctx.emit, ctx.graph.fresh_name, param, x, feats, heads,
+                                              by_suffix["in_proj_weight"], by_suffix.get("in_proj_bias"),
+                                              by_suffix["out_proj.weight"], by_suffix.get("out_proj.bias"), loc, name)
+    return inside
 
 
 def constants(ep: ExportedProgram, source: str) -> dict[str, _Const]:

@@ -14,7 +14,9 @@ values computed from the (constant) network input needs no decode: it runs on ex
 values, like the first layer of any conversion. A product of a rate-coded value and
 an analog one (squeeze-excitation's x * sigmoid(s)) stays as it is: for a fixed gate it
 is linear in the rate-coded operand (relu-to-if's refuse_nonlinear lets it through), and
-the gate converges. The pass leaves a report in graph.meta["analog"] (AnalogReport's
+the gate converges. A product of two rate-coded values (self-attention's q k^T, a MatMul) is named
+`matmul`: with it, both operands are decoded and the product is analog too.
+The pass leaves a report in graph.meta["analog"] (AnalogReport's
 fields): how many MACs run on decoded (analog) values, on spikes, and on the input.
 """
 
@@ -36,13 +38,25 @@ from snnc.passes.manager import register_pass
 from snnc.runtime.stats import synaptic_ops
 
 
+def product_of_rates(op: ops.OpBase, rated: set[str]) -> bool:
+    """A MatMul of two rate-coded values (self-attention's q k^T): its mean over T is no product of the rates.
+    With --analog matmul it reads both decoded rates; a product with one value that no spike drives is linear
+    in the other and stays as it is."""
+    return isinstance(op, ops.MatMul) and all(i in rated for i in op.inputs)
+
+
+def _kind(op: ops.OpBase) -> str | None:
+    return "matmul" if isinstance(op, ops.MatMul) else analog_kind(op)
+
+
 def _spiking(graph: Graph) -> set[str]:
     """The rate-coded values: computed from a ReLU/Clamp(0, a) (an IF neuron once converted) or a neuron,
     up to a RateDecode or an analog op (which reads the decoded rate: its output is analog)."""
     rated: set[str] = set()
     for op in graph:
         if isinstance(op, ops.NeuronOp) or converts_to_if(op) or (
-                not isinstance(op, ops.RateDecode) and analog_kind(op) is None and any(i in rated for i in op.inputs)):
+                not isinstance(op, ops.RateDecode) and analog_kind(op) is None and not product_of_rates(op, rated)
+                and any(i in rated for i in op.inputs)):
             rated.add(op.name)
     return rated
 
@@ -54,12 +68,13 @@ def refuse_analog(graph: Graph, allowed: frozenset[str]) -> None:
     rate-coded value (on values computed from the input alone they run exactly, as before).
     """
     rated = _spiking(graph)
-    bad = [op for op in graph if (kind := analog_kind(op)) is not None and kind not in allowed
-           and (isinstance(op, ops.Activation) or any(i in rated for i in op.inputs))]
+    bad = [op for op in graph if ((kind := analog_kind(op)) is not None and kind not in allowed
+                                  and (isinstance(op, ops.Activation) or any(i in rated for i in op.inputs)))
+           or ("matmul" not in allowed and product_of_rates(op, rated))]
     if not bad:
         return
-    kinds = sorted({analog_kind(op) for op in bad}, key=ANALOG_KINDS.index)
-    counts = ", ".join(f"{k} x{n}" for k, n in Counter(map(analog_kind, bad)).items())
+    kinds = sorted({_kind(op) for op in bad}, key=ANALOG_KINDS.index)
+    counts = ", ".join(f"{k} x{n}" for k, n in Counter(map(_kind, bad)).items())
     more = f" (one of {len(bad)}: {counts})" if len(bad) > 1 else ""
     flag = ",".join(kinds)
     raise PassError(f"{bad[0].where()} has no rate code: it is not linear{more}; run it on the decoded rate "
@@ -120,6 +135,8 @@ def analog_report(graph: Graph) -> AnalogReport:
         kind = analog_kind(op)
         if kind is not None:
             (decoded if "decoded" in ins else exact)[kind] += 1
+        elif _decoded_product(graph, op):
+            decoded["matmul"] += 1
     macs = {"input": 0, "spiking": 0, "decoded": 0}
     for name, s in synaptic_ops(graph).items():
         macs[state.get(graph[name].inputs[0], "input")] += s.macs
@@ -130,6 +147,11 @@ def analog_report(graph: Graph) -> AnalogReport:
                         total_macs=sum(macs.values()))
 
 
+def _decoded_product(graph: Graph, op: ops.OpBase) -> bool:
+    """A MatMul of two decoded rates (product_of_rates once rate-decode ran)."""
+    return isinstance(op, ops.MatMul) and all(isinstance(graph[i], ops.RateDecode) for i in op.inputs)
+
+
 def insert_rate_decodes(graph: Graph, allowed: frozenset[str]) -> Graph:
     """A RateDecode before each rate-coded input of every analog op (refused unless `allowed` names it);
     graph.meta['analog'] gets the AnalogReport when any analog op is left."""
@@ -138,7 +160,7 @@ def insert_rate_decodes(graph: Graph, allowed: frozenset[str]) -> Graph:
     g = graph.copy()
     decodes: dict[str, str] = {}  # rate-coded value -> its decode (one per value, shared by its analog readers)
     for op in list(g):
-        if analog_kind(op) is None or not any(i in rated for i in op.inputs):
+        if (analog_kind(op) is None or not any(i in rated for i in op.inputs)) and not product_of_rates(op, rated):
             continue
         inputs = []
         for i in op.inputs:
@@ -148,7 +170,7 @@ def insert_rate_decodes(graph: Graph, allowed: frozenset[str]) -> Graph:
             inputs.append(decodes.get(i, i) if i in rated else i)
         g.replace_op(op.replace(inputs=tuple(inputs)))
     g.sort()
-    if any(analog_kind(op) is not None for op in g):
+    if any(analog_kind(op) is not None or _decoded_product(g, op) for op in g):
         report = analog_report(g)
         if not report.spiking_macs and not any(isinstance(op, ops.NeuronOp) or converts_to_if(op) for op in g):
             warnings.warn(f"graph {g.name} has no ReLU to convert: no neuron spikes, and the analog ops run on "

@@ -6,8 +6,9 @@ from typing import Iterable
 
 from snnc.ir import ops
 
-# the op kinds `--analog` names, in the order the help lists them
-ANALOG_KINDS = ("silu", "sigmoid", "hardswish", "hardsigmoid", "gelu", "tanh", "softmax", "layer_norm")
+# the op kinds `--analog` names, in the order the help lists them; "matmul" is a product of two rate-coded
+# values (self-attention's q k^T), run on both decoded rates (passes/analog.py, product_of_rates)
+ANALOG_KINDS = ("silu", "sigmoid", "hardswish", "hardsigmoid", "gelu", "tanh", "softmax", "layer_norm", "matmul")
 
 
 def analog_kind(op: ops.OpBase) -> str | None:

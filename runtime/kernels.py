@@ -261,6 +261,17 @@ def add_scalar(op: ops.AddScalar, ins, params) -> Tensor:
     return ins[0] + op.value
 
 
+@kernel(ops.AddConst)
+def add_const(op: ops.AddConst, ins, params) -> Tensor:
+    return ins[0] + params[op.value]  # [R, *features] + [*features, 1 where broadcast]
+
+
+@kernel(ops.Constant)
+def constant(op: ops.Constant, ins, params) -> Tensor:
+    v = params[op.value]
+    return v.expand(ins[0].shape[0], *v.shape).contiguous()  # the same value for every row (batch, time)
+
+
 @kernel(ops.MatMul)
 def matmul(op, ins, params) -> Tensor:
     """x0 @ x1 with K and P zero-padded to multiples of K_ALIGN (+0 terms, sliced off).

@@ -74,7 +74,8 @@ def _say(msg: str) -> None:
 
 
 ANALOG_HELP = ("Hybrid conversion: run these ops, which have no rate code, on the decoded rate of their input "
-               "(silu, sigmoid, hardswish, hardsigmoid, gelu, tanh, softmax, layer_norm, or all; "
+               "(silu, sigmoid, hardswish, hardsigmoid, gelu, tanh, softmax, layer_norm, matmul: a product of two "
+               "rate-coded values, or all; "
                "docs/conversion.md).")
 
 

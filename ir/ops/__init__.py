@@ -17,7 +17,7 @@ from snnc.ir.ops.neuron import IF, LI, LIF, RESETS, Integrator, HardReset, Neuro
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool2d, RunningMaxPool2d
 from snnc.ir.ops.sigma_delta import SigmaDelta
 from snnc.ir.ops.temporal import Delay, Recur, TimeMean
-from snnc.ir.ops.tensor import AddScalar, Clamp, MatMul, Mean, Mul, Permute, Reshape, Slice, Softmax, Sub, Sum
+from snnc.ir.ops.tensor import AddConst, AddScalar, Clamp, Constant, MatMul, Mean, Mul, Permute, Reshape, Slice, Softmax, Sub, Sum
 
 Op = Annotated[Union[tuple(REGISTRY.values())], Field(discriminator="kind")]
 OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
@@ -30,5 +30,5 @@ __all__ = [
     "SigmaDelta",
     "Delay", "Recur", "TimeMean",
     "Conv1d", "LayerNorm", "AvgPool1d", "Reshape", "Permute", "Mean", "Mul", "Sub", "AddScalar", "MatMul",
-    "Clamp", "Softmax", "Activation", "ActivationFn", "RateDecode", "Slice", "Sum",
+    "Clamp", "Softmax", "Activation", "ActivationFn", "RateDecode", "Slice", "Sum", "AddConst", "Constant",
 ]

@@ -1,5 +1,5 @@
 """Tensor and layout ops over the per-sample features: Reshape, Permute, Slice, Mean, Sum, Mul, Sub,
-AddScalar, MatMul, Clamp and Softmax.
+AddScalar, AddConst, Constant, MatMul, Clamp and Softmax.
 
 Every dim index is a feature dim (0 = the first dim after batch/time); batch and
 time never move. Binary ops broadcast feature dims of size 1 (same rank).
@@ -144,6 +144,47 @@ class AddScalar(OpBase):
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         return ins[0].with_dtype(_float(ins[0]))
+
+
+@register
+class AddConst(OpBase):
+    """y = x + value, `value` a parameter of the features' rank that broadcasts against them (each dim equal or
+    1): ViT's position embedding, a constant bias that follows no matrix product.
+
+    Linear in x: on a rate-coded x, the constant (fed at every step) adds its own value to the rate.
+    """
+
+    kind: Literal["add_const"] = "add_const"
+    value: str
+    param_fields = ("value",)
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x, shape = ins[0], tuple(params[self.value].shape)
+        need(len(shape) == len(x.features) and all(s in (1, f) for s, f in zip(shape, x.features)),
+             f"a constant of shape {list(shape)} does not broadcast against the features {list(x.features)} "
+             "(it needs their rank, each dim equal or 1)")
+        return x.with_dtype(_float(x))
+
+
+@register
+class Constant(OpBase):
+    """y = value at every batch (and time) index: a parameter broadcast over the batch, as x.expand(N, ...) of a
+    weight writes it (ViT's class token). Its one input only gives the batch/time dims and layout; none of
+    its values is read.
+
+    A constant fed at every step has that constant as its rate: concatenated with rate-coded values, it
+    stays exact.
+    """
+
+    kind: Literal["constant"] = "constant"
+    value: str
+    param_fields = ("value",)
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        shape = tuple(params[self.value].shape)
+        need(len(shape) >= 1 and all(d >= 1 for d in shape), f"a constant of shape {list(shape)} (it needs "
+             "at least one feature dim, none empty)")
+        return ins[0].with_features(shape, DType.F32)
 
 
 @register

@@ -196,8 +196,18 @@ def test_spikes_times_a_weight_parameter_is_a_linear_and_other_uses_are_refused(
         def forward(self, x):
             return x + self.w
 
+    add = AddWeight()  # a sum with a weight is an AddConst (ViT's position embedding)
+    g = trace(add, (L, D))
+    assert [op.kind for op in g].count("add_const") == 1
+    x = torch.randn(N, L, D)
+    torch.testing.assert_close(Session(g).run(x), add(x).detach())
+
+    class SubWeight(AddWeight):
+        def forward(self, x):
+            return x - self.w
+
     with pytest.raises(Exception, match=r"'w' read as a tensor attribute"):
-        trace(AddWeight(), (L, D))
+        trace(SubWeight(), (L, D))
 
 
 class RefSpikeWeight(nn.Module):

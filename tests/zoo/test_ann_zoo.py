@@ -44,8 +44,11 @@ PATHS = ("convert", "pt2", "onnx")
 #   SiLU, Sigmoid, Hardswish, GELU, LayerNorm, attention: helper F (hybrid `analog=` mode); without it they stay refused
 # The hybrid mode (analog=) reads SiLU, Sigmoid, Hardswish, Hardsigmoid and GELU on every path; without analog=
 # conversion refuses them (the where of an ONNX row is the graph's name, the file's stem: the dynamo exporter's
-# node names carry no module path). HYBRID below converts the three that need nothing else; convnext's next
-# refusal is F.layer_norm (fx) and its layer scale, a product by a parameter (.pt2 and ONNX), vit's the class token.
+# node names carry no module path). HYBRID below converts them. convnext_tiny reads on every path with
+# F.layer_norm (fx), its layer scale as a per-channel Scale and permutes; vit_b_16 with its class token (a
+# Constant concatenated in front), the position embedding (AddConst), nn.MultiheadAttention (read whole by module
+# scope on .pt2 and ONNX) and x[:, 0]. Both are refused at their first GELU without analog= (neither has a ReLU:
+# in the hybrid mode nothing spikes, and the graph is the ANN; docs/conversion.md, "ConvNeXt and ViT").
 EXPECTED: dict[str, dict[str, object]] = {
     "resnet18": {"convert": OK, "pt2": OK, "onnx": OK},
     "resnet34": {"convert": OK, "pt2": OK, "onnx": OK},
@@ -63,13 +66,14 @@ EXPECTED: dict[str, dict[str, object]] = {
                        "onnx": ("Sigmoid", "regnet_y_400mf")},
     "mobilenet_v3_small": {"convert": ("Hardswish", "features.0.2"), "pt2": ("hardswish", "features.0.2"),
                            "onnx": ("HardSwish", "mobilenet_v3_small")},
-    "convnext_tiny": {"convert": ("layer_norm", "features.0.1"), "pt2": ("mul", "features.1.0"),
-                      "onnx": ("Mul", None)},
-    "vit_b_16": {"convert": ("expand", "<top level>"), "pt2": ("expand", "<top level>"),
-                 "onnx": ("Expand", None)},
+    "convnext_tiny": {"convert": ("GELU", "features.1.0.block.4"), "pt2": ("gelu", "features.1.0.block.4"),
+                      "onnx": ("Gelu", "convnext_tiny")},
+    "vit_b_16": {"convert": ("GELU", "layers.0.mlp.1"), "pt2": ("gelu", "layers.0.mlp.1"),
+                 "onnx": ("Gelu", "vit_b_16")},
 }
 # architecture -> the analog= that converts it (test_hybrid_mode_*)
-HYBRID = {"efficientnet_b0": "silu,sigmoid", "regnet_y_400mf": "sigmoid", "mobilenet_v3_small": "hardswish,hardsigmoid"}
+HYBRID = {"efficientnet_b0": "silu,sigmoid", "regnet_y_400mf": "sigmoid", "mobilenet_v3_small": "hardswish,hardsigmoid",
+          "convnext_tiny": "gelu,layer_norm", "vit_b_16": "gelu,layer_norm,softmax"}
 TEST_WIDTH = {"vit_b_16": 1 / 16}  # 12 heads of 4; the others 1/8 of their channels
 TEST_BLOCKS = {"resnet34": 3, "vgg16_bn": 3}  # 2 elsewhere; 3 keeps these two apart from resnet18 / vgg11_bn
 T = 8
@@ -158,7 +162,11 @@ def test_three_paths_convert_alike_or_refuse_naming_the_op(name, tmp_path):
             assert "\n" not in line and op in line, f"{path}: {line}"
             assert (where or f"{name}.onnx") in line, f"{path}: {line}"  # the module path, or the file
             if name in HYBRID:  # the inputs in the calibrated range: no saturation error in the convergence check
-                snn = snnc.convert(source(), torch.cat([calib, x]), "max", show_progress=False, analog=HYBRID[name])
+                ann = source()
+                if path != "convert":  # the graph as read computes the ANN
+                    got = Session(ann, channels_last=False, event_conv=False).run(x)
+                    torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()))
+                snn = snnc.convert(ann, torch.cat([calib, x]), "max", show_progress=False, analog=HYBRID[name])
                 out = snnc.load(snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.hybrid")).run(x, 64)
                 hybrid[path] = (snn, out)
     # every path that converts gives the very same SNN: same IR, same spikes
