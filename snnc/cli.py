@@ -6,12 +6,14 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 
 from snnc.cli_args import (backend_options, fresh_dump_dir, input_feeds, is_snn, load_array, load_graph,
                            load_labelled, parse_options, parse_time_list, run_device)
+from snnc.cli_options import (ANALOG_HELP, CLI_FLAGS, DtOption, InputScaleOption, InputShapeOption, ModelArgument,
+                              TrustPickleOption, WeightsOption)
 from snnc.core import spelling
 from snnc.core.errors import InputError, SnncError
 
@@ -20,33 +22,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="snnc: compile spiking neural networks.\n\nExample: snnc compile model.snnir --calib digits "
                        "-T 32 -o out/cpu")
 _state = {"verbose": 0, "quiet": False}
-MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact folder, or package.module:attribute."
-
-# The flags by which the commands take the options that errors deep inside snnc may name in a hint
-# (snnc.core.spelling); a target option without a flag of its own is spelled -O key=value.
-CLI_FLAGS = {"T": "-T", "time_steps": "-T", "batch_size": "--batch-size", "dtype": "--dtype",
-             "input_shape": "--input-shape", "weights": "--weights", "trust_pickle": "--trust-pickle",
-             "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device", "dt": "--dt"}
-
-# Options several commands share: one definition each.
-ModelArgument = Annotated[str, typer.Argument(help=MODEL_HELP, metavar="MODEL", show_default=False)]
-InputShapeOption = Annotated[Optional[str], typer.Option(
-    "--input-shape", metavar="NAME:[N,...]",
-    help="Input shape of a Python model spec or a whole-model pickle, batch first: x:[1,1,8,8] "
-         "(the batch dim may be any number or N). Model files declare their own shapes.")]
-WeightsOption = Annotated[Optional[str], typer.Option(
-    "--weights", metavar="FILE", help="A state_dict file (torch.save(model.state_dict(), FILE)) for a Python model "
-                                      "spec; read with weights_only=True.")]
-TrustPickleOption = Annotated[bool, typer.Option(
-    "--trust-pickle", help="Allow unpickling a whole-model torch.save file given as MODEL (runs any code in it: only "
-                           "files you made). It does not apply to --weights.")]
-DtOption = Annotated[Optional[float], typer.Option(
-    "--dt", metavar="SECONDS", help="NIR input: the time step (seconds) its continuous-time neurons are discretised "
-                                    "with (NIR files carry none: default 1e-4 with a warning; sinabs files use 1).")]
-InputScaleOption = Annotated[Optional[str], typer.Option(
-    "--input-scale", metavar="S", help="Multiply the data read from -i, --calib and --eval by S, e.g. 1/255 for "
-                                       "0..255 images. Integer data other than 0/1 needs it (1 uses the values as "
-                                       "they are).")]
 
 
 def _version(value: bool) -> None:
@@ -71,12 +46,6 @@ def _main(ctx: typer.Context,
 def _say(msg: str) -> None:
     if not _state["quiet"]:
         typer.echo(msg)
-
-
-ANALOG_HELP = ("Hybrid conversion: run these ops, which have no rate code, on the decoded rate of their input "
-               "(silu, sigmoid, hardswish, hardsigmoid, gelu, tanh, softmax, layer_norm, matmul: a product of two "
-               "rate-coded values, or all; "
-               "docs/conversion.md).")
 
 
 def _say_analog(graph) -> None:
@@ -396,8 +365,6 @@ def inspect(path: Path = typer.Argument(..., help="A model file, an artifact fol
     \b
     Example: snnc inspect out/demo/digits_snn.snnir
     """
-    from snnc.ir.formats.artifact import Artifact
-
     graph = _artifact_graph(path, dt) if path.is_dir() else load_graph(str(path), input_shape, weights, trust_pickle,
                                                                        dt=dt)
     typer.echo(str(graph), nl=False)
@@ -470,7 +437,6 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     \b
     Example: snnc report out/demo/digits_ann.snnir --calib digits --eval digits -o out/report
     """
-    from snnc.ir.formats.artifact import Artifact
     from snnc.core.fileio import check_destination
     from snnc.evaluate import is_main_rank
     from snnc.report import collect, is_report_folder, write_report
