@@ -15,7 +15,7 @@ from snnc.core.errors import InputError
 from snnc.frontends.torch_fx import trace as fx_trace
 from snnc.ir.formats.artifact import Artifact
 from snnc.ir.graph import Graph
-from snnc.passes import conversion_context, convert_graph
+from snnc.passes import PIPELINES, PassManager, conversion_context, convert_graph, parse_pipeline
 from snnc.runtime.protocol import open_session
 
 if TYPE_CHECKING:
@@ -59,11 +59,13 @@ def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | flo
 
 
 def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None = None, *, force: bool = False,
-            **options: Any):
-    """Lower `graph` for `target` and write the artifact folder `output`; returns the Artifact.
+            passes: str | None = None, **options: Any):
+    """Run the target's pass pipeline on `graph` (as `snnc compile` does: `snnc passes` lists it), lower
+    the result for `target` and write the artifact folder `output`; returns the Artifact.
 
-    `output` may be missing, an empty folder or an earlier snnc artifact (replaced
-    atomically); anything else raises OutputPathError unless `force=True`.
+    `passes` replaces the pipeline (a comma-separated list, as `--passes`; "" runs none). `graph`
+    itself is not changed. `output` may be missing, an empty folder or an earlier snnc artifact
+    (replaced atomically); anything else raises OutputPathError unless `force=True`.
     """
     backend = backends.get(target)
     if output is None:
@@ -72,6 +74,10 @@ def compile(graph: Graph, target: str = "cpu", output: str | os.PathLike | None 
         output = Path(tempfile.mkdtemp(prefix="snnc-")) / f"{graph.name}.{target}"
     opts = target_options(target, options)  # bad options fail before any work
     check_output(output, force=force)  # before any lowering work
+    spec = PIPELINES.get(target, "") if passes is None else passes
+    if spec:
+        backends.register_passes()  # a target's own passes (quantize-loihi) may be named too
+        graph = PassManager(parse_pipeline(spec)).run(graph)
     return backend.lower(graph, opts, output, force=force)
 
 

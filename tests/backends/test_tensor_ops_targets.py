@@ -58,10 +58,19 @@ def test_lynxi_matches_the_cpu_reference(tmp_path):
         assert torch.equal(got.reshape(want.shape), want), engine
 
 
+def test_python_compile_runs_the_lynxi_pipeline(tmp_path):
+    g = _graph()  # snnc.compile runs the target's pipeline, as `snnc compile` does: compact-layout makes it 4-D
+    art = snnc.compile(g, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence")
+    x = torch.rand(T, N, 2, 4, 4)
+    want = Session(g, channels_last=False, event_conv=False).run(x)
+    (got,) = Runner(art, "torch").run(x.reshape(T * N, 2, 4, 4)).values()
+    assert torch.equal(got.reshape(want.shape), want)
+
+
 def test_lynxi_refuses_a_5d_value_naming_the_node(tmp_path):
     g = _graph()  # without the lynxi pipeline's compact-layout the shuffle stays 5-D
     with pytest.raises(LoweringError, match=r"%\w+ \(reshape\).*5-D tensor"):
-        snnc.compile(g, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N)
+        snnc.compile(g, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, passes="")
 
 
 def test_nir_and_lava_refuse_the_ops_by_name(tmp_path):

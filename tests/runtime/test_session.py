@@ -72,7 +72,20 @@ def test_constant_input_equals_explicit_sequence(small_cnn):
 
 def test_compile_load_run_matches_graph(tmp_path, small_cnn):
     g = snnc.convert(small_cnn, torch.rand(16, 1, 8, 8), "max")
-    art = snnc.compile(g, target="cpu", output=tmp_path / "a", time_steps=8)
+    art = snnc.compile(g, target="cpu", output=tmp_path / "a", time_steps=8, passes="")
     assert art.manifest["target"] == "cpu" and art.manifest["snnc_version"] == snnc.__version__
     x = torch.rand(4, 1, 8, 8)
     assert torch.equal(snnc.load(tmp_path / "a").run(x, 8), Session(g).run(x, 8))
+
+
+def test_compile_runs_the_targets_pipeline_as_the_cli_does(tmp_path, small_cnn):
+    from snnc.passes import PIPELINES, PassManager, parse_pipeline
+
+    g = snnc.convert(small_cnn, torch.rand(16, 1, 8, 8), "max")
+    piped = PassManager(parse_pipeline(PIPELINES["cpu"])).run(g)
+    assert [op.kind for op in piped] != [op.kind for op in g]  # the pipeline changes this graph (fold-scales, fuse)
+    art = snnc.compile(g, target="cpu", output=tmp_path / "a", time_steps=8)
+    assert [op.kind for op in art.graph()] == [op.kind for op in piped]
+    assert [op.kind for op in g] == [op.kind for op in snnc.convert(small_cnn, torch.rand(16, 1, 8, 8), "max")]
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(snnc.load(art).run(x, 8), Session(piped).run(x, 8))

@@ -58,7 +58,7 @@ def test_bad_dtype_is_an_input_error(tiny_vgg_graph):
 def test_cli_run_stats(tmp_path, small_cnn_graph):
     from snnc.cli import app
 
-    snnc.compile(small_cnn_graph, target="cpu", output=tmp_path / "a", time_steps=6)
+    snnc.compile(small_cnn_graph, target="cpu", output=tmp_path / "a", time_steps=6, passes="")
     np.savez(tmp_path / "in.npz", x=np.random.rand(3, 1, 8, 8).astype(np.float32))
     r = CliRunner().invoke(app, ["run", str(tmp_path / "a"), "-i", str(tmp_path / "in.npz"), "--stats",
                                  "--encoder", "poisson", "--seed", "1", "-o", str(tmp_path / "o.npz")])

@@ -150,14 +150,14 @@ def test_three_paths_convert_alike_or_refuse_naming_the_op(name, tmp_path):
                 torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()))  # ONNX decomposes ops
             snn = snnc.convert(ann, calib, show_progress=False)
             assert any(op.kind == "if" for op in snn)
-            artifact = snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.cpu")
+            artifact = snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.cpu", passes="")
             outputs[path] = snnc.load(artifact).run(x, T)
             assert outputs[path].shape == (T, 3, 10) and outputs[path].abs().sum() > 0
         else:
             op, where = expected
             with pytest.raises(SnncError) as info:
                 snn = snnc.convert(source(), calib, show_progress=False)
-                snnc.load(snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.cpu")).run(x, T)
+                snnc.load(snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.cpu", passes="")).run(x, T)
             line = info.value.message
             assert "\n" not in line and op in line, f"{path}: {line}"
             assert (where or f"{name}.onnx") in line, f"{path}: {line}"  # the module path, or the file
@@ -167,7 +167,7 @@ def test_three_paths_convert_alike_or_refuse_naming_the_op(name, tmp_path):
                     got = Session(ann, channels_last=False, event_conv=False).run(x)
                     torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()))
                 snn = snnc.convert(ann, torch.cat([calib, x]), "max", show_progress=False, analog=HYBRID[name])
-                out = snnc.load(snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.hybrid")).run(x, 64)
+                out = snnc.load(snnc.compile(snn, "cpu", tmp_path / f"{name}-{path}.hybrid", passes="")).run(x, 64)
                 hybrid[path] = (snn, out)
     # every path that converts gives the very same SNN: same IR, same spikes
     first = next(iter(outputs.values()), None)

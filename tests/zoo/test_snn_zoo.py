@@ -351,7 +351,9 @@ def test_model_matches_spikingjelly(module, name, entry, tmp_path):
     with torch.no_grad():
         _sj()[0].reset_net(net)
         want = net(x)
-    session = snnc.load(snnc.compile(g, "cpu", tmp_path / "art"), channels_last=False, event_conv=False)
+    # passes="": the cpu pipeline's fuse-bn folds BatchNorm into the conv weights, which rounds differently; a
+    # potential then at the threshold can flip one spike, and deep nets (sew_resnet50) carry it to the output
+    session = snnc.load(snnc.compile(g, "cpu", tmp_path / "art", passes=""), channels_last=False, event_conv=False)
     got = _last_if_time_mean(g, session.run(x), want)
     assert got.shape == want.shape and (got - want).abs().max() <= 1e-5
 

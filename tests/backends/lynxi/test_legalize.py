@@ -35,7 +35,7 @@ def test_a_5d_intermediate_is_reported_for_every_node_that_has_one(tmp_path):
                Flatten(name="f", inputs=("n",)),  # [T*N, 96]: fine again
                Output(name="out", inputs=("f",)))
     with pytest.raises(LoweringError) as e:
-        snnc.compile(g, "lynxi", tmp_path / "a", time_steps=4, batch_size=2)
+        snnc.compile(g, "lynxi", tmp_path / "a", time_steps=4, batch_size=2, passes="")
     msg = str(e.value)
     for node in ("%x (input)", "%s (scale) from 'enc'", "%n (if)"):
         assert node in msg
