@@ -55,7 +55,9 @@ import sys
 import time
 import warnings
 
-_OMP_POLICY_USER = os.environ.get("OMP_WAIT_POLICY")
+# The user's own OMP_WAIT_POLICY, not the one an earlier `import snnc` set (scripts/readme_figures.py).
+_OMP_POLICY_USER = (None if getattr(sys.modules.get("snnc"), "OPENMP_POLICY_SET", False)
+                    else os.environ.get("OMP_WAIT_POLICY"))
 # As `import snnc` does (snnc/__init__.py): torch's OpenMP workers wait passively, so they leave the
 # cores to snnc's native kernel threads. It must be set before torch loads; SpikingJelly in this
 # process runs with it too, and in its own process (sj_fresh.py) with torch's default.

@@ -31,6 +31,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import snnc  # noqa: F401 - before torch loads, so its OpenMP wait policy (snnc/__init__.py) holds for the speed block
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 

@@ -56,10 +56,13 @@ def _passive_openmp() -> None:
     # policy once, when torch loads it, so it is set here, before snnc imports torch; a value
     # the user set is kept, and a process that imported torch first keeps torch's default
     # (docs/runtime.md).
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    global OPENMP_POLICY_SET
+    if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        OPENMP_POLICY_SET = True
 
 
+OPENMP_POLICY_SET = False  # whether this import set OMP_WAIT_POLICY (benchmarks time others without it)
 _passive_openmp()
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-PROBE = "import os, sys; {pre}import snnc; print(os.environ.get('OMP_WAIT_POLICY', '-'))"
+PROBE = "import os, sys; {pre}import snnc; print(os.environ.get('OMP_WAIT_POLICY', '-'), snnc.OPENMP_POLICY_SET)"
 
 
 def _policy(pre: str = "", **env: str) -> str:
@@ -18,9 +18,9 @@ def _policy(pre: str = "", **env: str) -> str:
 
 
 @pytest.mark.parametrize("pre,env,want", [
-    ("", {}, "PASSIVE"),  # set before torch loads
-    ("", {"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's value is kept
-    ("import torch; ", {}, "-"),  # too late to matter: left unset rather than claiming an effect
+    ("", {}, "PASSIVE True"),  # set before torch loads
+    ("", {"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE False"),  # the user's value is kept
+    ("import torch; ", {}, "- False"),  # too late to matter: left unset rather than claiming an effect
 ])
 def test_import_sets_the_wait_policy_only_where_it_applies(pre, env, want):
     assert _policy(pre, **env) == want
