@@ -11,7 +11,8 @@ from snnc.core.dynamics import Charge, FireCompare, NeuronParams, ResetMode
 from snnc.runtime import event_conv, native
 
 EXPORTED = {"snnc_neuron_f32", "snnc_neuron_pool_f32", "snnc_avg_pool2d_f32", "snnc_max_pool2d_f32",
-            "snnc_spike_events_f32", "snnc_level_events_f32", "snnc_event_conv2d_f32", "snnc_running_max_pool2d_f32"}
+            "snnc_spike_events_f32", "snnc_level_events_f32", "snnc_event_conv2d_f32", "snnc_running_max_pool2d_f32",
+            "snnc_event_max_tile"}
 
 needs_library = pytest.mark.skipif(not native.available(), reason=f"no native kernel: {native.why_unavailable()}")
 
