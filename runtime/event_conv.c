@@ -31,18 +31,23 @@ typedef float ev_v16 __attribute__((vector_size(64), aligned(4), may_alias));
 #endif
 
 /* Lists the nonzero channels of input pixels q0..q1 (q = (n*H + y)*W + x), in increasing
-   order, into ev[q*C ...]; bnd[q*(NCB+1) + b] = the number of them below channel b*CB.
-   x has element strides sn, sc, sh, sw. Returns -1 when an element is neither 0 nor amp. */
+   order: pixel q's list starts at ev[off[q]], right after pixel q-1's (the lists of q0..q1 are packed
+   from ev[q0*C] on, so 64 pixels' lists share a few cache lines); bnd[q*(NCB+1) + b] = the number of
+   them below channel b*CB. x has element strides sn, sc, sh, sw. Returns -1 when an element is
+   neither 0 nor amp. */
 int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw,
                           int64_t H, int64_t W, int64_t C, int64_t CB, float amp,
-                          int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd)
+                          int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
+                          int64_t* restrict off)
 {
   const int64_t NCB = (C + CB - 1) / CB;
   int bad = 0;
+  int64_t base = q0 * C;
   for (int64_t q = q0; q < q1; q++) {
     const int64_t n = q / (H * W), r = q % (H * W);
     const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
-    uint16_t* restrict e = ev + q * C;
+    off[q] = base;
+    uint16_t* restrict e = ev + base;
     uint16_t* restrict b = bnd + q * (NCB + 1);
     int64_t k = 0;
     for (int64_t cb = 0; cb < NCB; cb++) {
@@ -58,7 +63,7 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
           const int na = _mm256_movemask_ps(_mm256_cmp_ps(v, va, _CMP_NEQ_UQ));
           bad |= (nz & na) != 0;
           const __m128i idx = _mm_add_epi16(_mm_load_si128((const __m128i*)ev_lut[nz]), _mm_set1_epi16((short)c));
-          _mm_storeu_si128((__m128i*)(e + k), idx);  /* k <= c and c + 8 <= C: inside this pixel's list */
+          _mm_storeu_si128((__m128i*)(e + k), idx);  /* base <= q*C, k <= c and c + 8 <= C: inside ev[..(q+1)*C] */
           k += __builtin_popcount(nz);
         }
 #endif
@@ -78,23 +83,28 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
       }
     }
     b[NCB] = (uint16_t)k;
+    base += k;
   }
   return bad ? -1 : 0;
 }
 
 /* Multi-level inputs (average-pooled spikes: each element is k * unit, k = 0..L): lists channel c of
-   input pixels q0..q1 k times, in increasing order of c, into ev[q*C*L ...] (so the conv adds its weight
-   row k times); bnd as above. Returns -1 when an element is not k * unit (k = 0..L) exactly. */
+   input pixels q0..q1 k times, in increasing order of c, packed as above from ev[q0*C*L] on (so the conv
+   adds its weight row k times); bnd and off as above. Returns -1 when an element is not k * unit
+   (k = 0..L) exactly. */
 int snnc_level_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw,
                           int64_t H, int64_t W, int64_t C, int64_t CB, float unit, int64_t L,
-                          int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd)
+                          int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
+                          int64_t* restrict off)
 {
   const int64_t NCB = (C + CB - 1) / CB;
   int bad = 0;
+  int64_t base = q0 * C * L;
   for (int64_t q = q0; q < q1; q++) {
     const int64_t n = q / (H * W), r = q % (H * W);
     const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
-    uint16_t* restrict e = ev + q * C * L;
+    off[q] = base;
+    uint16_t* restrict e = ev + base;
     uint16_t* restrict b = bnd + q * (NCB + 1);
     int64_t k = 0;
     for (int64_t cb = 0; cb < NCB; cb++) {
@@ -110,17 +120,18 @@ int snnc_level_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
       }
     }
     b[NCB] = (uint16_t)k;
+    base += k;
   }
   return bad ? -1 : 0;
 }
 
 /* One column tile of TW floats (TW = 8..EV_MAX_TILE, a multiple of 8) for output pixels p0..p1; pixel q's events
-   start at ev[q * EC]. */
+   start at ev[off[q]]. */
 static inline __attribute__((always_inline)) void ev_tile(
     const int TW, const uint16_t* restrict ev, const uint16_t* restrict bnd, int64_t C, int64_t CB,
     int64_t H, int64_t W, const float* restrict wt, const float* restrict bias, int64_t col0, int64_t ncols,
     const int64_t* restrict geo, float* restrict out, const int64_t* restrict ostr, int64_t Ho, int64_t Wo,
-    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin, int64_t EC)
+    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin, const int64_t* restrict off)
 {
   const int64_t kh = geo[0], kw = geo[1], sh = geo[2], sw = geo[3], ph = geo[4], pw = geo[5], dh = geo[6], dw = geo[7];
   const int64_t NCB = (C + CB - 1) / CB;
@@ -148,7 +159,7 @@ static inline __attribute__((always_inline)) void ev_tile(
             const uint16_t* restrict bq = bnd + q * (NCB + 1);
             const int64_t k0 = bq[cb], k1 = bq[cb + 1];
             if (k0 == k1) continue;
-            const uint16_t* restrict e = ev + q * EC;
+            const uint16_t* restrict e = ev + off[q];
             float* restrict a = buf + i * TW;
 #if defined(__AVX512F__)
             if (TW >= 16) {
@@ -201,12 +212,12 @@ static int64_t ev_tile_width(int64_t rem, int64_t twmax) {
 
 /* conv2d of the listed events with packed weights wp (per column tile: [kh*kw*C, TW] rows),
    for output pixels p0..p1 of [N, Cout, Ho, Wo] (element strides ostr = n, c, h, w).
-   geo = kh, kw, stride h/w, padding h/w, dilation h/w; EC = the event capacity of one input pixel (C for
-   0/1 spikes, C * L for L levels). Returns -1 when out of memory. */
+   geo = kh, kw, stride h/w, padding h/w, dilation h/w; off = where each input pixel's events start in ev
+   (from the listing). Returns -1 when out of memory. */
 int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H, int64_t W,
                           const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
                           float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t p0, int64_t p1, int64_t P,
-                          int64_t twmax, int64_t EC)
+                          int64_t twmax, const int64_t* off)
 {
   if (twmax > EV_MAX_TILE) twmax = EV_MAX_TILE;
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
@@ -219,12 +230,12 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
     const int64_t nc = Cout - col < tw ? Cout - col : tw;
     switch (tw) {
 #if EV_MAX_TILE >= 128
-      case 128: ev_tile(128, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
+      case 128: ev_tile(128, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
 #endif
-      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
-      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
-      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
-      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, EC); break;
+      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
+      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
+      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
+      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
     }
     wt += K * tw;
     col += tw;
