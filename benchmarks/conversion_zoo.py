@@ -5,6 +5,7 @@
     python benchmarks/conversion_zoo.py --arch resnet18,vgg11_bn --images 16
     python benchmarks/conversion_zoo.py --markdown benchmarks/RESULTS.md   # ... and write the table there
     python benchmarks/conversion_zoo.py --analog all --arch efficientnet_b0,regnet_y_400mf,mobilenet_v3_small
+    python benchmarks/conversion_zoo.py --weights trained        # trained on digits (cached), 64 digits test images
 
 Each architecture of tests/zoo/ann.py (written in this repository: torchvision's CPU
 wheels do not import on our torch) is built with seeded random weights and BatchNorm
@@ -22,6 +23,13 @@ first T steps and the ANN's logits (mean over the test images), and the share of
 images whose argmax agrees. Each network runs once, for the largest T; the smaller
 T are the first steps of that run (the conversion does not depend on T). A model
 snnc refuses gets a row with the refusal's one line; a SpikingJelly failure likewise.
+
+`--weights trained` takes each architecture trained briefly on the digits data set instead
+(benchmarks/zoo_trained.py: a fixed number of seeded Adam steps, the state dicts cached under
+~/.cache/snnc/zoo_trained/ so that a rerun skips training): BatchNorm statistics and the
+conversion are calibrated on digits training images and the test images are held-out digits
+images; each architecture's training and its ANN test accuracy are listed under the table.
+Its markdown section is a separate one, so the random-weight table stays.
 
 The architectures come from tests/zoo/ann.py, shared with the tests
 (tests/zoo/test_ann_zoo.py) so that both see the same networks; the script puts the
@@ -51,12 +59,15 @@ import snnc  # noqa: E402
 from snnc.core.errors import SnncError  # noqa: E402
 from snnc.passes.analog import AnalogReport  # noqa: E402
 from snnc.runtime import Session  # noqa: E402
+from benchmarks import zoo_trained  # noqa: E402
 from tests.zoo.ann import ARCHITECTURES, build, images  # noqa: E402
 
 T_VALUES = (4, 8, 16, 32, 64, 256)
 SNNC_MODES = {"snnc 99.9%": "99.9%", "snnc max": "max"}
 SJ_MODES = {"SJ Max": "Max", "SJ 99.9%": "99.9%", "SJ 0.5": 0.5}
 HEADING = "## ANN zoo conversion fidelity (`benchmarks/conversion_zoo.py`)"
+HEADING_TRAINED = "## ANN zoo conversion fidelity on trained weights (`benchmarks/conversion_zoo.py --weights trained`)"
+DEFAULT_IMAGES = {"random": 32, "trained": 64}
 
 Row = "list[tuple[float, float]] | str"  # a (cosine, agreement) per T, or why there is none
 
@@ -151,11 +162,27 @@ def summary(results: dict[str, dict[str, Row]], ts: tuple[int, ...], target: flo
     return out
 
 
+def training_lines(trained: dict[str, "zoo_trained.Trained"], n_test: int) -> list[str]:
+    """One line per trained architecture: its recipe, how long it trained and its ANN test accuracy."""
+    return [f"- {arch}: {t.recipe.describe()}, {t.train_seconds:.0f} s"
+            f"{' (when it was trained; loaded from the cache now)' if t.cached else ''}; "
+            f"ANN test accuracy {100 * t.test_accuracy:.1f}% on the {n_test} digits test images"
+            for arch, t in trained.items()]
+
+
+def training(trained: dict, digits) -> list[str]:
+    """The section's list of trained architectures (empty for random weights)."""
+    if not trained:
+        return []
+    return ["", "Trained weights (benchmarks/zoo_trained.py; training seconds on the machine that trained them):",
+            *training_lines(trained, digits.x_test.shape[0])]
+
+
 def write_markdown(path: Path, section: list[str]) -> None:
-    """Replace this script's section of `path` (or append it)."""
+    """Replace the section of `path` that starts with `section`'s first line, the heading (or append it)."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     block = "\n".join(section) + "\n"
-    pattern = re.compile(re.escape(HEADING) + r".*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(r"^" + re.escape(section[0]) + r"$.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: block + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
 
@@ -164,7 +191,15 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
     """This script's RESULTS.md section: the machine, the settings and the table."""
     elapsed = time.perf_counter() - start
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    return [HEADING, "",
+    trained = args.weights == "trained"
+    data = (f"weights trained on the digits data set (8x8 grey images upsampled to 32x32, 3 equal channels, "
+            f"normalized; benchmarks/zoo_trained.py, recipes and test accuracies below), BatchNorm statistics "
+            f"recalibrated on all the digits training images, the conversion calibrated on "
+            f"{args.calib} of them, {args.images} held-out digits test images"
+            if trained else
+            f"random weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth "
+            f"random images, {args.images} test images")
+    return [HEADING_TRAINED if trained else HEADING, "",
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
             f"with {torch.get_num_threads()} threads. Run on {datetime.date.today().isoformat()} with "
@@ -172,9 +207,8 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             f"{'' if done else f'; stopped early: {len(results)} architectures done'}).",
             "",
             f"Width {args.width:g} of the real channels, "
-            f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, random "
-            f"weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth random "
-            f"images, {args.images} test images (3x32x32). Each cell: cosine between the SNN output averaged over "
+            f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, {data} "
+            "(3x32x32). Each cell: cosine between the SNN output averaged over "
             "T steps and the ANN logits (mean over images), and in brackets the share of images whose argmax "
             "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode)` with its defaults (V starts at half "
             "the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
@@ -186,7 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", help=f"comma list (default: all): {', '.join(ARCHITECTURES)}")
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the real networks)")
     ap.add_argument("--blocks", type=int, default=None, help="at most this many blocks per stage (default: all)")
-    ap.add_argument("--images", type=int, default=32, help="test images")
+    ap.add_argument("--weights", choices=("random", "trained"), default="random",
+                    help="random (seeded) weights, or each architecture trained briefly on the digits data set "
+                         "(cached under ~/.cache/snnc/zoo_trained/; benchmarks/zoo_trained.py)")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="--weights trained: Adam steps for every architecture (default: zoo_trained.STEPS, "
+                         f"else {zoo_trained.DEFAULT_STEPS})")
+    ap.add_argument("--train-batch", type=int, default=zoo_trained.DEFAULT_BATCH, help="--weights trained: batch")
+    ap.add_argument("--images", type=int, default=None,
+                    help=f"test images (default: {DEFAULT_IMAGES['random']} random, or the first "
+                         f"{DEFAULT_IMAGES['trained']} digits test images with --weights trained)")
     ap.add_argument("--calib", type=int, default=256, help="calibration images (BatchNorm and conversion)")
     ap.add_argument("--T", type=int, nargs="+", default=list(T_VALUES), help="time steps to report")
     ap.add_argument("--snnc-modes", default=",".join(SNNC_MODES.values()), help="snnc normalization modes")
@@ -197,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--analog", default=None, help="snnc's hybrid mode: op kinds run on decoded rates "
                                                    "(e.g. silu,sigmoid,hardswish,hardsigmoid, or all)")
     args = ap.parse_args(argv)
+    if args.images is None:
+        args.images = DEFAULT_IMAGES[args.weights]
     if args.quick:
         args.width, args.blocks, args.images, args.calib = 0.25, 2, 8, 64
         args.T = [T for T in args.T if T <= 64]
@@ -216,12 +261,25 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     load0 = os.getloadavg()[0]
-    calib, x = images(args.calib, seed=101), images(args.images, seed=202)
+    digits = zoo_trained.digits32() if args.weights == "trained" else None
+    if digits is not None:
+        calib, x = digits.x_train[:args.calib], digits.x_test[:args.images]
+    else:
+        calib, x = images(args.calib, seed=101), images(args.images, seed=202)
     results: dict[str, dict[str, Row]] = {}
+    trained: dict[str, zoo_trained.Trained] = {}
     analog_shares: list[str] = []
     for name in names:
         t0 = time.perf_counter()
-        model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
+        if digits is not None:
+            r = zoo_trained.recipe(name, args.train_steps, args.train_batch, width=args.width, blocks=args.blocks)
+            trained[name] = zoo_trained.load_or_train(r, digits)
+            model = trained[name].model
+            print(f"{name}: " + training_lines({name: trained[name]}, digits.x_test.shape[0])[0][len(name) + 4:],
+                  flush=True)
+            t0 = time.perf_counter()
+        else:
+            model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
         with torch.no_grad():
             logits = model(x)
         rows: dict[str, Row] = {}
@@ -235,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(table({name: rows}, ts)[2:]) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
         if args.markdown and name != names[-1]:  # a long run leaves its table so far
             write_markdown(args.markdown, [*section(args, argv, results, ts, start, load0, done=False), "",
-                                           *summary(results, ts)])
+                                           *summary(results, ts), *training(trained, digits)])
 
     lines = section(args, argv, results, ts, start, load0, done=True)
     if sj_note:
@@ -243,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     sm = summary(results, ts)
     if sm:
         lines += ["", *sm]
+    lines += training(trained, digits)
     if analog_shares:
         lines += ["", f"Hybrid mode (`--analog {args.analog}`):", *analog_shares]
         print("\n".join(analog_shares))

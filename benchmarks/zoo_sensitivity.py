@@ -2,6 +2,7 @@
 
     python benchmarks/zoo_sensitivity.py                       # the 12 convertible architectures, real widths
     python benchmarks/zoo_sensitivity.py --arch resnet18 --images 8 --T 16 256
+    python benchmarks/zoo_sensitivity.py --weights trained     # the digits-trained weights of conversion_zoo.py
 
 A converted layer with scale lambda and T steps can only say what its ANN activation a
 is to within lambda / T: an IF neuron with v_init = 0.5 and a constant input rounds
@@ -13,7 +14,9 @@ prints the cosine of the logits to the clean ANN's for each T, and the cosine wh
 every layer is only clipped at its 99.9th percentile (the cap of the '99.9%' mode, which
 does not shrink with T). No conversion is involved: it is the ANN's own sensitivity to
 the rate code's rounding, a ceiling for a converted SNN (which also has the IF neuron's
-timing errors). Random weights and BatchNorm statistics as in conversion_zoo.py.
+timing errors). Random weights and BatchNorm statistics as in conversion_zoo.py, or with
+`--weights trained` its digits-trained networks (benchmarks/zoo_trained.py, the same cache), its
+digits calibration images and its held-out digits test images.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import zoo_trained  # noqa: E402
 from tests.zoo.ann import ARCHITECTURES, build, images  # noqa: E402
 
 SPIKING = ["resnet18", "resnet34", "vgg11_bn", "vgg16_bn", "squeezenet1_1", "googlenet", "densenet121",
@@ -114,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", help=f"comma list (default: {', '.join(SPIKING)})")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--blocks", type=int, default=None)
-    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--images", type=int, default=None, help="test images (default: 32, or 64 with --weights trained)")
+    ap.add_argument("--weights", choices=("random", "trained"), default="random",
+                    help="random weights, or conversion_zoo.py's digits-trained ones (benchmarks/zoo_trained.py)")
+    ap.add_argument("--train-steps", type=int, default=None, help="--weights trained: as in conversion_zoo.py")
+    ap.add_argument("--train-batch", type=int, default=zoo_trained.DEFAULT_BATCH)
     ap.add_argument("--calib", type=int, default=256)
     ap.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32, 64, 256, 1024])
     ap.add_argument("--channelwise", action="store_true", help="lambda = each channel's maximum (snnc's "
@@ -124,12 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in ARCHITECTURES]
     if unknown:
         ap.error(f"unknown architecture {', '.join(unknown)}")
-    calib, x = images(args.calib, seed=101), images(args.images, seed=202)  # conversion_zoo.py's images
+    digits = zoo_trained.digits32() if args.weights == "trained" else None
+    if args.images is None:
+        args.images = 64 if digits is not None else 32
+    if digits is not None:  # conversion_zoo.py --weights trained's images
+        calib, x = digits.x_train[:args.calib], digits.x_test[:args.images]
+    else:
+        calib, x = images(args.calib, seed=101), images(args.images, seed=202)  # conversion_zoo.py's images
     print(f"torch threads: {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print("| architecture | ReLU calls | " + " | ".join(f"T={T}" for T in args.T) + " | 99.9% clip alone |")
     print("|---|---:|" + "---:|" * (len(args.T) + 1))
     for name in names:
-        model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
+        if digits is not None:
+            r = zoo_trained.recipe(name, args.train_steps, args.train_batch, width=args.width, blocks=args.blocks)
+            model = zoo_trained.load_or_train(r, digits).model
+        else:
+            model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
         with torch.no_grad():
             ref = model(x)
         lmax = scales(model, calib, 1.0, args.channelwise)
