@@ -11,6 +11,7 @@ The last tests run the zoo models that run on cpu on the lynxi and triton target
 
 from __future__ import annotations
 
+import os
 import types
 import warnings
 from unittest import mock
@@ -275,6 +276,45 @@ TRANSFORMERS = [("spikformer", "spikformer_cifar10"), ("spikformer", "spikformer
                 ("spike_driven_transformer", "sdt_8_384"), ("qkformer", "qkformer_10_384"),
                 ("maxformer", "maxformer_10_384"), ("maxformer", "maxformer_cifar")]
 
+def _tv(module: str, name: str, variant: str = ""):
+    """A torchvision-style zoo model of test_snn_zoo's table (spiking_resnet, sew_resnet, spiking_vgg) at full
+    width, built by its own builder with that entry's neuron (and connect function), fired there."""
+    def make():
+        from tests.zoo import test_snn_zoo as zoo
+        entry = zoo._variants(zoo.EXPECTED[module][name])[variant]
+        net = zoo._build(module, name, entry.kwargs)
+        functional.set_step_mode(net, "m")
+        x = torch.rand(TARGET_T, N, *_tv_shape(module), generator=torch.Generator().manual_seed(1))
+        return zoo._fire(net, x, functional, entry.calibrate)
+    return make
+
+
+def _tv_shape(module: str) -> tuple[int, ...]:
+    """The smallest input that runs every block: VGG's five 2x2 max pools need 32x32; the ResNets' stride-32
+    stem and stages reach 1x1 from 16x16 (every block still runs)."""
+    return (3, 32, 32) if module == "spiking_vgg" else (3, 16, 16)
+
+
+def _tv_models() -> dict[str, tuple]:
+    """name (as test_snn_zoo ids it, variant in brackets) -> (make, features, input, opt_in)."""
+    from tests.zoo import test_snn_zoo as zoo
+    out = {}
+    for m in TV_MODULES:
+        for n, e in zoo.EXPECTED[m].items():
+            if isinstance(e, zoo.Ok):
+                for vid in zoo._variants(e):
+                    key = f"{m}.{n}" + (f"[{vid}]" if vid else "")
+                    out[key] = (_tv(m, n, vid), _tv_shape(m), "sequence", key not in TV_DEFAULT)
+    return out
+
+
+TV_MODULES = ("spiking_resnet", "sew_resnet", "spiking_vgg")
+# run by default on the targets: each family, each sew connect function, VGG with and without BN (4-17 s each
+# on 2 cores, 14-60 s when they are busy: full widths, the lynxi export and the triton interpreter); the rest with
+# SNNC_SNN_ZOO_ALL=1. SEW's connect functions also run as the sew_ADD/AND/IAND blocks above.
+TV_DEFAULT = {"spiking_resnet.spiking_resnet18", "sew_resnet.sew_resnet18[ADD]", "sew_resnet.sew_resnet18[AND]",
+              "sew_resnet.sew_resnet18[IAND]", "spiking_vgg.spiking_vgg11", "spiking_vgg.spiking_vgg11_bn"}
+
 # name: (model, features, input): "sequence" feeds [T, N, *features]; "constant" feeds [N, *features] that the
 # graph repeats over T (SNASNet runs its own time loop on one image)
 TARGET_MODELS = {
@@ -286,16 +326,37 @@ TARGET_MODELS = {
     **{f"{m}.{n}": (_transformer(m, n), (3, 32, 32), "sequence") for m, n in TRANSFORMERS},
     "SNASNet": (lambda: _snasnet("forward", timestep=TARGET_T), (3, 32, 32), "constant"),
 }
+TV_MODELS = _tv_models()
+TARGET_MODELS.update({k: v[:3] for k, v in TV_MODELS.items()})
 
 
 def test_the_target_table_covers_every_model_the_cpu_target_runs():
     """Every zoo model that test_snn_zoo.py checks on cpu (its Ok entries) is in TARGET_MODELS."""
     from tests.zoo import test_snn_zoo as zoo
-    ok = {f"{m}.{n}" for m, names in zoo.EXPECTED.items() for n, e in names.items() if isinstance(e, zoo.Ok)}
+    ok = {f"{m}.{n}" + (f"[{vid}]" if vid else "") for m, names in zoo.EXPECTED.items() for n, e in names.items()
+          if isinstance(e, zoo.Ok) for vid in zoo._variants(e)}
     assert ok and not ok - set(TARGET_MODELS), sorted(ok - set(TARGET_MODELS))
+    assert {"spiking_resnet.spiking_resnet50", "sew_resnet.sew_resnet18[IAND]", "spiking_vgg.spiking_vgg11_bn"} <= ok
+    # every family and every sew connect function runs on the targets by default
+    default = {k for k, v in TV_MODELS.items() if not v[3]}
+    assert {k.split(".")[0] for k in default} == set(TV_MODULES)
+    assert {k[-5:].strip("[]") for k in default if k.startswith("sew")} == {"ADD", "AND", "IAND"}
+    assert {k for k in default if k.startswith("spiking_vgg")} == {"spiking_vgg.spiking_vgg11",
+                                                                  "spiking_vgg.spiking_vgg11_bn"}
 
 
-@pytest.mark.parametrize("name", list(TARGET_MODELS))
+def _target_cases() -> list:
+    from tests.zoo import test_snn_zoo as zoo
+    out = []
+    for name in TARGET_MODELS:
+        opt_in = name in TV_MODELS and TV_MODELS[name][3]
+        marks = [pytest.mark.skipif(not os.environ.get(zoo.OPT_IN), reason=f"a larger model: set {zoo.OPT_IN}=1")
+                 ] if opt_in else []
+        out.append(pytest.param(name, id=name, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("name", _target_cases())
 def test_lynxi_and_triton_run_the_zoo_models_like_the_cpu_reference(name, tmp_path):
     make, shape, kind = TARGET_MODELS[name]
     with warnings.catch_warnings():
