@@ -9,7 +9,6 @@ before setuptools' default editable finder, which left snnc empty
 """
 
 import configparser
-import importlib.util
 import json
 import os
 import re
@@ -21,6 +20,8 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = ("snnc", "ir", "frontends", "passes", "backends", "runtime")
@@ -128,10 +129,7 @@ def test_regular_install_beside_a_clone_named_snnc(tmp_path):
 
 # -- the README's figures come from scripts/readme_figures.py ------------------------------------------
 def _figures():
-    spec = importlib.util.spec_from_file_location("readme_figures", ROOT / "scripts" / "readme_figures.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/readme_figures.py")
 
 
 def test_the_readme_demo_block_is_the_scripts_output():

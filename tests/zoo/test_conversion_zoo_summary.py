@@ -4,17 +4,11 @@ mode at T <= 16 (or why there is no SpikingJelly row)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _zoo():
-    spec = importlib.util.spec_from_file_location("conversion_zoo", ROOT / "benchmarks" / "conversion_zoo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/conversion_zoo.py")
 
 
 def test_summary_names_each_failed_check():
