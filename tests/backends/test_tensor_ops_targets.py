@@ -52,7 +52,8 @@ def test_lynxi_matches_the_cpu_reference(tmp_path):
     want = Session(g, channels_last=False, event_conv=False).run(x)
     assert 0.05 < float(want.mean()) < 0.95
     lowered = PassManager(parse_pipeline(PIPELINES["lynxi"]), verify_each=True).run(g)
-    art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence")
+    art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence",
+                       passes="")  # lowered above
     for engine in ("onnx", "torch"):
         (got,) = Runner(art, engine).run(x.reshape(T * N, 2, 4, 4)).values()
         assert torch.equal(got.reshape(want.shape), want), engine
@@ -114,7 +115,8 @@ def test_slice_on_lynxi_matches_the_cpu_reference_and_nir_lava_refuse_it(tmp_pat
     want = Session(g, channels_last=False, event_conv=False).run(x)
     assert 0.05 < float(want.mean()) < 0.95
     lowered = PassManager(parse_pipeline(PIPELINES["lynxi"]), verify_each=True).run(g)
-    art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence")
+    art = snnc.compile(lowered, "lynxi", tmp_path / "ly", time_steps=T, batch_size=N, input_kind="sequence",
+                       passes="")  # lowered above
     for engine in ("onnx", "torch"):
         (got,) = Runner(art, engine).run(x.reshape(T * N, 2, 4, 4)).values()
         assert torch.equal(got.reshape(want.shape), want), engine
