@@ -6,6 +6,7 @@
     python benchmarks/conversion_zoo.py --markdown benchmarks/RESULTS.md   # ... and write the table there
     python benchmarks/conversion_zoo.py --analog all --arch efficientnet_b0,regnet_y_400mf,mobilenet_v3_small
     python benchmarks/conversion_zoo.py --weights trained        # trained on digits (cached), 64 digits test images
+    python benchmarks/conversion_zoo.py --weights trained --signed --snnc-modes 99.99%,max   # signed IF neurons
 
 Each architecture of tests/zoo/ann.py (written in this repository: torchvision's CPU
 wheels do not import on our torch) is built with seeded random weights and BatchNorm
@@ -83,10 +84,11 @@ def scores(outputs: torch.Tensor, logits: torch.Tensor, ts: tuple[int, ...]) -> 
     return res
 
 
-def snnc_row(model, calib, x, logits, mode, ts, analog: str | None = None, shares: dict | None = None) -> Row:
+def snnc_row(model, calib, x, logits, mode, ts, analog: str | None = None, shares: dict | None = None,
+             signed: bool = False) -> Row:
     """snnc's row; a hybrid conversion's analog share goes into `shares[mode]`."""
     try:
-        graph = snnc.convert(model, calib, mode, show_progress=False, analog=analog)
+        graph = snnc.convert(model, calib, mode, show_progress=False, analog=analog, signed=signed)
         report = AnalogReport.of(graph)
         if report is not None and shares is not None:
             shares[mode] = report.summary()
@@ -199,7 +201,10 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             if trained else
             f"random weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth "
             f"random images, {args.images} test images")
-    return [HEADING_TRAINED if trained else HEADING, "",
+    heading = HEADING_TRAINED if trained else HEADING
+    if args.signed:
+        heading = heading.replace("`)", " --signed`): signed IF neurons")
+    return [heading, "",
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
             f"with {torch.get_num_threads()} threads. Run on {datetime.date.today().isoformat()} with "
@@ -210,8 +215,9 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, {data} "
             "(3x32x32). Each cell: cosine between the SNN output averaged over "
             "T steps and the ANN logits (mean over images), and in brackets the share of images whose argmax "
-            "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode)` with its defaults (V starts at half "
-            "the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
+            "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode"
+            + (", signed=True)` (SignedIF neurons, whose -1 spikes take back early spikes)" if args.signed else ")`")
+            + " with its defaults (V starts at half the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
             *table(results, ts)]
 
 
@@ -237,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly even when installed")
     ap.add_argument("--quick", action="store_true", help="width 1/4, 2 blocks per stage, 8 images, T <= 64")
     ap.add_argument("--markdown", type=Path, help="write the table into this file (replacing its earlier section)")
+    ap.add_argument("--signed", action="store_true", help="snnc converts with signed IF neurons (signed=True); "
+                                                          "its markdown section is a separate one")
     ap.add_argument("--analog", default=None, help="snnc's hybrid mode: op kinds run on decoded rates "
                                                    "(e.g. silu,sigmoid,hardswish,hardsigmoid, or all)")
     args = ap.parse_args(argv)
@@ -285,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         rows: dict[str, Row] = {}
         shares: dict[str, str] = {}
         for mode in args.snnc_modes.split(","):
-            rows[f"snnc {mode}"] = snnc_row(model, calib, x, logits, mode, ts, args.analog, shares)
+            rows[f"snnc {mode}{' signed' if args.signed else ''}"] = snnc_row(model, calib, x, logits, mode, ts,
+                                                                               args.analog, shares, args.signed)
         analog_shares += [f"- {name}, snnc {mode}: {text}" for mode, text in shares.items()]
         for mode in sj_modes:
             rows[f"SJ {mode}"] = spikingjelly_row(model, calib, x, logits, mode, ts)

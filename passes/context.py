@@ -37,6 +37,7 @@ class ConversionOptions(BaseModel):
     v_init: float = Field(default=0.5, ge=0.0, lt=1.0)  # initial potential / threshold
     time_steps: int | None = Field(default=None, ge=1)  # the T that 'mse' and bias_correction tune for
     bias_correction: bool = False  # shift biases by the mean rate-code error at time_steps
+    signed: bool = False  # SignedIF neurons (spikes of +1 and -1: early spikes are taken back) instead of IF
     # op kinds with no rate code that run on the decoded rate (passes/analog.py): 'silu,sigmoid', a list, 'all'
     analog: frozenset[str] = frozenset()
 
@@ -125,6 +126,11 @@ def conversion_context(data, mode: "str | float | NormMode" = "99.9%", *, batch_
     except ValidationError as e:
         raise InputError(f"bad conversion option: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}",
                          hint=f"options: {', '.join(ConversionOptions.model_fields)}") from None
+    if opts.signed and opts.bias_correction:
+        raise InputError(f"{spelling.flag('bias_correction')} corrects the rate-code error of IF neurons; "
+                         f"{spelling.flag('signed')} neurons take their early spikes back, and the correction "
+                         "does not model them: choose one",
+                         hint="signed neurons alone usually come closer to the ANN (benchmarks/RESULTS.md)")
     if (isinstance(norm, MinError) or opts.bias_correction) and opts.time_steps is None:
         raise InputError(f"{'mode mse' if isinstance(norm, MinError) else 'bias_correction'} tunes the SNN for a "
                          f"number of time steps: give {spelling.flag('time_steps')}",

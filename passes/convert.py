@@ -140,11 +140,13 @@ def to_time_layout(graph: Graph) -> Graph:
     return g
 
 
-def relu_to_if(graph: Graph, v_init: float = 0.0) -> Graph:
+def relu_to_if(graph: Graph, v_init: float = 0.0, *, signed: bool = False) -> Graph:
     """Replace each ReLU (and Clamp(0, a)) of a normalized graph by IF(1.0, soft reset, v_init) under the same name.
 
-    v_init: the IF's initial potential as a fraction of its threshold (0.5 rounds). Warns about each
-    MaxPool2d left to take the max over spikes (the running-maxpool pass replaces them).
+    v_init: the IF's initial potential as a fraction of its threshold (0.5 rounds). signed: a SignedIF
+    instead (ir/ops/neuron.py), whose -1 spikes take back spikes that input arriving later cancels,
+    so its count follows the ReLU of the summed input in any order. Warns about each MaxPool2d left
+    to take the max over spikes (the running-maxpool pass replaces them).
     """
     if "conversion" not in graph.meta:
         raise PassError(f"graph {graph.name} is not normalized: relu-to-if makes IF neurons of the ReLUs that "
@@ -154,7 +156,9 @@ def relu_to_if(graph: Graph, v_init: float = 0.0) -> Graph:
     warn_max_over_spikes(graph)
     g = graph.copy()
     for op in list(g):
-        if converts_to_if(op):
+        if converts_to_if(op) and signed:
+            g.replace_op(ops.SignedIF(name=op.name, inputs=op.inputs, v_threshold=1.0, v_init=v_init, loc=op.loc))
+        elif converts_to_if(op):
             g.replace_op(ops.IF(name=op.name, inputs=op.inputs, v_threshold=1.0, reset=SoftReset(),
                                 v_init=v_init if v_init else None, loc=op.loc))
     refuse_nonlinear(g)
@@ -176,7 +180,7 @@ def refuse_nonlinear(graph: Graph) -> None:
         marked = [i in rated for i in op.inputs]
         if isinstance(op, ops.RateDecode):
             continue  # its output is the decoded rate: an analog value (passes/analog.py)
-        if isinstance(op, ops.NeuronOp) or any(marked):
+        if isinstance(op, (ops.NeuronOp, ops.SignedIF)) or any(marked):
             rated.add(op.name)
         if type(op).rate_preserving or not any(marked):
             continue
@@ -193,8 +197,9 @@ def refuse_nonlinear(graph: Graph) -> None:
 
 @register_pass("relu-to-if", context=True)
 def relu_to_if_pass(graph: Graph, context: ConversionContext | None) -> Graph:
-    """Each normalized ReLU becomes an IF neuron (threshold 1, soft reset, --v-init)."""
-    return relu_to_if(graph, require(context, "relu-to-if").options.v_init)
+    """Each normalized ReLU becomes an IF neuron (threshold 1, soft reset, --v-init; a SignedIF with --signed)."""
+    options = require(context, "relu-to-if").options
+    return relu_to_if(graph, options.v_init, signed=options.signed)
 
 
 def convert_graph(graph: Graph, context: ConversionContext, *, target: str | None = None,

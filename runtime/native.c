@@ -64,6 +64,32 @@ int snnc_neuron_f32(int charge, int reset, int compare, const float* x, int64_t 
   return -1;
 }
 
+/* The signed IF neuron (snnc.core.dynamics.signed_if_step) over T steps of elements e0..e1 of E:
+   x step t at x + t*xs (xs = 0: the same input every step), out [T, E], v and cnt [E] updated in
+   place. A block of elements stays in registers/L1 over all T steps. Bit-identical to the torch
+   definition: s*th is exact for s in {-1, 0, 1}. */
+void snnc_signed_if_f32(const float* restrict x, int64_t xs, float* restrict out, float* restrict v,
+                        float* restrict cnt, int64_t T, int64_t E, int64_t e0, int64_t e1, float th)
+{
+  for (int64_t b = e0; b < e1; b += BLOCK) {
+    const int64_t n = e1 - b < BLOCK ? e1 - b : BLOCK;
+    float vb[BLOCK], cb[BLOCK];
+    for (int64_t e = 0; e < n; e++) { vb[e] = v[b + e]; cb[e] = cnt[b + e]; }
+    for (int64_t t = 0; t < T; t++) {
+      const float* restrict xt = x + t * xs + b;
+      float* restrict ot = out + t * E + b;
+      for (int64_t e = 0; e < n; e++) {
+        const float h = vb[e] + xt[e];
+        const float s = (float)(h >= th) - (float)((h < 0.0f) & (cb[e] > 0.0f));
+        ot[e] = s;
+        vb[e] = h - s * th;
+        cb[e] += s;
+      }
+    }
+    for (int64_t e = 0; e < n; e++) { v[b + e] = vb[e]; cnt[b + e] = cb[e]; }
+  }
+}
+
 /* A neuron followed by 2x2/stride-2 pooling of its (post-scaled) spikes. The input is a
    sequence of row pairs of R floats each (R = W for NCHW planes, W*C for channels_last
    images; G = 1 or C floats per pixel); a tile of consecutive pairs (about TILE_TARGET

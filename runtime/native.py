@@ -333,6 +333,26 @@ def pool2d_f32(kind: str, x: torch.Tensor, out_hw: tuple[int, int], args: tuple)
     return out
 
 
+def signed_if_f32(x: torch.Tensor, x_step_stride: int, out: torch.Tensor, v: torch.Tensor, count: torch.Tensor,
+                  T: int, E: int, th: float) -> None:
+    """The signed IF neuron over T steps of E elements (dense float32 on the CPU): x step t starts at element
+    t * x_step_stride (0: the same input every step), out is [T, E]-dense, v and count [E] are updated in
+    place; element ranges run on the thread pool, bit-identical to snnc.core.dynamics.signed_if_step."""
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"the native kernels are unavailable: {_why}")
+    args = (x.data_ptr(), x_step_stride, out.data_ptr(), v.data_ptr(), count.data_ptr(), T, E)
+    fn = lib.snnc_signed_if_f32
+    workers = max(1, torch.get_num_threads())
+    if workers == 1 or T * E < PARALLEL_MIN or E < 2048:
+        fn(*args, 0, E, th)
+        return
+    step = -(-E // workers)
+    step = -(-step // 64) * 64  # whole cache lines per thread
+    for f in [threads().submit(fn, *args, e0, min(E, e0 + step), th) for e0 in range(0, E, step)]:
+        f.result()
+
+
 def running_max_pool2d_f32(x: torch.Tensor, acc: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """RunningMaxPool2d with a 2x2/stride-2 window on c steps of float32 x [c, N, C, H, W] (H, W even) and the
     sums so far acc [N, C, H, W] (None: zeros) -> (y [c, N, C, H/2, W/2], the new sums), bit-identical to the

@@ -1,8 +1,9 @@
 """Stateful ops that are not spiking neurons, run a window of time steps at a time (the CPU reference runtime).
 
 Registered in kernels.STATEFUL_KERNELS (beside RunningMaxPool2d). Here: SigmaDelta, in
-float, with the equations of snnc.core.sigma_delta, and RateDecode (the running mean
-that the hybrid conversion's analog ops read). Their state (sigma, act, residue; sum,
+float, with the equations of snnc.core.sigma_delta, RateDecode (the running mean
+that the hybrid conversion's analog ops read) and SignedIF (the conversion's signed
+neuron, snnc.core.dynamics.signed_if_step). Their state (sigma, act, residue; sum,
 steps) is stored stacked under the op's name, so that run, step() and chunked runs agree.
 """
 
@@ -13,8 +14,10 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from snnc.core.dynamics import signed_if_step
 from snnc.core.sigma_delta import SigmaDeltaState, sigma_delta_step
 from snnc.ir import ops
+from snnc.runtime import native
 from snnc.runtime.kernels import stateful_kernel
 
 
@@ -60,3 +63,26 @@ def rate_decode(op: ops.RateDecode, x: Tensor, state: Tensor | None,
         steps = steps + 1
         out.append((total / steps).to(x.dtype))
     return torch.stack(out), torch.stack((total, steps))
+
+
+@stateful_kernel(ops.SignedIF)
+def signed_if(op: ops.SignedIF, x: Tensor, state: Tensor | None,
+              params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """x: [c, N, *] -> (spikes in {-1, 0, 1} [c, N, *], [V, count] stacked), one step at a time (the native
+    kernel for float32 on the CPU, bit-identical)."""
+    if state is None:
+        state = torch.stack((torch.full_like(x[0], op.v_init), torch.zeros_like(x[0])))
+    state = state.to(x.dtype)
+    if x.dtype == torch.float32 and x.device.type == "cpu" and native.available():
+        static = x.shape[0] > 1 and x.stride(0) == 0
+        xc = x[0].contiguous() if static else x.contiguous()
+        state = state.contiguous().clone()
+        out = torch.empty(x.shape, dtype=x.dtype)
+        E = x[0].numel()
+        native.signed_if_f32(xc, 0 if static else E, out, state[0], state[1], x.shape[0], E, op.v_threshold)
+        return out, state
+    v, count = state.unbind(0)
+    out = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        out[t], v, count = signed_if_step(v, count, x[t], op.v_threshold)
+    return out, torch.stack((v, count))

@@ -12,8 +12,8 @@ import typer
 
 from snnc.cli_args import (backend_options, fresh_dump_dir, input_feeds, is_snn, load_array, load_graph,
                            load_labelled, parse_options, parse_time_list, run_device)
-from snnc.cli_options import (ANALOG_HELP, CLI_FLAGS, DtOption, InputScaleOption, InputShapeOption, ModelArgument,
-                              TrustPickleOption, WeightsOption)
+from snnc.cli_options import (ANALOG_HELP, CLI_FLAGS, SIGNED_HELP, DtOption, InputScaleOption, InputShapeOption,
+                              ModelArgument, TrustPickleOption, WeightsOption)
 from snnc.core import spelling
 from snnc.core.errors import InputError, SnncError
 
@@ -72,6 +72,7 @@ def convert(model: ModelArgument,
             v_init: float = typer.Option(0.5, "--v-init", help="Initial membrane potential / threshold, in [0, 1)."),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="The T that --mode mse and --bias-correction tune for."),
             bias_correction: bool = typer.Option(False, "--bias-correction", help="Correct biases by the mean rate-code error at T."),
+            signed: bool = typer.Option(False, "--signed", help=SIGNED_HELP),
             analog: Optional[str] = typer.Option(None, "--analog", metavar="OP,...", help=ANALOG_HELP),
             force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc "
                                        ".snnir file (never a device).")):
@@ -90,7 +91,8 @@ def convert(model: ModelArgument,
     check_destination(output, replaces=is_snnir_file, force=force, what=".snnir file")  # before any work
     graph = load_graph(model, input_shape, weights, trust_pickle, dt=dt)
     snn = snnc.convert(graph, load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
-                       v_init=v_init, time_steps=time_steps, bias_correction=bias_correction, analog=analog)
+                       v_init=v_init, time_steps=time_steps, bias_correction=bias_correction, analog=analog,
+                       signed=signed)
     save(snn, output, force=force)
     _say_analog(snn)
     _say(f"wrote {output}")
@@ -108,6 +110,7 @@ def compile(model: ModelArgument,
                                                    help="Conversion: initial potential / threshold, in [0, 1) "
                                                         "[default: 0.5]."),
             bias_correction: bool = typer.Option(False, "--bias-correction", help="Conversion: correct biases at -T."),
+            signed: bool = typer.Option(False, "--signed", help="Conversion: " + SIGNED_HELP),
             analog: Optional[str] = typer.Option(None, "--analog", metavar="OP,...", help="Conversion: " + ANALOG_HELP),
             time_steps: Optional[int] = typer.Option(None, "-T", "--time-steps", help="Number of time steps."),
             batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Static batch size (lynxi)."),
@@ -168,7 +171,8 @@ def compile(model: ModelArgument,
         if analog is not None:
             conversion["analog"] = analog
         context = conversion_context(load_array(calib, "calibration", input_scale), mode, channelwise=channelwise,
-                                     time_steps=time_steps, bias_correction=bias_correction, **conversion)
+                                     time_steps=time_steps, bias_correction=bias_correction, signed=signed,
+                                     **conversion)
         spec = ",".join(p for p in (conversion_pipeline(target), spec) if p)
     backends.register_passes()  # a target's own passes (quantize-loihi) are named by --passes too
     pm = PassManager(parse_pipeline(spec), verify_each=verify_each,

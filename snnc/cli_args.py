@@ -60,7 +60,7 @@ def load_array(spec: str, what: str, scale: Optional[str] = None):
 def is_snn(graph) -> bool:
     from snnc.ir import ops
 
-    return any(isinstance(op, (ops.NeuronOp, ops.SigmaDelta)) for op in graph)
+    return any(ops.is_neuron(op) or isinstance(op, ops.SigmaDelta) for op in graph)
 
 
 def load_graph(model: str, input_shape: Optional[str], weights: Optional[str], trust_pickle: bool = False,

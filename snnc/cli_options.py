@@ -12,9 +12,13 @@ MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact fol
 # (snnc.core.spelling); a target option without a flag of its own is spelled -O key=value.
 CLI_FLAGS = {"T": "-T", "time_steps": "-T", "batch_size": "--batch-size", "dtype": "--dtype",
              "input_shape": "--input-shape", "weights": "--weights", "trust_pickle": "--trust-pickle",
-             "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device", "dt": "--dt"}
+             "input_scale": "--input-scale", "max_memory": "--max-memory", "device": "--device", "dt": "--dt",
+             "bias_correction": "--bias-correction", "signed": "--signed"}
 
 # Options several commands share: one definition each.
+SIGNED_HELP = ("Signed IF neurons: a -1 spike takes back an earlier spike when later input cancels it, so the "
+               "spike count follows the ReLU of the summed input (closer to the ANN at every T; cpu and triton "
+               "targets only).")
 ModelArgument = Annotated[str, typer.Argument(help=MODEL_HELP, metavar="MODEL", show_default=False)]
 InputShapeOption = Annotated[Optional[str], typer.Option(
     "--input-shape", metavar="NAME:[N,...]",

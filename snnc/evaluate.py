@@ -164,7 +164,7 @@ class EvalResult:
 
 
 def is_snn(graph: Graph) -> bool:
-    return any(isinstance(op, ops.NeuronOp) for op in graph)
+    return any(ops.is_neuron(op) for op in graph)
 
 
 def snn_graphs(graph: Graph, calib, modes: Sequence[str | float], analog: str | None = None) -> dict[str, Graph]:

@@ -38,7 +38,7 @@ TRACE_NEURONS = 4  # membrane traces drawn
 
 
 def _is_snn(graph: Graph) -> bool:
-    return any(isinstance(op, ops.NeuronOp) for op in graph)
+    return any(ops.is_neuron(op) for op in graph)
 
 
 def _count(data) -> int | None:
@@ -158,7 +158,7 @@ def make_raster(layer: str, spikes: torch.Tensor) -> Raster:
 def _details(data: ReportData, snn: Graph, ann: Graph | None, x: torch.Tensor, T: int) -> None:
     from snnc.runtime import Interpreter
 
-    neurons = [op for op in snn if isinstance(op, ops.NeuronOp)]
+    neurons = [op for op in snn if ops.is_neuron(op)]
     types = snn.types
     seen: dict[str, torch.Tensor] = {}
     wanted = {op.name for op in neurons} | {op.inputs[0] for op in neurons}
@@ -167,7 +167,7 @@ def _details(data: ReportData, snn: Graph, ann: Graph | None, x: torch.Tensor, T
     data.detail_samples = int(x.shape[0])
     for op in neurons:
         spikes = _time_major(seen[op.name], types[op.name], T)  # [T, N, *]
-        data.rates[op.name] = float(spikes.mean())
+        data.rates[op.name] = float(spikes.abs().mean())  # a SignedIF's -1 spikes count too
         data.layer_sizes[op.name] = int(spikes[0, 0].numel())
     first = neurons[0]
     spikes = _time_major(seen[first.name], types[first.name], T)

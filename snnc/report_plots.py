@@ -175,7 +175,7 @@ class Node:
 def _category(op) -> str:
     if isinstance(op, (ops.Input, ops.Output)):
         return "input/output"
-    if isinstance(op, ops.NeuronOp):
+    if ops.is_neuron(op):
         return "neuron"
     return "weighted" if op.param_refs() else "other"
 

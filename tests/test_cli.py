@@ -56,6 +56,18 @@ def test_convert_then_compile_snn(tmp_path, ann_file):
     assert "// after fuse-bn" in r.stdout
 
 
+def test_signed_flag_converts_to_signed_neurons_and_refuses_bias_correction(tmp_path, ann_file):
+    """--signed: signed_if neurons, an SNN that compile takes as one; with --bias-correction one error line
+    naming both flags (the targets' refusals: tests/passes/test_signed_conversion.py)."""
+    snnc("convert", ann_file, "--calib", tmp_path / "calib.npy", "--signed", "-o", tmp_path / "s.snnir")
+    snnc("compile", tmp_path / "s.snnir", "-o", tmp_path / "o")  # an SNN: no --calib needed
+    assert "= signed_if(" in snnc("inspect", tmp_path / "o").stdout
+    r = snnc("convert", ann_file, "--calib", tmp_path / "calib.npy", "--signed", "--bias-correction", "-T", "8",
+             "-o", tmp_path / "b.snnir", check=False)
+    assert r.returncode == 7 and r.stderr.startswith("error: --bias-correction") and "--signed" in r.stderr
+    assert not (tmp_path / "b.snnir").exists()
+
+
 def test_ann_without_calib_is_an_input_error(tmp_path, ann_file):
     r = snnc("compile", ann_file, "-o", tmp_path / "x", check=False)
     assert r.returncode == 7 and r.stderr.startswith("error:") and "--calib" in r.stderr

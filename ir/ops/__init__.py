@@ -13,7 +13,8 @@ from snnc.ir.ops.io import Input, Output
 from snnc.ir.ops.layout import LayoutCast
 from snnc.ir.ops.loihi import CubaLIF, LoihiInfo, LoihiLayerReport
 from snnc.ir.ops.linear import BatchNorm, Conv1d, Conv2d, LayerNorm, Linear
-from snnc.ir.ops.neuron import IF, LI, LIF, RESETS, Integrator, HardReset, NeuronOp, NoReset, SoftReset, reset_of
+from snnc.ir.ops.neuron import (IF, LI, LIF, RESETS, HardReset, Integrator, NeuronOp, NoReset, SignedIF, SoftReset,
+                                 is_neuron, reset_of)
 from snnc.ir.ops.pool import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool2d, RunningMaxPool2d
 from snnc.ir.ops.sigma_delta import SigmaDelta
 from snnc.ir.ops.temporal import Delay, Recur, TimeMean
@@ -25,7 +26,7 @@ OP_ADAPTER: TypeAdapter = TypeAdapter(Op)
 __all__ = [
     "REGISTRY", "Op", "OP_ADAPTER", "OpBase", "ParamInfo", "SourceLoc", "StateSpec", "TypeInferenceError",
     "Input", "Output", "Conv2d", "Linear", "BatchNorm", "ReLU", "AvgPool2d", "MaxPool2d", "RunningMaxPool2d",
-    "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "Threshold", "IF", "LIF", "LI", "Integrator", "NeuronOp",
+    "AdaptiveAvgPool2d", "Flatten", "Add", "Concat", "Identity", "Scale", "Threshold", "IF", "LIF", "LI", "Integrator", "NeuronOp", "SignedIF", "is_neuron",
     "HardReset", "SoftReset", "NoReset", "LayoutCast", "CubaLIF", "LoihiInfo", "LoihiLayerReport",
     "SigmaDelta",
     "Delay", "Recur", "TimeMean",

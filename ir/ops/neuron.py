@@ -251,3 +251,36 @@ class LI(_Integrator):
 
     def to_params(self) -> NeuronParams:
         return self._params(NeuronKind.LIF, tau=self.tau, decay_input=self.decay_input)
+
+
+@register
+class SignedIF(OpBase):
+    """Signed integrate-and-fire neuron (the conversion's `signed=True`): spikes of +1 and -1.
+
+        H[t] = V[t-1] + X[t]
+        S[t] = +1 if H[t] >= V_th;  -1 if H[t] < 0 and count[t-1] > 0;  else 0
+        V[t] = H[t] - V_th S[t]          count[t] = count[t-1] + S[t]
+
+    A -1 spike takes back an earlier spike (snnc.core.dynamics.signed_if_step), so the
+    spike count follows the ReLU of the summed input whatever order it arrived in. Its
+    output is F32 (-1, 0, 1), not SPIKE: the ops downstream read it as values. Not a
+    NeuronOp on purpose: code written for one-sign spikes never takes it for one, and a
+    target without a kernel for it refuses it by name. State: V and the count, stacked.
+    """
+
+    kind: Literal["signed_if"] = "signed_if"
+    v_threshold: float = Field(default=1.0, gt=0.0)
+    v_init: float = 0.0  # V before the first step
+    state = (StateSpec("v", "membrane potential, stacked with the net spike count"),)
+    stateful = True
+
+    def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
+        x = ins[0]
+        need(x.layout.has_time, f"a neuron needs a layout with time (TNX, NXT or TN), got {x.layout.value}; "
+             "run the layout pass (or convert the ANN) first")
+        return x.with_dtype(DType.F32)
+
+
+def is_neuron(op: OpBase) -> bool:
+    """A spiking neuron: a NeuronOp or a SignedIF (what makes a graph an SNN rather than an ANN)."""
+    return isinstance(op, (NeuronOp, SignedIF))

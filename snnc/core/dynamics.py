@@ -275,3 +275,23 @@ def run_steps(p: NeuronParams, x_seq: Tensor, v: Tensor | float | None = None, i
         if v_seq is not None:
             v_seq[t] = v
     return out, v, i, v_seq
+
+
+def signed_if_step(v: Tensor, count: Tensor, x: Tensor, v_threshold: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of the signed IF neuron (the conversion's `signed_if`): returns (spike, V[t], count[t]).
+
+        H[t] = V[t-1] + X[t]
+        S[t] = +1 if H[t] >= V_th;  -1 if H[t] < 0 and count[t-1] > 0;  else 0
+        V[t] = H[t] - V_th S[t]          count[t] = count[t-1] + S[t]
+
+    A -1 spike takes back one of the neuron's earlier spikes when its input has since
+    fallen below what they stand for, so the spikes never sum below 0, and while the
+    sum is positive V stays in [0, V_th): after any t steps the spikes sum to
+    max(0, floor((V[-1] + X[0] + ... + X[t]) / V_th)) whenever one spike per step
+    keeps up, whatever order the input came in. A plain IF neuron never takes a spike
+    back, so input that arrives early and is cancelled later leaves its spikes in the
+    rate for good.
+    """
+    h = v + x
+    s = (h >= v_threshold).to(h.dtype) - ((h < 0) & (count > 0)).to(h.dtype)
+    return s, h - s * v_threshold, count + s
