@@ -48,7 +48,7 @@ def convert(model: "torch.nn.Module | Graph", calibration_data, mode: "str | flo
             0.5 rounds instead of truncating), time_steps (the T that 'mse' and
             bias_correction tune for), bias_correction, signed (SignedIF neurons,
             whose -1 spikes take back early spikes: closer to the ANN at every T, on the
-            cpu and triton targets; docs/conversion.md), analog (the hybrid mode: op kinds
+            cpu, triton and lynxi targets; docs/conversion.md), analog (the hybrid mode: op kinds
             with no rate code, 'silu,sigmoid' or a list or 'all', that run on the decoded rate
             of their spiking input; graph.meta['analog'] then reports the analog share of the
             MACs, see snnc.passes.analog.AnalogReport and docs/conversion.md).

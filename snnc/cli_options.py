@@ -17,8 +17,8 @@ CLI_FLAGS = {"T": "-T", "time_steps": "-T", "batch_size": "--batch-size", "dtype
 
 # Options several commands share: one definition each.
 SIGNED_HELP = ("Signed IF neurons: a -1 spike takes back an earlier spike when later input cancels it, so the "
-               "spike count follows the ReLU of the summed input (closer to the ANN at every T; cpu and triton "
-               "targets only).")
+               "spike count follows the ReLU of the summed input (closer to the ANN at every T; cpu, triton and "
+               "lynxi targets).")
 ModelArgument = Annotated[str, typer.Argument(help=MODEL_HELP, metavar="MODEL", show_default=False)]
 InputShapeOption = Annotated[Optional[str], typer.Option(
     "--input-shape", metavar="NAME:[N,...]",

@@ -38,7 +38,7 @@ class TensorSpec:
     value: str  # the IR value (for state: the neuron node)
     time: bool  # True: [T*N, *] folded sequence; False: [N, *] per sample
     dtype: torch.dtype = torch.float32
-    init: float | None = None  # state tensors: the value to start a stream with
+    init: float | list[float] | None = None  # state tensors: the value to start a stream with (a list: per part)
 
     @property
     def dtype_name(self) -> str:
@@ -197,6 +197,12 @@ def _layout_cast(op: ops.LayoutCast, ctx: LowerCtx) -> nn.Module:
     return nn.Identity() if ctx.type(op.inputs[0]).layout.has_time else M.RepeatTime(ctx.time_steps)
 
 
+@lowers(ops.SignedIF)
+def _signed_if(op: ops.SignedIF, ctx: LowerCtx) -> nn.Module:
+    return M.UnrolledSignedIF(ctx.time_steps, ctx.batch, ctx.type(op.inputs[0]).features, op.v_init, op.v_threshold,
+                              ctx.state_dtype, ctx.spike_dtype)
+
+
 @lowers(ops.IF, ops.LIF)
 def _neuron(op: ops.NeuronOp, ctx: LowerCtx) -> nn.Module:
     return M.UnrolledNeuron(op.to_params(), ctx.time_steps, ctx.batch, ctx.type(op.inputs[0]).features,
@@ -265,13 +271,16 @@ def build(graph: Graph, options: Options, time_steps: int, batch: int) -> tuple[
                 iface.inputs.append(TensorSpec(op.name, shape(op.name, time), op.name, time, dt))
             continue
         key = _key(op.name, layers)
-        if isinstance(op, (ops.NeuronOp, ops.RunningMaxPool2d)):  # built in its state dtype; returns `dt`
+        if isinstance(op, (ops.NeuronOp, ops.SignedIF, ops.RunningMaxPool2d)):  # in its state dtype; returns `dt`
             layers[key] = LOWERINGS[type(op)](op, ctx).eval()
             feats = types[op.inputs[0]].features
-            # a neuron's state is its membrane potential; a running max pool's the sums of its input
-            state, init = ("v", op.initial_v()) if isinstance(op, ops.NeuronOp) else ("acc", 0.0)
-            spec_in = TensorSpec(f"{op.name}.{state}_in", (batch, *feats), op.name, False, state_dtype, init)
-            spec_out = TensorSpec(f"{op.name}.{state}_out", (batch, *feats), op.name, False, state_dtype, init)
+            # a neuron's state is its membrane potential (a signed one's stacked with its spike count, [2N, *]);
+            # a running max pool's the sums of its input
+            state, init, rows = (("v", op.initial_v(), batch) if isinstance(op, ops.NeuronOp) else
+                                 ("v_count", [op.v_init, 0.0], 2 * batch) if isinstance(op, ops.SignedIF) else
+                                 ("acc", 0.0, batch))
+            spec_in = TensorSpec(f"{op.name}.{state}_in", (rows, *feats), op.name, False, state_dtype, init)
+            spec_out = TensorSpec(f"{op.name}.{state}_out", (rows, *feats), op.name, False, state_dtype, init)
             iface.states.append((spec_in, spec_out))
             program.append(Step(key, op.inputs, op.name, state_dtype, spec_in.name if options.state_io else None,
                                 spec_out.name))

@@ -11,6 +11,7 @@ from snnc.backends.artifact import write_artifact
 from snnc.backends.lynxi.build import DTYPE_NAMES, Interface, build
 from snnc.backends.lynxi.export import export_onnx, export_program
 from snnc.backends.lynxi.legalize import legalize, resolve_sizes
+from snnc.backends.lynxi.modules import initial_state
 from snnc.backends.lynxi.options import Options
 from snnc.core.errors import LoweringError
 from snnc.ir.formats.artifact import Artifact
@@ -23,7 +24,7 @@ ONNX_FILE = "model.onnx"
 
 def example_inputs(iface: Interface) -> tuple[torch.Tensor, ...]:
     """Zeros of the interface's static input shapes and dtypes (state inputs at their initial value)."""
-    return tuple(torch.full(s.shape, s.init if s.init is not None else 0.0, dtype=s.dtype) for s in iface.inputs)
+    return tuple(initial_state(s.shape, s.init, s.dtype) for s in iface.inputs)
 
 
 def manifest_extra(options: Options, T: int, N: int, iface: Interface) -> dict:

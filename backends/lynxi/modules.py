@@ -128,6 +128,44 @@ class UnrolledNeuron(nn.Module):
         return (out if out.dtype == self.spike_dtype else out.to(self.spike_dtype)), state
 
 
+class UnrolledSignedIF(nn.Module):
+    """The conversion's signed IF neuron (ir SignedIF) over a folded sequence [T*N, *F], unrolled over a static T.
+
+    Each step applies `snnc.core.dynamics.signed_if_step` to the slice [t*N, (t+1)*N). Its state is V and
+    the net spike count stacked along dim 0, [2N, *F] (4-D at most, like every other tensor), in
+    `state_dtype`; without a state input V starts at `v_init` and the count at 0 (`initial_state`).
+    The spikes, exactly -1, 0 or 1, are returned in `spike_dtype`.
+    """
+
+    def __init__(self, time_steps: int, batch: int, features: tuple[int, ...], v_init: float, v_threshold: float,
+                 state_dtype: torch.dtype = torch.float32, spike_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.time_steps, self.batch, self.v_threshold = time_steps, batch, float(v_threshold)
+        self.state_dtype, self.spike_dtype = state_dtype, spike_dtype
+        self.register_buffer("state0", initial_state((2 * batch, *features), [v_init, 0.0], state_dtype))
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        n = self.batch
+        x = x if x.dtype == self.state_dtype else x.to(self.state_dtype)
+        state = self.state0 if state is None else state
+        v, count = state[:n], state[n:]
+        spikes = []
+        for t in range(self.time_steps):
+            s, v, count = dynamics.signed_if_step(v, count, x[t * n:(t + 1) * n], self.v_threshold)
+            spikes.append(s)
+        out = torch.cat(spikes, 0)
+        return (out if out.dtype == self.spike_dtype else out.to(self.spike_dtype)), torch.cat((v, count), 0)
+
+
+def initial_state(shape, init: float | list[float] | None, dtype: torch.dtype) -> Tensor:
+    """A state tensor at the start of a stream: `init` everywhere, or a list of values for equal parts along
+    dim 0 (a signed neuron's [V; count]); None is 0."""
+    if isinstance(init, (list, tuple)):
+        parts = len(init)
+        return torch.cat([torch.full((shape[0] // parts, *shape[1:]), float(v), dtype=dtype) for v in init], 0)
+    return torch.full(tuple(shape), 0.0 if init is None else float(init), dtype=dtype)
+
+
 class UnrolledRunningMaxPool(nn.Module):
     """The conversion's converging max pool (ir RunningMaxPool2d) over a folded sequence [T*N, C, H, W]:
     A += x[t], y[t] = maxpool(A) - maxpool(A before), step by step in `state_dtype` as the reference kernel

@@ -29,7 +29,7 @@ from snnc.ir.graph import Graph
 
 def _neuron_sides(order: list[ops.OpBase]) -> tuple[set[str], set[str]]:
     """(ops with a neuron somewhere before them, ops with a neuron somewhere after them)."""
-    neurons = {op.name for op in order if isinstance(op, ops.NeuronOp)}
+    neurons = {op.name for op in order if ops.is_neuron(op)}
     after: set[str] = set()
     for op in order:
         if any(i in after or i in neurons for i in op.inputs):
@@ -59,7 +59,7 @@ def op_dtypes(graph: Graph, options: Options) -> dict[str, torch.dtype]:
     for op in order:
         if isinstance(op, ops.Output):
             dtypes[op.name] = dtypes[op.inputs[0]]
-        elif isinstance(op, ops.NeuronOp):
+        elif ops.is_neuron(op):
             dtypes[op.name] = core
         elif op.name in charge and op.name in after:
             dtypes[op.name] = options.state_torch_dtype
@@ -80,6 +80,6 @@ def _charge_ops(order: list[ops.OpBase]) -> set[str]:
     charge: set[str] = set()
     for op in reversed(order):
         if isinstance(op, _ELEMENTWISE) and users[op.name] and \
-                all(isinstance(u, ops.NeuronOp) or u.name in charge for u in users[op.name]):
+                all(ops.is_neuron(u) or u.name in charge for u in users[op.name]):
             charge.add(op.name)
     return charge

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from snnc.backends.lynxi.modules import initial_state
 from snnc.core.errors import InputError
 from snnc.core.userdata import as_float
 from snnc.ir.formats.artifact import Artifact
@@ -68,8 +69,7 @@ class Runner:
 
     def reset(self) -> None:
         """Every streamed membrane potential back to its initial value."""
-        self.state = {node: torch.full(shape, init, dtype=dtype)
-                      for node, (shape, init, dtype) in self._state_init.items()}
+        self.state = {node: initial_state(shape, init, dtype) for node, (shape, init, dtype) in self._state_init.items()}
 
     def _feeds(self, inputs) -> list[Tensor]:
         names = self.input_names

@@ -131,7 +131,29 @@ def test_triton_runs_signed_neurons_like_the_cpu_reference(tmp_path):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("target", ["lynxi", "lava", "nir"])
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_lynxi_runs_signed_neurons_like_the_cpu_reference_in_one_run_and_in_chunks(tmp_path, engine):
+    """The state ([V; count] stacked, 2N rows) streams between chunks of T; both engines, exact."""
+    if engine == "onnx":
+        pytest.importorskip("onnxruntime")
+    from snnc.backends.lynxi import Runner
+
+    g = snnc.convert(_mlp(), _x(), "max", signed=True)
+    x, T = _x(4), 12
+    want = Session(g).run(x, T)
+    one = snnc.compile(g, "lynxi", tmp_path / "one", time_steps=T, batch_size=4, input_kind="constant")
+    (got,) = Runner(one, engine).run(x).values()
+    chunked = snnc.compile(g, "lynxi", tmp_path / "ch", time_steps=T // 3, batch_size=4, input_kind="constant",
+                           state_io=True)
+    r = Runner(chunked, engine)
+    parts = [next(iter(r.run(x).values())) for _ in range(3)]
+    tol = 0 if engine == "torch" else 1e-5
+    torch.testing.assert_close(got.reshape(want.shape), want, rtol=0, atol=tol)
+    torch.testing.assert_close(torch.cat(parts).reshape(want.shape), want, rtol=0, atol=tol)
+    assert {st["node"]: st["init"] for st in chunked.manifest["state"]} == {"_1_if": [0.5, 0.0], "_3_if": [0.5, 0.0]}
+
+
+@pytest.mark.parametrize("target", ["lava", "nir"])
 def test_targets_without_a_signed_kernel_refuse_it_by_name(target, tmp_path):
     g = snnc.convert(_mlp(), _x(), "max", signed=True)
     with pytest.raises(LoweringError, match=r"%_1_if \(signed_if\)"):
