@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from snnc.backends.lynxi.build import build
+from snnc.backends.lynxi.options import Options
 from snnc.core.errors import InputError
 from snnc.core.userdata import as_float
 from snnc.ir.formats.artifact import Artifact
@@ -114,9 +116,6 @@ class Runner:
         folded into batch ([T*N, *]; [N, *] without time). Computed by the eager torch modules that the
         artifact's files were exported from, rebuilt from its graph and manifest: the torch ops that
         engine="torch" runs, in their order. Does not carry the state forward (`run` does)."""
-        from snnc.backends.lynxi.build import build
-        from snnc.backends.lynxi.options import Options
-
         m = self.artifact.manifest
         keys = ("time_steps", "batch_size", "dtype", "state_dtype", "analog_dtype", "state_io", "input_kind",
                 "readout")
