@@ -221,6 +221,12 @@ class FlatNet(nn.Module):
         self.output_names = list(output_names)
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
+        env = self.values(*args)
+        return tuple(env[o] for o in self.output_names)
+
+    def values(self, *args: Tensor) -> dict[str, Tensor]:
+        """Every value the program computes (IR value name -> tensor, [T*N, *] or [N, *]), the interface
+        inputs and the neurons' final states included: what `forward` returns a few of."""
         env = dict(zip(self.input_names, args))
 
         def arg(name: str, dtype: torch.dtype) -> Tensor:
@@ -234,7 +240,7 @@ class FlatNet(nn.Module):
             else:
                 y = layer(*(arg(i, st.dtype) for i in st.inputs))
             env[st.output] = y
-        return tuple(env[o] for o in self.output_names)
+        return env
 
 
 def _key(name: str, taken: dict) -> str:

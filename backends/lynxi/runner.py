@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from snnc.backends.lynxi.build import build
 from snnc.backends.lynxi.modules import initial_state
+from snnc.backends.lynxi.options import Options
 from snnc.core.errors import InputError
 from snnc.core.userdata import as_float
 from snnc.ir.formats.artifact import Artifact
@@ -107,3 +109,16 @@ class Runner:
         for node, name in self._state_out.items():
             self.state[node] = named.pop(name)
         return named
+
+    @torch.no_grad()
+    def values(self, inputs) -> dict[str, Tensor]:
+        """Every value of one call, for debugging: IR value name (of the artifact's graph) -> tensor, time
+        folded into batch ([T*N, *]; [N, *] without time). Computed by the eager torch modules that the
+        artifact's files were exported from, rebuilt from its graph and manifest: the torch ops that
+        engine="torch" runs, in their order. Does not carry the state forward (`run` does)."""
+        m = self.artifact.manifest
+        keys = ("time_steps", "batch_size", "dtype", "state_dtype", "analog_dtype", "state_io", "input_kind",
+                "readout")
+        options = Options(**{k: m[k] for k in keys if k in m})
+        net, _ = build(self.artifact.graph(), options, m["time_steps"], m["batch_size"])
+        return net.values(*self._feeds(inputs))

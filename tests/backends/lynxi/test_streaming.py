@@ -9,6 +9,7 @@ import torch
 import snnc
 from snnc.backends.lynxi import Runner
 from snnc.core.errors import InputError
+from snnc.ir import NeuronOp
 from snnc.runtime import Session
 from tests.backends.lynxi.conftest import T
 
@@ -50,6 +51,26 @@ def test_two_chunks_equal_one_run_of_T(chunked, compiled, engine):
     r.reset()
     again = r.run(x)
     assert all(torch.equal(again[k], first[k]) for k in first)
+
+
+def test_runner_values_are_every_value_of_the_run_and_leave_the_state(chunked, compiled):
+    """Runner.values: each neuron's spikes ([T*N, *], the reference's, second chunk included), the outputs
+    of `run`, the final states; the state is not carried forward."""
+    g, x, n = chunked.graph(), compiled.x, compiled.x.shape[0]
+    neurons = [op.name for op in g if isinstance(op, NeuronOp)]
+    ref = Session(g).observe(x, T, probes=neurons).probes  # exact network (conftest.py): the reference's bits
+    r = Runner(chunked, "torch")
+    start = {k: v.clone() for k, v in r.state.items()}
+    for chunk in range(2):
+        values = r.values(x)
+        assert all(torch.equal(r.state[k], v) for k, v in start.items())  # values() carried nothing forward
+        out = r.run(x)
+        assert out and all(torch.equal(values[k], v) for k, v in out.items())
+        assert all(torch.equal(values[st["output"]], r.state[st["node"]]) for st in chunked.manifest["state"])
+        for name in neurons:
+            want = ref[name][chunk * T // 2:(chunk + 1) * T // 2]
+            assert torch.equal(values[name].reshape(want.shape), want), name
+        start = {k: v.clone() for k, v in r.state.items()}
 
 
 def test_runner_refuses_a_wrong_static_shape(chunked, compiled):
