@@ -94,16 +94,29 @@ def _f_mul(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
     if not isinstance(a, str) and not isinstance(b, str):
         return _shape_arith(node, a, b, loc)
     if _is_number(a) or _is_number(b):
-        x = node.args[1] if _is_number(a) else node.args[0]
-        return _scale(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+        k, x = _number_and_value(ctx, node, a, b, loc)
+        return _scale(ctx, x, k, node.name, loc)
     if isinstance(a, Attr) or isinstance(b, Attr):  # x * W, W a weight (ConvNeXt's layer scale): a Scale
-        (w, x) = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])
-        x = ctx.value(x, node, loc)
-        c = _feature_const(ctx, x, w, node, loc, "multiplies by")
+        w, x, c = _weight_and_value(ctx, node, a, b, loc, "multiplies by")
         return scale_by_const(ctx.emit, _const_param(ctx, w, "mul"), ctx.fresh(node.name), x, c,
                               tuple(ctx.type_of(x).features), loc)
     x, y = ctx.value(node.args[0], node, loc), ctx.value(node.args[1], node, loc)
     return ctx.emit(ops.Mul(name=ctx.fresh(node.name), inputs=(x, y), loc=loc))
+
+
+def _number_and_value(ctx: _Ctx, node: fx.Node, a: Any, b: Any, loc: SourceLoc) -> tuple[Any, str]:
+    """The number and the value of `x op k` or `k op x` (a, b: the operands; one of them a number)."""
+    k, x = (a, node.args[1]) if _is_number(a) else (b, node.args[0])
+    return k, ctx.value(x, node, loc)
+
+
+def _weight_and_value(ctx: _Ctx, node: fx.Node, a: Any, b: Any, loc: SourceLoc,
+                      what: str) -> tuple[Attr, str, torch.Tensor]:
+    """The weight W, the value x and W as it broadcasts against x (_feature_const) of `x op W` or `W op x`
+    (a, b: the operands; one of them a weight)."""
+    w, x = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])
+    x = ctx.value(x, node, loc)
+    return w, x, _feature_const(ctx, x, w, node, loc, what)
 
 
 def _const_param(ctx: _Ctx, w: Attr, tag: str):
@@ -162,12 +175,10 @@ def _f_add_any(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> Any:
     if _is_number(a) or _is_number(b):
         if node.kwargs.get("alpha", 1) != 1:
             raise UnsupportedAttributeError(f"torch.add with alpha in {loc.describe()} is not supported")
-        x = node.args[1] if _is_number(a) else node.args[0]
-        return _add_scalar(ctx, ctx.value(x, node, loc), a if _is_number(a) else b, node.name, loc)
+        k, x = _number_and_value(ctx, node, a, b, loc)
+        return _add_scalar(ctx, x, k, node.name, loc)
     if (isinstance(a, Attr) or isinstance(b, Attr)) and node.kwargs.get("alpha", 1) == 1:
-        (w, x) = (a, node.args[1]) if isinstance(a, Attr) else (b, node.args[0])  # ViT's position embedding
-        x = ctx.value(x, node, loc)
-        c = _feature_const(ctx, x, w, node, loc, "adds")
+        w, x, c = _weight_and_value(ctx, node, a, b, loc, "adds")  # ViT's position embedding
         return add_const(ctx.emit, _const_param(ctx, w, "add"), ctx.fresh(node.name), x, c, loc)
     return _f_add(ctx, node, loc)
 

@@ -24,7 +24,8 @@ class Permute(nn.Module):
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW tensor."""
+    """torchvision's LayerNorm over the channels of NCHW: permute, F.layer_norm, permute back (also used by
+    tests/frontends/test_transformer_ops.py)."""
 
     def forward(self, x):
         x = x.permute(0, 2, 3, 1)
