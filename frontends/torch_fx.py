@@ -15,6 +15,7 @@ import torch.nn as nn
 from snnc.core.errors import FrontendError
 from snnc.frontends import fx_ops  # noqa: F401 - registers the torch.nn lowerings
 from snnc.frontends import fx_tensor_ops  # noqa: F401 - and the tensor/layout ops (after fx_ops: it extends some)
+from snnc.frontends import fx_sequence_ops  # noqa: F401 - and the 1-D ops, softmax, LayerNorm, attention
 from snnc.frontends import snn
 from snnc.frontends import torch_capture
 from snnc.frontends.fx_lowering import MODULE_LOWERINGS, FxTraceError, _Ctx, _find, _fx_trace, lower_fx_graph, type_name

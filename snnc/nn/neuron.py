@@ -63,6 +63,14 @@ def _as_float(owner: str, name: str, value: object) -> float:
     return float(value)
 
 
+def _time_constant(owner: str, name: str, value: object) -> float:
+    """A LIF time constant (`tau`, `init_tau`): a real number > 1."""
+    tau = _as_float(owner, name, value)
+    if not tau > 1.0:
+        raise ConfigError(f"{owner}: {name} must be > 1, got {tau!r}")
+    return tau
+
+
 def _as_bool(owner: str, name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{owner}: {name} must be a bool, got {value!r}")
@@ -225,6 +233,13 @@ class IFNode(BaseNode):
         return self._reset_params()
 
 
+def _leaky_params(node: LIFNode | ParametricLIFNode, **tau: float) -> NeuronParams:
+    """LIF parameters with the node's threshold, reset and decay_input, and `tau=` where given (a
+    ParametricLIFNode's charge passes its decay instead)."""
+    r = node._reset_params()
+    return NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, decay_input=node.decay_input, **tau)
+
+
 class LIFNode(BaseNode):
     """Leaky integrate-and-fire with time constant tau > 1.
 
@@ -246,9 +261,7 @@ class LIFNode(BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
     ) -> None:
-        tau = _as_float(type(self).__name__, "tau", tau)
-        if not tau > 1.0:
-            raise ConfigError(f"{type(self).__name__}: tau must be > 1, got {tau!r}")
+        tau = _time_constant(type(self).__name__, "tau", tau)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq)
         self.tau = tau
         self.decay_input = _as_bool(type(self).__name__, "decay_input", decay_input)
@@ -257,9 +270,7 @@ class LIFNode(BaseNode):
         return super().extra_repr() + f", tau={self.tau}"
 
     def _lif_params(self) -> NeuronParams:
-        r = self._reset_params()
-        return NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, tau=float(self.tau),
-                            decay_input=self.decay_input)
+        return _leaky_params(self, tau=float(self.tau))
 
     def neuron_params(self) -> NeuronParams:
         self._require_own_charge(LIFNode)
@@ -287,9 +298,7 @@ class ParametricLIFNode(BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
     ) -> None:
-        init_tau = _as_float(type(self).__name__, "init_tau", init_tau)
-        if not init_tau > 1.0:
-            raise ConfigError(f"{type(self).__name__}: init_tau must be > 1, got {init_tau!r}")
+        init_tau = _time_constant(type(self).__name__, "init_tau", init_tau)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq)
         self.decay_input = _as_bool(type(self).__name__, "decay_input", decay_input)
         self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
@@ -306,14 +315,10 @@ class ParametricLIFNode(BaseNode):
     def neuron_params(self) -> NeuronParams:
         """LIF parameters with the current tau."""
         self._require_own_charge(ParametricLIFNode)
-        r = self._reset_params()
-        return NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, tau=self.tau,
-                            decay_input=self.decay_input)
+        return _leaky_params(self, tau=self.tau)
 
     def neuronal_charge(self, x: Tensor) -> None:
-        r = self._reset_params()
-        p = NeuronParams(NeuronKind.LIF, r.v_threshold, r.reset, r.v_reset, decay_input=self.decay_input)
-        self.v = dynamics.charge(p, self.v, x, decay=self.w.sigmoid())
+        self.v = dynamics.charge(_leaky_params(self), self.v, x, decay=self.w.sigmoid())
 
 
 

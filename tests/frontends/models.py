@@ -72,3 +72,21 @@ def boost(net: nn.Module, gain: float, bias: float = 0.0) -> nn.Module:
                 if m.bias is not None:
                     m.bias.add_(bias)
     return net
+
+
+def ref_if(x: torch.Tensor) -> torch.Tensor:
+    """Forward-Euler IF over [T, ...]: V += X; fire at V >= 1; hard reset to 0 (snnc.nn's IFNode defaults)."""
+    v, out = torch.zeros_like(x[0]), []
+    for t in range(x.shape[0]):
+        v = v + x[t]
+        s = (v >= 1.0).float()
+        v = torch.where(s > 0, torch.zeros_like(v), v)
+        out.append(s)
+    return torch.stack(out)
+
+
+class RefIF(nn.Module):
+    """ref_if as a module, standing where a multi-step IFNode stands in a reference model."""
+
+    def forward(self, x):
+        return ref_if(x)

@@ -17,7 +17,7 @@ from snnc.ir import load, save
 from snnc.nn.neuron import IFNode
 from snnc.passes import PIPELINES, PassManager, parse_pipeline
 from snnc.runtime import Session
-from tests.frontends.test_tensor_ops_snn import RefIF
+from tests.frontends.models import RefIF
 
 T, N, C, L = 4, 2, 6, 5
 

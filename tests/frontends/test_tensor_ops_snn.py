@@ -16,22 +16,9 @@ from snnc.frontends import trace
 from snnc.ir import load, save
 from snnc.nn.neuron import IFNode
 from snnc.runtime import Session
+from tests.frontends.models import RefIF
 
 T, N, L, D = 6, 3, 5, 8
-
-
-class RefIF(nn.Module):
-    """Forward-Euler IF over [T, ...]: V += X; fire at V >= 1; hard reset to 0 (snnc.nn's IFNode defaults)."""
-
-    def forward(self, x):
-        v = torch.zeros_like(x[0])
-        out = []
-        for t in range(x.shape[0]):
-            v = v + x[t]
-            s = (v >= 1.0).float()
-            v = torch.where(s > 0, torch.zeros_like(v), v)
-            out.append(s)
-        return torch.stack(out)
 
 
 class SpikingAttention(nn.Module):

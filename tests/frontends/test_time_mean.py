@@ -22,19 +22,9 @@ from snnc.ir.graph import Graph
 from snnc.ir.types import Layout, TensorType
 from snnc.nn.neuron import IFNode
 from snnc.runtime import Session
+from tests.frontends.models import ref_if
 
 T, N = 5, 3
-
-
-def _ref_if(x: torch.Tensor) -> torch.Tensor:
-    """Forward-Euler IF over [T, ...]: V += X; fire at V >= 1; hard reset to 0."""
-    v, out = torch.zeros_like(x[0]), []
-    for t in range(x.shape[0]):
-        v = v + x[t]
-        s = (v >= 1.0).float()
-        v = torch.where(s > 0, torch.zeros_like(v), v)
-        out.append(s)
-    return torch.stack(out)
 
 
 class MeanHead(nn.Module):
@@ -54,7 +44,7 @@ class MeanHead(nn.Module):
 
     def reference(self, x):
         with torch.no_grad():
-            return self.fc2(_ref_if(self.fc1(x))).mean(0)
+            return self.fc2(ref_if(self.fc1(x))).mean(0)
 
 
 def _model(checked: bool) -> MeanHead:

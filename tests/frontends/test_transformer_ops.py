@@ -16,7 +16,6 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from snnc.core.errors import SnncError
 from snnc.frontends import load, trace
@@ -24,6 +23,7 @@ from snnc.frontends.torch_export import from_exported_program
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime import Session
+from tests.zoo.ann_transformers import LayerNorm2d
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")
 PATHS = ["fx", "pt2", "pt2-core-aten", "onnx"]
@@ -42,15 +42,6 @@ class LayerScale(nn.Module):
 
     def forward(self, x):
         return self.gamma * self.conv(x) + x * self.mask
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """torchvision's LayerNorm over the channels of NCHW: permute, F.layer_norm, permute back."""
-
-    def forward(self, x):
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
 
 
 class ChannelNorm(nn.Module):
