@@ -188,7 +188,14 @@ static inline __attribute__((always_inline)) void ev_tile(
       float* restrict o = out + pn[i] * ostr[0] + (r / Wo) * ostr[2] + (r % Wo) * ostr[3] + col0 * ostr[1];
       const float* restrict a = buf + i * TW;
       const int64_t oc = ostr[1];
-      if (bias) {
+      if (oc == 1 && ncols == TW) {  /* channels_last, a whole tile: contiguous, vectorised */
+        if (bias) {
+          const float* restrict bb = bias + col0;
+          for (int64_t c = 0; c < TW; c++) o[c] = a[c] + bb[c];
+        } else {
+          for (int64_t c = 0; c < TW; c++) o[c] = a[c];
+        }
+      } else if (bias) {
         for (int64_t c = 0; c < ncols; c++) o[c * oc] = a[c] + bias[col0 + c];
       } else {
         for (int64_t c = 0; c < ncols; c++) o[c * oc] = a[c];
