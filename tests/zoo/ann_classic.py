@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.zoo.ann_common import NUM_CLASSES, _cap, _div
+from tests.zoo.ann_common import NUM_CLASSES, _cap, _div, init_like_torchvision
 
 
 # -- ResNet ------------------------------------------------------------------------------
@@ -93,13 +93,7 @@ class VGG(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(cin * 49, hidden), nn.ReLU(True), nn.Dropout(),
                                         nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(),
                                         nn.Linear(hidden, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_like_torchvision(self)
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -3,6 +3,7 @@ torchvision's helpers (`_make_divisible`, Conv2dNormActivation) with the `blocks
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch.nn as nn
@@ -32,3 +33,21 @@ def _conv_bn_act(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
     if act is not None:
         layers.append(act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish) else act())
     return nn.Sequential(*layers)
+
+
+def init_like_torchvision(model: nn.Module, linear: str = "normal") -> None:
+    """torchvision's init of VGG and the mobile nets: conv weights kaiming-normal (fan_out, gain sqrt 2),
+    conv biases 0; linear weights N(0, 0.01) (`linear="normal"`) or U(-1/sqrt(out), 1/sqrt(out))
+    (`"uniform"`, EfficientNet), linear biases 0. In module order, as torchvision draws them."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear == "uniform":
+                r = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -r, r)
+            else:
+                nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
