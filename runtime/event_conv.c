@@ -88,6 +88,43 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
   return bad ? -1 : 0;
 }
 
+/* Signed spikes (a SignedIF's: each element 0, amp or -amp): lists index c for x[c] == amp and C + c for
+   x[c] == -amp, in increasing order over 0..2C-1, so that a conv packed with rows [a W; -a W] (2C input
+   channels) adds a W's row for a +1 and the exactly negated row for a -1; packing, bnd (over channel blocks
+   of CB of the 2C indices) and off as above, from ev[q0*2C] on. Returns -1 when an element is none of the
+   three. */
+int snnc_signed_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw,
+                           int64_t H, int64_t W, int64_t C, int64_t CB, float amp,
+                           int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
+                           int64_t* restrict off)
+{
+  const int64_t C2 = 2 * C, NCB = (C2 + CB - 1) / CB;
+  int bad = 0;
+  int64_t base = q0 * C2;
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t n = q / (H * W), r = q % (H * W);
+    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
+    off[q] = base;
+    uint16_t* restrict e = ev + base;
+    uint16_t* restrict b = bnd + q * (NCB + 1);
+    int64_t k = 0;
+    for (int64_t cb = 0; cb < NCB; cb++) {
+      b[cb] = (uint16_t)k;
+      const int64_t i1 = (cb + 1) * CB < C2 ? (cb + 1) * CB : C2;
+      for (int64_t i = cb * CB; i < i1; i++) {
+        const int neg = i >= C;
+        const float v = xp[(neg ? i - C : i) * sc];
+        e[k] = (uint16_t)i;
+        k += neg ? v == -amp : v == amp;
+        bad |= (v != 0.0f) & (v != amp) & (v != -amp);
+      }
+    }
+    b[NCB] = (uint16_t)k;
+    base += k;
+  }
+  return bad ? -1 : 0;
+}
+
 /* Multi-level inputs (average-pooled spikes: each element is k * unit, k = 0..L): lists channel c of
    input pixels q0..q1 k times, in increasing order of c, packed as above from ev[q0*C*L] on (so the conv
    adds its weight row k times); bnd and off as above. Returns -1 when an element is not k * unit

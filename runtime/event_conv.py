@@ -43,6 +43,10 @@ so the same kernel adds its weight row k times (a Linear is the 1x1 conv of a
 1x1 image). Summing k copies rounds differently from one multiply, in the last
 bits only.
 
+Signed spikes (a SignedIF's, scaled: 0, a or -a): packed as rows [a W; -a W] over 2 C_in channels,
+a -a at channel c is listed as event C_in + c, so the same loop adds the exactly negated row
+(`pack_signed`, `conv2d(..., signed=True)`).
+
 Safety: listing the events checks every input element; one that is neither 0
 nor `a` (nor k * u) makes the call fail (a wrong static analysis is an error,
 never a silently wrong result).
@@ -134,10 +138,17 @@ def _split(total: int, workers: int, quantum: int) -> list[tuple[int, int]]:
     return [(i, min(total, i + step)) for i in range(0, total, step)]
 
 
-def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 1) -> Tensor:
+def pack_signed(weight: Tensor, bias: Tensor | None, amplitude: float, stride, padding, dilation) -> PackedConv:
+    """`pack` for signed spikes (0, a or -a): rows [a W; -a W] over 2 C_in input channels, so that a -a
+    input adds the exactly negated row (fl(a (-w)) = -fl(a w)); `conv2d(..., signed=True)` lists it."""
+    return pack(torch.cat((weight, -weight), 1), bias, amplitude, stride, padding, dilation)
+
+
+def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 1, signed: bool = False) -> Tensor:
     """The conv of a dense float32 [B, C_in, H, W] spike tensor (values 0 or packed.amplitude), or with
     `levels` L > 1 of a multi-level one (values k * packed.amplitude, k = 0..L: average-pooled spikes),
-    whose element k * a is listed as k events (its weight row added k times).
+    whose element k * a is listed as k events (its weight row added k times), or with `signed` of a
+    signed one (values 0, a or -a; `packed` from `pack_signed`): a -a at channel c is the event C_in + c.
 
     Returns [B, C_out, Ho, Wo] in channels_last or NCHW memory format. Raises ValueError
     when an input element is neither 0 nor the amplitude (nor one of its L multiples).
@@ -146,24 +157,28 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 
     if lib is None:
         raise RuntimeError(f"the native kernels are unavailable: {native.why_unavailable()}")
     b, c, h, w = x.shape
-    if c != packed.in_channels or x.dtype != torch.float32:
-        raise ValueError(f"event conv expects float32 [B, {packed.in_channels}, H, W], got {x.dtype} {list(x.shape)}")
+    rows = 2 * c if signed else c  # the packed input channels: [a W; -a W] for signed spikes
+    if rows != packed.in_channels or x.dtype != torch.float32 or (signed and levels != 1):
+        raise ValueError(f"event conv expects float32 [B, {packed.in_channels // (2 if signed else 1)}, H, W]"
+                         f"{' (signed: one level)' if signed else ''}, got {x.dtype} {list(x.shape)}")
     ho, wo = packed.out_hw(h, w)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((b, packed.out_channels, ho, wo), dtype=torch.float32, memory_format=fmt)
     if out.numel() == 0:
         return out
-    cb = min(CHANNEL_BLOCK, c)
-    ncb = -(-c // cb)
+    cb = min(CHANNEL_BLOCK, rows)
+    ncb = -(-rows // cb)
     pixels = b * h * w
-    if c * levels >= 65536:
-        raise ValueError(f"event conv: {c} channels x {levels} levels do not fit uint16 event lists")
-    ev = torch.empty(pixels * c * levels, dtype=torch.int16)
+    if rows * levels >= 65536:
+        raise ValueError(f"event conv: {rows} channels x {levels} levels do not fit uint16 event lists")
+    ev = torch.empty(pixels * rows * levels, dtype=torch.int16)
     bnd = torch.empty(pixels * (ncb + 1), dtype=torch.int16)
     off = torch.empty(pixels, dtype=torch.int64)  # where each pixel's (packed) event list starts in ev
     workers = max(1, torch.get_num_threads())
     sn, sc, sh, sw = x.stride()
-    if levels == 1:
+    if signed:
+        ev_args, fn = (sn, sc, sh, sw, h, w, c, cb, packed.amplitude), lib.snnc_signed_events_f32
+    elif levels == 1:
         ev_args, fn = (sn, sc, sh, sw, h, w, c, cb, packed.amplitude), lib.snnc_spike_events_f32
     else:
         ev_args, fn = (sn, sc, sh, sw, h, w, c, cb, packed.amplitude, levels), lib.snnc_level_events_f32
@@ -171,17 +186,18 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 
     results = _parallel(fn, [(x.data_ptr(), *ev_args, q0, q1, ev.data_ptr(), bnd.data_ptr(), off.data_ptr())
                              for q0, q1 in ranges])
     if any(r != 0 for r in results):
-        what = "the spike amplitude" if levels == 1 else f"a multiple 1..{levels} of the unit"
+        what = ("plus or minus the spike amplitude" if signed else "the spike amplitude" if levels == 1
+                else f"a multiple 1..{levels} of the unit")
         raise ValueError(f"event conv: an input element is neither 0 nor {what} {packed.amplitude}")
     kh, kw = packed.kernel_size
     geo = torch.tensor([kh, kw, *packed.stride, *packed.padding, *packed.dilation], dtype=torch.int64)
     ostr = torch.tensor(out.stride(), dtype=torch.int64)
     opix = b * ho * wo
-    work = opix * kh * kw * c * packed.out_channels
+    work = opix * kh * kw * rows * packed.out_channels
     ranges = _split(opix, workers, PIXEL_GROUP) if workers > 1 and work >= (1 << 20) else [(0, opix)]
     bias = 0 if packed.bias is None else packed.bias.data_ptr()
     fn = lib.snnc_event_conv2d_f32
-    results = _parallel(fn, [(ev.data_ptr(), bnd.data_ptr(), c, cb, h, w, packed.weight.data_ptr(), bias,
+    results = _parallel(fn, [(ev.data_ptr(), bnd.data_ptr(), rows, cb, h, w, packed.weight.data_ptr(), bias,
                               packed.out_channels, geo.data_ptr(), out.data_ptr(), ostr.data_ptr(), ho, wo, p0, p1,
                               PIXEL_GROUP, packed.tile, off.data_ptr()) for p0, p1 in ranges])
     if any(r != 0 for r in results):

@@ -214,20 +214,21 @@ class Executor:
         N * c rows: each row adds the weight columns of its events)."""
         op = node.op
         linear = isinstance(op, ops.Linear)
-        key = (op.name, node.spike_amplitude)
+        key = (op.name, node.spike_amplitude, node.spike_signed)
         packed = self._packed.get(key)
         if packed is None:
             w, b = self.params[op.weight], None if op.bias is None else self.params[op.bias]
+            pack = event_conv.pack_signed if node.spike_signed else event_conv.pack
             if linear:
-                packed = event_conv.pack(w[:, :, None, None], b, node.spike_amplitude, (1, 1), (0, 0), (1, 1))
+                packed = pack(w[:, :, None, None], b, node.spike_amplitude, (1, 1), (0, 0), (1, 1))
             else:
-                packed = event_conv.pack(w, b, node.spike_amplitude, op.stride, op.padding, op.dilation)
+                packed = pack(w, b, node.spike_amplitude, op.stride, op.padding, op.dilation)
             self._packed[key] = packed
-        xs, lv = x.flatten(0, 1), node.spike_levels
+        xs, lv, sg = x.flatten(0, 1), node.spike_levels, node.spike_signed
         if linear:
-            y = event_conv.conv2d(xs[:, :, None, None], packed, channels_last=False, levels=lv)[:, :, 0, 0]
+            y = event_conv.conv2d(xs[:, :, None, None], packed, channels_last=False, levels=lv, signed=sg)[:, :, 0, 0]
         else:
-            y = event_conv.conv2d(xs, packed, channels_last=self.channels_last, levels=lv)
+            y = event_conv.conv2d(xs, packed, channels_last=self.channels_last, levels=lv, signed=sg)
         return y.unflatten(0, (c, x.shape[1]))
 
     def _format(self, x: Tensor) -> Tensor:

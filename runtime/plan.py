@@ -53,6 +53,7 @@ class Node:
     members: tuple[str, ...] = ()  # graph nodes this step computes (more than one when fused)
     spike_amplitude: float | None = None  # a Conv2d/Linear on the event kernel: its input is 0 or this (float32)
     spike_levels: int = 1  # ... or, with L > 1 levels, k * spike_amplitude for k = 0..L (average-pooled spikes)
+    spike_signed: bool = False  # ... or 0 or +-spike_amplitude (a SignedIF's spikes, scaled)
 
 
 @dataclass
@@ -130,6 +131,25 @@ def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
                 continue  # a leaky integrator outputs its potential
             if n.neuron.pool in (None, "max") and math.isfinite(n.neuron.post):
                 amp[n.name] = _f32(n.neuron.post)
+        elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in amp:
+            amp[n.name] = amp[n.inputs[0]]
+        elif _fusable_scale(op) and n.inputs[0] in amp:
+            a = torch.tensor([amp[n.inputs[0]]], dtype=torch.float32)
+            amp[n.name] = float((a * op.factor if op.factor != 1.0 else a)[0])
+    return amp
+
+
+def signed_amplitudes(nodes: list[Node]) -> dict[str, float]:
+    """Value name -> a, for the dynamic values that are 0, a or -a (float32) at every element: a SignedIF's
+    spikes (a = 1), scaled by a constant (fl(-a f) = -fl(a f)), max pooled, flattened, cast or passed on.
+    Kept apart from `spike_amplitudes`: an average pool of them is not k * u with k >= 0."""
+    amp: dict[str, float] = {}
+    for n in nodes:
+        op = n.op
+        if n.static:
+            continue
+        if isinstance(op, ops.SignedIF):
+            amp[n.name] = 1.0
         elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in amp:
             amp[n.name] = amp[n.inputs[0]]
         elif _fusable_scale(op) and n.inputs[0] in amp:
@@ -236,18 +256,21 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
             nodes.append(Node(op.name, op, tuple(op.inputs), static[op.name], call, (op.name,)))
     if event_conv:
         levels = spike_levels(nodes)
+        signed = signed_amplitudes(nodes)
         for n in nodes:
-            if n.static or not n.inputs or n.inputs[0] not in levels:
+            if n.static or not n.inputs or (n.inputs[0] not in levels and n.inputs[0] not in signed):
                 continue
-            unit, lv = levels[n.inputs[0]]
+            sg = n.inputs[0] in signed
+            unit, lv = (signed[n.inputs[0]], 1) if sg else levels[n.inputs[0]]
             if event_conv == "auto" and isinstance(n.op, (ops.Conv2d, ops.Linear)) \
                     and not event_kernel.pays(graph.params[n.op.weight]):
                 continue
-            if isinstance(n.op, ops.Conv2d) and event_kernel.supported(graph.params[n.op.weight], n.op.groups, lv):
-                n.spike_amplitude, n.spike_levels = unit, lv
+            rows = 2 if sg else lv  # a signed input lists 2 C_in event indices
+            if isinstance(n.op, ops.Conv2d) and event_kernel.supported(graph.params[n.op.weight], n.op.groups, rows):
+                n.spike_amplitude, n.spike_levels, n.spike_signed = unit, lv, sg
             elif (isinstance(n.op, ops.Linear) and len(types[n.inputs[0]].features) == 1
-                  and event_kernel.supported(graph.params[n.op.weight][:, :, None, None], 1, lv)):
-                n.spike_amplitude, n.spike_levels = unit, lv  # a Linear is a 1x1 conv on a 1x1 image
+                  and event_kernel.supported(graph.params[n.op.weight][:, :, None, None], 1, rows)):
+                n.spike_amplitude, n.spike_levels, n.spike_signed = unit, lv, sg  # a 1x1 conv on a 1x1 image
     last_use: dict[str, str] = {}
     for n in nodes:
         for i in n.inputs:

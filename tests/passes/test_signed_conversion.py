@@ -10,6 +10,7 @@ weights), never trained.
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import snnc
 from snnc.core import dynamics
@@ -183,3 +184,35 @@ def test_the_signed_kernel_is_bit_identical_to_the_dynamics_over_windows(static)
         assert float((torch.cat((first, second)) == -1).float().mean()) > 0.01
     if not native.available():
         pytest.skip(f"checked the torch loop only: the native kernels do not build here ({native.why_unavailable()})")
+
+
+def test_convs_after_signed_neurons_run_on_the_event_kernel_and_match_the_dense_conv():
+    """A conv fed by a SignedIF (through its Scale) lists +a as channel c and -a as C + c against rows
+    [a W; -a W]: the same result as the dense conv up to summation order, and a wrong value is refused."""
+    from snnc.runtime import event_conv
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randint(-1, 2, (4, 70, 9, 9), generator=g).float() * (torch.rand(4, 70, 9, 9, generator=g) < 0.3)
+    w, b, a = torch.randn(96, 70, 3, 3, generator=g), torch.randn(96, generator=g), 0.37
+    packed = event_conv.pack_signed(w, b, a, (1, 1), (1, 1), (1, 1))
+    want = F.conv2d((s * a).double(), w.double(), b.double(), padding=1)
+    for cl in (True, False):
+        x = (s * a).contiguous(memory_format=torch.channels_last) if cl else s * a
+        got = event_conv.conv2d(x, packed, channels_last=cl, signed=True)
+        torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="plus or minus the spike amplitude"):
+        event_conv.conv2d(s * a * 1.5, packed, channels_last=False, signed=True)
+
+
+def test_a_signed_network_runs_on_the_event_kernel_like_the_dense_runtime():
+    """A conv net converted with signed=True: its convs after signed neurons take the event kernel
+    (the plan says so) and give the eager-exact session's outputs up to summation order."""
+    m = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                      nn.Flatten(), nn.Linear(64 * 36, 5)).eval()
+    x = torch.rand(8, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    g = snnc.convert(m, x, "max", signed=True)
+    fast, exact = Session(g), Session(g, channels_last=False, event_conv=False)
+    plan = fast._interp.plan(frozenset(i.name for i in g.inputs), frozenset(o.name for o in g.outputs))
+    assert [n.name for n in plan.nodes if n.spike_signed] == ["_2"]
+    got, want = fast.run(x, 16), exact.run(x, 16)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
