@@ -59,6 +59,25 @@ def chunk_size(interp: Interpreter, T: int | None, batch_size: int, budget: int 
     return batch_size if most is None else max(1, min(batch_size, most))
 
 
+def _prefix(graph: Graph, name: str) -> Graph:
+    """The part of `graph` that computes %name, with %name its only output: each layer's correction
+    simulates only the layers before it (the same values; about half the work over a network)."""
+    keep, todo = set(), [name]
+    links = graph.state_links()
+    while todo:
+        n = todo.pop()
+        if n not in keep:
+            keep.add(n)
+            todo += [*graph.nodes[n].inputs, *([links[n]] if n in links else [])]
+    g = graph.copy()
+    for n in reversed(list(g.nodes)):
+        if n not in keep:
+            g.remove(n)
+    g.add(ops.Output(name=g.fresh_name(f"{name}_out"), inputs=(name,)))
+    g.drop_unused_params()
+    return g
+
+
 def _means(graph: Graph, data, names: set[str], T: int | None, channel_dim: int,
            batch_size: int, *, what: str = "", show_progress: bool | None = None,
            budget: int = CHUNK_BUDGET) -> dict[str, Tensor]:
@@ -130,7 +149,7 @@ def correct_biases(snn: Graph, ann: Graph, data, time_steps: int, *, batch_size:
         for it in range(iterations):  # the rate code moves less than the bias (clipping, zeros): repeat
             producer = g.nodes[producer.name]
             what = f" of %{r} ({i + 1}/{len(names)}, pass {it + 1}/{iterations})"
-            err = target[r] - _means(g, data, {r}, time_steps, 2, batch_size, what=what,  # TNX: channels on dim 2
+            err = target[r] - _means(_prefix(g, r), data, {r}, time_steps, 2, batch_size, what=what,  # TNX: dim 2
                                      show_progress=show_progress, budget=budget)[r]
             old = g.params[producer.bias].double() if producer.bias else torch.zeros(cout, dtype=torch.float64)
             dtype = g.params[producer.weight].dtype

@@ -68,6 +68,12 @@ def test_chunked_means_equal_the_whole_batch(small_cnn, calib, monkeypatch):
     assert bias_correction.chunk_size(interp, T, 256, budget=5 * per) == 5
     for n in names:
         torch.testing.assert_close(parts[n], full[n], rtol=1e-12, atol=1e-12)
+    # each layer's correction runs only the layers before it: the same means as the whole graph
+    for n in names:
+        sub = bias_correction._prefix(g, n)
+        assert len(sub) < len(g) and [o.inputs[0] for o in sub.outputs] == [n]
+        torch.testing.assert_close(bias_correction._means(sub, calib, {n}, T, 2, 256)[n], full[n],
+                                   rtol=1e-12, atol=1e-12)
 
 
 def interp_params(interp) -> int:
