@@ -111,7 +111,8 @@ def _means(graph: Graph, data, names: set[str], T: int | None, channel_dim: int,
             try:
                 interp.run({inp: x}, T, observe=observe)
             except ResourceError as e:  # even one image does not fit (chunk_size leaves the refusal to the run)
-                raise ResourceError(f"bias correction{what} at T={T} cannot simulate even {x.shape[0]} "
+                at = f" at T={T}" if T else ""
+                raise ResourceError(f"bias correction{what}{at} cannot simulate even {x.shape[0]} "
                                     f"calibration image(s) with every layer observed: {e.message}",
                                     hint=f"convert with a lower {spelling.flag('time_steps')} or without "
                                          "bias_correction, or allow more memory") from None
