@@ -84,11 +84,31 @@ def scores(outputs: torch.Tensor, logits: torch.Tensor, ts: tuple[int, ...]) -> 
     return res
 
 
+def snnc_options(args, ts: tuple[int, ...]) -> dict:
+    """The options given to every `snnc.convert` call: --channelwise, --bias-correction (at the largest T),
+    --signed."""
+    opts = {}
+    if getattr(args, "channelwise", False):
+        opts["channelwise"] = True
+    if getattr(args, "bias_correction", False):
+        opts.update(bias_correction=True, time_steps=max(ts))
+    if getattr(args, "signed", False):
+        opts["signed"] = True
+    return opts
+
+
+def method_name(mode: str, options: dict) -> str:
+    """The table's method column: 'snnc 99.9%', with ' channelwise', ' +BC(T=256)' and ' signed' when set."""
+    return (f"snnc {mode}" + (" channelwise" if options.get("channelwise") else "")
+            + (f" +BC(T={options['time_steps']})" if options.get("bias_correction") else "")
+            + (" signed" if options.get("signed") else ""))
+
+
 def snnc_row(model, calib, x, logits, mode, ts, analog: str | None = None, shares: dict | None = None,
-             signed: bool = False) -> Row:
+             options: dict | None = None) -> Row:
     """snnc's row; a hybrid conversion's analog share goes into `shares[mode]`."""
     try:
-        graph = snnc.convert(model, calib, mode, show_progress=False, analog=analog, signed=signed)
+        graph = snnc.convert(model, calib, mode, show_progress=False, analog=analog, **(options or {}))
         report = AnalogReport.of(graph)
         if report is not None and shares is not None:
             shares[mode] = report.summary()
@@ -215,9 +235,10 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             f"{'every block' if args.blocks is None else f'at most {args.blocks} blocks per stage'}, {data} "
             "(3x32x32). Each cell: cosine between the SNN output averaged over "
             "T steps and the ANN logits (mean over images), and in brackets the share of images whose argmax "
-            "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode"
-            + (", signed=True)` (SignedIF neurons, whose -1 spikes take back early spikes)" if args.signed else ")`")
-            + " with its defaults (V starts at half the threshold), CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
+            "agrees with the ANN's. snnc: `snnc.convert(model, calib, mode)` with its defaults (V starts at half "
+            "the threshold)" + (f" and {', '.join(f'{k}={v}' for k, v in snnc_options(args, ts).items())}"
+                                if snnc_options(args, ts) else "")
+            + ", CPU reference runtime; SJ: SpikingJelly 2.0 `RateCodingRecipe(mode=...)`.", "",
             *table(results, ts)]
 
 
@@ -243,8 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-spikingjelly", action="store_true", help="skip SpikingJelly even when installed")
     ap.add_argument("--quick", action="store_true", help="width 1/4, 2 blocks per stage, 8 images, T <= 64")
     ap.add_argument("--markdown", type=Path, help="write the table into this file (replacing its earlier section)")
-    ap.add_argument("--signed", action="store_true", help="snnc converts with signed IF neurons (signed=True); "
-                                                          "its markdown section is a separate one")
+    ap.add_argument("--channelwise", action="store_true", help="snnc: one scale per channel (channelwise=True)")
+    ap.add_argument("--signed", action="store_true", help="snnc: signed IF neurons (signed=True); the markdown "
+                                                          "section is a separate one")
+    ap.add_argument("--bias-correction", action="store_true",
+                    help="snnc: bias_correction=True tuned for the largest --T (time_steps=max(T)); it simulates "
+                         "the --calib images for T steps twice per ReLU (long at T=256)")
     ap.add_argument("--analog", default=None, help="snnc's hybrid mode: op kinds run on decoded rates "
                                                    "(e.g. silu,sigmoid,hardswish,hardsigmoid, or all)")
     args = ap.parse_args(argv)
@@ -292,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             logits = model(x)
         rows: dict[str, Row] = {}
         shares: dict[str, str] = {}
+        options = snnc_options(args, ts)
         for mode in args.snnc_modes.split(","):
-            rows[f"snnc {mode}{' signed' if args.signed else ''}"] = snnc_row(model, calib, x, logits, mode, ts,
-                                                                               args.analog, shares, args.signed)
+            rows[method_name(mode, options)] = snnc_row(model, calib, x, logits, mode, ts, args.analog, shares,
+                                                       options)
         analog_shares += [f"- {name}, snnc {mode}: {text}" for mode, text in shares.items()]
         for mode in sj_modes:
             rows[f"SJ {mode}"] = spikingjelly_row(model, calib, x, logits, mode, ts)

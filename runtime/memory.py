@@ -184,3 +184,32 @@ def estimate_for_shapes(interp, shapes: dict[str, tuple[int, ...]], T: int | Non
     plan = interp.plan(frozenset(static), frozenset(collect), no_pool=pots)
     w = window or interp.window_steps(plan, batch, steps)
     return estimate(interp, plan, batch, steps, max(1, min(w, steps)), inputs, collect, pots)
+
+
+def constant_input_estimate(interp, batch: int, T: int | None, *, observe: bool = False) -> MemoryEstimate:
+    """The estimate of `interp.run(feeds, T)` with every input a constant [batch, *] tensor: with
+    `observe`, the plan `run(..., observe=...)` uses (unfused, all T steps in one window), else the
+    fused plan at its smallest window (1 step), the least such a run can shrink to."""
+    itemsize = torch.tensor([], dtype=interp.dtype).element_size()
+    static = frozenset(op.name for op in interp.graph.inputs)
+    collect = [o.name for o in interp.graph.outputs]
+    plan = interp.plan(static, frozenset(collect), fuse=not observe)
+    steps = T if (interp.has_time and T) else 1
+    inputs = sum(batch * math.prod(op.type.features) * itemsize for op in interp.graph.inputs)
+    return estimate(interp, plan, batch, steps, steps if observe else 1, inputs, collect)
+
+
+def largest_batch(interp, T: int | None, *, observe: bool = False, budget: int | None = None) -> int | None:
+    """The largest batch of constant inputs whose run (see `constant_input_estimate`) fits the limit of
+    `fit_window` and, when given, `budget` bytes on top of the parameters; 0 when not even one sample
+    fits the limit (a run of one sample then raises ResourceError); None when neither bounds it."""
+    one = constant_input_estimate(interp, 1, T, observe=observe)
+    per_sample = max(1, constant_input_estimate(interp, 2, T, observe=observe).total - one.total)  # linear in batch
+    cap, where = limit(interp)
+    fixed = one.total - per_sample  # the parameters: allocated already, but counted against max_memory
+    room = None if cap is None else cap - (0 if where == "available memory" else fixed)
+    if room is not None and room < per_sample:
+        return 0
+    if budget is not None:
+        room = budget if room is None else min(room, budget)
+    return None if room is None else max(1, room // per_sample)

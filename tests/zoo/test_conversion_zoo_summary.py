@@ -33,3 +33,19 @@ def test_summary_names_each_failed_check():
     assert "0.9800 at T=256 (< 0.995)" in bad and "does not grow at T 4->8" in bad
     assert bad.endswith("ahead of SpikingJelly's best mode at T = 8 of 4, 8, 16")
     assert "no SpikingJelly row to compare (SpikingJelly failed: ValueError: no ReLU6)" in nosj
+
+
+def test_snnc_options_reach_convert_and_name_the_row():
+    import argparse
+
+    zoo = _zoo()
+    ts = (4, 64, 256)
+    plain = argparse.Namespace(channelwise=False, bias_correction=False)
+    both = argparse.Namespace(channelwise=True, bias_correction=True)
+    assert zoo.snnc_options(plain, ts) == {} and zoo.method_name("99.9%", {}) == "snnc 99.9%"
+    opts = zoo.snnc_options(both, ts)
+    assert opts == {"channelwise": True, "bias_correction": True, "time_steps": 256}  # tuned for the largest T
+    assert zoo.method_name("max", opts) == "snnc max channelwise +BC(T=256)"
+    # the summary still finds the row as snnc's
+    line = zoo.summary({"a": {zoo.method_name("max", opts): [(0.5, 1), (0.9, 1), (0.999, 1)]}}, ts)[0]
+    assert "best snnc cosine 0.9990 at T=256" in line
