@@ -222,7 +222,7 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             f"random weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth "
             f"random images, {args.images} test images")
     heading = HEADING_TRAINED if trained else HEADING
-    if args.signed:
+    if getattr(args, "signed", False):
         heading = heading.replace("`)", " --signed`): signed IF neurons")
     return [heading, "",
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
