@@ -113,6 +113,19 @@ def _f32(x: float) -> float:
     return float(torch.tensor(x, dtype=torch.float32))
 
 
+def _pass_amplitude(n: Node, amp: dict[str, float]) -> None:
+    """amp[n] from amp[its input] when n keeps the input's values (max pooling, flatten, a layout cast or
+    identity) or scales them by a constant (fl(a * factor), as the Scale kernel computes it)."""
+    op = n.op
+    if not n.inputs or n.inputs[0] not in amp:
+        return
+    if isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)):
+        amp[n.name] = amp[n.inputs[0]]
+    elif _fusable_scale(op):
+        a = torch.tensor([amp[n.inputs[0]]], dtype=torch.float32)
+        amp[n.name] = float((a * op.factor if op.factor != 1.0 else a)[0])
+
+
 def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
     """Value name -> a, for the dynamic values that are 0 or a (float32) at every element.
 
@@ -123,7 +136,6 @@ def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
     """
     amp: dict[str, float] = {}
     for n in nodes:
-        op = n.op
         if n.static:
             continue
         if n.neuron is not None:
@@ -131,11 +143,8 @@ def spike_amplitudes(nodes: list[Node]) -> dict[str, float]:
                 continue  # a leaky integrator outputs its potential
             if n.neuron.pool in (None, "max") and math.isfinite(n.neuron.post):
                 amp[n.name] = _f32(n.neuron.post)
-        elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in amp:
-            amp[n.name] = amp[n.inputs[0]]
-        elif _fusable_scale(op) and n.inputs[0] in amp:
-            a = torch.tensor([amp[n.inputs[0]]], dtype=torch.float32)
-            amp[n.name] = float((a * op.factor if op.factor != 1.0 else a)[0])
+        else:
+            _pass_amplitude(n, amp)
     return amp
 
 
@@ -145,16 +154,12 @@ def signed_amplitudes(nodes: list[Node]) -> dict[str, float]:
     Kept apart from `spike_amplitudes`: an average pool of them is not k * u with k >= 0."""
     amp: dict[str, float] = {}
     for n in nodes:
-        op = n.op
         if n.static:
             continue
-        if isinstance(op, ops.SignedIF):
+        if isinstance(n.op, ops.SignedIF):
             amp[n.name] = 1.0
-        elif isinstance(op, (ops.MaxPool2d, ops.Flatten, ops.LayoutCast, ops.Identity)) and n.inputs[0] in amp:
-            amp[n.name] = amp[n.inputs[0]]
-        elif _fusable_scale(op) and n.inputs[0] in amp:
-            a = torch.tensor([amp[n.inputs[0]]], dtype=torch.float32)
-            amp[n.name] = float((a * op.factor if op.factor != 1.0 else a)[0])
+        else:
+            _pass_amplitude(n, amp)
     return amp
 
 
