@@ -85,7 +85,8 @@ def estimate(interp, plan, batch: int, steps: int, window: int, inputs_bytes: in
     params = sum(t.numel() * t.element_size() for t in interp.params.values())
     static = sum(size(n.name) for n in plan.static if not isinstance(n.op, ops.Input))
     state = (sum(size(op.name) * len(op.state_names()) for op in interp.graph if isinstance(op, ops.NeuronOp))
-             + sum(size(op.inputs[0]) for op in interp.graph if op.stateful and not isinstance(op, ops.NeuronOp)))
+             + sum(size(op.inputs[0]) * sum(s.stacked for s in op.state)
+                   for op in interp.graph if op.stateful and not isinstance(op, ops.NeuronOp)))
     kept = sum(steps * size(name) for name in set(keep) | set(potentials))
     return MemoryEstimate(params, inputs_bytes, static, state, plan.bytes_per_step(batch, itemsize),
                           window, kept, steps, batch)

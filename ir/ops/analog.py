@@ -57,7 +57,7 @@ class RateDecode(OpBase):
     """
 
     kind: Literal["rate_decode"] = "rate_decode"
-    state = (StateSpec("sum", "the input summed over the steps so far, stacked with the number of steps"),)
+    state = (StateSpec("sum", "the input summed over the steps so far, stacked with the number of steps", stacked=2),)
     stateful = True
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:

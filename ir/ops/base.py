@@ -32,10 +32,11 @@ class SourceLoc(BaseModel):
 
 @dataclass(frozen=True)
 class StateSpec:
-    """A state tensor of a stateful op, shaped like the op's per-step input."""
+    """A state tensor of a stateful op, shaped like the op's per-step input (`stacked` of them stacked)."""
 
     name: str
     doc: str = ""
+    stacked: int = 1  # per-step tensors stacked in it (memory estimates count them)
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ class SignedIF(OpBase):
     kind: Literal["signed_if"] = "signed_if"
     v_threshold: float = Field(default=1.0, gt=0.0)
     v_init: float = 0.0  # V before the first step
-    state = (StateSpec("v", "membrane potential, stacked with the net spike count"),)
+    state = (StateSpec("v", "membrane potential, stacked with the net spike count", stacked=2),)
     stateful = True
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:

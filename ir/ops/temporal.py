@@ -82,7 +82,7 @@ class TimeMean(OpBase):
 
     kind: Literal["time_mean"] = "time_mean"
     rate_preserving: ClassVar[bool] = False  # the mean over T of running means is not the input's mean
-    state = (StateSpec("sum", "the input summed over the steps so far, and the number of steps"),)
+    state = (StateSpec("sum", "the input summed over the steps so far, and the number of steps", stacked=2),)
     stateful = True
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:

@@ -216,3 +216,12 @@ def test_a_signed_network_runs_on_the_event_kernel_like_the_dense_runtime():
     assert [n.name for n in plan.nodes if n.spike_signed] == ["_2"]
     got, want = fast.run(x, 16), exact.run(x, 16)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_the_memory_estimate_counts_both_states_of_a_signed_neuron():
+    """V and the count: two per-step tensors per SignedIF (a plain IF holds one)."""
+    x = _x(16)
+    est = {signed: Session(snnc.convert(_mlp(), x, "max", signed=signed)).estimate_memory(tuple(x.shape), 8)
+           for signed in (False, True)}
+    per_neuron = 16 * 24 * 4  # batch x features x float32, for each of the two hidden layers
+    assert est[True].state - est[False].state == 2 * per_neuron
