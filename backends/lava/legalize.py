@@ -70,7 +70,7 @@ def check_supported(graph: Graph) -> None:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         bad.append(f"graph {graph.name} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
                    "a NetX network has one of each")
-    if not any(isinstance(op, ops.NeuronOp) for op in graph):
+    if not any(ops.is_neuron(op) for op in graph):
         bad.append(f"graph {graph.name} has no spiking neurons: convert the ANN first (snnc.backends.lava.convert)")
     if bad:
         raise LoweringError("the lava target cannot express:\n  " + "\n  ".join(bad),
