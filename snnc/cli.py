@@ -434,6 +434,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
            dt: DtOption = None,
            input_scale: InputScaleOption = None,
            analog: Optional[str] = typer.Option(None, "--analog", metavar="OP,...", help="Conversion: " + ANALOG_HELP),
+           signed: bool = typer.Option(False, "--signed", help="Conversion: " + SIGNED_HELP),
            force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier snnc report "
                                       "(never a device).")):
     """Write an HTML report: accuracy vs T per mode, firing rates, raster, traces, scatter, graph.
@@ -455,7 +456,7 @@ def report(model: str = typer.Argument(..., help="An ANN (.snnir or module:attr)
     if not is_snn(graph) and calib is None:
         raise InputError(f"{model} is an ANN: give --calib to convert it for the report")
     data = collect(graph, x, y, load_array(calib, "calibration", input_scale) if calib else None, t_values=ts,
-                   model_source=model, eval_source=eval_data, calib_source=calib, analog=analog)
+                   model_source=model, eval_source=eval_data, calib_source=calib, analog=analog, signed=signed)
     if not is_main_rank():  # under torchrun every rank scored its part; rank 0 writes the report
         return
     out = write_report(data, output, force=force)
@@ -479,6 +480,7 @@ def eval_(model: ModelArgument,
           trust_pickle: TrustPickleOption = False,
           input_scale: InputScaleOption = None,
           analog: Optional[str] = typer.Option(None, "--analog", metavar="OP,...", help="Conversion: " + ANALOG_HELP),
+          signed: bool = typer.Option(False, "--signed", help="Conversion: " + SIGNED_HELP),
           force: bool = typer.Option(False, "--force", help="Replace -o even if it is not an earlier eval's "
                                      "results (never a device).")):
     """Accuracy against T over a labelled data set; runs unchanged under torchrun (each rank takes its shards).
@@ -502,7 +504,7 @@ def eval_(model: ModelArgument,
     graph = Artifact.open(path).graph() if path.is_dir() else load_graph(model, input_shape, weights, trust_pickle)
     scale = parse_scale(input_scale) if input_scale is not None else None
     result = evaluate(graph, data, ts, calib=load_array(calib, "calibration", input_scale) if calib else None,
-                      modes=modes, batch_size=batch_size, scale=scale, analog=analog)
+                      modes=modes, batch_size=batch_size, scale=scale, analog=analog, signed=signed)
     if not is_main_rank():
         return
     doc = result.to_json()

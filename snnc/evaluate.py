@@ -167,9 +167,10 @@ def is_snn(graph: Graph) -> bool:
     return any(ops.is_neuron(op) for op in graph)
 
 
-def snn_graphs(graph: Graph, calib, modes: Sequence[str | float], analog: str | None = None) -> dict[str, Graph]:
+def snn_graphs(graph: Graph, calib, modes: Sequence[str | float], analog: str | None = None,
+               signed: bool = False) -> dict[str, Graph]:
     """The SNNs to evaluate: `graph` itself if it is one, else its conversion with each of `modes` (and the
-    hybrid mode's `analog` op kinds, as snnc.convert takes them).
+    hybrid mode's `analog` op kinds and `signed` neurons, as snnc.convert takes them).
 
     Every rank converts with the whole calibration set (no sharding), so each rank holds the graph a single
     process would convert.
@@ -181,7 +182,7 @@ def snn_graphs(graph: Graph, calib, modes: Sequence[str | float], analog: str | 
                          hint="or evaluate an already converted SNN")
     import snnc
 
-    extra = {} if analog is None else {"analog": analog}
+    extra = ({} if analog is None else {"analog": analog}) | ({"signed": True} if signed else {})
     return {str(m): snnc.convert(graph, calib, m, show_progress=False, distributed=False, **extra) for m in modes}
 
 
@@ -220,7 +221,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterator[tuple[torc
 
 def evaluate(graph: Graph, data: str, t_values: Sequence[int], *, calib=None, modes: Sequence[str | float] = ("max",),
              batch_size: int = 256, scale: float | None = None, show_progress: bool | None = None,
-             ann_accuracy: bool = True, analog: str | None = None) -> EvalResult:
+             ann_accuracy: bool = True, analog: str | None = None, signed: bool = False) -> EvalResult:
     """Accuracy of `graph` (an SNN, or an ANN converted with each of `modes` on `calib`) at each T.
 
     Under torchrun (WORLD_SIZE > 1) the process group is started here and the counts are summed over
@@ -234,7 +235,7 @@ def evaluate(graph: Graph, data: str, t_values: Sequence[int], *, calib=None, mo
     shards = find_shards(data)  # checked on every rank before any collective, so a bad path fails everywhere
     rank, world = rank_and_world()
     running = world > 1
-    snns = snn_graphs(graph, calib, modes, analog)
+    snns = snn_graphs(graph, calib, modes, analog, signed)
     ann = None if is_snn(graph) or not ann_accuracy else Interpreter(graph)
     mine, by_rows = my_part(shards, rank, world)
     sessions = {m: Session(g, progress=False) for m, g in snns.items()}

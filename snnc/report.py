@@ -58,12 +58,12 @@ def _check_eval(x: torch.Tensor, y: torch.Tensor, source: str) -> None:
 def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None, *,
             modes=DEFAULT_MODES, t_values=DEFAULT_T, detail_T: int = 32, detail_batch: int = 128,
             model_source: str | None = None, eval_source: str | None = None,
-            calib_source: str | None = None, analog: str | None = None) -> ReportData:
+            calib_source: str | None = None, analog: str | None = None, signed: bool = False) -> ReportData:
     """Compute everything the report shows.
 
     `graph` is an ANN (converted here with each of `modes`, which needs `calib`)
     or an already converted SNN. The `*_source` strings only label the metadata; `analog` is the
-    hybrid conversion's op kinds (snnc.convert's `analog`).
+    hybrid conversion's op kinds (snnc.convert's `analog`), `signed` its signed neurons.
     """
     import snnc
     from snnc.core import __version__
@@ -89,7 +89,8 @@ def collect(graph: Graph, x_eval: torch.Tensor, y_eval: torch.Tensor, calib=None
         ann_score = Score(int((out.argmax(-1) == y_eval).sum()), n)
         for m in modes:
             snns[str(m)] = snnc.convert(graph, calib, m, show_progress=False, distributed=False,
-                                        **({} if analog is None else {"analog": analog}))
+                                        **({} if analog is None else {"analog": analog}),
+                                        **({"signed": True} if signed else {}))
     # under torchrun each rank scores its rows of the evaluation set and the counts are summed (snnc.evaluate)
     rank, world = rank_and_world()
     ts = tuple(sorted(set(t_values)))
@@ -155,6 +156,17 @@ def make_raster(layer: str, spikes: torch.Tensor) -> Raster:
                   active=len(active), rule=rule)
 
 
+def _potentials(op, drive: torch.Tensor) -> torch.Tensor:
+    """The membrane potential after each step of neuron `op` driven by `drive` [T, ...]."""
+    if isinstance(op, ops.SignedIF):
+        v, count, out = torch.full_like(drive[0], op.v_init), torch.zeros_like(drive[0]), []
+        for t in range(drive.shape[0]):
+            _, v, count = dynamics.signed_if_step(v, count, drive[t], op.v_threshold)
+            out.append(v)
+        return torch.stack(out)
+    return dynamics.multi_step(op.to_params(), drive, op.initial_v(), return_v_seq=True)[2]
+
+
 def _details(data: ReportData, snn: Graph, ann: Graph | None, x: torch.Tensor, T: int) -> None:
     from snnc.runtime import Interpreter
 
@@ -178,7 +190,7 @@ def _details(data: ReportData, snn: Graph, ann: Graph | None, x: torch.Tensor, T
     rows = _spread(by_count, TRACE_NEURONS)
     traced = [data.raster.neurons[j] for j in rows]
     drive = _time_major(seen[first.inputs[0]], types[first.inputs[0]], T)[:, :1]
-    _, _, v_seq = dynamics.multi_step(first.to_params(), drive, first.initial_v(), return_v_seq=True)
+    v_seq = _potentials(first, drive)
     data.trace = Trace(layer=first.name, neurons=traced, v=v_seq[:, 0].reshape(T, -1)[:, traced].tolist(),
                        threshold=float(first.v_threshold), spike_counts=[int(counts[j]) for j in rows])
     if ann is None:

@@ -212,3 +212,25 @@ def test_eval_and_report_take_the_hybrid_conversion(tmp_path, digits):
 
     data = collect(ann, digits.x_test[:40], digits.y_test[:40], calib, modes=("max",), t_values=(4,), analog="silu")
     assert data is not None
+
+
+def test_eval_and_report_take_signed_neurons(tmp_path, digits):
+    """signed=True: eval's counts equal Session.predict of snnc.convert(..., signed=True), not the plain ones."""
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    ann = snnc.trace(model, [1, 8, 8])
+    calib, x, y = digits.x_train[:N_CALIB], digits.x_test[:60], digits.y_test[:60]
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    res = evaluate(ann, str(tmp_path / "d.npz"), (4, 16), calib=calib, modes=("max",), signed=True)
+    snn = snnc.convert(ann, calib, "max", show_progress=False, signed=True)
+    assert any(op.kind == "signed_if" for op in snn)
+    assert res.correct["max"] == _expected(snn, x, y, (4, 16))
+    from snnc.report import collect
+
+    from snnc.report import write_report
+
+    data = collect(ann, digits.x_test[:40], digits.y_test[:40], calib, modes=("max",), t_values=(4,), signed=True)
+    assert data.rates and all(0 <= r <= 1 for r in data.rates.values()) and data.trace is not None
+    assert write_report(data, tmp_path / "report").is_file()  # report.html
