@@ -297,8 +297,8 @@ def spikingjelly_fresh(net: str, runs: int, sj_out: torch.Tensor | None) -> dict
 
 def bench(net: str, runs: int, memory: bool, fresh: bool = True) -> list[dict]:
     methods, x, T = build_methods(net)
-    for fn in methods.values():  # warm up (oneDNN primitives, the native kernel build)
-        fn(x, 2)
+    for fn in methods.values():  # warm up at the timed shape: oneDNN's primitives are made per shape, and
+        fn(x, T)  # the first run of a shape faults its buffers' pages in (each method alike)
     times: dict[str, list[float]] = {k: [] for k in methods}
     outs: dict[str, torch.Tensor] = {}
     for _ in range(runs):  # rounds interleave the methods

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "snnc_native.h"  /* generated: the exported prototypes (see snnc.runtime.native) */
+#include "neuron_step.h"  /* step(): one neuron for one step */
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -162,13 +163,38 @@ int snnc_level_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
   return bad ? -1 : 0;
 }
 
+/* A neuron fused after the conv (snnc_event_conv2d_neuron_f32): each output element y = acc + bias
+   (+ res, the other operand of an Add) is a step of the neuron kernel of native.c, whose potential
+   for output pixel p is v[(p % step_pixels) * Cout + channel] (channels_last [N, Cout, Ho, Wo]). */
+typedef struct ev_neuron ev_neuron;
+typedef void (*ev_neuron_row)(const float* restrict y, float* restrict o, float* restrict v, int64_t n,
+                              const ev_neuron* nr);
+struct ev_neuron {
+  const float* res;
+  float* v;
+  int64_t step_pixels;
+  ev_neuron_row row;  /* the neuron variant's step over n elements: o = post * spike, v updated */
+  float pre, post, th, vr, tau;
+};
+
+/* One ev_neuron_row per neuron variant: step() of native.c's kernels, inlined with constant codes. */
+#define EV_ROW(C, R, G) \
+  static void ev_row_##C##_##R##_##G(const float* restrict y, float* restrict o, float* restrict v, int64_t n, \
+                                     const ev_neuron* nr) { \
+    const float pre = nr->pre, post = nr->post, th = nr->th, vr = nr->vr, tau = nr->tau; \
+    for (int64_t e = 0; e < n; e++) o[e] = step(C, R, G, y[e] * pre, &v[e], th, vr, tau) * post; \
+  }
+SNNC_NEURON_VARIANTS(EV_ROW)
+#undef EV_ROW
+
 /* One column tile of TW floats (TW = 8..EV_MAX_TILE, a multiple of 8) for output pixels p0..p1; pixel q's events
    start at ev[off[q]]. */
 static inline __attribute__((always_inline)) void ev_tile(
     const int TW, const uint16_t* restrict ev, const uint16_t* restrict bnd, int64_t C, int64_t CB,
     int64_t H, int64_t W, const float* restrict wt, const float* restrict bias, int64_t col0, int64_t ncols,
     const int64_t* restrict geo, float* restrict out, const int64_t* restrict ostr, int64_t Ho, int64_t Wo,
-    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin, const int64_t* restrict off)
+    int64_t p0, int64_t p1, int64_t P, float* restrict buf, int64_t* restrict pin, const int64_t* restrict off,
+    const ev_neuron* nr)
 {
   const int64_t kh = geo[0], kw = geo[1], sh = geo[2], sw = geo[3], ph = geo[4], pw = geo[5], dh = geo[6], dw = geo[7];
   const int64_t NCB = (C + CB - 1) / CB;
@@ -223,9 +249,15 @@ static inline __attribute__((always_inline)) void ev_tile(
     for (int64_t i = 0; i < np; i++) {
       const int64_t p = g0 + i, r = p % (Ho * Wo);
       float* restrict o = out + pn[i] * ostr[0] + (r / Wo) * ostr[2] + (r % Wo) * ostr[3] + col0 * ostr[1];
-      const float* restrict a = buf + i * TW;
+      float* restrict a = buf + i * TW;
       const int64_t oc = ostr[1];
-      if (oc == 1 && ncols == TW) {  /* channels_last, a whole tile: contiguous, vectorised */
+      if (nr) {  /* channels_last (oc == 1, checked by the caller): y into a, then the neuron's step */
+        const int64_t at = o - out;
+        if (bias) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + bias[col0 + c];
+        if (nr->res) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + nr->res[at + c];
+        float* vrow = nr->v + (p % nr->step_pixels) * ostr[3] + col0;
+        nr->row(a, o, vrow, ncols, nr);
+      } else if (oc == 1 && ncols == TW) {  /* channels_last, a whole tile: contiguous, vectorised */
         if (bias) {
           const float* restrict bb = bias + col0;
           for (int64_t c = 0; c < TW; c++) o[c] = a[c] + bb[c];
@@ -258,6 +290,31 @@ static int64_t ev_tile_width(int64_t rem, int64_t twmax) {
    for output pixels p0..p1 of [N, Cout, Ho, Wo] (element strides ostr = n, c, h, w).
    geo = kh, kw, stride h/w, padding h/w, dilation h/w; off = where each input pixel's events start in ev
    (from the listing). Returns -1 when out of memory. */
+/* All column tiles of output pixels p0..p1 (buf, pin: scratch of P pixels). */
+static void ev_tiles(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H, int64_t W,
+                     const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
+                     float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t p0, int64_t p1, int64_t P,
+                     int64_t twmax, const int64_t* off, float* buf, int64_t* pin, const ev_neuron* nr)
+{
+  const int64_t K = geo[0] * geo[1] * C;
+  const float* wt = wp;
+  for (int64_t col = 0; col < Cout;) {
+    const int64_t tw = ev_tile_width(Cout - col, twmax);
+    const int64_t nc = Cout - col < tw ? Cout - col : tw;
+    switch (tw) {
+#if EV_MAX_TILE >= 128
+      case 128: ev_tile(128, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off, nr); break;
+#endif
+      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off, nr); break;
+      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off, nr); break;
+      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off, nr); break;
+      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off, nr); break;
+    }
+    wt += K * tw;
+    col += tw;
+  }
+}
+
 int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H, int64_t W,
                           const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
                           float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t p0, int64_t p1, int64_t P,
@@ -267,22 +324,40 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
   int64_t* pin = (int64_t*)malloc((size_t)P * 3 * sizeof(int64_t));
   if (!buf || !pin) { free(buf); free(pin); return -1; }
-  const int64_t K = geo[0] * geo[1] * C;
-  const float* wt = wp;
-  for (int64_t col = 0; col < Cout;) {
-    const int64_t tw = ev_tile_width(Cout - col, twmax);
-    const int64_t nc = Cout - col < tw ? Cout - col : tw;
-    switch (tw) {
-#if EV_MAX_TILE >= 128
-      case 128: ev_tile(128, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
-#endif
-      case 64: ev_tile(64, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
-      case 32: ev_tile(32, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
-      case 16: ev_tile(16, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
-      default: ev_tile(8, ev, bnd, C, CB, H, W, wt, bias, col, nc, geo, out, ostr, Ho, Wo, p0, p1, P, buf, pin, off); break;
-    }
-    wt += K * tw;
-    col += tw;
+  ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, p0, p1, P, twmax, off, buf, pin, NULL);
+  free(buf);
+  free(pin);
+  return 0;
+}
+
+/* The conv followed by a neuron (ev_neuron) over `steps` time steps of step_pixels output pixels each
+   (pixel p = t * step_pixels + j; out, res and v channels_last and dense): for pixels j0..j1 of a step,
+   groups of P pixels run step after step, so each group's potentials stay in cache and the conv's
+   output never goes to memory. out receives post * spike. Every element is computed with the same
+   operations as the conv, the Add and the neuron kernel run one after another. Returns -1 when out
+   of memory, -2 for unknown neuron codes. */
+int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H,
+                                 int64_t W, const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
+                                 float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t j0, int64_t j1,
+                                 int64_t P, int64_t twmax, const int64_t* off, int64_t steps, int64_t step_pixels,
+                                 const float* res, float* v, int charge, int reset, int compare,
+                                 float pre, float post, float th, float vr, float tau)
+{
+  if (twmax > EV_MAX_TILE) twmax = EV_MAX_TILE;
+  ev_neuron_row row = NULL;
+#define EV_PICK(C, R, G) if (charge == (C) && reset == (R) && compare == (G)) row = ev_row_##C##_##R##_##G;
+  SNNC_NEURON_VARIANTS(EV_PICK)
+#undef EV_PICK
+  if (!row) return -2;
+  const ev_neuron nr = {res, v, step_pixels, row, pre, post, th, vr, tau};
+  float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
+  int64_t* pin = (int64_t*)malloc((size_t)P * 3 * sizeof(int64_t));
+  if (!buf || !pin) { free(buf); free(pin); return -1; }
+  for (int64_t j = j0; j < j1; j += P) {
+    const int64_t jn = j1 - j < P ? j1 - j : P;
+    for (int64_t t = 0; t < steps; t++)
+      ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, t * step_pixels + j,
+               t * step_pixels + j + jn, P, twmax, off, buf, pin, &nr);
   }
   free(buf);
   free(pin);

@@ -47,6 +47,15 @@ Signed spikes (a SignedIF's, scaled: 0, a or -a): packed as rows [a W; -a W] ove
 a -a at channel c is listed as event C_in + c, so the same loop adds the exactly negated row
 (`pack_signed`, `conv2d(..., signed=True)`).
 
+Fused neuron: `conv2d_neuron` runs the neuron that reads the conv's output (plus an Add's
+other operand) in the kernel's epilogue, pixel by pixel: groups of PIXEL_GROUP output
+pixels go through all time steps of a window in turn, so their potentials stay in cache,
+and the conv's output never goes to memory. Each element is y = (acc + bias) (+ res),
+then the neuron step of runtime/native.c (runtime/neuron_step.h): bit-identical to the
+conv, the Add and the neuron kernel one after another. On ResNet-18 (T=16, batch 32,
+2-core Zen 5) it saved about 5% of the run (0.563 -> 0.534 s): the adds and the
+neurons' passes over memory go, the conv's event loop stays.
+
 Safety: listing the events checks every input element; one that is neither 0
 nor `a` (nor k * u) makes the call fail (a wrong static analysis is an error,
 never a silently wrong result).
@@ -153,6 +162,46 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 
     Returns [B, C_out, Ho, Wo] in channels_last or NCHW memory format. Raises ValueError
     when an input element is neither 0 nor the amplitude (nor one of its L multiples).
     """
+    b, c, h, w = x.shape
+    ho, wo = packed.out_hw(h, w)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((b, packed.out_channels, ho, wo), dtype=torch.float32, memory_format=fmt)
+    if out.numel() == 0:
+        return out
+    lib, lists = _list_events(x, packed, levels, signed)
+    kh, kw = packed.kernel_size
+    geo = torch.tensor([kh, kw, *packed.stride, *packed.padding, *packed.dilation], dtype=torch.int64)
+    ostr = torch.tensor(out.stride(), dtype=torch.int64)
+    opix = b * ho * wo
+    work = opix * kh * kw * lists.rows * packed.out_channels
+    workers = max(1, torch.get_num_threads())
+    ranges = _split(opix, workers, PIXEL_GROUP) if workers > 1 and work >= (1 << 20) else [(0, opix)]
+    bias = 0 if packed.bias is None else packed.bias.data_ptr()
+    fn = lib.snnc_event_conv2d_f32
+    results = _parallel(fn, [(*lists.args(h, w), packed.weight.data_ptr(), bias, packed.out_channels, geo.data_ptr(),
+                              out.data_ptr(), ostr.data_ptr(), ho, wo, p0, p1, PIXEL_GROUP, packed.tile,
+                              lists.off.data_ptr()) for p0, p1 in ranges])
+    if any(r != 0 for r in results):
+        raise MemoryError("event conv: out of memory for its scratch buffers")
+    return out
+
+
+@dataclass
+class _Events:
+    """The listed events of one input tensor (see snnc_spike_events_f32)."""
+
+    ev: Tensor
+    bnd: Tensor
+    off: Tensor
+    rows: int  # packed input channels (2 C_in for signed spikes)
+    cb: int  # channels per block
+
+    def args(self, h: int, w: int) -> tuple:
+        return self.ev.data_ptr(), self.bnd.data_ptr(), self.rows, self.cb, h, w
+
+
+def _list_events(x: Tensor, packed: PackedConv, levels: int, signed: bool):
+    """(the library, the events of x) for `conv2d` and `conv2d_neuron`; raises as `conv2d` documents."""
     lib = native.load()
     if lib is None:
         raise RuntimeError(f"the native kernels are unavailable: {native.why_unavailable()}")
@@ -161,11 +210,6 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 
     if rows != packed.in_channels or x.dtype != torch.float32 or (signed and levels != 1):
         raise ValueError(f"event conv expects float32 [B, {packed.in_channels // (2 if signed else 1)}, H, W]"
                          f"{' (signed: one level)' if signed else ''}, got {x.dtype} {list(x.shape)}")
-    ho, wo = packed.out_hw(h, w)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty((b, packed.out_channels, ho, wo), dtype=torch.float32, memory_format=fmt)
-    if out.numel() == 0:
-        return out
     cb = min(CHANNEL_BLOCK, rows)
     ncb = -(-rows // cb)
     pixels = b * h * w
@@ -189,17 +233,59 @@ def conv2d(x: Tensor, packed: PackedConv, *, channels_last: bool, levels: int = 
         what = ("plus or minus the spike amplitude" if signed else "the spike amplitude" if levels == 1
                 else f"a multiple 1..{levels} of the unit")
         raise ValueError(f"event conv: an input element is neither 0 nor {what} {packed.amplitude}")
+    return lib, _Events(ev, bnd, off, rows, cb)
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """The neuron a conv's output feeds (`conv2d_neuron`): the codes and scalars of the native neuron
+    kernel (snnc.runtime.native.neuron_f32)."""
+
+    codes: tuple[int, int, int]
+    pre: float
+    post: float
+    th: float
+    vr: float
+    tau: float
+
+
+def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: Tensor, *,
+                  residual: Tensor | None = None, levels: int = 1, signed: bool = False) -> Tensor:
+    """`conv2d` (channels_last) of `steps` time steps x [steps * N, C_in, H, W], then + residual (the
+    other operand of an Add, [steps * N, C_out, Ho, Wo]), then the neuron: returns post * spikes
+    [steps * N, C_out, Ho, Wo] (channels_last) and updates its potential v [N, C_out, Ho, Wo]
+    (channels_last, dense) in place. The result and v are bit-identical to running the conv, the
+    Add and `snnc.runtime.native.neuron_f32` one after another; the conv's output is never stored."""
+    b, c, h, w = x.shape
+    ho, wo = packed.out_hw(h, w)
+    n = b // steps
+    out = torch.empty((b, packed.out_channels, ho, wo), dtype=torch.float32, memory_format=torch.channels_last)
+    cl = torch.channels_last
+    if b != n * steps or v.shape != (n, packed.out_channels, ho, wo) or not v.is_contiguous(memory_format=cl) \
+            or v.dtype != torch.float32:
+        raise ValueError(f"conv2d_neuron: potential {list(v.shape)} does not fit {steps} steps of {list(out.shape)}")
+    if residual is not None and (residual.shape != out.shape or residual.stride() != out.stride()
+                                 or residual.dtype != torch.float32):
+        raise ValueError(f"conv2d_neuron: residual {list(residual.shape)} is not channels_last like the output")
+    if out.numel() == 0:
+        return out
+    lib, lists = _list_events(x, packed, levels, signed)
     kh, kw = packed.kernel_size
     geo = torch.tensor([kh, kw, *packed.stride, *packed.padding, *packed.dilation], dtype=torch.int64)
     ostr = torch.tensor(out.stride(), dtype=torch.int64)
-    opix = b * ho * wo
-    work = opix * kh * kw * rows * packed.out_channels
-    ranges = _split(opix, workers, PIXEL_GROUP) if workers > 1 and work >= (1 << 20) else [(0, opix)]
+    per_step = n * ho * wo
+    workers = max(1, torch.get_num_threads())
+    work = b * ho * wo * kh * kw * lists.rows * packed.out_channels
+    ranges = _split(per_step, workers, PIXEL_GROUP) if workers > 1 and work >= (1 << 20) else [(0, per_step)]
     bias = 0 if packed.bias is None else packed.bias.data_ptr()
-    fn = lib.snnc_event_conv2d_f32
-    results = _parallel(fn, [(ev.data_ptr(), bnd.data_ptr(), rows, cb, h, w, packed.weight.data_ptr(), bias,
-                              packed.out_channels, geo.data_ptr(), out.data_ptr(), ostr.data_ptr(), ho, wo, p0, p1,
-                              PIXEL_GROUP, packed.tile, off.data_ptr()) for p0, p1 in ranges])
+    res = 0 if residual is None else residual.data_ptr()
+    nr = (*neuron.codes, neuron.pre, neuron.post, neuron.th, neuron.vr, neuron.tau)
+    results = _parallel(lib.snnc_event_conv2d_neuron_f32, [
+        (*lists.args(h, w), packed.weight.data_ptr(), bias, packed.out_channels, geo.data_ptr(), out.data_ptr(),
+         ostr.data_ptr(), ho, wo, j0, j1, PIXEL_GROUP, packed.tile, lists.off.data_ptr(), steps, per_step, res,
+         v.data_ptr(), *nr) for j0, j1 in ranges])
+    if any(r == -2 for r in results):
+        raise ValueError(f"conv2d_neuron: unknown neuron codes {neuron.codes}")
     if any(r != 0 for r in results):
         raise MemoryError("event conv: out of memory for its scratch buffers")
     return out

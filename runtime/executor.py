@@ -120,7 +120,9 @@ class Executor:
                     values[node.name] = self._delay(node.op, x, is_static, c, state)
                 else:
                     ins = [(static[i], True) if i in static else (values[i], False) for i in node.inputs]
-                    if node.neuron is not None:
+                    if node.then is not None:
+                        values[node.name] = self._conv_neuron(node, ins, c, state)
+                    elif node.neuron is not None:
                         values[node.name] = self._neuron(node, ins, c, state, hooks, node.op.name in want_v, t0, t1)
                     elif node.op.stateful:  # a stateful op other than a spiking neuron (sigma-delta)
                         values[node.name] = self._stateful(node, ins, c, state)
@@ -207,23 +209,59 @@ class Executor:
         except Exception as e:  # noqa: BLE001 - add the node to torch's message
             raise LoweringError(f"while executing {op.where()}: {type(e).__name__}: {e}") from e
 
-    def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:
-        """A Conv2d on spike inputs [c, N, C, H, W] (0 or node.spike_amplitude, or k times it for k up to
-        node.spike_levels) on the event kernel, or a
-        Linear on [c, N, F] as the 1x1 conv of a 1x1 image with F channels (the kernel's pixels are the
-        N * c rows: each row adds the weight columns of its events)."""
+    def _packed_conv(self, node: Node) -> event_conv.PackedConv:
+        """The event conv's weights, packed once per session for its input amplitude and sign."""
         op = node.op
-        linear = isinstance(op, ops.Linear)
         key = (op.name, node.spike_amplitude, node.spike_signed)
         packed = self._packed.get(key)
         if packed is None:
             w, b = self.params[op.weight], None if op.bias is None else self.params[op.bias]
             pack = event_conv.pack_signed if node.spike_signed else event_conv.pack
-            if linear:
+            if isinstance(op, ops.Linear):
                 packed = pack(w[:, :, None, None], b, node.spike_amplitude, (1, 1), (0, 0), (1, 1))
             else:
                 packed = pack(w, b, node.spike_amplitude, op.stride, op.padding, op.dilation)
             self._packed[key] = packed
+        return packed
+
+    def _conv_neuron(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor]) -> Tensor:
+        """An event conv, the Add after it (node.then.residual: the node's second input) and the neuron
+        reading it, in one kernel (plan._fuse_conv_neurons): returns the neuron's output [c, N, *]."""
+        then, x = node.then, ins[0][0]
+        n = x.shape[1]
+        try:
+            packed = self._packed_conv(node)
+            ho, wo = packed.out_hw(x.shape[-2], x.shape[-1])
+            step_shape = (n, packed.out_channels, ho, wo)
+            v = initial_state(then.neuron, state)
+            if v is None:
+                v = torch.empty(step_shape, memory_format=torch.channels_last).fill_(float(then.call.v_init))
+            elif v.shape != step_shape:
+                raise InputError(f"{then.neuron.where()}: state has shape {list(v.shape)} but the input step is "
+                                 f"{list(step_shape)}", hint="call reset() when the batch size changes")
+            else:
+                v = canonical(v, torch.channels_last)
+            res = None
+            if then.residual:
+                r, r_static = ins[1]
+                res = self._format((r.unsqueeze(0).expand(c, *r.shape) if r_static else r).flatten(0, 1))
+            y = event_conv.conv2d_neuron(x.flatten(0, 1), packed, c, neurons.event_neuron(then.call), v,
+                                         residual=res, levels=node.spike_levels, signed=node.spike_signed)
+        except SnncError:
+            raise
+        except Exception as e:  # noqa: BLE001 - add the node to the message
+            raise LoweringError(f"while executing {node.op.where()} with {then.neuron.where()}: "
+                                f"{type(e).__name__}: {e}") from e
+        state[then.neuron.name] = v
+        return y.unflatten(0, (c, n))
+
+    def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:
+        """A Conv2d on spike inputs [c, N, C, H, W] (0 or node.spike_amplitude, or k times it for k up to
+        node.spike_levels) on the event kernel, or a
+        Linear on [c, N, F] as the 1x1 conv of a 1x1 image with F channels (the kernel's pixels are the
+        N * c rows: each row adds the weight columns of its events)."""
+        linear = isinstance(node.op, ops.Linear)
+        packed = self._packed_conv(node)
         xs, lv, sg = x.flatten(0, 1), node.spike_levels, node.spike_signed
         if linear:
             y = event_conv.conv2d(xs[:, :, None, None], packed, channels_last=False, levels=lv, signed=sg)[:, :, 0, 0]

@@ -53,7 +53,7 @@ from snnc.core import fileio
 from snnc.core.dynamics import Charge, FireCompare, NeuronParams, ResetMode
 
 SOURCE_DIR = Path(__file__).parent  # the .c files sit next to the modules that call them
-SOURCES = ("native.c", "event_conv.c")
+SOURCES = ("native.c", "event_conv.c", "neuron_step.h")  # headers are written beside the .c files, not compiled
 HEADER = "snnc_native.h"
 
 FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared"]
@@ -177,7 +177,8 @@ def build(cc: str, out_dir: Path, srcs: dict[str, str] | None = None) -> Path:
         files = []
         for name, text in srcs.items():  # the texts hashed above, not a re-read
             (Path(tmp) / name).write_text(text)
-            files.append(str(Path(tmp) / name))
+            if name.endswith(".c"):
+                files.append(str(Path(tmp) / name))
         so = Path(tmp) / "neuron.so"
         r = subprocess.run([cc, *flags, *files, "-o", str(so)], capture_output=True, text=True, timeout=120)
         if r.returncode != 0 and _ARCH_FLAGS:  # e.g. a compiler without -march=native

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from snnc.core import dynamics
 from snnc.core.dynamics import NeuronKind
-from snnc.runtime import native
+from snnc.runtime import event_conv, native
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,20 @@ def run(call: NeuronCall, x: Tensor, steps: int, v: Tensor | None, *, static: bo
     return _run_torch(call, x, steps, v, static=static, want_v=want_v)
 
 
+def _tau_vr(p: dynamics.NeuronParams) -> tuple[float, float]:
+    """The native kernel's tau and reset (or leak target) scalars."""
+    if p.kind is NeuronKind.LIF:
+        return float(p.tau), p.leak_target
+    return 1.0, p.v_reset
+
+
+def event_neuron(call: NeuronCall) -> "event_conv.Neuron":
+    """The neuron as the fused event conv runs it (event_conv.conv2d_neuron): the native kernel's arguments."""
+    p = call.params
+    tau, vr = _tau_vr(p)
+    return event_conv.Neuron(native.codes(p), call.pre, call.post, p.v_threshold, vr, tau)
+
+
 def _run_native(call, x, x0, steps, v, *, static, want_v):
     if static:
         if not _is_dense(x):
@@ -108,8 +122,7 @@ def _run_native(call, x, x0, steps, v, *, static, want_v):
     elif v.stride() != x0.stride() or not _is_dense(v):  # a different memory format than last time
         v = torch.empty_like(x0).copy_(v)
     p = call.params
-    tau = float(p.tau) if p.kind is NeuronKind.LIF else 1.0
-    vr = p.leak_target if p.kind is NeuronKind.LIF else p.v_reset
+    tau, vr = _tau_vr(p)
     if call.pool is not None:
         if want_v:
             raise ValueError("a neuron fused with pooling cannot record its potential")

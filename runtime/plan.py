@@ -24,12 +24,19 @@ tensor two-valued {0, a}; a 2x2 average pooling of it takes the five values
 k a / 4 (`spike_levels`: listed as k events); anything else (a per-channel
 scale, an add) makes it analog. Linear layers on such inputs run on the same
 kernel, as 1x1 convs of 1x1 images.
+
+In channels_last plans, an event conv whose only reader is a neuron (directly, or
+through an Add with another time-varying value, as in a residual block) becomes one
+node with it (`ConvNeuron`, event_conv.conv2d_neuron): the neuron steps each output
+pixel as the conv finishes it, so neither the conv's output nor the sum goes to
+memory. It computes the same bits; a probe, an output or statistics on the values in
+between keep them apart.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -54,6 +61,18 @@ class Node:
     spike_amplitude: float | None = None  # a Conv2d/Linear on the event kernel: its input is 0 or this (float32)
     spike_levels: int = 1  # ... or, with L > 1 levels, k * spike_amplitude for k = 0..L (average-pooled spikes)
     spike_signed: bool = False  # ... or 0 or +-spike_amplitude (a SignedIF's spikes, scaled)
+    then: "ConvNeuron | None" = None  # an event conv whose output (plus an Add) feeds this neuron: fused
+
+
+@dataclass(frozen=True)
+class ConvNeuron:
+    """The neuron an event conv runs on its output (`_fuse_conv_neurons`): the node's value is the
+    neuron's (post-scaled) spikes, its state is the neuron's, and with `residual` the node's second
+    input is added to the conv's output first (the other operand of an Add)."""
+
+    neuron: ops.NeuronOp
+    call: NeuronCall
+    residual: bool
 
 
 @dataclass
@@ -276,8 +295,49 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
             elif (isinstance(n.op, ops.Linear) and len(types[n.inputs[0]].features) == 1
                   and event_kernel.supported(graph.params[n.op.weight][:, :, None, None], 1, rows)):
                 n.spike_amplitude, n.spike_levels, n.spike_signed = unit, lv, sg  # a 1x1 conv on a 1x1 image
+    if event_conv and fuse and fuse_pool and channels_last:
+        nodes = _fuse_conv_neurons(nodes, keep, no_pool)
     last_use: dict[str, str] = {}
     for n in nodes:
         for i in n.inputs:
             last_use[i] = n.name
     return Plan(graph, static_inputs, nodes, keep, last_use, channels_last)
+
+
+def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozenset[str]) -> list[Node]:
+    """Fold each event conv whose only reader is a neuron, directly or through an Add with another
+    time-varying value, into one node (`ConvNeuron`; event_conv.conv2d_neuron): the conv's output and
+    the sum then never go to memory, and the neuron's input is not read back. The neuron must run on
+    the native kernel without pooling (`_run_native`'s plain case) and nothing may need the values in
+    between (an output, a probe, a recorded potential)."""
+    users: dict[str, list[Node]] = {}
+    for n in nodes:
+        for i in set(n.inputs):
+            users.setdefault(i, []).append(n)
+    by_name = {n.name: n for n in nodes}
+    fused: dict[str, Node] = {}  # the neuron's value -> the node computing it
+    gone: set[str] = set()
+    for n in nodes:
+        if n.static or n.spike_amplitude is None or not isinstance(n.op, ops.Conv2d) or n.name in keep:
+            continue
+        after = users.get(n.name, [])
+        if len(after) != 1:
+            continue
+        add, m, res = None, after[0], None
+        if isinstance(m.op, ops.Add) and m.neuron is None and not m.static and m.name not in keep \
+                and len(set(m.inputs)) == 2:
+            res = m.inputs[1] if m.inputs[0] == n.name else m.inputs[0]
+            nxt = users.get(m.name, [])
+            if res not in by_name or by_name[res].static or len(nxt) != 1:
+                continue
+            add, m = m, nxt[0]
+        call = m.neuron
+        if (call is None or m.name in fused or res in gone or m.static or m.op.name in no_pool or call.pool is not None or call.general
+                or call.params.output is not NeuronOutput.SPIKES or not isinstance(call.v_init, (int, float))
+                or m.inputs != ((add or n).name,)):
+            continue
+        members = n.members + (add.members if add else ()) + m.members
+        fused[m.name] = replace(n, name=m.name, inputs=(n.inputs[0], *((res,) if add else ())), members=members,
+                                then=ConvNeuron(m.op, call, add is not None))
+        gone.update((n.name, *((add.name,) if add else ())))
+    return [fused.get(n.name, n) for n in nodes if n.name not in gone]

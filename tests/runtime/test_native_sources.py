@@ -12,7 +12,7 @@ from snnc.runtime import event_conv, native
 
 EXPORTED = {"snnc_neuron_f32", "snnc_neuron_pool_f32", "snnc_avg_pool2d_f32", "snnc_max_pool2d_f32",
             "snnc_spike_events_f32", "snnc_level_events_f32", "snnc_event_conv2d_f32", "snnc_running_max_pool2d_f32",
-            "snnc_signed_if_f32", "snnc_signed_events_f32", "snnc_event_max_tile"}
+            "snnc_signed_if_f32", "snnc_signed_events_f32", "snnc_event_max_tile", "snnc_event_conv2d_neuron_f32"}
 
 needs_library = pytest.mark.skipif(not native.available(), reason=f"no native kernel: {native.why_unavailable()}")
 
@@ -111,6 +111,9 @@ def test_python_callers_pass_exactly_the_declared_arguments(monkeypatch):
                       levels=4)
     signed = event_conv.pack_signed(torch.rand(3, 2, 3, 3), None, 1.0, (1, 1), (1, 1), (1, 1))
     event_conv.conv2d((x[0] > 0.5).float() - (x[0] < 0.2).float(), signed, channels_last=False, signed=True)
+    vc = torch.zeros(1, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    event_conv.conv2d_neuron((x[:, 0] > 0.5).float().contiguous(memory_format=torch.channels_last), packed, 2,
+                             event_conv.Neuron(native.codes(p), 1.0, 1.0, 1.0, 0.0, 1.0), vc)
     native.running_max_pool2d_f32(x, None)
     native.signed_if_f32(x, v.numel(), torch.empty_like(x), v.flatten(), torch.zeros(v.numel()), 2, v.numel(), 1.0)
     assert set(calls) == EXPORTED

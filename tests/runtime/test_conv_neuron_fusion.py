@@ -1,0 +1,174 @@
+"""An event conv fused with the neuron it feeds, directly or through an Add (runtime/plan.py
+`_fuse_conv_neurons`, event_conv.conv2d_neuron): the same bits as the conv, the Add and the neuron
+kernel run one after another, for every neuron variant, tile width, stride and input kind."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+
+import snnc
+from snnc.core.dynamics import Charge, FireCompare, ResetMode
+from snnc.ir import ops
+from snnc.runtime import Session, event_conv, native, neurons
+from snnc.runtime import plan as planning
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler for the native kernels")
+
+CL = torch.channels_last
+
+
+def _spikes(shape, density, amp, seed):
+    g = torch.Generator().manual_seed(seed)
+    return ((torch.rand(shape, generator=g) < density).float() * amp).contiguous(memory_format=CL)
+
+
+def _neuron_op(charge: Charge, reset: ResetMode, compare: FireCompare) -> ops.NeuronOp:
+    rst = {ResetMode.SOFT: ops.SoftReset(), ResetMode.HARD: ops.HardReset(v_reset=-0.25),
+           ResetMode.NONE: ops.NoReset()}[reset]
+    fire = "ge" if compare is FireCompare.GE else "gt"
+    if charge is Charge.IF:
+        return ops.IF(name="n", inputs=["x"], v_threshold=0.75, reset=rst, fire=fire)
+    return ops.LIF(name="n", inputs=["x"], v_threshold=0.75, tau=1.75, reset=rst, fire=fire,
+                   decay_input=charge is Charge.LIF)
+
+
+VARIANTS = list(itertools.product(Charge, ResetMode, FireCompare))
+
+
+@pytest.mark.parametrize("charge,reset,compare", VARIANTS, ids=[f"{c.name}-{r.name}-{f.name}" for c, r, f in VARIANTS])
+@pytest.mark.parametrize("case", ["plain", "residual-strided-wide"])
+def test_fused_kernel_is_bit_identical_to_conv_then_add_then_neuron(charge, reset, compare, case):
+    op = _neuron_op(charge, reset, compare)
+    assert op.to_params().charge is charge and op.to_params().reset is reset and op.to_params().compare is compare
+    steps, n, cin, h = 3, 2, 11, 9
+    cout, stride = (24, 1) if case == "plain" else (200, 2)  # 200: a 128- and a 64-float tile (AVX-512)
+    amp = 0.8125
+    x = _spikes((steps * n, cin, h, h), 0.3, amp, seed=cout)
+    g = torch.Generator().manual_seed(5)
+    packed = event_conv.pack(torch.randn(cout, cin, 3, 3, generator=g) * 0.4, torch.randn(cout, generator=g) * 0.2,
+                             amp, (stride, stride), (1, 1), (1, 1))
+    y = event_conv.conv2d(x, packed, channels_last=True)
+    res = None
+    if case != "plain":
+        res = torch.randn(y.shape, generator=g).contiguous(memory_format=CL)
+        y = y + res
+    call = planning._call(op, pre=1.375, post=0.625)
+    v0 = (torch.rand((n, *y.shape[1:]), generator=g) * 0.5).contiguous(memory_format=CL)
+    want, v_want, _ = neurons.run(call, y.unflatten(0, (steps, n)), steps, v0.clone(), static=False)
+    v = v0.clone()
+    got = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, residual=res)
+    assert bool((want != 0).any()) and bool((want == 0).any())
+    assert torch.equal(got.unflatten(0, (steps, n)), want)
+    assert torch.equal(v, v_want)
+    assert got.is_contiguous(memory_format=CL)
+
+
+def test_fused_kernel_takes_average_pooled_and_signed_spikes():
+    steps, n, c, amp = 2, 3, 6, 0.5
+    call = planning._call(_neuron_op(Charge.IF, ResetMode.SOFT, FireCompare.GE))
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(16, c, 3, 3, generator=g)
+    spikes = _spikes((steps * n, c, 8, 8), 0.4, amp, seed=3)
+    pooled = torch.nn.functional.avg_pool2d(spikes, 2).contiguous(memory_format=CL)
+    signed = (spikes - _spikes((steps * n, c, 8, 8), 0.3, amp, seed=4)).contiguous(memory_format=CL)
+    for x, packed, kw in ((pooled, event_conv.pack(w, None, amp / 4, (1, 1), (1, 1), (1, 1)), {"levels": 4}),
+                          (signed, event_conv.pack_signed(w, None, amp, (1, 1), (1, 1), (1, 1)), {"signed": True})):
+        y = event_conv.conv2d(x, packed, channels_last=True, **kw)
+        v0 = torch.zeros((n, *y.shape[1:])).contiguous(memory_format=CL)
+        want, v_want, _ = neurons.run(call, y.unflatten(0, (steps, n)), steps, v0.clone(), static=False)
+        v = v0.clone()
+        got = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, **kw)
+        assert torch.equal(got.unflatten(0, (steps, n)), want) and torch.equal(v, v_want)
+
+
+def test_fused_kernel_refuses_what_does_not_fit():
+    packed = event_conv.pack(torch.rand(4, 2, 3, 3), None, 1.0, (1, 1), (1, 1), (1, 1))
+    x = _spikes((4, 2, 5, 5), 0.5, 1.0, seed=1)
+    nr = neurons.event_neuron(planning._call(_neuron_op(Charge.IF, ResetMode.SOFT, FireCompare.GE)))
+    with pytest.raises(ValueError, match="potential"):
+        event_conv.conv2d_neuron(x, packed, 2, nr, torch.zeros(2, 4, 5, 5))  # NCHW, not channels_last
+    with pytest.raises(ValueError, match="residual"):
+        event_conv.conv2d_neuron(x, packed, 2, nr, torch.zeros(2, 4, 5, 5).contiguous(memory_format=CL),
+                                 residual=torch.zeros(4, 4, 5, 5))
+    with pytest.raises(ValueError, match="unknown neuron codes"):
+        event_conv.conv2d_neuron(x, packed, 2, event_conv.Neuron((99, 0, 0), 1.0, 1.0, 1.0, 0.0, 1.0),
+                                 torch.zeros(2, 4, 5, 5).contiguous(memory_format=CL))
+
+
+class Block(nn.Module):
+    """A residual block as ResNets write it: an identity or a 1x1 strided shortcut."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.short(x))
+
+
+class ResNetLet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.blocks = nn.Sequential(Block(64, 64, 1), Block(64, 96, 2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 5))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+@pytest.fixture(scope="module")
+def resnet_graph():
+    from tests.conftest import randomize_bn
+
+    torch.manual_seed(3)
+    return snnc.convert(randomize_bn(ResNetLet()), torch.rand(32, 3, 8, 8), "99.9%", show_progress=False)
+
+
+def _fused(s: Session, x, probes=()) -> list[planning.Node]:
+    plan = s._interp.plan(frozenset(i.name for i in s.graph.inputs),
+                          frozenset([*(o.name for o in s.graph.outputs), *probes]))
+    return [n for n in plan.nodes if n.then is not None]
+
+
+def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch):
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    T = 7
+    s = Session(resnet_graph, progress=False)
+    fused = _fused(s, x)
+    # every conv after a neuron: c1 of both blocks, c2 through the identity Add, and the second block's
+    # c2 and shortcut conv, of which one takes the Add (its other operand being the other conv's output)
+    assert len(fused) == 4 and sum(n.then.residual for n in fused) == 2
+    assert all(isinstance(n.op, ops.Conv2d) and n.spike_amplitude is not None for n in fused)
+    full = s.run(x, T)
+    assert bool((full != 0).any())
+    for chunk in (1, 3):
+        assert torch.equal(s.run(x, T, chunk=chunk), full)
+    s.reset()
+    assert torch.equal(torch.stack([s.step(x) for _ in range(T)]), full)
+    assert torch.equal(Session(resnet_graph, progress=False).run(x[1:2], T), full[:, 1:2])  # batch invariant
+
+    monkeypatch.setattr(planning, "_fuse_conv_neurons", lambda nodes, keep, no_pool: nodes)
+    unfused = Session(resnet_graph, progress=False)
+    assert _fused(unfused, x) == []
+    assert torch.equal(unfused.run(x, T), full)
+
+
+def test_a_probe_or_statistics_between_conv_and_neuron_keep_it_apart(resnet_graph):
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    s = Session(resnet_graph, progress=False)
+    adds = [op.name for op in resnet_graph if isinstance(op, ops.Add)]
+    assert len(adds) == 2
+    assert len(_fused(s, x, probes=adds)) == 2  # the c1 convs only
+    out = resnet_graph.outputs[0].name
+    full = s.run(x, 5)
+    res = s.execute(x, 5, probes=adds)  # the Adds are probed: the c2 and shortcut convs stay apart
+    assert torch.equal(res.outputs[out], full)
+    assert all(bool((res.probes[a] != 0).any()) for a in adds)
+    assert torch.equal(s.observe(x, 5).outputs[out], full)  # statistics: nothing fused
