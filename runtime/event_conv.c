@@ -335,13 +335,16 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
    groups of P pixels run step after step, so each group's potentials stay in cache and the conv's
    output never goes to memory. out receives post * spike. Every element is computed with the same
    operations as the conv, the Add and the neuron kernel run one after another. Returns -1 when out
-   of memory, -2 for unknown neuron codes. */
+   of memory, -2 for unknown neuron codes. With lev, the spikes of each group are listed as the events
+   of a conv reading them (snnc_spike_events_f32 with channel blocks of lcb, amplitude post) into lev,
+   lbnd, loff while they are in cache (-3: a value neither 0 nor post, which cannot happen). */
 int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H,
                                  int64_t W, const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
                                  float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t j0, int64_t j1,
                                  int64_t P, int64_t twmax, const int64_t* off, int64_t steps, int64_t step_pixels,
                                  const float* res, float* v, int charge, int reset, int compare,
-                                 float pre, float post, float th, float vr, float tau)
+                                 float pre, float post, float th, float vr, float tau,
+                                 int64_t lcb, uint16_t* lev, uint16_t* lbnd, int64_t* loff)
 {
   if (twmax > EV_MAX_TILE) twmax = EV_MAX_TILE;
   ev_neuron_row row = NULL;
@@ -353,13 +356,19 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
   int64_t* pin = (int64_t*)malloc((size_t)P * 3 * sizeof(int64_t));
   if (!buf || !pin) { free(buf); free(pin); return -1; }
+  int bad = 0;
   for (int64_t j = j0; j < j1; j += P) {
     const int64_t jn = j1 - j < P ? j1 - j : P;
-    for (int64_t t = 0; t < steps; t++)
-      ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, t * step_pixels + j,
-               t * step_pixels + j + jn, P, twmax, off, buf, pin, &nr);
+    for (int64_t t = 0; t < steps; t++) {
+      const int64_t q0 = t * step_pixels + j;
+      ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, q0, q0 + jn, P, twmax, off, buf, pin,
+               &nr);
+      if (lev)  /* the next conv's events, listed while these pixels' spikes are in cache */
+        bad |= snnc_spike_events_f32(out, ostr[0], ostr[1], ostr[2], ostr[3], Ho, Wo, Cout, lcb, post, q0, q0 + jn,
+                                     lev, lbnd, loff) != 0;
+    }
   }
   free(buf);
   free(pin);
-  return 0;
+  return bad ? -3 : 0;
 }

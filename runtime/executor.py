@@ -69,6 +69,7 @@ class Executor:
         self.channels_last = channels_last
         self.batch_invariant = batch_invariant
         self._packed: dict[tuple[str, float], event_conv.PackedConv] = {}  # event convs' packed weights
+        self._events: dict[str, event_conv.Events] = {}  # value -> its events, listed by the node computing it
         if channels_last:  # oneDNN's preferred weight layout for channels_last activations
             self.params.update({k: v.contiguous(memory_format=torch.channels_last)
                                 for k, v in params.items() if v.dim() == 4})
@@ -108,6 +109,7 @@ class Executor:
         for t0, t1 in windows:
             c = t1 - t0
             values: dict[str, Tensor] = {}
+            self._events.clear()  # lists of this window's values only (none left by a run that raised)
             for node in plan.dynamic:
                 if isinstance(node.op, ops.Input):
                     values[node.name] = feeds[node.name](t0, t1)  # type: ignore[operator]
@@ -135,6 +137,7 @@ class Executor:
                 for i in node.inputs:  # free early: peak memory ~ two layers of one window
                     if plan.last_use.get(i) == node.name and i not in plan.keep:
                         values.pop(i, None)
+                        self._events.pop(i, None)
                 if tick is not None:
                     tick()
             if on_window is not None:
@@ -245,14 +248,18 @@ class Executor:
             if then.residual:
                 r, r_static = ins[1]
                 res = self._format((r.unsqueeze(0).expand(c, *r.shape) if r_static else r).flatten(0, 1))
-            y = event_conv.conv2d_neuron(x.flatten(0, 1), packed, c, neurons.event_neuron(then.call), v,
-                                         residual=res, levels=node.spike_levels, signed=node.spike_signed)
+            y, made = event_conv.conv2d_neuron(x.flatten(0, 1), packed, c, neurons.event_neuron(then.call), v,
+                                               residual=res, levels=node.spike_levels, signed=node.spike_signed,
+                                               events=self._events.get(node.inputs[0]),
+                                               list_output=node.list_output)
         except SnncError:
             raise
         except Exception as e:  # noqa: BLE001 - add the node to the message
             raise LoweringError(f"while executing {node.op.where()} with {then.neuron.where()}: "
                                 f"{type(e).__name__}: {e}") from e
         state[then.neuron.name] = v
+        if made is not None:
+            self._events[node.name] = made
         return y.unflatten(0, (c, n))
 
     def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:
@@ -266,7 +273,8 @@ class Executor:
         if linear:
             y = event_conv.conv2d(xs[:, :, None, None], packed, channels_last=False, levels=lv, signed=sg)[:, :, 0, 0]
         else:
-            y = event_conv.conv2d(xs, packed, channels_last=self.channels_last, levels=lv, signed=sg)
+            y = event_conv.conv2d(xs, packed, channels_last=self.channels_last, levels=lv, signed=sg,
+                                  events=self._events.get(node.inputs[0]))
         return y.unflatten(0, (c, x.shape[1]))
 
     def _format(self, x: Tensor) -> Tensor:

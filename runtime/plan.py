@@ -62,6 +62,7 @@ class Node:
     spike_levels: int = 1  # ... or, with L > 1 levels, k * spike_amplitude for k = 0..L (average-pooled spikes)
     spike_signed: bool = False  # ... or 0 or +-spike_amplitude (a SignedIF's spikes, scaled)
     then: "ConvNeuron | None" = None  # an event conv whose output (plus an Add) feeds this neuron: fused
+    list_output: bool = False  # (with `then`) also list the output's events for the event convs reading it
 
 
 @dataclass(frozen=True)
@@ -340,4 +341,8 @@ def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozens
         fused[m.name] = replace(n, name=m.name, inputs=(n.inputs[0], *((res,) if add else ())), members=members,
                                 then=ConvNeuron(m.op, call, add is not None))
         gone.update((n.name, *((add.name,) if add else ())))
-    return [fused.get(n.name, n) for n in nodes if n.name not in gone]
+    out = [fused.get(n.name, n) for n in nodes if n.name not in gone]
+    # a fused node lists its spikes for the event convs reading them (one level, unsigned, as they are)
+    readers = {n.inputs[0] for n in out if n.spike_amplitude is not None and n.spike_levels == 1
+               and not n.spike_signed and isinstance(n.op, ops.Conv2d)}
+    return [replace(n, list_output=True) if n.then is not None and n.name in readers else n for n in out]

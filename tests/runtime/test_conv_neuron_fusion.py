@@ -58,11 +58,34 @@ def test_fused_kernel_is_bit_identical_to_conv_then_add_then_neuron(charge, rese
     v0 = (torch.rand((n, *y.shape[1:]), generator=g) * 0.5).contiguous(memory_format=CL)
     want, v_want, _ = neurons.run(call, y.unflatten(0, (steps, n)), steps, v0.clone(), static=False)
     v = v0.clone()
-    got = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, residual=res)
+    got, _ = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, residual=res)
     assert bool((want != 0).any()) and bool((want == 0).any())
     assert torch.equal(got.unflatten(0, (steps, n)), want)
     assert torch.equal(v, v_want)
     assert got.is_contiguous(memory_format=CL)
+
+
+def test_fused_kernel_lists_its_spikes_as_the_next_conv_would():
+    steps, n, amp = 3, 2, 0.5
+    call = planning._call(_neuron_op(Charge.IF, ResetMode.SOFT, FireCompare.GE), pre=2.0, post=0.375)
+    g = torch.Generator().manual_seed(6)
+    x = _spikes((steps * n, 7, 9, 9), 0.4, amp, seed=9)
+    for cout in (24, 300):  # one channel block, and two (CHANNEL_BLOCK = 256)
+        packed = event_conv.pack(torch.randn(cout, 7, 3, 3, generator=g), None, amp, (1, 1), (1, 1), (1, 1))
+        v = torch.zeros(n, cout, 9, 9).contiguous(memory_format=CL)
+        y, made = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, list_output=True)
+        assert bool((y != 0).any())
+        nxt = event_conv.pack(torch.randn(5, cout, 3, 3, generator=g), None, 0.375, (1, 1), (1, 1), (1, 1))
+        _, listed = event_conv._list_events(y, nxt, 1, False)
+        assert torch.equal(made.bnd, listed.bnd)  # per pixel: its events below each channel block
+        nb = made.bnd.numel() // made.off.numel()
+        for q in range(made.off.numel()):  # each pixel's list (where it starts in ev may differ)
+            k = int(made.bnd[q * nb + nb - 1])
+            assert torch.equal(made.ev[int(made.off[q]):][:k], listed.ev[int(listed.off[q]):][:k])
+        assert torch.equal(event_conv.conv2d(y, nxt, channels_last=True, events=made),
+                           event_conv.conv2d(y, nxt, channels_last=True))
+        with pytest.raises(ValueError, match="given events"):
+            event_conv.conv2d(y[:2], nxt, channels_last=True, events=made)
 
 
 def test_fused_kernel_takes_average_pooled_and_signed_spikes():
@@ -79,7 +102,7 @@ def test_fused_kernel_takes_average_pooled_and_signed_spikes():
         v0 = torch.zeros((n, *y.shape[1:])).contiguous(memory_format=CL)
         want, v_want, _ = neurons.run(call, y.unflatten(0, (steps, n)), steps, v0.clone(), static=False)
         v = v0.clone()
-        got = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, **kw)
+        got, _ = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, **kw)
         assert torch.equal(got.unflatten(0, (steps, n)), want) and torch.equal(v, v_want)
 
 
@@ -145,6 +168,7 @@ def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch)
     # every conv after a neuron: c1 of both blocks, c2 through the identity Add, and the second block's
     # c2 and shortcut conv, of which one takes the Add (its other operand being the other conv's output)
     assert len(fused) == 4 and sum(n.then.residual for n in fused) == 2
+    assert sum(n.list_output for n in fused) == 3  # all but the last: average pooling reads that one
     assert all(isinstance(n.op, ops.Conv2d) and n.spike_amplitude is not None for n in fused)
     full = s.run(x, T)
     assert bool((full != 0).any())
