@@ -48,7 +48,7 @@ a -a at channel c is listed as event C_in + c, so the same loop adds the exactly
 (`pack_signed`, `conv2d(..., signed=True)`).
 
 Fused neuron: `conv2d_neuron` runs the neuron that reads the conv's output (plus an Add's
-other operand) in the kernel's epilogue, pixel by pixel: groups of PIXEL_GROUP output
+other operand) in the kernel's epilogue, pixel by pixel: groups of FUSED_PIXEL_GROUP output
 pixels go through all time steps of a window in turn, so their potentials stay in cache,
 and the conv's output never goes to memory. Each element is y = (acc + bias) (+ res),
 then the neuron step of runtime/native.c (runtime/neuron_step.h): bit-identical to the
@@ -76,6 +76,10 @@ from snnc.runtime import native
 
 CHANNEL_BLOCK = 256  # input channels per weight slab
 PIXEL_GROUP = 64  # output pixels sharing each slab
+# ... in conv2d_neuron, where a group goes through all time steps of a window before the next: each step
+# streams the weights once per group, so larger groups pay (ResNet-18, T=16 batch 32: 0.53 s at 64, 0.49 s
+# at 256, 0.56 s at 512, where a 4x4 layer's step no longer splits over two threads; 2-core Zen 5)
+FUSED_PIXEL_GROUP = 256
 TILE = 64  # output channels accumulated in registers at once (8 ymm registers)
 MAX_TILE = 128  # ... with AVX-512 (8 zmm registers), where the library was built for it (snnc_event_max_tile)
 
@@ -305,13 +309,14 @@ def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: 
     per_step = n * ho * wo
     workers = max(1, torch.get_num_threads())
     work = b * ho * wo * kh * kw * lists.rows * packed.out_channels
-    ranges = _split(per_step, workers, PIXEL_GROUP) if workers > 1 and work >= (1 << 20) else [(0, per_step)]
+    group = FUSED_PIXEL_GROUP
+    ranges = _split(per_step, workers, group) if workers > 1 and work >= (1 << 20) else [(0, per_step)]
     bias = 0 if packed.bias is None else packed.bias.data_ptr()
     res = 0 if residual is None else residual.data_ptr()
     nr = (*neuron.codes, neuron.pre, neuron.post, neuron.th, neuron.vr, neuron.tau)
     results = _parallel(lib.snnc_event_conv2d_neuron_f32, [
         (*lists.args(h, w), packed.weight.data_ptr(), bias, packed.out_channels, geo.data_ptr(), out.data_ptr(),
-         ostr.data_ptr(), ho, wo, j0, j1, PIXEL_GROUP, packed.tile, lists.off.data_ptr(), steps, per_step, res,
+         ostr.data_ptr(), ho, wo, j0, j1, group, packed.tile, lists.off.data_ptr(), steps, per_step, res,
          v.data_ptr(), *nr, *listing) for j0, j1 in ranges])
     if any(r == -2 for r in results):
         raise ValueError(f"conv2d_neuron: unknown neuron codes {neuron.codes}")
