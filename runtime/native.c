@@ -24,6 +24,8 @@ static inline __attribute__((always_inline)) void body(
     for (int64_t t = 0; t < T; t++) {
       const float* restrict xt = x + t * xs + b;
       float* restrict ot = out + t * E + b;
+      if (xs && t + 1 < T)  /* the next step's block is E floats away: fetch it while this one runs */
+        for (int64_t e = 0; e < n; e += 16) __builtin_prefetch(xt + xs + e);
       for (int64_t e = 0; e < n; e++)
         ot[e] = step(charge, reset, compare, xt[e] * pre, &vb[e], th, vr, tau) * post;
       if (vseq) {
@@ -113,6 +115,8 @@ static inline __attribute__((always_inline)) void body_pool(
     for (int64_t e = 0; e < n; e++) vb[e] = vt[e];
     for (int64_t t = 0; t < T; t++) {
       const float* restrict xt = x + t * xs + i * 2 * R;
+      if (xs && t + 1 < T)  /* the next step's tile is a page or more away: fetch it while this one runs */
+        for (int64_t e = 0; e < n; e += 16) __builtin_prefetch(xt + xs + e);
       for (int64_t e = 0; e < n; e++)
         sb[e] = step(charge, reset, compare, xt[e] * pre, &vb[e], th, vr, tau) * post;
       for (int64_t q = 0; q < np; q++) {
