@@ -80,6 +80,13 @@ PIXEL_GROUP = 64  # output pixels sharing each slab
 # streams the weights once per group, so larger groups pay (ResNet-18, T=16 batch 32: 0.53 s at 64, 0.49 s
 # at 256, 0.56 s at 512, where a 4x4 layer's step no longer splits over two threads; 2-core Zen 5)
 FUSED_PIXEL_GROUP = 256
+
+
+def fused_min_pixels() -> int:
+    """Below this many output pixels per time step, a conv and its neuron run apart: each step would
+    stream the weights for a group or two, and one thread would get them all (VGG-11's 2x2 layer, 128
+    pixels a step: 9.4 ms fused, 3.0 ms apart)."""
+    return max(1, torch.get_num_threads()) * FUSED_PIXEL_GROUP
 TILE = 64  # output channels accumulated in registers at once (8 ymm registers)
 MAX_TILE = 128  # ... with AVX-512 (8 zmm registers), where the library was built for it (snnc_event_max_tile)
 

@@ -248,6 +248,14 @@ class Executor:
             if then.residual:
                 r, r_static = ins[1]
                 res = self._format((r.unsqueeze(0).expand(c, *r.shape) if r_static else r).flatten(0, 1))
+            if n * ho * wo < event_conv.fused_min_pixels():  # too few pixels a step: apart (the same bits)
+                y = event_conv.conv2d(x.flatten(0, 1), packed, channels_last=True, levels=node.spike_levels,
+                                      signed=node.spike_signed, events=self._events.get(node.inputs[0]))
+                if res is not None:
+                    y = y + res
+                out, v, _ = neurons.run(then.call, y.unflatten(0, (c, n)), c, v, static=False)
+                state[then.neuron.name] = v
+                return out
             y, made = event_conv.conv2d_neuron(x.flatten(0, 1), packed, c, neurons.event_neuron(then.call), v,
                                                residual=res, levels=node.spike_levels, signed=node.spike_signed,
                                                events=self._events.get(node.inputs[0]),

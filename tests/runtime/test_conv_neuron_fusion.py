@@ -160,7 +160,14 @@ def _fused(s: Session, x, probes=()) -> list[planning.Node]:
     return [n for n in plan.nodes if n.then is not None]
 
 
-def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch):
+@pytest.mark.parametrize("kernel", ["one", "apart"])
+def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch, kernel):
+    """A fused node runs one kernel, or (few pixels a step, event_conv.fused_min_pixels) the conv, the
+    Add and the neuron apart: the same bits as the unfused plan either way."""
+    calls = []
+    one = event_conv.conv2d_neuron
+    monkeypatch.setattr(event_conv, "conv2d_neuron", lambda *a, **k: calls.append(1) or one(*a, **k))
+    monkeypatch.setattr(event_conv, "fused_min_pixels", lambda: 1 if kernel == "one" else 10**9)
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     T = 7
     s = Session(resnet_graph, progress=False)
@@ -172,6 +179,7 @@ def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch)
     assert all(isinstance(n.op, ops.Conv2d) and n.spike_amplitude is not None for n in fused)
     full = s.run(x, T)
     assert bool((full != 0).any())
+    assert len(calls) == (4 if kernel == "one" else 0)
     for chunk in (1, 3):
         assert torch.equal(s.run(x, T, chunk=chunk), full)
     s.reset()
