@@ -216,6 +216,11 @@ class Events:
         return self.ev.data_ptr(), self.bnd.data_ptr(), self.rows, self.cb, h, w
 
 
+def events_bytes_per_pixel(rows: int) -> int:
+    """The bytes of one pixel's room in `Events` of `rows` channels (one level): indices, block bounds, start."""
+    return 2 * rows + 2 * (-(-rows // min(CHANNEL_BLOCK, rows)) + 1) + 8
+
+
 def _empty_events(pixels: int, rows: int) -> Events:
     """Room for the one-level events of `pixels` pixels of `rows` channels."""
     cb = min(CHANNEL_BLOCK, rows)

@@ -135,6 +135,8 @@ class Executor:
                 for h in hooks:
                     h.value(node, values[node.name], False, t0, t1)
                 for i in node.inputs:  # free early: peak memory ~ two layers of one window
+                    if plan.last_list_use.get(i) == node.name:
+                        self._events.pop(i, None)  # no event conv reads it after this one
                     if plan.last_use.get(i) == node.name and i not in plan.keep:
                         values.pop(i, None)
                         self._events.pop(i, None)

@@ -86,6 +86,7 @@ class Plan:
     keep: frozenset[str]  # values that must be materialised (outputs, probes)
     last_use: dict[str, str] = field(default_factory=dict)  # value -> the node reading it last
     channels_last: bool = False
+    last_list_use: dict[str, str] = field(default_factory=dict)  # value -> the last event conv reading it
 
     @property
     def dynamic(self) -> list[Node]:
@@ -103,9 +104,14 @@ class Plan:
         peak = biggest = 0
         for n in self.dynamic:
             live[n.name] = size[n.name]
+            if n.list_output:  # its events, kept for the event convs reading it (event_conv.Events)
+                c, h, w = types[n.name].features
+                live[n.name + "#events"] = batch * h * w * event_kernel.events_bytes_per_pixel(c)
             biggest = max(biggest, size[n.name])
             peak = max(peak, sum(live.values()))
             for i in n.inputs:
+                if self.last_list_use.get(i) == n.name:
+                    live.pop(i + "#events", None)
                 if self.last_use.get(i) == n.name and i not in self.keep:
                     live.pop(i, None)
         return max(1, peak + biggest)
@@ -302,7 +308,8 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
     for n in nodes:
         for i in n.inputs:
             last_use[i] = n.name
-    return Plan(graph, static_inputs, nodes, keep, last_use, channels_last)
+    last_list_use = {n.inputs[0]: n.name for n in nodes if n.spike_amplitude is not None and not n.static}
+    return Plan(graph, static_inputs, nodes, keep, last_use, channels_last, last_list_use)
 
 
 def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozenset[str]) -> list[Node]:

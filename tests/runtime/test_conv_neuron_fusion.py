@@ -3,6 +3,7 @@
 kernel run one after another, for every neuron variant, tile width, stride and input kind."""
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -185,6 +186,11 @@ def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch,
     s.reset()
     assert torch.equal(torch.stack([s.step(x) for _ in range(T)]), full)
     assert torch.equal(Session(resnet_graph, progress=False).run(x[1:2], T), full[:, 1:2])  # batch invariant
+
+    plan = s._interp.plan(frozenset(i.name for i in s.graph.inputs), frozenset(o.name for o in s.graph.outputs))
+    bare = replace(plan, nodes=[replace(n, list_output=False) for n in plan.nodes])
+    assert plan.bytes_per_step(3, 4) > bare.bytes_per_step(3, 4)  # the memory estimate counts the kept lists
+    assert set(plan.last_list_use) >= {n.name for n in fused if n.list_output}
 
     monkeypatch.setattr(planning, "_fuse_conv_neurons", lambda nodes, keep, no_pool: nodes)
     unfused = Session(resnet_graph, progress=False)
