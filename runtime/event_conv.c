@@ -202,6 +202,7 @@ static inline __attribute__((always_inline)) void ev_tile(
   int64_t* restrict pn = pin;
   int64_t* restrict py = pin + P;
   int64_t* restrict px = pin + 2 * P;
+  int64_t* restrict qb = pin + 3 * P;  /* an interior pixel's input pixel at tap (0, 0); -1 at a border */
   for (int64_t g0 = p0; g0 < p1; g0 += P) {
     const int64_t np = p1 - g0 < P ? p1 - g0 : P;
     for (int64_t i = 0; i < np; i++) {
@@ -209,16 +210,22 @@ static inline __attribute__((always_inline)) void ev_tile(
       pn[i] = p / (Ho * Wo);
       py[i] = (r / Wo) * sh - ph;
       px[i] = (r % Wo) * sw - pw;
+      const int inside = py[i] >= 0 && py[i] + (kh - 1) * dh < H && px[i] >= 0 && px[i] + (kw - 1) * dw < W;
+      qb[i] = inside ? (pn[i] * H + py[i]) * W + px[i] : -1;
     }
     memset(buf, 0, (size_t)(np * TW) * sizeof(float));
     for (int64_t ky = 0; ky < kh; ky++)
       for (int64_t kx = 0; kx < kw; kx++) {
         const float* restrict wtap = wt + (ky * kw + kx) * C * TW;
+        const int64_t toff = ky * dh * W + kx * dw;
         for (int64_t cb = 0; cb < NCB; cb++) {
           for (int64_t i = 0; i < np; i++) {
-            const int64_t iy = py[i] + ky * dh, ix = px[i] + kx * dw;
-            if ((uint64_t)iy >= (uint64_t)H || (uint64_t)ix >= (uint64_t)W) continue;
-            const int64_t q = (pn[i] * H + iy) * W + ix;
+            int64_t q = qb[i] + toff;
+            if (qb[i] < 0) {  /* a border pixel: this tap may fall outside the input */
+              const int64_t iy = py[i] + ky * dh, ix = px[i] + kx * dw;
+              if ((uint64_t)iy >= (uint64_t)H || (uint64_t)ix >= (uint64_t)W) continue;
+              q = (pn[i] * H + iy) * W + ix;
+            }
             const uint16_t* restrict bq = bnd + q * (NCB + 1);
             const int64_t k0 = bq[cb], k1 = bq[cb + 1];
             if (k0 == k1) continue;
@@ -322,7 +329,7 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
 {
   if (twmax > EV_MAX_TILE) twmax = EV_MAX_TILE;
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
-  int64_t* pin = (int64_t*)malloc((size_t)P * 3 * sizeof(int64_t));
+  int64_t* pin = (int64_t*)malloc((size_t)P * 4 * sizeof(int64_t));
   if (!buf || !pin) { free(buf); free(pin); return -1; }
   ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, p0, p1, P, twmax, off, buf, pin, NULL);
   free(buf);
@@ -354,7 +361,7 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
   if (!row) return -2;
   const ev_neuron nr = {res, v, step_pixels, row, pre, post, th, vr, tau};
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
-  int64_t* pin = (int64_t*)malloc((size_t)P * 3 * sizeof(int64_t));
+  int64_t* pin = (int64_t*)malloc((size_t)P * 4 * sizeof(int64_t));
   if (!buf || !pin) { free(buf); free(pin); return -1; }
   int bad = 0;
   for (int64_t j = j0; j < j1; j += P) {
