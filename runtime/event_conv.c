@@ -216,6 +216,45 @@ static inline __attribute__((always_inline)) void ev_tile(
     memset(buf, 0, (size_t)(np * TW) * sizeof(float));
     for (int64_t ky = 0; ky < kh; ky++)
       for (int64_t kx = 0; kx < kw; kx++) {
+#if defined(__AVX512F__)
+        if (TW >= 16 && NCB == 1 && kx + 1 < kw) {
+          /* taps (ky, kx) and (ky, kx + 1) in one pass: one load and store of a pixel's partial sums for
+             both, the first tap's rows added before the second's (the documented order, one channel block) */
+          const float* restrict wa = wt + (ky * kw + kx) * C * TW;
+          const float* restrict wb = wa + C * TW;
+          const int64_t toff = ky * dh * W + kx * dw;
+          for (int64_t i = 0; i < np; i++) {
+            int64_t qa = qb[i] + toff, qc = qa + dw;
+            int va = 1, vc = 1;
+            if (qb[i] < 0) {
+              const int64_t iy = py[i] + ky * dh, ix = px[i] + kx * dw;
+              const int oky = (uint64_t)iy < (uint64_t)H;
+              va = oky && (uint64_t)ix < (uint64_t)W;
+              vc = oky && (uint64_t)(ix + dw) < (uint64_t)W;
+              qa = (pn[i] * H + iy) * W + ix;
+              qc = qa + dw;
+            }
+            const int64_t na = va ? bnd[qa * 2 + 1] - bnd[qa * 2] : 0, nc = vc ? bnd[qc * 2 + 1] - bnd[qc * 2] : 0;
+            if (na + nc == 0) continue;
+            const uint16_t* restrict ea = va ? ev + off[qa] + bnd[qa * 2] : ev;
+            const uint16_t* restrict ec = vc ? ev + off[qc] + bnd[qc * 2] : ev;
+            float* restrict a = buf + i * TW;
+            ev_v16 acc[8];
+            for (int v = 0; v < TW / 16; v++) acc[v] = *(const ev_v16*)(a + 16 * v);
+            for (int64_t k = 0; k < na; k++) {
+              const float* restrict row = wa + (int64_t)ea[k] * TW;
+              for (int v = 0; v < TW / 16; v++) acc[v] += *(const ev_v16*)(row + 16 * v);
+            }
+            for (int64_t k = 0; k < nc; k++) {
+              const float* restrict row = wb + (int64_t)ec[k] * TW;
+              for (int v = 0; v < TW / 16; v++) acc[v] += *(const ev_v16*)(row + 16 * v);
+            }
+            for (int v = 0; v < TW / 16; v++) *(ev_v16*)(a + 16 * v) = acc[v];
+          }
+          kx++;
+          continue;
+        }
+#endif
         const float* restrict wtap = wt + (ky * kw + kx) * C * TW;
         const int64_t toff = ky * dh * W + kx * dw;
         for (int64_t cb = 0; cb < NCB; cb++) {
