@@ -56,6 +56,21 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
       const int64_t c1 = (cb + 1) * CB < C ? (cb + 1) * CB : C;
       if (sc == 1) {
         int64_t c = cb * CB;
+#if defined(__AVX512VBMI2__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+        {  /* 16 channels at a time: compare, then compress their indices in one instruction */
+          const __m512 z16 = _mm512_setzero_ps(), a16 = _mm512_set1_ps(amp);
+          const __m256i lanes = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+          for (; c + 16 <= c1; c += 16) {
+            const __m512 v = _mm512_loadu_ps(xp + c);
+            const __mmask16 nz = _mm512_cmp_ps_mask(v, z16, _CMP_NEQ_UQ);
+            const __mmask16 na = _mm512_cmp_ps_mask(v, a16, _CMP_NEQ_UQ);
+            bad |= (nz & na) != 0;
+            const __m256i idx = _mm256_maskz_compress_epi16(nz, _mm256_add_epi16(lanes, _mm256_set1_epi16((short)c)));
+            _mm256_storeu_si256((__m256i*)(e + k), idx);  /* k <= c and c + 16 <= C: inside ev[..(q+1)*C] */
+            k += __builtin_popcount(nz);
+          }
+        }
+#endif
 #if defined(__AVX2__)
         const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(amp);
         for (; c + 8 <= c1; c += 8) {  /* branch free: 8 channels, then a compress by table */
