@@ -209,6 +209,23 @@ def write_markdown(path: Path, section: list[str]) -> None:
     path.write_text(text)
 
 
+def heading(args) -> str:
+    """The heading of this run's RESULTS.md section (by weights and neuron kind)."""
+    text = HEADING_TRAINED if args.weights == "trained" else HEADING
+    return text.replace("`)", " --signed`): signed IF neurons") if getattr(args, "signed", False) else text
+
+
+def architectures_in_section(path: Path, head: str) -> list[str]:
+    """The architectures whose rows the section of `path` headed `head` holds (none when there is no such section)."""
+    if not path.exists():
+        return []
+    m = re.search(r"^" + re.escape(head) + r"$(.*?)(?=^## |\Z)", path.read_text(), re.S | re.M)
+    if m is None:
+        return []
+    names = [line.split("|")[1].strip() for line in m.group(1).splitlines() if line.startswith("| ")]
+    return list(dict.fromkeys(n for n in names if n in ARCHITECTURES))
+
+
 def section(args, argv, results, ts, start: float, load0: float, done: bool) -> list[str]:
     """This script's RESULTS.md section: the machine, the settings and the table."""
     elapsed = time.perf_counter() - start
@@ -221,10 +238,7 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             if trained else
             f"random weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth "
             f"random images, {args.images} test images")
-    heading = HEADING_TRAINED if trained else HEADING
-    if getattr(args, "signed", False):
-        heading = heading.replace("`)", " --signed`): signed IF neurons")
-    return [heading, "",
+    return [heading(args), "",
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
             f"with {torch.get_num_threads()} threads. Run on {datetime.date.today().isoformat()} with "
@@ -282,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in ARCHITECTURES]
     if unknown:
         ap.error(f"unknown architecture {', '.join(unknown)}; known: {', '.join(ARCHITECTURES)}")
+    if args.markdown:  # the run replaces its whole section: refuse to drop the rows of architectures it skips
+        lost = [n for n in architectures_in_section(args.markdown, heading(args)) if n not in names]
+        if lost:
+            ap.error(f"--markdown {args.markdown} would drop the rows of {', '.join(lost)} from its section "
+                     f"{heading(args)!r}: add them to --arch, or write this run to another file")
     ts = tuple(sorted(set(args.T)))
     sj_modes = [] if args.no_spikingjelly else [float(m) if m[0].isdigit() and not m.endswith("%") else m
                                                 for m in args.sj_modes.split(",") if m]

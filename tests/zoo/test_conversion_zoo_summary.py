@@ -49,3 +49,21 @@ def test_snnc_options_reach_convert_and_name_the_row():
     # the summary still finds the row as snnc's
     line = zoo.summary({"a": {zoo.method_name("max", opts): [(0.5, 1), (0.9, 1), (0.999, 1)]}}, ts)[0]
     assert "best snnc cosine 0.9990 at T=256" in line
+
+
+def test_markdown_refuses_to_drop_the_rows_of_architectures_the_run_skips(tmp_path, capsys):
+    """--markdown replaces the run's whole section: a run over fewer architectures than the section holds is
+    refused before it starts, naming the rows it would drop (nothing a user wrote down is lost)."""
+    import pytest
+
+    zoo = _zoo()
+    md = tmp_path / "RESULTS.md"
+    other = "## Another section\n\nkept\n"
+    md.write_text(f"# Benchmark results\n\n{zoo.HEADING}\n\n| architecture | method | T=4 |\n|---|---|---:|\n"
+                  "| resnet18 | snnc max | 0.9 (90%) |\n| vgg11_bn | snnc max | 0.8 (80%) |\n\n" + other)
+    before = md.read_text()
+    with pytest.raises(SystemExit):
+        zoo.main(["--arch", "resnet18", "--markdown", str(md), "--quick", "--no-spikingjelly"])
+    assert "vgg11_bn" in capsys.readouterr().err and md.read_text() == before
+    assert zoo.architectures_in_section(md, zoo.HEADING) == ["resnet18", "vgg11_bn"]
+    assert zoo.architectures_in_section(md, zoo.HEADING_TRAINED) == []  # another section: nothing to drop
