@@ -31,6 +31,127 @@ typedef float ev_v8 __attribute__((vector_size(32), aligned(4), may_alias));
 typedef float ev_v16 __attribute__((vector_size(64), aligned(4), may_alias));
 #endif
 
+/* The lists of one channel block, channels c0..c1 of the pixel at xp (channel stride sc), appended at
+   e[k..]: returns the new k; *bad becomes 1 when an element is not one the kind allows. */
+static inline __attribute__((always_inline)) int64_t ev_block_spikes(
+    const float* restrict xp, int64_t sc, int64_t c0, int64_t c1, float amp, uint16_t* restrict e, int64_t k,
+    int* bad_out)
+{
+  int bad = 0;
+  if (sc == 1) {
+    int64_t c = c0;
+#if defined(__AVX512VBMI2__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+    {  /* 16 channels at a time: compare, then compress their indices in one instruction */
+      const __m512 z16 = _mm512_setzero_ps(), a16 = _mm512_set1_ps(amp);
+      const __m256i lanes = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      for (; c + 16 <= c1; c += 16) {
+        const __m512 v = _mm512_loadu_ps(xp + c);
+        const __mmask16 nz = _mm512_cmp_ps_mask(v, z16, _CMP_NEQ_UQ);
+        const __mmask16 na = _mm512_cmp_ps_mask(v, a16, _CMP_NEQ_UQ);
+        bad |= (nz & na) != 0;
+        const __m256i idx = _mm256_maskz_compress_epi16(nz, _mm256_add_epi16(lanes, _mm256_set1_epi16((short)c)));
+        _mm256_storeu_si256((__m256i*)(e + k), idx);  /* k <= c and c + 16 <= C: inside the pixel's room */
+        k += __builtin_popcount(nz);
+      }
+    }
+#endif
+#if defined(__AVX2__)
+    const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(amp);
+    for (; c + 8 <= c1; c += 8) {  /* branch free: 8 channels, then a compress by table */
+      const __m256 v = _mm256_loadu_ps(xp + c);
+      const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
+      const int na = _mm256_movemask_ps(_mm256_cmp_ps(v, va, _CMP_NEQ_UQ));
+      bad |= (nz & na) != 0;
+      const __m128i idx = _mm_add_epi16(_mm_load_si128((const __m128i*)ev_lut[nz]), _mm_set1_epi16((short)c));
+      _mm_storeu_si128((__m128i*)(e + k), idx);  /* k <= c and c + 8 <= C: inside the pixel's room */
+      k += __builtin_popcount(nz);
+    }
+#endif
+    for (; c < c1; c++) {
+      const float v = xp[c];
+      e[k] = (uint16_t)c;
+      k += (v != 0.0f);
+      bad |= (v != 0.0f) & (v != amp);
+    }
+  } else {
+    for (int64_t c = c0; c < c1; c++) {
+      const float v = xp[c * sc];
+      e[k] = (uint16_t)c;
+      k += (v != 0.0f);
+      bad |= (v != 0.0f) & (v != amp);
+    }
+  }
+  *bad_out |= bad;
+  return k;
+}
+
+/* Signed: indices i0..i1 of 0..2C-1, i < C for +amp at channel i, i >= C for -amp at channel i - C. */
+static inline __attribute__((always_inline)) int64_t ev_block_signed(
+    const float* restrict xp, int64_t sc, int64_t C, int64_t i0, int64_t i1, float amp, uint16_t* restrict e,
+    int64_t k, int* bad_out)
+{
+  int bad = 0;
+  for (int64_t i = i0; i < i1; i++) {
+    const int neg = i >= C;
+    const float v = xp[(neg ? i - C : i) * sc];
+    e[k] = (uint16_t)i;
+    k += neg ? v == -amp : v == amp;
+    bad |= (v != 0.0f) & (v != amp) & (v != -amp);
+  }
+  *bad_out |= bad;
+  return k;
+}
+
+/* Levels: channel c listed m times for an element m * unit (m = 0..L). */
+static inline __attribute__((always_inline)) int64_t ev_block_levels(
+    const float* restrict xp, int64_t sc, int64_t c0, int64_t c1, float unit, int64_t L, uint16_t* restrict e,
+    int64_t k, int* bad_out)
+{
+  for (int64_t c = c0; c < c1; c++) {
+    const float v = xp[c * sc];
+    if (v == 0.0f) continue;
+    const float f = v / unit;
+    const int64_t m = f >= 0.5f && f < (float)L + 0.5f ? (int64_t)(f + 0.5f) : 0;
+    if (m == 0 || (float)m * unit != v) { *bad_out = 1; continue; }
+    for (int64_t j = 0; j < m; j++) e[k++] = (uint16_t)c;
+  }
+  return k;
+}
+
+enum { EV_SPIKES, EV_SIGNED, EV_LEVELS };
+
+/* The listing shared by the three kinds: per input pixel q0..q1 its lists packed one after another from
+   ev[q0 * room] on (room = the most a pixel can list), off[q] where pixel q's begin, and bnd split at
+   channel blocks of CB of its `rows` indices. Returns -1 when an element is not one the kind allows. */
+static inline __attribute__((always_inline)) int ev_list(
+    const int kind, const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw, int64_t H, int64_t W,
+    int64_t C, int64_t CB, float a, int64_t L, int64_t q0, int64_t q1, uint16_t* restrict ev,
+    uint16_t* restrict bnd, int64_t* restrict off)
+{
+  const int64_t rows = kind == EV_SIGNED ? 2 * C : C, room = kind == EV_LEVELS ? C * L : rows;
+  const int64_t NCB = (rows + CB - 1) / CB;
+  int bad = 0;
+  int64_t base = q0 * room;
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t n = q / (H * W), r = q % (H * W);
+    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
+    off[q] = base;
+    uint16_t* restrict e = ev + base;
+    uint16_t* restrict b = bnd + q * (NCB + 1);
+    int64_t k = 0;
+    for (int64_t cb = 0; cb < NCB; cb++) {
+      b[cb] = (uint16_t)k;
+      const int64_t i0 = cb * CB, i1 = (cb + 1) * CB < rows ? (cb + 1) * CB : rows;
+      if (kind == EV_SPIKES) k = ev_block_spikes(xp, sc, i0, i1, a, e, k, &bad);
+      else if (kind == EV_SIGNED) k = ev_block_signed(xp, sc, C, i0, i1, a, e, k, &bad);
+      else k = ev_block_levels(xp, sc, i0, i1, a, L, e, k, &bad);
+    }
+    b[NCB] = (uint16_t)k;
+    base += k;
+  }
+  return bad ? -1 : 0;
+}
+
 /* Lists the nonzero channels of input pixels q0..q1 (q = (n*H + y)*W + x), in increasing
    order: pixel q's list starts at ev[off[q]], right after pixel q-1's (the lists of q0..q1 are packed
    from ev[q0*C] on, so 64 pixels' lists share a few cache lines); bnd[q*(NCB+1) + b] = the number of
@@ -41,67 +162,7 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
                           int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
                           int64_t* restrict off)
 {
-  const int64_t NCB = (C + CB - 1) / CB;
-  int bad = 0;
-  int64_t base = q0 * C;
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t n = q / (H * W), r = q % (H * W);
-    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
-    off[q] = base;
-    uint16_t* restrict e = ev + base;
-    uint16_t* restrict b = bnd + q * (NCB + 1);
-    int64_t k = 0;
-    for (int64_t cb = 0; cb < NCB; cb++) {
-      b[cb] = (uint16_t)k;
-      const int64_t c1 = (cb + 1) * CB < C ? (cb + 1) * CB : C;
-      if (sc == 1) {
-        int64_t c = cb * CB;
-#if defined(__AVX512VBMI2__) && defined(__AVX512VL__) && defined(__AVX512BW__)
-        {  /* 16 channels at a time: compare, then compress their indices in one instruction */
-          const __m512 z16 = _mm512_setzero_ps(), a16 = _mm512_set1_ps(amp);
-          const __m256i lanes = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-          for (; c + 16 <= c1; c += 16) {
-            const __m512 v = _mm512_loadu_ps(xp + c);
-            const __mmask16 nz = _mm512_cmp_ps_mask(v, z16, _CMP_NEQ_UQ);
-            const __mmask16 na = _mm512_cmp_ps_mask(v, a16, _CMP_NEQ_UQ);
-            bad |= (nz & na) != 0;
-            const __m256i idx = _mm256_maskz_compress_epi16(nz, _mm256_add_epi16(lanes, _mm256_set1_epi16((short)c)));
-            _mm256_storeu_si256((__m256i*)(e + k), idx);  /* k <= c and c + 16 <= C: inside ev[..(q+1)*C] */
-            k += __builtin_popcount(nz);
-          }
-        }
-#endif
-#if defined(__AVX2__)
-        const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(amp);
-        for (; c + 8 <= c1; c += 8) {  /* branch free: 8 channels, then a compress by table */
-          const __m256 v = _mm256_loadu_ps(xp + c);
-          const int nz = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
-          const int na = _mm256_movemask_ps(_mm256_cmp_ps(v, va, _CMP_NEQ_UQ));
-          bad |= (nz & na) != 0;
-          const __m128i idx = _mm_add_epi16(_mm_load_si128((const __m128i*)ev_lut[nz]), _mm_set1_epi16((short)c));
-          _mm_storeu_si128((__m128i*)(e + k), idx);  /* base <= q*C, k <= c and c + 8 <= C: inside ev[..(q+1)*C] */
-          k += __builtin_popcount(nz);
-        }
-#endif
-        for (; c < c1; c++) {
-          const float v = xp[c];
-          e[k] = (uint16_t)c;
-          k += (v != 0.0f);
-          bad |= (v != 0.0f) & (v != amp);
-        }
-      } else {
-        for (int64_t c = cb * CB; c < c1; c++) {
-          const float v = xp[c * sc];
-          e[k] = (uint16_t)c;
-          k += (v != 0.0f);
-          bad |= (v != 0.0f) & (v != amp);
-        }
-      }
-    }
-    b[NCB] = (uint16_t)k;
-    base += k;
-  }
-  return bad ? -1 : 0;
+  return ev_list(EV_SPIKES, x, sn, sc, sh, sw, H, W, C, CB, amp, 1, q0, q1, ev, bnd, off);
 }
 
 /* Signed spikes (a SignedIF's: each element 0, amp or -amp): lists index c for x[c] == amp and C + c for
@@ -114,31 +175,7 @@ int snnc_signed_events_f32(const float* restrict x, int64_t sn, int64_t sc, int6
                            int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
                            int64_t* restrict off)
 {
-  const int64_t C2 = 2 * C, NCB = (C2 + CB - 1) / CB;
-  int bad = 0;
-  int64_t base = q0 * C2;
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t n = q / (H * W), r = q % (H * W);
-    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
-    off[q] = base;
-    uint16_t* restrict e = ev + base;
-    uint16_t* restrict b = bnd + q * (NCB + 1);
-    int64_t k = 0;
-    for (int64_t cb = 0; cb < NCB; cb++) {
-      b[cb] = (uint16_t)k;
-      const int64_t i1 = (cb + 1) * CB < C2 ? (cb + 1) * CB : C2;
-      for (int64_t i = cb * CB; i < i1; i++) {
-        const int neg = i >= C;
-        const float v = xp[(neg ? i - C : i) * sc];
-        e[k] = (uint16_t)i;
-        k += neg ? v == -amp : v == amp;
-        bad |= (v != 0.0f) & (v != amp) & (v != -amp);
-      }
-    }
-    b[NCB] = (uint16_t)k;
-    base += k;
-  }
-  return bad ? -1 : 0;
+  return ev_list(EV_SIGNED, x, sn, sc, sh, sw, H, W, C, CB, amp, 1, q0, q1, ev, bnd, off);
 }
 
 /* Multi-level inputs (average-pooled spikes: each element is k * unit, k = 0..L): lists channel c of
@@ -150,32 +187,7 @@ int snnc_level_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
                           int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
                           int64_t* restrict off)
 {
-  const int64_t NCB = (C + CB - 1) / CB;
-  int bad = 0;
-  int64_t base = q0 * C * L;
-  for (int64_t q = q0; q < q1; q++) {
-    const int64_t n = q / (H * W), r = q % (H * W);
-    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
-    off[q] = base;
-    uint16_t* restrict e = ev + base;
-    uint16_t* restrict b = bnd + q * (NCB + 1);
-    int64_t k = 0;
-    for (int64_t cb = 0; cb < NCB; cb++) {
-      b[cb] = (uint16_t)k;
-      const int64_t c1 = (cb + 1) * CB < C ? (cb + 1) * CB : C;
-      for (int64_t c = cb * CB; c < c1; c++) {
-        const float v = xp[c * sc];
-        if (v == 0.0f) continue;
-        const float f = v / unit;
-        const int64_t m = f >= 0.5f && f < (float)L + 0.5f ? (int64_t)(f + 0.5f) : 0;
-        if (m == 0 || (float)m * unit != v) { bad = 1; continue; }
-        for (int64_t j = 0; j < m; j++) e[k++] = (uint16_t)c;
-      }
-    }
-    b[NCB] = (uint16_t)k;
-    base += k;
-  }
-  return bad ? -1 : 0;
+  return ev_list(EV_LEVELS, x, sn, sc, sh, sw, H, W, C, CB, unit, L, q0, q1, ev, bnd, off);
 }
 
 /* A neuron fused after the conv (snnc_event_conv2d_neuron_f32): each output element y = acc + bias
