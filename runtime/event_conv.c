@@ -122,9 +122,10 @@ enum { EV_SPIKES, EV_SIGNED, EV_LEVELS };
 
 /* The listing shared by the three kinds: per input pixel q0..q1 its lists packed one after another from
    ev[q0 * room] on (room = the most a pixel can list), off[q] where pixel q's begin, and bnd split at
-   channel blocks of CB of its `rows` indices. Returns -1 when an element is not one the kind allows. */
+   channel blocks of CB of its `rows` indices. With qx >= 0, x holds pixels qx.. one after another (sw
+   floats apart) instead. Returns -1 when an element is not one the kind allows. */
 static inline __attribute__((always_inline)) int ev_list(
-    const int kind, const float* restrict x, int64_t sn, int64_t sc, int64_t sh, int64_t sw, int64_t H, int64_t W,
+    const int kind, const float* restrict x, const int64_t qx, int64_t sn, int64_t sc, int64_t sh, int64_t sw, int64_t H, int64_t W,
     int64_t C, int64_t CB, float a, int64_t L, int64_t q0, int64_t q1, uint16_t* restrict ev,
     uint16_t* restrict bnd, int64_t* restrict off)
 {
@@ -134,7 +135,7 @@ static inline __attribute__((always_inline)) int ev_list(
   int64_t base = q0 * room;
   for (int64_t q = q0; q < q1; q++) {
     const int64_t n = q / (H * W), r = q % (H * W);
-    const float* restrict xp = x + n * sn + (r / W) * sh + (r % W) * sw;
+    const float* restrict xp = qx >= 0 ? x + (q - qx) * sw : x + n * sn + (r / W) * sh + (r % W) * sw;
     off[q] = base;
     uint16_t* restrict e = ev + base;
     uint16_t* restrict b = bnd + q * (NCB + 1);
@@ -162,7 +163,7 @@ int snnc_spike_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
                           int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
                           int64_t* restrict off)
 {
-  return ev_list(EV_SPIKES, x, sn, sc, sh, sw, H, W, C, CB, amp, 1, q0, q1, ev, bnd, off);
+  return ev_list(EV_SPIKES, x, -1, sn, sc, sh, sw, H, W, C, CB, amp, 1, q0, q1, ev, bnd, off);
 }
 
 /* Signed spikes (a SignedIF's: each element 0, amp or -amp): lists index c for x[c] == amp and C + c for
@@ -175,7 +176,7 @@ int snnc_signed_events_f32(const float* restrict x, int64_t sn, int64_t sc, int6
                            int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
                            int64_t* restrict off)
 {
-  return ev_list(EV_SIGNED, x, sn, sc, sh, sw, H, W, C, CB, amp, 1, q0, q1, ev, bnd, off);
+  return ev_list(EV_SIGNED, x, -1, sn, sc, sh, sw, H, W, C, CB, amp, 1, q0, q1, ev, bnd, off);
 }
 
 /* Multi-level inputs (average-pooled spikes: each element is k * unit, k = 0..L): lists channel c of
@@ -187,17 +188,22 @@ int snnc_level_events_f32(const float* restrict x, int64_t sn, int64_t sc, int64
                           int64_t q0, int64_t q1, uint16_t* restrict ev, uint16_t* restrict bnd,
                           int64_t* restrict off)
 {
-  return ev_list(EV_LEVELS, x, sn, sc, sh, sw, H, W, C, CB, unit, L, q0, q1, ev, bnd, off);
+  return ev_list(EV_LEVELS, x, -1, sn, sc, sh, sw, H, W, C, CB, unit, L, q0, q1, ev, bnd, off);
 }
 
 /* A neuron fused after the conv (snnc_event_conv2d_neuron_f32): each output element y = acc + bias
-   (+ res, the other operand of an Add) is a step of the neuron kernel of native.c, whose potential
+   (+ res, the other operand of an Add, dense or listed) is a step of the neuron kernel of native.c, whose potential
    for output pixel p is v[(p % step_pixels) * Cout + channel] (channels_last [N, Cout, Ho, Wo]). */
 typedef struct ev_neuron ev_neuron;
 typedef void (*ev_neuron_row)(const float* restrict y, float* restrict o, float* restrict v, int64_t n,
                               const ev_neuron* nr);
 struct ev_neuron {
   const float* res;
+  const uint16_t *rev, *rbnd;  /* or the residual as events (its spike lists, each index worth ramp) */
+  const int64_t* roff;
+  int64_t rncb;
+  float ramp;
+  float* scratch;  /* where the spikes go when out is not wanted (NULL: into out) */
   float* v;
   int64_t step_pixels;
   ev_neuron_row row;  /* the neuron variant's step over n elements: o = post * spike, v updated */
@@ -230,15 +236,21 @@ static inline __attribute__((always_inline)) void ev_tile(
   int64_t* restrict py = pin + P;
   int64_t* restrict px = pin + 2 * P;
   int64_t* restrict qb = pin + 3 * P;  /* an interior pixel's input pixel at tap (0, 0); -1 at a border */
+  int64_t* restrict oo = pin + 4 * P;  /* the pixel's first output element (at column 0) */
   for (int64_t g0 = p0; g0 < p1; g0 += P) {
     const int64_t np = p1 - g0 < P ? p1 - g0 : P;
+    int64_t n = g0 / (Ho * Wo), yo = g0 % (Ho * Wo) / Wo, xo = g0 % Wo;  /* then counted, not divided */
     for (int64_t i = 0; i < np; i++) {
-      const int64_t p = g0 + i, r = p % (Ho * Wo);
-      pn[i] = p / (Ho * Wo);
-      py[i] = (r / Wo) * sh - ph;
-      px[i] = (r % Wo) * sw - pw;
+      pn[i] = n;
+      py[i] = yo * sh - ph;
+      px[i] = xo * sw - pw;
+      oo[i] = n * ostr[0] + yo * ostr[2] + xo * ostr[3];
       const int inside = py[i] >= 0 && py[i] + (kh - 1) * dh < H && px[i] >= 0 && px[i] + (kw - 1) * dw < W;
-      qb[i] = inside ? (pn[i] * H + py[i]) * W + px[i] : -1;
+      qb[i] = inside ? (n * H + py[i]) * W + px[i] : -1;
+      if (++xo == Wo) {
+        xo = 0;
+        if (++yo == Ho) { yo = 0; n++; }
+      }
     }
     memset(buf, 0, (size_t)(np * TW) * sizeof(float));
     for (int64_t ky = 0; ky < kh; ky++)
@@ -319,18 +331,34 @@ static inline __attribute__((always_inline)) void ev_tile(
           }
         }
       }
+    int64_t vp = nr ? g0 % nr->step_pixels : 0;  /* the pixel's row of potentials (a group is in one step) */
     for (int64_t i = 0; i < np; i++) {
-      const int64_t p = g0 + i, r = p % (Ho * Wo);
-      float* restrict o = out + pn[i] * ostr[0] + (r / Wo) * ostr[2] + (r % Wo) * ostr[3] + col0 * ostr[1];
       float* restrict a = buf + i * TW;
       const int64_t oc = ostr[1];
       if (nr) {  /* channels_last (oc == 1, checked by the caller): y into a, then the neuron's step */
-        const int64_t at = o - out;
+        const int64_t at = oo[i] + col0;
+        float* restrict o = nr->scratch ? nr->scratch + i * ostr[3] + col0 : out + at;
         if (bias) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + bias[col0 + c];
         if (nr->res) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + nr->res[at + c];
-        float* vrow = nr->v + (p % nr->step_pixels) * ostr[3] + col0;
+        if (nr->rev) {  /* the residual's row rebuilt from its list: the same floats as its dense values */
+          float rr[EV_MAX_TILE];
+          const float zero = 0.0f * nr->ramp;
+          for (int64_t c = 0; c < ncols; c++) rr[c] = zero;
+          const int64_t q = g0 + i;
+          const uint16_t* restrict re = nr->rev + nr->roff[q];
+          const int64_t nk = nr->rbnd[q * (nr->rncb + 1) + nr->rncb];
+          for (int64_t k = 0; k < nk; k++) {
+            const int64_t c = (int64_t)re[k] - col0;
+            if ((uint64_t)c < (uint64_t)ncols) rr[c] = nr->ramp;
+          }
+          for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + rr[c];
+        }
+        float* vrow = nr->v + (vp++) * ostr[3] + col0;
         nr->row(a, o, vrow, ncols, nr);
-      } else if (oc == 1 && ncols == TW) {  /* channels_last, a whole tile: contiguous, vectorised */
+        continue;
+      }
+      float* restrict o = out + oo[i] + col0 * oc;
+      if (oc == 1 && ncols == TW) {  /* channels_last, a whole tile: contiguous, vectorised */
         if (bias) {
           const float* restrict bb = bias + col0;
           for (int64_t c = 0; c < TW; c++) o[c] = a[c] + bb[c];
@@ -395,7 +423,7 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
 {
   if (twmax > EV_MAX_TILE) twmax = EV_MAX_TILE;
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
-  int64_t* pin = (int64_t*)malloc((size_t)P * 4 * sizeof(int64_t));
+  int64_t* pin = (int64_t*)malloc((size_t)P * 5 * sizeof(int64_t));
   if (!buf || !pin) { free(buf); free(pin); return -1; }
   ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, p0, p1, P, twmax, off, buf, pin, NULL);
   free(buf);
@@ -410,12 +438,16 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
    operations as the conv, the Add and the neuron kernel run one after another. Returns -1 when out
    of memory, -2 for unknown neuron codes. With lev, the spikes of each group are listed as the events
    of a conv reading them (snnc_spike_events_f32 with channel blocks of lcb, amplitude post) into lev,
-   lbnd, loff while they are in cache (-3: a value neither 0 nor post, which cannot happen). */
+   lbnd, loff while they are in cache (-3: a value neither 0 nor post, which cannot happen). With out
+   NULL (lev needed, else -4) the spikes go to a group's scratch only: their lists are the result.
+   The residual is res (dense) or, with rev, the lists rev, rbnd, roff (channel blocks of rcb) of spikes
+   of amplitude ramp: element c of pixel p is ramp where listed, else 0 * ramp (the dense value's bits). */
 int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H,
                                  int64_t W, const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
                                  float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t j0, int64_t j1,
                                  int64_t P, int64_t twmax, const int64_t* off, int64_t steps, int64_t step_pixels,
-                                 const float* res, float* v, int charge, int reset, int compare,
+                                 const float* res, const uint16_t* rev, const uint16_t* rbnd, const int64_t* roff,
+                                 int64_t rcb, float ramp, float* v, int charge, int reset, int compare,
                                  float pre, float post, float th, float vr, float tau,
                                  int64_t lcb, uint16_t* lev, uint16_t* lbnd, int64_t* loff)
 {
@@ -425,10 +457,13 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
   SNNC_NEURON_VARIANTS(EV_PICK)
 #undef EV_PICK
   if (!row) return -2;
-  const ev_neuron nr = {res, v, step_pixels, row, pre, post, th, vr, tau};
+  if (!out && !lev) return -4;
+  float* scratch = out ? NULL : (float*)malloc((size_t)P * Cout * sizeof(float));
+  const ev_neuron nr = {res, rev, rbnd, roff, rev ? (Cout + rcb - 1) / rcb : 0, ramp, scratch, v, step_pixels, row,
+                        pre, post, th, vr, tau};
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
-  int64_t* pin = (int64_t*)malloc((size_t)P * 4 * sizeof(int64_t));
-  if (!buf || !pin) { free(buf); free(pin); return -1; }
+  int64_t* pin = (int64_t*)malloc((size_t)P * 5 * sizeof(int64_t));
+  if (!buf || !pin || (!out && !scratch)) { free(buf); free(pin); free(scratch); return -1; }
   int bad = 0;
   for (int64_t j = j0; j < j1; j += P) {
     const int64_t jn = j1 - j < P ? j1 - j : P;
@@ -437,11 +472,12 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
       ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, q0, q0 + jn, P, twmax, off, buf, pin,
                &nr);
       if (lev)  /* the next conv's events, listed while these pixels' spikes are in cache */
-        bad |= snnc_spike_events_f32(out, ostr[0], ostr[1], ostr[2], ostr[3], Ho, Wo, Cout, lcb, post, q0, q0 + jn,
-                                     lev, lbnd, loff) != 0;
+        bad |= ev_list(EV_SPIKES, scratch ? scratch : out, scratch ? q0 : -1, ostr[0], ostr[1], ostr[2], ostr[3],
+                       Ho, Wo, Cout, lcb, post, 1, q0, q0 + jn, lev, lbnd, loff) != 0;
     }
   }
   free(buf);
   free(pin);
+  free(scratch);
   return bad ? -3 : 0;
 }

@@ -56,7 +56,12 @@ conv, the Add and the neuron kernel one after another. On ResNet-18 (T=16, batch
 2-core Zen 5) it saved about 5% of the run (0.563 -> 0.534 s): the adds and the
 neurons' passes over memory go, the conv's event loop stays. Where event convs read
 its spikes, it also lists them (`list_output`) while each group of pixels is in cache,
-so the next conv does not scan them again from memory (0.534 -> 0.517 s).
+so the next conv does not scan them again from memory (0.534 -> 0.517 s). Where every
+reader takes those lists (event convs, and fused neurons adding the spikes as their
+residual, each row rebuilt from its list: the same floats), the spikes are not stored
+at all (`dense_output=False`, decided by runtime/plan.py): on ResNet-18 that spares
+writing ~1 GB of spike tensors and reading ~0.5 GB of residuals per batch (about 6% of
+the run in interleaved A/B runs, 2-core Zen 5).
 
 Safety: listing the events checks every input element; one that is neither 0
 nor `a` (nor k * u) makes the call fail (a wrong static analysis is an error,
@@ -67,6 +72,7 @@ The C source is runtime/event_conv.c, built into the library of `snnc.runtime.na
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -211,9 +217,28 @@ class Events:
     off: Tensor
     rows: int  # packed input channels (2 C_in for signed spikes)
     cb: int  # channels per block
+    amplitude: float | None = None  # one-level spikes: the value each listed channel stands for
 
     def args(self, h: int, w: int) -> tuple:
         return self.ev.data_ptr(), self.bnd.data_ptr(), self.rows, self.cb, h, w
+
+
+def dense(events: Events, shape: tuple[int, int, int, int]) -> Tensor:
+    """The channels_last [N, C, H, W] tensor whose one-level spike events these are (amplitude where
+    listed, else 0 * amplitude, the bits the neuron wrote)."""
+    n, c, h, w = shape
+    if events.amplitude is None or events.rows != c or events.off.numel() != n * h * w:
+        raise ValueError(f"event conv: events of {events.rows} channels, {events.off.numel()} pixels are not "
+                         f"one-level spikes of {list(shape)}")
+    ncb = -(-c // events.cb)
+    counts = events.bnd.view(-1, ncb + 1)[:, ncb].to(torch.int64) & 0xFFFF
+    pixel = torch.repeat_interleave(torch.arange(counts.numel()), counts)
+    first = torch.cumsum(counts, 0) - counts  # each pixel's first entry in the flat order
+    pos = events.off[pixel] + torch.arange(pixel.numel()) - first[pixel]
+    amp = torch.tensor(events.amplitude, dtype=torch.float32)
+    out = torch.full((n * h * w, c), float(amp * 0.0), dtype=torch.float32)
+    out[pixel, events.ev[pos].to(torch.int64) & 0xFFFF] = amp
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def events_bytes_per_pixel(rows: int) -> int:
@@ -221,11 +246,11 @@ def events_bytes_per_pixel(rows: int) -> int:
     return 2 * rows + 2 * (-(-rows // min(CHANNEL_BLOCK, rows)) + 1) + 8
 
 
-def _empty_events(pixels: int, rows: int) -> Events:
-    """Room for the one-level events of `pixels` pixels of `rows` channels."""
+def _empty_events(pixels: int, rows: int, amplitude: float) -> Events:
+    """Room for the one-level events (spikes of `amplitude`) of `pixels` pixels of `rows` channels."""
     cb = min(CHANNEL_BLOCK, rows)
     return Events(torch.empty(pixels * rows, dtype=torch.int16), torch.empty(pixels * (-(-rows // cb) + 1),
-                  dtype=torch.int16), torch.empty(pixels, dtype=torch.int64), rows, cb)
+                  dtype=torch.int16), torch.empty(pixels, dtype=torch.int64), rows, cb, amplitude)
 
 
 def _given_or_listed(x: Tensor, packed: PackedConv, levels: int, signed: bool, events: Events | None):
@@ -271,7 +296,7 @@ def _list_events(x: Tensor, packed: PackedConv, levels: int, signed: bool):
         what = ("plus or minus the spike amplitude" if signed else "the spike amplitude" if levels == 1
                 else f"a multiple 1..{levels} of the unit")
         raise ValueError(f"event conv: an input element is neither 0 nor {what} {packed.amplitude}")
-    return lib, Events(ev, bnd, off, rows, cb)
+    return lib, Events(ev, bnd, off, rows, cb, packed.amplitude if levels == 1 and not signed else None)
 
 
 @dataclass(frozen=True)
@@ -288,8 +313,9 @@ class Neuron:
 
 
 def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: Tensor, *,
-                  residual: Tensor | None = None, levels: int = 1, signed: bool = False,
-                  events: "Events | None" = None, list_output: bool = False) -> tuple[Tensor, "Events | None"]:
+                  residual: "Tensor | Events | None" = None, levels: int = 1, signed: bool = False,
+                  events: "Events | None" = None, list_output: bool = False,
+                  dense_output: bool = True) -> tuple["Tensor | None", "Events | None"]:
     """`conv2d` (channels_last) of `steps` time steps x [steps * N, C_in, H, W], then + residual (the
     other operand of an Add, [steps * N, C_out, Ho, Wo]), then the neuron: returns post * spikes
     [steps * N, C_out, Ho, Wo] (channels_last) and updates its potential v [N, C_out, Ho, Wo]
@@ -298,25 +324,38 @@ def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: 
 
     `events`: x's events, listed already (`list_output` of the layer before), else x is listed here.
     With `list_output`, also returns the output's events as a conv reading it (amplitude post, one
-    level) would list them, made while each group of pixels is in cache; else None."""
+    level) would list them, made while each group of pixels is in cache; else None. Without
+    `dense_output` (needs `list_output`) the spikes are only listed: the first result is None, and
+    the layer writes no [steps * N, C_out, Ho, Wo] tensor. `residual` may be given as the events of
+    one-level spikes (a layer's `list_output`): the same values, rebuilt row by row from the lists."""
     b, c, h, w = x.shape
     ho, wo = packed.out_hw(h, w)
     n = b // steps
-    out = torch.empty((b, packed.out_channels, ho, wo), dtype=torch.float32, memory_format=torch.channels_last)
+    shape = (b, packed.out_channels, ho, wo)
+    if not dense_output and not list_output:
+        raise ValueError("conv2d_neuron: without dense_output the spikes must be listed (list_output)")
+    out = torch.empty(shape if dense_output else (0,), dtype=torch.float32, memory_format=torch.channels_last
+                      if dense_output else torch.contiguous_format)
     cl = torch.channels_last
     if b != n * steps or v.shape != (n, packed.out_channels, ho, wo) or not v.is_contiguous(memory_format=cl) \
             or v.dtype != torch.float32:
-        raise ValueError(f"conv2d_neuron: potential {list(v.shape)} does not fit {steps} steps of {list(out.shape)}")
-    if residual is not None and (residual.shape != out.shape or residual.stride() != out.stride()
-                                 or residual.dtype != torch.float32):
+        raise ValueError(f"conv2d_neuron: potential {list(v.shape)} does not fit {steps} steps of {list(shape)}")
+    res_events = residual if isinstance(residual, Events) else None
+    if res_events is not None and (res_events.rows != packed.out_channels or res_events.off.numel() != b * ho * wo
+                                   or res_events.amplitude is None):
+        raise ValueError(f"conv2d_neuron: the residual's events ({res_events.rows} channels, "
+                         f"{res_events.off.numel()} pixels) are not one-level spikes of the output's shape {list(shape)}")
+    if isinstance(residual, Tensor) and (residual.shape != shape or residual.stride() != torch.empty(
+            shape, memory_format=cl).stride() or residual.dtype != torch.float32):
         raise ValueError(f"conv2d_neuron: residual {list(residual.shape)} is not channels_last like the output")
-    if out.numel() == 0:
-        return out, None
+    if math.prod(shape) == 0:
+        return (out.reshape(shape) if dense_output else None), None
     lib, lists = _given_or_listed(x, packed, levels, signed, events)
     kh, kw = packed.kernel_size
     geo = torch.tensor([kh, kw, *packed.stride, *packed.padding, *packed.dilation], dtype=torch.int64)
-    ostr = torch.tensor(out.stride(), dtype=torch.int64)
-    made = _empty_events(b * ho * wo, packed.out_channels) if list_output else None
+    ostr = torch.tensor((packed.out_channels * ho * wo, 1, wo * packed.out_channels, packed.out_channels),
+                        dtype=torch.int64)  # channels_last, dense
+    made = _empty_events(b * ho * wo, packed.out_channels, neuron.post) if list_output else None
     listing = (made.cb, made.ev.data_ptr(), made.bnd.data_ptr(), made.off.data_ptr()) if made else (0, 0, 0, 0)
     per_step = n * ho * wo
     workers = max(1, torch.get_num_threads())
@@ -324,19 +363,21 @@ def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: 
     group = FUSED_PIXEL_GROUP
     ranges = _split(per_step, workers, group) if workers > 1 and work >= (1 << 20) else [(0, per_step)]
     bias = 0 if packed.bias is None else packed.bias.data_ptr()
-    res = 0 if residual is None else residual.data_ptr()
+    res = residual.data_ptr() if isinstance(residual, Tensor) else 0
+    rev = ((res_events.ev.data_ptr(), res_events.bnd.data_ptr(), res_events.off.data_ptr(), res_events.cb,
+            res_events.amplitude) if res_events is not None else (0, 0, 0, 1, 0.0))
     nr = (*neuron.codes, neuron.pre, neuron.post, neuron.th, neuron.vr, neuron.tau)
     results = _parallel(lib.snnc_event_conv2d_neuron_f32, [
-        (*lists.args(h, w), packed.weight.data_ptr(), bias, packed.out_channels, geo.data_ptr(), out.data_ptr(),
-         ostr.data_ptr(), ho, wo, j0, j1, group, packed.tile, lists.off.data_ptr(), steps, per_step, res,
-         v.data_ptr(), *nr, *listing) for j0, j1 in ranges])
+        (*lists.args(h, w), packed.weight.data_ptr(), bias, packed.out_channels, geo.data_ptr(),
+         out.data_ptr() if dense_output else 0, ostr.data_ptr(), ho, wo, j0, j1, group, packed.tile,
+         lists.off.data_ptr(), steps, per_step, res, *rev, v.data_ptr(), *nr, *listing) for j0, j1 in ranges])
     if any(r == -2 for r in results):
         raise ValueError(f"conv2d_neuron: unknown neuron codes {neuron.codes}")
     if any(r == -3 for r in results):
         raise ValueError(f"conv2d_neuron: an output is neither 0 nor the spike amplitude {neuron.post}")
     if any(r != 0 for r in results):
         raise MemoryError("event conv: out of memory for its scratch buffers")
-    return out, made
+    return (out if dense_output else None), made
 
 
 def _parallel(fn, arg_lists: list[tuple]) -> list[int]:

@@ -61,6 +61,11 @@ def initial_state(op: ops.OpBase, state: dict[str, Tensor]) -> Tensor | None:
     return v
 
 
+def _unstored(shape: torch.Size) -> Tensor:
+    """Stands in for a value whose spikes were only listed (Node.dense_output False): its shape, no memory."""
+    return torch.full((), float("nan")).expand(shape)
+
+
 class Executor:
     """Executes plans of one graph with its parameters on one device and dtype."""
 
@@ -249,19 +254,22 @@ class Executor:
             res = None
             if then.residual:
                 r, r_static = ins[1]
-                res = self._format((r.unsqueeze(0).expand(c, *r.shape) if r_static else r).flatten(0, 1))
+                # the residual's lists where its layer made them (the same values, read from ~1/8 the bytes)
+                res = None if r_static else self._events.get(node.inputs[1])
+                if res is None:
+                    res = self._format((r.unsqueeze(0).expand(c, *r.shape) if r_static else r).flatten(0, 1))
             if n * ho * wo < event_conv.fused_min_pixels():  # too few pixels a step: apart (the same bits)
                 y = event_conv.conv2d(x.flatten(0, 1), packed, channels_last=True, levels=node.spike_levels,
                                       signed=node.spike_signed, events=self._events.get(node.inputs[0]))
                 if res is not None:
-                    y = y + res
+                    y = y + (event_conv.dense(res, tuple(y.shape)) if isinstance(res, event_conv.Events) else res)
                 out, v, _ = neurons.run(then.call, y.unflatten(0, (c, n)), c, v, static=False)
                 state[then.neuron.name] = v
                 return out
             y, made = event_conv.conv2d_neuron(x.flatten(0, 1), packed, c, neurons.event_neuron(then.call), v,
                                                residual=res, levels=node.spike_levels, signed=node.spike_signed,
                                                events=self._events.get(node.inputs[0]),
-                                               list_output=node.list_output)
+                                               list_output=node.list_output, dense_output=node.dense_output)
         except SnncError:
             raise
         except Exception as e:  # noqa: BLE001 - add the node to the message
@@ -270,6 +278,8 @@ class Executor:
         state[then.neuron.name] = v
         if made is not None:
             self._events[node.name] = made
+        if y is None:  # only listed (plan: every reader takes the lists); NaN, should anything read it densely
+            return _unstored(torch.Size((c, n, packed.out_channels, ho, wo)))
         return y.unflatten(0, (c, n))
 
     def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:

@@ -30,7 +30,10 @@ through an Add with another time-varying value, as in a residual block) becomes 
 node with it (`ConvNeuron`, event_conv.conv2d_neuron): the neuron steps each output
 pixel as the conv finishes it, so neither the conv's output nor the sum goes to
 memory. It computes the same bits; a probe, an output or statistics on the values in
-between keep them apart.
+between keep them apart. Its spikes are listed for the event convs reading them
+(`list_output`); where all readers take those lists (event convs, and fused neurons
+adding it as a residual, which rebuild each row from the lists), the spikes are not
+stored at all (`dense_output` False: ResNet-18's blocks write no spike tensors).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Node:
     spike_signed: bool = False  # ... or 0 or +-spike_amplitude (a SignedIF's spikes, scaled)
     then: "ConvNeuron | None" = None  # an event conv whose output (plus an Add) feeds this neuron: fused
     list_output: bool = False  # (with `then`) also list the output's events for the event convs reading it
+    dense_output: bool = True  # False: every reader takes the lists (`_lists_only`), the spikes are not stored
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class Plan:
         live: dict[str, int] = {}
         peak = biggest = 0
         for n in self.dynamic:
-            live[n.name] = size[n.name]
+            live[n.name] = size[n.name] if n.dense_output else 0
             if n.list_output:  # its events, kept for the event convs reading it (event_conv.Events)
                 c, h, w = types[n.name].features
                 live[n.name + "#events"] = batch * h * w * event_kernel.events_bytes_per_pixel(c)
@@ -308,7 +312,12 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
     for n in nodes:
         for i in n.inputs:
             last_use[i] = n.name
-    last_list_use = {n.inputs[0]: n.name for n in nodes if n.spike_amplitude is not None and not n.static}
+    last_list_use: dict[str, str] = {}  # the lists of a value serve event convs and fused residuals
+    for n in nodes:
+        if n.spike_amplitude is not None and not n.static:
+            last_list_use[n.inputs[0]] = n.name
+        if n.then is not None and n.then.residual:
+            last_list_use[n.inputs[1]] = n.name
     return Plan(graph, static_inputs, nodes, keep, last_use, channels_last, last_list_use)
 
 
@@ -352,4 +361,22 @@ def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozens
     # a fused node lists its spikes for the event convs reading them (one level, unsigned, as they are)
     readers = {n.inputs[0] for n in out if n.spike_amplitude is not None and n.spike_levels == 1
                and not n.spike_signed and isinstance(n.op, ops.Conv2d)}
-    return [replace(n, list_output=True) if n.then is not None and n.name in readers else n for n in out]
+    out = [replace(n, list_output=True) if n.then is not None and n.name in readers else n for n in out]
+    return [replace(n, dense_output=False) if n.list_output and _lists_only(n.name, out, keep) else n for n in out]
+
+
+def _lists_only(name: str, nodes: list[Node], keep: frozenset[str]) -> bool:
+    """True when every reader of a listing node's value takes its lists: event convs of one-level spikes
+    reading it as their input and fused neurons adding it as their residual (rebuilt from the lists). The
+    value then never needs its dense [T, N, C, H, W] tensor."""
+    if name in keep:
+        return False
+    for n in nodes:
+        for j, i in enumerate(n.inputs):
+            if i != name:
+                continue
+            event_input = (j == 0 and not n.static and n.spike_amplitude is not None and n.spike_levels == 1
+                           and not n.spike_signed and isinstance(n.op, ops.Conv2d))
+            if not (event_input or (j == 1 and n.then is not None and n.then.residual)):
+                return False
+    return True

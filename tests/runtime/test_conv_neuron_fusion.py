@@ -188,8 +188,9 @@ def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch,
     assert torch.equal(Session(resnet_graph, progress=False).run(x[1:2], T), full[:, 1:2])  # batch invariant
 
     plan = s._interp.plan(frozenset(i.name for i in s.graph.inputs), frozenset(o.name for o in s.graph.outputs))
-    bare = replace(plan, nodes=[replace(n, list_output=False) for n in plan.nodes])
-    assert plan.bytes_per_step(3, 4) > bare.bytes_per_step(3, 4)  # the memory estimate counts the kept lists
+    stored = replace(plan, nodes=[replace(n, dense_output=True) for n in plan.nodes])
+    bare = replace(plan, nodes=[replace(n, list_output=False, dense_output=True) for n in plan.nodes])
+    assert stored.bytes_per_step(3, 4) > bare.bytes_per_step(3, 4)  # the memory estimate counts the kept lists
     assert set(plan.last_list_use) >= {n.name for n in fused if n.list_output}
 
     monkeypatch.setattr(planning, "_fuse_conv_neurons", lambda nodes, keep, no_pool: nodes)
@@ -210,3 +211,104 @@ def test_a_probe_or_statistics_between_conv_and_neuron_keep_it_apart(resnet_grap
     assert torch.equal(res.outputs[out], full)
     assert all(bool((res.probes[a] != 0).any()) for a in adds)
     assert torch.equal(s.observe(x, 5).outputs[out], full)  # statistics: nothing fused
+
+
+@pytest.mark.parametrize("post", [0.375, -0.375])  # a negative amplitude: its zeros are -0.0
+def test_fused_kernel_lists_only_and_takes_a_listed_residual(post):
+    """dense_output=False: the same lists, no tensor; a residual given as the lists of a layer's spikes
+    (Events): the same spikes and potentials as its dense values, zeros' signs included."""
+    steps, n, amp = 3, 2, 0.5
+    g = torch.Generator().manual_seed(8)
+    x = _spikes((steps * n, 7, 9, 9), 0.4, amp, seed=11)
+    first = planning._call(_neuron_op(Charge.IF, ResetMode.SOFT, FireCompare.GE), pre=2.0, post=post)
+    call = planning._call(_neuron_op(Charge.LIF, ResetMode.HARD, FireCompare.GT), pre=1.5, post=0.625)
+    for cout in (24, 300):  # one channel block and one tile; two blocks and three tiles (AVX-512)
+        packed = event_conv.pack(torch.randn(cout, 7, 3, 3, generator=g), torch.randn(cout, generator=g), amp,
+                                 (1, 1), (1, 1), (1, 1))
+        v = torch.zeros(n, cout, 9, 9).contiguous(memory_format=CL)
+        r, r_made = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(first), v.clone(),
+                                             list_output=True)
+        none, only = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(first), v.clone(),
+                                              list_output=True, dense_output=False)
+        assert none is None and torch.equal(only.bnd, r_made.bnd) and only.amplitude == post
+        assert bool((r != 0).any()) and bool((r == 0).any())
+        assert torch.equal(torch.signbit(event_conv.dense(r_made, tuple(r.shape))), torch.signbit(r))
+        assert torch.equal(event_conv.dense(only, tuple(r.shape)), r)
+        assert event_conv.dense(only, tuple(r.shape)).is_contiguous(memory_format=CL)
+        w2 = event_conv.pack(torch.randn(cout, cout, 3, 3, generator=g) * 0.2, None, post, (1, 1), (1, 1), (1, 1))
+        v0 = (torch.rand(n, cout, 9, 9, generator=g) * 0.5).contiguous(memory_format=CL)
+        want_v, got_v = v0.clone(), v0.clone()
+        want, _ = event_conv.conv2d_neuron(r, w2, steps, neurons.event_neuron(call), want_v, residual=r,
+                                           events=r_made)
+        got, _ = event_conv.conv2d_neuron(r, w2, steps, neurons.event_neuron(call), got_v, residual=only,
+                                          events=only)
+        assert bool((want != 0).any()) and torch.equal(got, want) and torch.equal(got_v, want_v)
+        # without the residual the spikes differ: the listed residual is really added
+        alone, _ = event_conv.conv2d_neuron(r, w2, steps, neurons.event_neuron(call), v0.clone(), events=only)
+        assert not torch.equal(alone, want)
+    with pytest.raises(ValueError, match="list_output"):
+        event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(first), v.clone(), dense_output=False)
+    with pytest.raises(ValueError, match="residual's events"):
+        event_conv.conv2d_neuron(x[: 2 * n], packed, 2, neurons.event_neuron(first), v.clone(), residual=only)
+
+
+class ResNetLet3(nn.Module):
+    """Three blocks: the second adds the first's spikes (a fused node's, only listed) as its residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.blocks = nn.Sequential(Block(64, 64, 1), Block(64, 64, 1), Block(64, 72, 2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(72, 5))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+@pytest.mark.parametrize("kernel", ["one", "first-two", "apart"])
+def test_spikes_only_listed_where_every_reader_takes_lists(monkeypatch, kernel):
+    """Plan: a fused node whose readers are all event convs or fused residuals stores no spikes
+    (dense_output False); a probe or a dense reader keeps them. Run: the same bits as storing them, with
+    the residual rebuilt from the lists in the fused kernel and, when only the layers before run fused
+    ("first-two"), densely (event_conv.dense)."""
+    from tests.conftest import randomize_bn
+
+    torch.manual_seed(4)
+    graph = snnc.convert(randomize_bn(ResNetLet3()), torch.rand(32, 3, 8, 8), "99.9%", show_progress=False)
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    T = 6
+    s = Session(graph, progress=False)
+    fused = _fused(s, x)
+    only = [n.name for n in fused if not n.dense_output]
+    assert len(fused) == 6 and len(only) == 5  # all but the last block's output (average pooling reads it)
+    assert all(n.list_output for n in fused if not n.dense_output)
+    seen = []
+    one = event_conv.conv2d_neuron
+    monkeypatch.setattr(event_conv, "conv2d_neuron", lambda *a, **k: seen.append(k.get("residual")) or one(*a, **k))
+    dense_calls = []
+    to_dense = event_conv.dense
+    monkeypatch.setattr(event_conv, "dense", lambda *a: dense_calls.append(1) or to_dense(*a))
+    counter = iter(range(10**9))
+    pick = {"one": lambda: 1, "apart": lambda: 10**9,
+            "first-two": lambda: 1 if next(counter) % 6 < 3 else 10**9}[kernel]  # stem..b1c2 fused, per run
+    monkeypatch.setattr(event_conv, "fused_min_pixels", pick)
+    full = s.run(x, T)
+    assert bool((full != 0).any())
+    if kernel == "one":
+        assert any(isinstance(r, event_conv.Events) for r in seen)  # b2's residual: b1's listed spikes
+    if kernel == "first-two":
+        assert dense_calls  # b2 apart, its residual (b1's spikes, only listed) rebuilt densely
+    monkeypatch.setattr(planning, "_lists_only", lambda *a: False)
+    stored = Session(graph, progress=False)
+    assert all(n.dense_output for n in _fused(stored, x))
+    counter = iter(range(10**9))
+    assert torch.equal(stored.run(x, T), full)
+    monkeypatch.undo()
+
+    probed = Session(graph, progress=False)
+    res = probed.execute(x, T, probes=[only[0]])  # a probe needs the spikes stored
+    assert only[0] not in [n.name for n in _fused(probed, x, probes=[only[0]]) if not n.dense_output]
+    assert torch.equal(res.outputs[graph.outputs[0].name], full) and bool((res.probes[only[0]] != 0).any())
+    plan = s._interp.plan(frozenset(i.name for i in s.graph.inputs), frozenset(o.name for o in s.graph.outputs))
+    stored_plan = replace(plan, nodes=[replace(n, dense_output=True) for n in plan.nodes])
+    assert plan.bytes_per_step(3, 4) < stored_plan.bytes_per_step(3, 4)  # the estimate counts no spikes for them
