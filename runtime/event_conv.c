@@ -220,6 +220,50 @@ struct ev_neuron {
 SNNC_NEURON_VARIANTS(EV_ROW)
 #undef EV_ROW
 
+/* a[c] += the residual's element col0 + c for c < ncols (<= 128), rebuilt from pixel q's list: ramp where
+   listed, else 0 * ramp (the bits of the dense value the neuron wrote). a has room for whole vectors. */
+static inline __attribute__((always_inline)) void ev_add_listed(float* restrict a, int64_t ncols, int64_t col0,
+                                                                const ev_neuron* nr, int64_t q)
+{
+  const float ramp = nr->ramp, zero = 0.0f * ramp;
+  const uint16_t* restrict re = nr->rev + nr->roff[q];
+  const int64_t nk = nr->rbnd[q * (nr->rncb + 1) + nr->rncb];
+#if defined(__AVX2__)
+  uint64_t b0 = 0, b1 = 0;  /* bit c of b0:b1: column col0 + c is listed (ncols <= 128) */
+  for (int64_t k = 0; k < nk; k++) {
+    const int64_t c = (int64_t)re[k] - col0;
+    const uint64_t bit = (uint64_t)c < (uint64_t)ncols ? 1ull << (c & 63) : 0;
+    b0 |= c < 64 ? bit : 0;
+    b1 |= c < 64 ? 0 : bit;
+  }
+  const uint64_t bits[2] = {b0, b1};
+  int64_t c = 0;
+#if defined(__AVX512F__)
+  const __m512 z16 = _mm512_set1_ps(zero), r16 = _mm512_set1_ps(ramp);
+  for (; c + 16 <= ncols; c += 16) {
+    const __mmask16 m = (__mmask16)(bits[c >> 6] >> (c & 63));
+    _mm512_storeu_ps(a + c, _mm512_add_ps(_mm512_loadu_ps(a + c), _mm512_mask_blend_ps(m, z16, r16)));
+  }
+#endif
+  const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 z8 = _mm256_set1_ps(zero), r8 = _mm256_set1_ps(ramp);
+  for (; c + 8 <= ncols; c += 8) {
+    const __m256i m = _mm256_set1_epi32((int)(bits[c >> 6] >> (c & 63)) & 255);
+    const __m256 on = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(m, sel), sel));
+    _mm256_storeu_ps(a + c, _mm256_add_ps(_mm256_loadu_ps(a + c), _mm256_blendv_ps(z8, r8, on)));
+  }
+  for (; c < ncols; c++) a[c] = a[c] + ((bits[c >> 6] >> (c & 63) & 1) ? ramp : zero);
+#else
+  float rr[EV_MAX_TILE];
+  for (int64_t c = 0; c < ncols; c++) rr[c] = zero;
+  for (int64_t k = 0; k < nk; k++) {
+    const int64_t c = (int64_t)re[k] - col0;
+    if ((uint64_t)c < (uint64_t)ncols) rr[c] = ramp;
+  }
+  for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + rr[c];
+#endif
+}
+
 /* One column tile of TW floats (TW = 8..EV_MAX_TILE, a multiple of 8) for output pixels p0..p1; pixel q's events
    start at ev[off[q]]. */
 static inline __attribute__((always_inline)) void ev_tile(
@@ -340,19 +384,7 @@ static inline __attribute__((always_inline)) void ev_tile(
         float* restrict o = nr->scratch ? nr->scratch + i * ostr[3] + col0 : out + at;
         if (bias) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + bias[col0 + c];
         if (nr->res) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + nr->res[at + c];
-        if (nr->rev) {  /* the residual's row rebuilt from its list: the same floats as its dense values */
-          float rr[EV_MAX_TILE];
-          const float zero = 0.0f * nr->ramp;
-          for (int64_t c = 0; c < ncols; c++) rr[c] = zero;
-          const int64_t q = g0 + i;
-          const uint16_t* restrict re = nr->rev + nr->roff[q];
-          const int64_t nk = nr->rbnd[q * (nr->rncb + 1) + nr->rncb];
-          for (int64_t k = 0; k < nk; k++) {
-            const int64_t c = (int64_t)re[k] - col0;
-            if ((uint64_t)c < (uint64_t)ncols) rr[c] = nr->ramp;
-          }
-          for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + rr[c];
-        }
+        if (nr->rev) ev_add_listed(a, ncols, col0, nr, g0 + i);
         float* vrow = nr->v + (vp++) * ostr[3] + col0;
         nr->row(a, o, vrow, ncols, nr);
         continue;
