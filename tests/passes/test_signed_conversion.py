@@ -134,7 +134,10 @@ def test_triton_runs_signed_neurons_like_the_cpu_reference(tmp_path):
 
 @pytest.mark.parametrize("engine", ["onnx", "torch"])
 def test_lynxi_runs_signed_neurons_like_the_cpu_reference_in_one_run_and_in_chunks(tmp_path, engine):
-    """The state ([V; count] stacked, 2N rows) streams between chunks of T; both engines, exact."""
+    """The state ([V; count] stacked, 2N rows) streams between chunks of T; both engines. Not bit-exact: the
+    Linear layers sum in the order of the engine's GEMM, which depends on the CPU and the matrix shape (on an
+    Intel Xeon torch's differs from the reference's in the last bit); one flipped spike would move an output
+    by far more than the tolerance."""
     if engine == "onnx":
         pytest.importorskip("onnxruntime")
     from snnc.backends.lynxi import Runner
@@ -148,7 +151,7 @@ def test_lynxi_runs_signed_neurons_like_the_cpu_reference_in_one_run_and_in_chun
                            state_io=True)
     r = Runner(chunked, engine)
     parts = [next(iter(r.run(x).values())) for _ in range(3)]
-    tol = 0 if engine == "torch" else 1e-5
+    tol = 1e-5
     torch.testing.assert_close(got.reshape(want.shape), want, rtol=0, atol=tol)
     torch.testing.assert_close(torch.cat(parts).reshape(want.shape), want, rtol=0, atol=tol)
     assert {st["node"]: st["init"] for st in chunked.manifest["state"]} == {"_1_if": [0.5, 0.0], "_3_if": [0.5, 0.0]}
