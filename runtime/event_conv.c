@@ -208,6 +208,13 @@ struct ev_neuron {
   int64_t step_pixels;
   ev_neuron_row row;  /* the neuron variant's step over n elements: o = post * spike, v updated */
   float pre, post, th, vr, tau;
+  /* With lev and one column tile holding every output channel (in one channel block of the listing):
+     each pixel's spikes are listed right after its neuron step, from L1 (lev, lbnd, loff as ev_list
+     writes them: a group's lists packed from lev[g0 * Cout] on); *bad becomes 1 for a value neither 0
+     nor post. */
+  uint16_t *lev, *lbnd;
+  int64_t* loff;
+  int* bad;
 };
 
 /* One ev_neuron_row per neuron variant: step() of native.c's kernels, inlined with constant codes. */
@@ -376,6 +383,7 @@ static inline __attribute__((always_inline)) void ev_tile(
         }
       }
     int64_t vp = nr ? g0 % nr->step_pixels : 0;  /* the pixel's row of potentials (a group is in one step) */
+    int64_t lbase = g0 * ncols;  /* with nr->lev: where the next pixel's list goes (ncols = Cout then) */
     for (int64_t i = 0; i < np; i++) {
       float* restrict a = buf + i * TW;
       const int64_t oc = ostr[1];
@@ -386,6 +394,18 @@ static inline __attribute__((always_inline)) void ev_tile(
         if (nr->res) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + nr->res[at + c];
         if (nr->rev) ev_add_listed(a, ncols, col0, nr, g0 + i);
         float* vrow = nr->v + (vp++) * ostr[3] + col0;
+        if (nr->lev) {  /* one tile, listed now: the spikes go to out, or only to a row in L1 */
+          float row[EV_MAX_TILE] __attribute__((aligned(64)));
+          float* restrict so = out ? out + at : row;
+          nr->row(a, so, vrow, ncols, nr);
+          const int64_t q = g0 + i;
+          nr->loff[q] = lbase;
+          const int64_t k = ev_block_spikes(so, 1, 0, ncols, nr->post, nr->lev + lbase, 0, nr->bad);
+          nr->lbnd[2 * q] = 0;
+          nr->lbnd[2 * q + 1] = (uint16_t)k;
+          lbase += k;
+          continue;
+        }
         nr->row(a, o, vrow, ncols, nr);
         continue;
       }
@@ -490,20 +510,22 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
 #undef EV_PICK
   if (!row) return -2;
   if (!out && !lev) return -4;
-  float* scratch = out ? NULL : (float*)malloc((size_t)P * Cout * sizeof(float));
+  /* one column tile and one listing block: each pixel is listed in the epilogue, from L1 */
+  const int inline_list = lev && ev_tile_width(Cout, twmax) >= Cout && lcb >= Cout;
+  int bad = 0;
+  float* scratch = out || inline_list ? NULL : (float*)malloc((size_t)P * Cout * sizeof(float));
   const ev_neuron nr = {res, rev, rbnd, roff, rev ? (Cout + rcb - 1) / rcb : 0, ramp, scratch, v, step_pixels, row,
-                        pre, post, th, vr, tau};
+                        pre, post, th, vr, tau, inline_list ? lev : NULL, lbnd, loff, &bad};
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
   int64_t* pin = (int64_t*)malloc((size_t)P * 5 * sizeof(int64_t));
-  if (!buf || !pin || (!out && !scratch)) { free(buf); free(pin); free(scratch); return -1; }
-  int bad = 0;
+  if (!buf || !pin || (!out && !inline_list && !scratch)) { free(buf); free(pin); free(scratch); return -1; }
   for (int64_t j = j0; j < j1; j += P) {
     const int64_t jn = j1 - j < P ? j1 - j : P;
     for (int64_t t = 0; t < steps; t++) {
       const int64_t q0 = t * step_pixels + j;
       ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, q0, q0 + jn, P, twmax, off, buf, pin,
                &nr);
-      if (lev)  /* the next conv's events, listed while these pixels' spikes are in cache */
+      if (lev && !inline_list)  /* the next conv's events, listed while these pixels' spikes are in cache */
         bad |= ev_list(EV_SPIKES, scratch ? scratch : out, scratch ? q0 : -1, ostr[0], ostr[1], ostr[2], ostr[3],
                        Ho, Wo, Cout, lcb, post, 1, q0, q0 + jn, lev, lbnd, loff) != 0;
     }
