@@ -389,7 +389,6 @@ static inline __attribute__((always_inline)) void ev_tile(
       const int64_t oc = ostr[1];
       if (nr) {  /* channels_last (oc == 1, checked by the caller): y into a, then the neuron's step */
         const int64_t at = oo[i] + col0;
-        float* restrict o = nr->scratch ? nr->scratch + i * ostr[3] + col0 : out + at;
         if (bias) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + bias[col0 + c];
         if (nr->res) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + nr->res[at + c];
         if (nr->rev) ev_add_listed(a, ncols, col0, nr, g0 + i);
@@ -406,6 +405,7 @@ static inline __attribute__((always_inline)) void ev_tile(
           lbase += k;
           continue;
         }
+        float* restrict o = nr->scratch ? nr->scratch + i * ostr[3] + col0 : out + at;
         nr->row(a, o, vrow, ncols, nr);
         continue;
       }
