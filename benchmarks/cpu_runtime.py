@@ -22,8 +22,13 @@ Methods, all on the same converted network and the same input batch:
   spikingjelly  SpikingJelly's Converter(recipe=RateCodingRecipe(loader, mode="99.9%")) model,
               run T times after functional.reset_net (when spikingjelly is installed)
   spikingjelly (own process)  the same, timed in a fresh process that never imports snnc
-              (sj_fresh.py): snnc's process-wide malloc settings (runtime/allocator.py) speed up
-              SpikingJelly in this process too; its users run it without them
+              (sj_fresh.py): snnc's process-wide settings apply to SpikingJelly in this process
+              too; its users run it without them. The malloc options (runtime/allocator.py) speed
+              it up; the passive OpenMP wait policy slows its many small ops (ResNet-18 on a 2-core
+              Intel Xeon, 2026-12-06: 2.8-3.8 s a batch with OMP_WAIT_POLICY=ACTIVE, 3.3-4.8 s
+              with PASSIVE), so the in-process ratio flatters snnc there
+  snnc (own process)  snnc's default timed alone in a fresh process, as its users run it; with
+              spikingjelly (own process), the pair that compares each as its users run it
 
 --layers prints, per Conv2d/Linear: the input density (synaptic ops / dense MACs), the synaptic
 ops, the dense MACs, its time (wall time of the node, summed over the run) and achieved rate,
@@ -258,6 +263,35 @@ def memory_in_child(net: str, method: str) -> float | None:
     return json.loads(lines[-1])["peak_mb"] if r.returncode == 0 and lines else None
 
 
+def snnc_fresh(net: str, runs: int) -> list[float] | None:
+    """snnc's default Session timed alone in a fresh process (as its users run it: no other model's memory
+    or threads beside it): the seconds of each round."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if _OMP_POLICY_USER is None:  # the child's `import snnc` sets it again, as in any user's process
+        env.pop("OMP_WAIT_POLICY", None)
+    r = subprocess.run([sys.executable, __file__, "--time-probe", f"{net}:snnc:{runs}"], capture_output=True,
+                       text=True, env=env, timeout=3600)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        print(f"(snnc in a fresh process failed: {r.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(lines[-1])["seconds"]
+
+
+def _time_probe(spec: str) -> None:
+    import json
+
+    net, method, runs = spec.split(":")
+    methods, x, T = build_methods(net, method)
+    fn = methods[method]
+    fn(x, T)  # warm up at the timed shape, as bench() does
+    print(json.dumps({"seconds": [_time(lambda: fn(x, T)) for _ in range(int(runs))]}))
+
+
 def _memory_probe(spec: str) -> None:
     import json
 
@@ -317,12 +351,21 @@ def bench(net: str, runs: int, memory: bool, fresh: bool = True) -> list[dict]:
                      "exact": bool(torch.equal(outs[k], outs["snnc-exact"])),
                      "peak_mb": memory_in_child(net, k) if memory else None})
     sj = spikingjelly_fresh(net, runs, outs.get("spikingjelly")) if fresh and "spikingjelly" in methods else None
+    own = snnc_fresh(net, runs) if sj is not None else None
+    if own is not None:
+        s_own = statistics.median(own)
+        rows.append({"net": net, "method": "snnc (own process)", "T": T, "batch": x.shape[0], "seconds": s_own,
+                     "samples_per_s": x.shape[0] / s_own, "vs_snnc": s_own / med["snnc"],
+                     "vs_exact": s_own / med["snnc-exact"], "agree": float("nan"), "all": own, "exact": False,
+                     "peak_mb": None, "note": "timed alone in a fresh process"})
     if sj is not None:
+        note = "same output as in-process SJ" if sj["same"] else "OUTPUT DIFFERS from in-process SJ"
         rows.append({"net": net, "method": "spikingjelly (own process)", "T": T, "batch": x.shape[0],
                      "seconds": sj["seconds"], "samples_per_s": x.shape[0] / sj["seconds"],
                      "vs_snnc": sj["seconds"] / med["snnc"], "vs_exact": sj["seconds"] / med["snnc-exact"],
                      "agree": float("nan"), "all": sj["all"], "exact": False, "peak_mb": None,
-                     "note": "same output as in-process SJ" if sj["same"] else "OUTPUT DIFFERS from in-process SJ"})
+                     "vs_snnc_own": None if own is None else sj["seconds"] / s_own,
+                     "note": note + ("" if own is None else f"; {sj['seconds'] / s_own:.2f}x snnc's own process")})
     return rows
 
 
@@ -340,7 +383,8 @@ def print_table(rows: list[dict]) -> None:
           "(channels_last, event-driven convs on spikes); snnc-exact = Session(graph, channels_last=False, "
           "event_conv=False), bit-exact with eager NCHW torch; peak MB = peak RSS growth during one batch in a "
           "fresh process; spikingjelly (own process) = the same SpikingJelly model timed in a fresh process "
-          "that never imports snnc (benchmarks/sj_fresh.py), as its users run it.")
+          "that never imports snnc (benchmarks/sj_fresh.py), as its users run it; snnc (own process) = snnc's "
+          "default timed alone in a fresh process, as its users run it (both own-process rows: the fair pair).")
     for r in rows:
         print(f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}")
 
@@ -525,9 +569,13 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="VGG-11 over T, batch and width; batch-1 latency")
     ap.add_argument("--no-compare", action="store_true", help="skip the side-by-side table (with --layers/--sweep)")
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    ap.add_argument("--time-probe", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_probe:
         _memory_probe(args.memory_probe)
+        return
+    if args.time_probe:
+        _time_probe(args.time_probe)
         return
     from snnc.runtime import allocator, native
 
