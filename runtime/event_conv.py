@@ -29,7 +29,15 @@ pixel, its nonzero channels in increasing order, split at channel-block bounds.
 The lists are packed one after another (`off` says where each starts): a group of
 64 pixels' lists then fills a few cache lines instead of one line per pixel, which
 made ResNet-18's event convs 1.2x (its 64-channel layers 1.3x) faster on the
-2-core Zen 5 (benchmarks/RESULTS.md).
+2-core Zen 5 (benchmarks/RESULTS.md). With one channel block, two taps of a kernel
+row share one load and store of a pixel's partial sums. For a 3x3 stride-1 conv whose
+three taps of a kernel row fit in L1 together (C_in x tile <= 4096 floats: 64 x 64),
+runs of 4 (or 2) neighbouring interior pixels of an output row share that row's
+inputs: each of the 6 input pixels' lists is walked once and every event adds the
+rows of the taps it lies under, one per pixel of the run, into partial sums kept in
+registers (each pixel still gets tap 0's rows, then 1's, then 2's). A 64-channel 32x32
+layer, one thread on a 2-core Intel Xeon: 88 -> 70-76 ms; for 128 x 128 (taps from
+L2) it was 9% slower, so those keep the pairs.
 
 Determinism: every output element is 0 + its event rows in (ky, kx, c) order,
 then + bias, in float32 without FMA: the result does not depend on the batch,

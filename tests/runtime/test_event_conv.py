@@ -323,22 +323,27 @@ def test_auto_takes_only_convs_where_the_kernel_pays():
         Session(graph, progress=False, event_conv="always")
 
 
-@pytest.mark.parametrize("cout", [200, 24])  # 128-float tiles (AVX-512 builds) or 64/8-float ones, and a narrow conv
-def test_kernel_sums_each_output_in_the_documented_order(cout):
+# (C_out, C_in, H, W, padding): 128-float tiles (AVX-512 builds) or 64/8-float ones, and a narrow conv; then
+# convs whose kernel rows serve runs of 4 and 2 neighbouring pixels (64 x 64 and 16 x 48, event_conv.c), with
+# rows of 9 (a run, a pair, borders) and, without padding, every pixel interior (a run never crosses a row)
+@pytest.mark.parametrize("cout,c,h,w,pad", [(200, 20, 5, 5, 1), (24, 20, 5, 5, 1), (64, 64, 6, 11, 1),
+                                             (48, 16, 7, 9, 0), (16, 8, 4, 7, 1)])
+def test_kernel_sums_each_output_in_the_documented_order(cout, c, h, w, pad):
     """Every output is 0 + its event rows in (ky, kx, c) order, then + bias, in float32: the same bits whatever
     the tile width and the vector width the library was built with (runtime/event_conv.py)."""
-    b, c, h, w, amp = 2, 20, 5, 5, 0.8125
+    b, amp = 2, 0.8125
     x = _spikes((b, c, h, w), 0.3, amp, seed=7)
     g = torch.Generator().manual_seed(8)
     wt, bias = torch.randn(cout, c, 3, 3, generator=g) * 0.2, torch.randn(cout, generator=g)
-    packed = event_conv.pack(wt, bias, amp, (1, 1), (1, 1), (1, 1))
+    packed = event_conv.pack(wt, bias, amp, (1, 1), (pad, pad), (1, 1))
     rows = wt * torch.tensor(amp)  # W' = a * W in float32, as pack() scales it
-    xp = F.pad(x, (1, 1, 1, 1))
-    acc = torch.zeros(b, h, w, cout)
+    xp = F.pad(x, (pad,) * 4)
+    ho, wo = h + 2 * pad - 2, w + 2 * pad - 2
+    acc = torch.zeros(b, ho, wo, cout)
     for ky in range(3):
         for kx in range(3):
             for ch in range(c):
-                hit = (xp[:, ch, ky:ky + h, kx:kx + w] != 0)[..., None]
+                hit = (xp[:, ch, ky:ky + ho, kx:kx + wo] != 0)[..., None]
                 acc = acc + torch.where(hit, rows[:, ch, ky, kx], torch.zeros(()))
     want = (acc + bias).permute(0, 3, 1, 2)
     assert torch.equal(event_conv.conv2d(x, packed, channels_last=True), want)
