@@ -52,10 +52,16 @@ class _Builder:
     def neuron(self, x: str, converted: bool = False) -> str:
         d = self.draw
         thr = 1.0 if converted else d(st.sampled_from((0.5, 1.0, 2.0)))
+        v_init = d(st.sampled_from((None, 0.5)))
+        if not self.dyadic:
+            # Generic threshold and start: with the dyadic ones, a converted block's k/4 pooled spikes times
+            # lambda times 1/lambda (+ 0.5) meet the threshold exactly, and a pass that folds the scales rounds
+            # that tie to the other side (a spike flips, not a last-bit change: seen with fold-scales).
+            thr *= 0.8 + 0.4 * float(torch.rand((), generator=self.gen))
+            v_init = None if v_init is None else 0.3 + 0.4 * float(torch.rand((), generator=self.gen))
         reset = ops.SoftReset() if converted else d(st.sampled_from(
             (ops.SoftReset(), ops.HardReset(), ops.HardReset(v_reset=-0.5), ops.NoReset())))
-        common = dict(v_threshold=thr, reset=reset, fire=d(st.sampled_from(("ge", "gt"))),
-                      v_init=d(st.sampled_from((None, 0.5))))
+        common = dict(v_threshold=thr, reset=reset, fire=d(st.sampled_from(("ge", "gt"))), v_init=v_init)
         if not converted and d(st.booleans()):
             return self.add(ops.LIF(name=self.name("lif"), inputs=(x,), tau=d(st.sampled_from((2.0, 4.0))),
                                     decay_input=d(st.booleans()), **common))

@@ -3,8 +3,9 @@
 Exactness: on dyadic graphs (tests/passes/random_graphs.py) float32 arithmetic is
 exact, so the outputs must be bit-identical. On ordinary float graphs folding
 rounds differently; the stated tolerance there is rtol = atol = 1e-4 on every
-output (a spike flipped by a last-bit change would break it; on these small
-graphs that is a probability of order 1e-6 per example).
+output (a spike flipped by a last-bit change would break it; their thresholds and
+starting potentials are generic floats, so that no input meets a threshold exactly:
+with dyadic ones pooled spikes did, and folding flipped the tie).
 """
 
 import pytest
