@@ -22,13 +22,10 @@ Methods, all on the same converted network and the same input batch:
   spikingjelly  SpikingJelly's Converter(recipe=RateCodingRecipe(loader, mode="99.9%")) model,
               run T times after functional.reset_net (when spikingjelly is installed)
   spikingjelly (own process)  the same, timed in a fresh process that never imports snnc
-              (sj_fresh.py): snnc's process-wide settings apply to SpikingJelly in this process
-              too; its users run it without them. The malloc options (runtime/allocator.py) speed
-              it up; the passive OpenMP wait policy slows its many small ops (ResNet-18 on a 2-core
-              Intel Xeon, 2026-12-06: 2.8-3.8 s a batch with OMP_WAIT_POLICY=ACTIVE, 3.3-4.8 s
-              with PASSIVE), so the in-process ratio flatters snnc there
-  snnc (own process)  snnc's default timed alone in a fresh process, as its users run it; with
-              spikingjelly (own process), the pair that compares each as its users run it
+              (sj_fresh.py), without snnc's process-wide settings: its malloc options speed SJ up,
+              its passive OpenMP wait policy slows SJ's many small ops (ResNet-18, 2-core Intel Xeon:
+              3.3-4.8 s a batch with it, 2.8-3.8 s with ACTIVE; benchmarks/RESULTS.md)
+  snnc (own process)  snnc's default alone in a fresh process: with the row above, each as its users run it
 
 --layers prints, per Conv2d/Linear: the input density (synaptic ops / dense MACs), the synaptic
 ops, the dense MACs, its time (wall time of the node, summed over the run) and achieved rate,
@@ -250,36 +247,34 @@ def peak_rss_growth(fn, *args) -> int:
     return (_status_kb("VmHWM") - base) * 1024
 
 
-def memory_in_child(net: str, method: str) -> float | None:
-    """Peak RSS growth (MB) of one batch in a fresh process (glibc's default malloc settings)."""
+def _child(args: list[str], env: dict, what: str, timeout: int = 3600) -> dict | None:
+    """The last JSON line a fresh Python process running args prints, or None (said) when it fails."""
     import json
     import subprocess
-    import sys
 
-    env = dict(os.environ, SNNC_RETAIN_MEMORY="0")
-    r = subprocess.run([sys.executable, __file__, "--memory-probe", f"{net}:{method}"], capture_output=True,
-                       text=True, env=env, timeout=600)
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1])["peak_mb"] if r.returncode == 0 and lines else None
+    if r.returncode != 0 or not lines:
+        print(f"({what} in a fresh process failed: {r.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(lines[-1])
+
+
+def memory_in_child(net: str, method: str) -> float | None:
+    """Peak RSS growth (MB) of one batch in a fresh process (glibc's default malloc settings)."""
+    res = _child([__file__, "--memory-probe", f"{net}:{method}"], dict(os.environ, SNNC_RETAIN_MEMORY="0"),
+                 f"the memory probe of {method}", timeout=600)
+    return None if res is None else res["peak_mb"]
 
 
 def snnc_fresh(net: str, runs: int) -> list[float] | None:
     """snnc's default Session timed alone in a fresh process (as its users run it: no other model's memory
     or threads beside it): the seconds of each round."""
-    import json
-    import subprocess
-    import sys
-
     env = dict(os.environ)
     if _OMP_POLICY_USER is None:  # the child's `import snnc` sets it again, as in any user's process
         env.pop("OMP_WAIT_POLICY", None)
-    r = subprocess.run([sys.executable, __file__, "--time-probe", f"{net}:snnc:{runs}"], capture_output=True,
-                       text=True, env=env, timeout=3600)
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-    if r.returncode != 0 or not lines:
-        print(f"(snnc in a fresh process failed: {r.stderr.strip().splitlines()[-1:]})")
-        return None
-    return json.loads(lines[-1])["seconds"]
+    res = _child([__file__, "--time-probe", f"{net}:snnc:{runs}"], env, "snnc")
+    return None if res is None else res["seconds"]
 
 
 def _time_probe(spec: str) -> None:
@@ -305,8 +300,6 @@ def _memory_probe(spec: str) -> None:
 def spikingjelly_fresh(net: str, runs: int, sj_out: torch.Tensor | None) -> dict | None:
     """SpikingJelly timed in a fresh process without snnc (benchmarks/sj_fresh.py): median seconds per batch,
     and whether its output equals the in-process SpikingJelly run's."""
-    import json
-    import subprocess
     import tempfile
 
     make, T = NETS[net]
@@ -317,13 +310,10 @@ def spikingjelly_fresh(net: str, runs: int, sj_out: torch.Tensor | None) -> dict
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "SNNC_"))}
         if _OMP_POLICY_USER is None:  # the policy snnc chose, not the user: torch's default there
             env.pop("OMP_WAIT_POLICY", None)
-        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sj_fresh.py"),
-                            bundle, str(runs)], capture_output=True, text=True, env=env, timeout=3600)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        if r.returncode != 0 or not lines:
-            print(f"(spikingjelly in a fresh process failed: {r.stderr.strip().splitlines()[-1:]})")
+        res = _child([os.path.join(os.path.dirname(os.path.abspath(__file__)), "sj_fresh.py"), bundle, str(runs)],
+                     env, "spikingjelly")
+        if res is None:
             return None
-        res = json.loads(lines[-1])
         out = torch.load(res["out"])
     same = None if sj_out is None else bool(torch.equal(out, sj_out))
     return {"seconds": statistics.median(res["seconds"]), "all": res["seconds"], "same": same}
