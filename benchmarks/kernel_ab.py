@@ -85,14 +85,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if native.load() is None:
         raise SystemExit(f"error: the native kernels are unavailable: {native.why_unavailable()}")
+    import cpu_runtime
+
+    if args.what != "layer" and args.what not in cpu_runtime.NETS:
+        raise SystemExit(f"error: unknown network {args.what!r}: use layer, {', '.join(cpu_runtime.NETS)}")
     libs = {"base": library(sources_at(args.base)), "new": library(native.sources())}
     if args.what == "layer":
         fn = layer_fn(args.channels, args.size, args.density)
     else:
-        import cpu_runtime
-
-        if args.what not in cpu_runtime.NETS:
-            raise SystemExit(f"error: unknown network {args.what!r}: use layer, {', '.join(cpu_runtime.NETS)}")
         methods, x, T = cpu_runtime.build_methods(args.what, only="snnc")
         run = methods["snnc"]
 

@@ -350,9 +350,7 @@ static inline __attribute__((always_inline)) void ev_tile(
          tap 0's rows, then tap 1's, then tap 2's (the documented order). Other pixels go alone, tap
          after tap. */
       for (int64_t ky = 0; ky < kh; ky++) {
-        const float* restrict w0 = wt + ky * 3 * C * TW;
-        const float* restrict w1 = w0 + C * TW;
-        const float* restrict w2 = w1 + C * TW;
+        const float* restrict w0 = wt + ky * 3 * C * TW;  /* tap (ky, kx): w0 + kx * C * TW */
         const int64_t toff = ky * dh * W;
         for (int64_t i = 0; i < np;) {
           if (TW <= 64 && i + 3 < np && qb[i] >= 0 && qb[i + 1] == qb[i] + 1 && qb[i + 2] == qb[i] + 2 &&

@@ -189,9 +189,11 @@ def speed_block(m: dict, rows: list[dict], runs: int, spikingjelly: str | None) 
                 cells.append("n/a")
             elif method == "snnc (own process)":
                 cells.append(_rate(r["samples_per_s"]))
+            elif method == "spikingjelly (own process)":  # against snnc's own process; without it, no ratio
+                own = r.get("vs_snnc_own")
+                cells.append(_rate(r["samples_per_s"]) + ("" if own is None else f" ({own:.1f}x)"))
             else:
-                vs = r.get("vs_snnc_own") or r["vs_snnc"]
-                cells.append(f"{_rate(r['samples_per_s'])} ({vs:.1f}x)")
+                cells.append(f"{_rate(r['samples_per_s'])} ({r['vs_snnc']:.1f}x)")
         first = by["snnc"]
         lines.append(f"| {label}, T={first['T']}, batch {first['batch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

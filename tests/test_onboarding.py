@@ -180,6 +180,8 @@ def test_the_speed_block_is_marked_and_rendered_from_benchmark_rows():
                   {"net": "vgg11", "method": "spikingjelly (own process)", "samples_per_s": 250.0, "vs_snnc": 4.8,
                    "vs_snnc_own": 6.0}]
     assert "| 1500 | 250.0 (6.0x) |" in fig.speed_block(m, own, 5, None)
+    own[-1]["vs_snnc_own"] = None  # snnc's own process failed: no ratio rather than one against the shared process
+    assert "| 250.0 |" in fig.speed_block(m, own, 5, None) and "(4.8x)" not in fig.speed_block(m, own, 5, None)
     # --write replaces exactly the marked part
     new = fig.replace_block(readme, "speed", table)
     assert fig.read_block(new, "speed") == table
