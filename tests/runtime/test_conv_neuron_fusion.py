@@ -64,6 +64,19 @@ def test_fused_kernel_is_bit_identical_to_conv_then_add_then_neuron(charge, rese
     assert torch.equal(got.unflatten(0, (steps, n)), want)
     assert torch.equal(v, v_want)
     assert got.is_contiguous(memory_format=CL)
+    # listed as it goes (one tile of 24 = 16 + 8 columns: the neuron and the listing in one pass, where the
+    # CPU has AVX-512 VBMI2): the same spikes, potentials and the lists the next conv would make
+    v = v0.clone()
+    got, made = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, residual=res,
+                                         list_output=True)
+    assert torch.equal(got.unflatten(0, (steps, n)), want) and torch.equal(v, v_want)
+    nxt = event_conv.pack(torch.ones(1, cout, 1, 1), None, 0.625, (1, 1), (0, 0), (1, 1))
+    _, listed = event_conv._list_events(got, nxt, 1, False)
+    assert torch.equal(made.bnd, listed.bnd)
+    assert made.cb >= cout  # one channel block: each pixel's list is ev[off[q]:][:bnd[2q + 1]]
+    for q in range(made.off.numel()):
+        k = int(made.bnd[q * 2 + 1])
+        assert torch.equal(made.ev[int(made.off[q]):][:k], listed.ev[int(listed.off[q]):][:k])
 
 
 def test_fused_kernel_lists_its_spikes_as_the_next_conv_would():
