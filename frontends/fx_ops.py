@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.fx_lowering import _Ctx, lowers_function, lowers_method, lowers_module, type_name
+from snnc.frontends.fx_lowering import FoldsLeadDims, _Ctx, lowers_function, lowers_method, lowers_module, type_name
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
 
@@ -171,7 +171,7 @@ def flatten_op(ctx: _Ctx, x: str, start: int, end: int, name: str, loc: SourceLo
     rank = lead + len(t.features)
     s, e = start % rank, end % rank
     if s < lead:
-        raise UnsupportedAttributeError(
+        raise FoldsLeadDims(
             f"flatten of dims {start}..{end} in {loc.describe()} would merge the batch or time dim",
             hint="flatten per sample (from dim 1, or dim 2 on [T, N, *]); for a multi-step SNN use "
                  "layer.SeqToANNContainer or layers with step_mode='m' instead of flattening [T, N] by hand")

@@ -23,7 +23,7 @@ import torch.fx as fx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
 from snnc.frontends.const_operands import add_const, feature_const, scale_by_const
-from snnc.frontends.fx_lowering import Attr, _Ctx, lowers_function, lowers_method
+from snnc.frontends.fx_lowering import Attr, FoldsLeadDims, _Ctx, lowers_function, lowers_method
 from snnc.frontends.fx_ops import _arg, _f_add, _f_cat, _f_getitem, _LeadDim, _Shape, flatten_op, merged_run
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
@@ -71,7 +71,7 @@ def _add_scalar(ctx: _Ctx, x: str, value: float, name: str, loc: SourceLoc) -> s
 def _shape_arith(node: fx.Node, a: Any, b: Any, loc: SourceLoc) -> Any:
     """Python arithmetic on sizes (channels // groups); a batch/time size is refused (it would fold dims)."""
     if isinstance(a, _LeadDim) or isinstance(b, _LeadDim):
-        raise UnsupportedOpError(f"arithmetic on the batch/time size ({_fname(node)}) in {loc.describe()} "
+        raise FoldsLeadDims(f"arithmetic on the batch/time size ({_fname(node)}) in {loc.describe()} "
                                  "is not supported", hint="reshapes that fold batch or time into other dims "
                                                           "cannot be represented; keep x.size(0) (and T) as they are")
     if not all(_is_number(v) for v in (a, b)):
@@ -273,7 +273,7 @@ def _view(ctx: _Ctx, node: fx.Node, x: str, dims: list, loc: SourceLoc) -> str:
         return _reshape_to(ctx, x, tuple(ctx.type_of(dims[0].value).features), node.name, loc)
     lead = ctx.lead(x)
     feats = ctx.type_of(x).features
-    bad = UnsupportedOpError(
+    bad = FoldsLeadDims(
         f".{getattr(node.target, '__name__', node.target)}{tuple(dims)} in {loc.describe()} moves or merges the "
         "batch/time dims", hint=f"keep the leading {'[T, N]' if lead == 2 else 'batch'} dims as x.size(i) and "
                                 "reshape the features only, e.g. x.view(x.size(0), groups, -1, h, w)")

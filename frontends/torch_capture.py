@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import warnings
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -199,6 +200,7 @@ def _lower(ep: torch.export.ExportedProgram, entries: list[_Entry], *, layout: L
                 if isinstance(ctx.values[node], str):
                     _check(ctx, node, allowed)
             elif node.op == "output":
+                _warn_folded_outputs(ctx, node, user_outputs, allowed, name)
                 torch_export.emit_outputs(ctx, node, user_outputs, source)
             else:
                 raise UnsupportedOpError(f"{source}: graph node '{node.name}' ({node.op}) is not supported")
@@ -247,6 +249,17 @@ def _allowed_leads(ep, consts, layout: Layout, per_step: bool) -> dict[tuple, tu
         t, n = shape[0].node.expr, shape[1].node.expr
         return {(t, n): ("[T, N, *]", True), (t * n,): ("[T*N, *]", True), (n,): ("[N, *] (reduced over T)", False)}
     return {(shape[0].node.expr,): ("[N, *]", layout.has_time)}
+
+
+def _warn_folded_outputs(ctx: _Ctx, node: fx.Node, user_outputs: list[int], allowed: dict, name: str) -> None:
+    """An output left as [T*N, *] holds the values of the graph's [T, N, *] output in the same order."""
+    folded = [exprs for exprs, (text, _) in allowed.items() if text == "[T*N, *]"]
+    results = list(node.args[0])
+    for i, r in enumerate(results[j] for j in user_outputs):
+        if folded and isinstance(r, fx.Node) and isinstance(ctx.values.get(r), str) and _lead_of(ctx, r) == folded[0]:
+            warnings.warn(f"{name}: output {i} is {_describe_lead(ctx, r, allowed)} (time folded into the batch); "
+                          "the graph's output is [T, N, *] (the same values in the same order: its "
+                          ".flatten(0, 1) is the model's output)", stacklevel=2)
 
 
 def _lead_of(ctx: _Ctx, node: fx.Node) -> tuple:

@@ -18,7 +18,7 @@ from snnc.frontends import fx_tensor_ops  # noqa: F401 - and the tensor/layout o
 from snnc.frontends import fx_sequence_ops  # noqa: F401 - and the 1-D ops, softmax, LayerNorm, attention
 from snnc.frontends import snn
 from snnc.frontends import torch_capture
-from snnc.frontends.fx_lowering import MODULE_LOWERINGS, FxTraceError, _Ctx, _find, _fx_trace, lower_fx_graph, type_name
+from snnc.frontends.fx_lowering import MODULE_LOWERINGS, FoldsLeadDims, FxTraceError, _Ctx, _find, _fx_trace, lower_fx_graph, type_name
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout, TensorType
@@ -65,23 +65,35 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
     if _find(MODULE_LOWERINGS, type(model)) is not None:  # a bare leaf layer: fx never treats the root as a leaf
         model = _Root(model)
     meta = {"step_mode": mode} if mode is not None else {}
+    per_step = mode == "s" and layout.has_time
+
+    def captured(why: FrontendError) -> Graph:
+        return torch_capture.capture(model, _as_shapes(input_shape, torch_capture.forward_arity(model)),
+                                     layout=layout, per_step=per_step, name=name or type(model).__name__,
+                                     meta=meta, fx_error=why)
+
     try:
         fx_graph = _fx_trace(model, type(model))
     except FxTraceError as e:  # shape checks and other Python control flow: torch.export runs them
-        return torch_capture.capture(model, _as_shapes(input_shape, torch_capture.forward_arity(model)),
-                                     layout=layout, per_step=(mode == "s" and layout.has_time),
-                                     name=name or type(model).__name__, meta=meta, fx_error=e)
+        return captured(e)
     placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     shapes = _as_shapes(input_shape, len(placeholders))
     graph = Graph(name or type(model).__name__, meta)
-    ctx = _Ctx(graph, per_step=(mode == "s" and layout.has_time))
+    ctx = _Ctx(graph, per_step=per_step)
     inputs = []
     for node, shape in zip(placeholders, shapes):
         dims = layout.join("N", "T", shape)
         # the forward parameter's own name ('input'), which fx renames when it shadows a builtin ('input_1')
         arg = str(node.target) if str(node.target).isidentifier() else node.name
         inputs.append(ctx.emit(ops.Input(name=graph.fresh_name(arg), type=TensorType(shape=dims, layout=layout))))
-    results = lower_fx_graph(ctx, fx_graph, dict(model.named_modules()), inputs, prefix="")
+    try:
+        results = lower_fx_graph(ctx, fx_graph, dict(model.named_modules()), inputs, prefix="")
+    except FoldsLeadDims as e:
+        if not layout.has_time or per_step:  # [N, *]: merging N with a feature dim has no meaning
+            raise
+        # x.flatten(0, 1) for per-step layers and the reshape back to [T, N, ...]: torch.export's
+        # symbolic T and N tell the folded values apart
+        return captured(e)
     for i, r in enumerate(results):
         ctx.emit(ops.Output(name=graph.fresh_name("out" if len(results) == 1 else f"out{i}"), inputs=(r,)))
     return verify(graph)

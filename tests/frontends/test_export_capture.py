@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from snnc.core.errors import FrontendError, UnsupportedOpError
 from snnc.frontends import torch_capture, trace
+from snnc.frontends.fx_lowering import _fx_trace
 from snnc.frontends.snn import register_available
 from snnc.ir import Layout, ops
 from snnc.runtime import Interpreter
@@ -73,6 +74,44 @@ def test_fx_untraceable_shape_check_is_captured_and_matches_spike_for_spike():
     x = dyadic_inputs((4, 3, 1, 8, 8), torch.Generator().manual_seed(1))
     rates = neuron_spikes_match(net, g, x, functional, BaseNode)
     assert all(0.0 < r < 1.0 for r in rates.values()), rates  # every layer fires, not all the time
+
+
+class HandFolded(Checked):
+    """Checked without its shape check: torch.fx traces it, but its lowering has no sizes for the folded
+    [T*N, *] values of `flatten(0, 1)` and the reshape back."""
+
+    def forward(self, x):
+        T, N = x.shape[0], x.shape[1]
+        z = self.head(self.body(x).flatten(0, 1).flatten(1))
+        return self.out(z.reshape(T, N, -1))
+
+
+def test_folding_time_into_batch_by_hand_is_captured_with_torch_export_spike_for_spike():
+    from snnc.nn import functional
+    from snnc.nn.neuron import BaseNode
+
+    net = checked_snn()
+    hand = HandFolded(net.body, net.head, net.out)
+    register_available()
+    _fx_trace(hand, HandFolded)  # snnc's fx tracer traces it: the lowering is what needs the symbolic sizes
+    g = trace(hand, (1, 8, 8))
+    want = trace(net, (1, 8, 8))  # the same model with its shape check: torch.export, as before
+    assert [type(op).__name__ for op in g] == [type(op).__name__ for op in want]
+    assert [op.loc and op.loc.module_path for op in g] == [op.loc and op.loc.module_path for op in want]
+    x = dyadic_inputs((4, 3, 1, 8, 8), torch.Generator().manual_seed(4))
+    rates = neuron_spikes_match(hand, g, x, functional, BaseNode)
+    assert all(0.0 < r < 1.0 for r in rates.values()), rates
+
+
+class SampleFold(nn.Module):
+    def forward(self, x):
+        return x.flatten(0, 1)  # [N, F, G] -> [N*F, G]: a sample's features become batch entries
+
+
+def test_folding_the_batch_of_an_ann_is_still_refused_by_the_fx_path():
+    with pytest.raises(FrontendError, match="would merge the batch or time dim") as e:
+        trace(SampleFold(), (4, 2))
+    assert "torch.export" not in e.value.message and _line(SampleFold.forward, "flatten") in e.value.message
 
 
 def test_a_model_both_paths_capture_gives_the_same_graph_and_outputs():

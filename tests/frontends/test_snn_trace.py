@@ -168,8 +168,16 @@ def test_multi_step_views_keep_time_and_batch():
     flats = [op for op in g if op.kind == "flatten"]
     assert len(flats) == 2 and all((f.start_dim, f.end_dim) == (0, 2) for f in flats)
     assert all(g.types[o.name].shape == ("T", "N", 25) for o in g.outputs)
-    with pytest.raises(UnsupportedAttributeError, match="merge the batch or time dim"):
-        trace(nn.Sequential(neuron.IFNode(step_mode="m"), nn.Flatten(0, 1)), (4,))
+    # an output left folded ([T*N, 4], captured with torch.export): the graph outputs [T, N, 4], with a warning
+    folded = nn.Sequential(neuron.IFNode(step_mode="m"), nn.Flatten(0, 1))
+    with pytest.warns(UserWarning, match=r"output 0 is \[T\*N, 4\] .*\.flatten\(0, 1\) is the model's output"):
+        g = trace(folded, (4,))
+    assert g.types[g.outputs[0].name].shape == ("T", "N", 4)
+    x = torch.rand(3, 2, 4) * 3
+    got = Interpreter(g).run({g.inputs[0].name: x})[g.outputs[0].name]
+    assert torch.equal(got.flatten(0, 1), folded(x)) and got.any()
+    with pytest.raises(FrontendError, match="merge the batch or time dim"):  # no time dim to fold
+        trace(nn.Flatten(0, 1), (4, 2))
 
 
 @pytest.mark.spikingjelly
