@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import math
 import os
 import platform
 import statistics
@@ -76,7 +77,7 @@ import snnc
 from snnc.core import dynamics
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.runtime import Session
+from snnc.runtime import Session, event_conv
 
 
 # -- networks -------------------------------------------------------------------
@@ -454,6 +455,22 @@ class NodeTimer:
         return timed
 
 
+def kernel_labels(s: Session, graph: Graph, batch: int) -> dict[str, str]:
+    """The kernel each synaptic layer of `graph` runs on in Session `s` for this batch size: "event+neuron"
+    (event conv, Add and neuron in one kernel), "event, neuron apart" (planned so, but a step has too few
+    output pixels: executor._conv_neuron runs them one after another), "event"; the others run dense."""
+    plan = s._interp.plan(frozenset(i.name for i in graph.inputs), frozenset(o.name for o in graph.outputs))
+    labels = {}
+    for n in plan.nodes:
+        if n.then is not None:
+            conv = n.members[0]
+            pixels = batch * math.prod(graph.types[conv].shape[-2:])
+            labels[conv] = "event, neuron apart" if pixels < event_conv.fused_min_pixels() else "event+neuron"
+        elif n.spike_amplitude is not None:
+            labels[n.name] = "event"
+    return labels
+
+
 def layer_table(net: str, ceil: dict[str, float], runs: int = 3) -> dict:
     """Per synaptic layer: input density, synaptic ops, dense MACs, time and achieved rate; the whole run's
     time against the sparse bound (all synaptic ops at the streaming add's rate)."""
@@ -481,15 +498,13 @@ def layer_table(net: str, ceil: dict[str, float], runs: int = 3) -> dict:
     print("| layer | kind | kernel | input density | synaptic ops | dense MACs | time (ms) | achieved | "
           "vs dense GEMM | vs streaming add | vs cached add |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    plan = s._interp.plan(frozenset(i.name for i in graph.inputs), frozenset(o.name for o in graph.outputs))
-    on_events = {n.name for n in plan.nodes if n.spike_amplitude is not None}
-    fused = {n.members[0] for n in plan.nodes if n.then is not None}  # event conv + (Add +) neuron in one kernel
+    labels = kernel_labels(s, graph, batch)
     sops = 0
     syn_time = 0.0
     for syn in stats.synapses:
         t = sec.get(syn.name, 0.0)
         syn_time += t
-        kernel = "event+neuron" if syn.name in fused else "event" if syn.name in on_events else "dense"
+        kernel = labels.get(syn.name, "dense")
         if syn.event_driven:  # spike input: synaptic ops = events x fan-out
             dense = syn.ann_macs * batch * T
             sops += syn.sops
@@ -504,8 +519,8 @@ def layer_table(net: str, ceil: dict[str, float], runs: int = 3) -> dict:
     bound = sops / ceil["adds_per_s"]
     cached = sops / ceil["cached_adds_per_s"]
     rest = total - syn_time
-    print(f"\nwhole run {total * 1e3:.0f} ms: synaptic layers {syn_time * 1e3:.0f} ms"
-          f"{' (event+neuron: with the neuron and the Add fused into the conv)' if fused else ''}, neurons and other ops "
+    fused = " (event+neuron: with the neuron and the Add fused into the conv)" if "event+neuron" in labels.values() else ""
+    print(f"\nwhole run {total * 1e3:.0f} ms: synaptic layers {syn_time * 1e3:.0f} ms{fused}, neurons and other ops "
           f"{rest * 1e3:.0f} ms; sparse bound (all {sops:.3g} synaptic ops at the streaming add's rate) "
           f"{bound * 1e3:.1f} ms: the run takes {total / bound:.2f}x the bound; at the cached add's rate "
           f"{cached * 1e3:.1f} ms: {total / cached:.2f}x")
