@@ -48,8 +48,10 @@ on one sample for one step, and free heap pages are returned (malloc_trim).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
+import io
 import math
 import os
 import platform
@@ -189,9 +191,14 @@ def spikingjelly_model(model: nn.Module, calib: torch.Tensor, mode: str = "99.9%
     except Exception:  # noqa: BLE001
         pass
     loader = [(calib[i:i + 64], None) for i in range(0, calib.shape[0], 64)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sj = Converter(recipe=RateCodingRecipe(loader, mode=mode)).convert(copy.deepcopy(model)).eval()
+    bars = io.StringIO()  # its calibration's tqdm bars (they ignore TQDM_DISABLE), shown only if it fails
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(bars):
+            warnings.simplefilter("ignore")
+            sj = Converter(recipe=RateCodingRecipe(loader, mode=mode)).convert(copy.deepcopy(model)).eval()
+    except Exception:
+        sys.stderr.write(bars.getvalue())
+        raise
 
     @torch.no_grad()
     def run(x: torch.Tensor, T: int) -> torch.Tensor:
