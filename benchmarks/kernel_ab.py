@@ -33,16 +33,10 @@ from snnc.runtime import event_conv, native  # noqa: E402
 
 
 def library(srcs: dict[str, str]) -> ctypes.CDLL:
-    """The kernel library built from srcs (cached like native.load's), with its ctypes signatures."""
-    cc = native._compiler()
-    if cc is None:
-        raise SystemExit("error: no C compiler found (set $CC)")
-    lib = ctypes.CDLL(str(native.build(cc, native._cache_dir(), srcs)))
-    for name, text in srcs.items():
-        for sig in native.signatures(text, name):
-            fn = getattr(lib, sig.name)
-            fn.restype, fn.argtypes = sig.ctypes_restype, sig.argtypes
-    return lib
+    try:
+        return native.build_library(srcs)
+    except RuntimeError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def sources_at(rev: str) -> dict[str, str]:

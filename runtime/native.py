@@ -189,6 +189,21 @@ def build(cc: str, out_dir: Path, srcs: dict[str, str] | None = None) -> Path:
     return path
 
 
+def build_library(srcs: dict[str, str]) -> ctypes.CDLL:
+    """The kernel library built from srcs (file name -> text, as `sources()` gives them; cached like
+    `load()`'s) with the ctypes signature of each exported function; RuntimeError without a compiler.
+    `load()` builds today's sources; benchmarks/kernel_ab.py builds another revision's beside them."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set $CC)")
+    lib = ctypes.CDLL(str(build(cc, _cache_dir(), srcs)))
+    for name, text in srcs.items():
+        for sig in signatures(text, name):
+            fn = getattr(lib, sig.name)
+            fn.restype, fn.argtypes = sig.ctypes_restype, sig.argtypes
+    return lib
+
+
 def load() -> ctypes.CDLL | None:
     """The kernel library, or None when it cannot be built here (see `why_unavailable`)."""
     global _lib, _tried, _why
@@ -200,16 +215,7 @@ def load() -> ctypes.CDLL | None:
         try:
             if os.environ.get("SNNC_NATIVE", "1") == "0":
                 raise RuntimeError("disabled by SNNC_NATIVE=0")
-            cc = _compiler()
-            if cc is None:
-                raise RuntimeError("no C compiler found (set $CC)")
-            srcs = sources()
-            lib = ctypes.CDLL(str(build(cc, _cache_dir(), srcs)))
-            for name, text in srcs.items():
-                for sig in signatures(text, name):
-                    fn = getattr(lib, sig.name)
-                    fn.restype, fn.argtypes = sig.ctypes_restype, sig.argtypes
-            _lib, _why = lib, ""
+            _lib, _why = build_library(sources()), ""
         except Exception as e:  # noqa: BLE001 - any failure means: use the torch loop
             _lib, _why = None, f"{type(e).__name__}: {e}"
         _tried = True
