@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Annotated, Literal, Mapping
 
 from pydantic import Field
 
@@ -10,6 +10,10 @@ from snnc.ir.ops.base import OpBase, ParamInfo, need, register
 from snnc.ir.types import DType, TensorType
 
 Pair = tuple[int, int]
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+PositivePair = tuple[Positive, Positive]  # strides, dilations, kernel and output sizes
+NonNegativePair = tuple[NonNegative, NonNegative]  # paddings
 
 
 def _float_out(x: TensorType) -> DType:
@@ -33,9 +37,9 @@ class Conv2d(OpBase):
     kind: Literal["conv2d"] = "conv2d"
     weight: str
     bias: str | None = None
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
+    stride: PositivePair = (1, 1)
+    padding: NonNegativePair = (0, 0)
+    dilation: PositivePair = (1, 1)
     groups: int = Field(default=1, ge=1)
     param_fields = ("weight", "bias")
 

@@ -7,7 +7,7 @@ from typing import Literal, Mapping
 from pydantic import Field
 
 from snnc.ir.ops.base import OpBase, ParamInfo, StateSpec, need, register
-from snnc.ir.ops.linear import Pair, conv_out
+from snnc.ir.ops.linear import NonNegativePair, Pair, PositivePair, conv_out
 from snnc.ir.types import DType, TensorType
 
 
@@ -28,9 +28,9 @@ class AvgPool2d(OpBase):
     """Average over kernel windows (zero padding counted unless count_include_pad=False)."""
 
     kind: Literal["avg_pool2d"] = "avg_pool2d"
-    kernel_size: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
+    kernel_size: PositivePair
+    stride: PositivePair
+    padding: NonNegativePair = (0, 0)
     ceil_mode: bool = False
     count_include_pad: bool = True
     divisor_override: int | None = Field(default=None, ge=1)
@@ -45,10 +45,10 @@ class MaxPool2d(OpBase):
     """Maximum over kernel windows. On spikes the output is again a spike."""
 
     kind: Literal["max_pool2d"] = "max_pool2d"
-    kernel_size: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
+    kernel_size: PositivePair
+    stride: PositivePair
+    padding: NonNegativePair = (0, 0)
+    dilation: PositivePair = (1, 1)
     ceil_mode: bool = False
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
@@ -71,10 +71,10 @@ class RunningMaxPool2d(OpBase):
     """
 
     kind: Literal["running_max_pool2d"] = "running_max_pool2d"
-    kernel_size: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
-    dilation: Pair = (1, 1)
+    kernel_size: PositivePair
+    stride: PositivePair
+    padding: NonNegativePair = (0, 0)
+    dilation: PositivePair = (1, 1)
     ceil_mode: bool = False
 
     state = (StateSpec("acc", "the input summed over the steps so far"),)
@@ -91,7 +91,7 @@ class AdaptiveAvgPool2d(OpBase):
     """Average pooling to a fixed output size [C, oh, ow]."""
 
     kind: Literal["adaptive_avg_pool2d"] = "adaptive_avg_pool2d"
-    output_size: Pair
+    output_size: PositivePair
 
     def infer(self, ins: list[TensorType], params: Mapping[str, ParamInfo]) -> TensorType:
         x = ins[0]

@@ -47,6 +47,12 @@ def test_replay_command_reruns_the_issue_15_hang(tmp_path):
     assert r.stdout.startswith(f"{HANG_CASE}: rejected: MalformedFileError: ") and "did not finish" in r.stdout
 
 
+def test_a_zero_conv_stride_is_rejected_not_divided_by():
+    """Found by `make fuzz`: a .snnir whose conv2d has stride 0 crashed type inference (ZeroDivisionError)."""
+    status, detail = replay(Path(__file__).parent / "cases" / "snnir-conv-stride-zero.json")
+    assert status == "rejected" and "stride" in detail, detail
+
+
 def test_replay_refuses_a_file_that_is_not_a_case(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"format": "something else"}))

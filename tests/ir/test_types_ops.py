@@ -51,6 +51,19 @@ def test_op_attributes_are_validated():
         ops.Scale(name="s", inputs=("x",), factor=float("nan"))
     with pytest.raises(ValidationError):
         ops.ReLU(name="r", inputs=("x",), bogus=1)
+    # window geometry: a zero stride or dilation divided by zero in type inference (found by `make fuzz`)
+    conv = {"name": "c", "inputs": ("x",), "weight": "w"}
+    for bad in ({"stride": (0, 1)}, {"dilation": (1, 0)}, {"padding": (-1, 0)}):
+        with pytest.raises(ValidationError):
+            ops.Conv2d(**conv, **bad)
+    pool = {"name": "p", "inputs": ("x",), "kernel_size": (2, 2), "stride": (2, 2)}
+    for kind in (ops.MaxPool2d, ops.AvgPool2d):
+        for bad in ({"stride": (2, 0)}, {"kernel_size": (0, 2)}, {"padding": (0, -1)}):
+            with pytest.raises(ValidationError):
+                kind(**{**pool, **bad})
+    with pytest.raises(ValidationError):
+        ops.AdaptiveAvgPool2d(name="a", inputs=("x",), output_size=(0, 1))
+    assert ops.Conv2d(**conv, stride=(2, 1), padding=(0, 1), dilation=(1, 2)).stride == (2, 1)
 
 
 def test_neuron_semantics_are_explicit_fields():
