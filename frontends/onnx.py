@@ -23,7 +23,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError
+from snnc.core.errors import MalformedFileError, UnsupportedAttributeError, UnsupportedOpError, one_line
 from snnc.core.limits import check_tensor
 from snnc.frontends import onnx_ops  # noqa: F401 - registers the operator handlers
 from snnc.frontends import onnx_tensor_ops  # noqa: F401 - and the tensor/layout operators (extending some)
@@ -269,7 +269,7 @@ def _lower(ctx: _Ctx, node: onnx.NodeProto) -> None:
         try:
             outs = handler(ctx, node, ins, attrs, _loc(node))
         except (IndexError, KeyError, TypeError, ValueError) as e:  # too few inputs, bad attribute types
-            raise MalformedFileError(f"{ctx.where(node)} is malformed: {type(e).__name__}: {e}") from None
+            raise MalformedFileError(f"{ctx.where(node)} is malformed: {type(e).__name__}: {one_line(e)}") from None
     for name, v in zip(node.output, outs):
         if name:
             ctx.values[name] = v

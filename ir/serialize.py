@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from snnc.core import __version__
-from snnc.core.errors import MalformedFileError
+from snnc.core.errors import MalformedFileError, one_line
 from snnc.core.fileio import atomic_path, open_regular
 from snnc.core.safety import H5Group, open_hdf5
 from snnc.ir.annotations import dump_meta, load_meta
@@ -128,7 +128,7 @@ def _load(p: Path) -> Graph:
                 graph.add(OP_ADAPTER.validate_python(node))
             except Exception as e:  # noqa: BLE001 - pydantic ValidationError or a duplicate name
                 raise MalformedFileError(f"{p}: node #{i} ({node.get('name', '?') if isinstance(node, dict) else '?'}) "
-                                         f"is invalid: {e}") from None
+                                         f"is invalid: {one_line(e)}") from None
     return graph
 
 

@@ -27,6 +27,19 @@ class SnncError(Exception):
         return self
 
 
+def one_line(e: Exception) -> str:
+    """e's message on one line: a pydantic ValidationError as `field.path: message (got value)` per error."""
+    errors = getattr(e, "errors", None)
+    if callable(errors) and type(e).__name__ == "ValidationError":
+        try:
+            parts = [f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r:.40})" for err in errors()]
+        except Exception:  # noqa: BLE001 - any other shape: the plain text below
+            parts = []
+        if parts:
+            return "; ".join(parts)
+    return " ".join(str(e).split())
+
+
 class FrontendError(SnncError):
     """A model could not be read into the IR."""
 

@@ -117,6 +117,21 @@ def test_missing_tensors_name_the_node(files, tmp_path):
         load(tmp_path / "noweight.pt2")
 
 
+def test_a_zero_conv_stride_is_one_line_naming_the_node(files, tmp_path):
+    model = onnx.load(str(files / "m.onnx"))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    strides = next(a for a in conv.attribute if a.name == "strides") if any(
+        a.name == "strides" for a in conv.attribute) else conv.attribute.add()
+    strides.name, strides.type = "strides", onnx.AttributeProto.INTS
+    del strides.ints[:]
+    strides.ints.extend([0, 1])
+    onnx.save(model, str(tmp_path / "stride0.onnx"))
+    with pytest.raises(MalformedFileError, match=rf"node '{conv.name}' \(Conv\).*stride\.0: .*greater than or "
+                                                 r"equal to 1 \(got 0\)") as e:
+        load(tmp_path / "stride0.onnx")
+    assert "\n" not in e.value.message
+
+
 def test_pickled_model_is_never_unpickled(tmp_path):
     torch.save(Small(), tmp_path / "full.pt")
     with pytest.raises(UntrustedPickleError, match=r"full.pt holds a pickled .*Small"):
