@@ -52,7 +52,6 @@ import contextlib
 import copy
 import functools
 import io
-import math
 import os
 import platform
 import statistics
@@ -73,13 +72,14 @@ import torch.nn as nn  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # SpikingJelly's calibration progress bars
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # plain_nets, importable by sj_fresh.py too
+import cpu_layers  # noqa: E402
 import plain_nets  # noqa: E402
 
 import snnc
 from snnc.core import dynamics
 from snnc.ir import ops
 from snnc.ir.graph import Graph
-from snnc.runtime import Session, event_conv
+from snnc.runtime import Session
 
 
 # -- networks -------------------------------------------------------------------
@@ -387,30 +387,6 @@ def print_table(rows: list[dict]) -> None:
         print(f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}")
 
 
-# -- the limit: per-layer figures against two measured ceilings -----------------------
-def ceilings() -> dict[str, float]:
-    """This machine's dense GEMM MAC/s (torch.mm of 2048 x 2048 float32), streaming add bytes/s
-    (c = a + b over 32 Mi floats, 12 bytes per element) and the same add's rate on L2-resident
-    arrays (32 Ki floats each), best of 5, measured now."""
-    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
-    torch.mm(a, b)
-    gemm = min(_time(lambda: torch.mm(a, b)) for _ in range(5))
-    n = 32 << 20
-    u, v, w = torch.rand(n), torch.rand(n), torch.empty(n)
-    torch.add(u, v, out=w)
-    add = min(_time(lambda: torch.add(u, v, out=w)) for _ in range(5))
-    m, reps = 32 << 10, 200  # 3 x 128 KiB: in L2
-    u, v, w = torch.rand(m), torch.rand(m), torch.empty(m)
-
-    def cached_adds():
-        for _ in range(reps):
-            torch.add(u, v, out=w)
-    cached_adds()
-    cached = min(_time(cached_adds) for _ in range(5))
-    return {"gemm_macs_per_s": 2048 ** 3 / gemm, "add_bytes_per_s": 12 * n / add, "adds_per_s": n / add,
-            "cached_adds_per_s": m * reps / cached}
-
-
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), else the architecture."""
     try:
@@ -429,112 +405,6 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
-class NodeTimer:
-    """Wall time per plan node while it is active (wraps the executor's per-node calls; benchmark only)."""
-
-    def __init__(self):
-        from snnc.runtime import executor
-
-        self.cls = executor.Executor
-        self.seconds: dict[str, float] = {}
-
-    def __enter__(self):
-        self.saved = {k: getattr(self.cls, k) for k in ("_exec", "_neuron", "_stateful", "_conv_neuron")}
-        for name, fn in self.saved.items():
-            setattr(self.cls, name, self._wrap(fn))
-        return self
-
-    def __exit__(self, *exc):
-        for name, fn in self.saved.items():
-            setattr(self.cls, name, fn)
-
-    def _wrap(self, fn):
-        seconds = self.seconds
-
-        @functools.wraps(fn)
-        def timed(ex, node, *args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(ex, node, *args, **kwargs)
-            finally:  # a conv fused with its neuron counts as the conv (its first member)
-                key = node.members[0] if node.then is not None else node.name
-                seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t
-        return timed
-
-
-def kernel_labels(s: Session, graph: Graph, batch: int) -> dict[str, str]:
-    """The kernel each synaptic layer of `graph` runs on in Session `s` for this batch size: "event+neuron"
-    (event conv, Add and neuron in one kernel), "event, neuron apart" (planned so, but a step has too few
-    output pixels: executor._conv_neuron runs them one after another), "event"; the others run dense."""
-    plan = s._interp.plan(frozenset(i.name for i in graph.inputs), frozenset(o.name for o in graph.outputs))
-    labels = {}
-    for n in plan.nodes:
-        if n.then is not None:
-            conv = n.members[0]
-            pixels = batch * math.prod(graph.types[conv].shape[-2:])
-            labels[conv] = "event, neuron apart" if pixels < event_conv.fused_min_pixels() else "event+neuron"
-        elif n.spike_amplitude is not None:
-            labels[n.name] = "event"
-    return labels
-
-
-def layer_table(net: str, ceil: dict[str, float], runs: int = 3) -> dict:
-    """Per synaptic layer: input density, synaptic ops, dense MACs, time and achieved rate; the whole run's
-    time against the sparse bound (all synaptic ops at the streaming add's rate)."""
-    make, T = NETS[net]
-    model, calib, x = make()
-    graph = snnc.convert(model, calib, "99.9%", show_progress=False)
-    s = Session(graph, progress=False)
-    s.run(x, T)
-    stats = s.observe(x, T, stats=True).stats
-    per_layer: dict[str, list[float]] = {}
-    totals = []
-    for _ in range(runs):
-        with NodeTimer() as timer:
-            t = time.perf_counter()
-            s.run(x, T)
-            totals.append(time.perf_counter() - t)
-        for k, v in timer.seconds.items():
-            per_layer.setdefault(k, []).append(v)
-    sec = {k: statistics.median(v) for k, v in per_layer.items()}
-    total = statistics.median(totals)
-    batch = x.shape[0]
-    print(f"\n### {net}: T={T}, batch {batch}; dense GEMM {ceil['gemm_macs_per_s'] / 1e9:.1f} GMAC/s, streaming add "
-          f"{ceil['add_bytes_per_s'] / 1e9:.1f} GB/s = {ceil['adds_per_s'] / 1e9:.2f} Gadd/s, cached add "
-          f"{ceil['cached_adds_per_s'] / 1e9:.2f} Gadd/s (measured now)\n")
-    print("| layer | kind | kernel | input density | synaptic ops | dense MACs | time (ms) | achieved | "
-          "vs dense GEMM | vs streaming add | vs cached add |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    labels = kernel_labels(s, graph, batch)
-    sops = 0
-    syn_time = 0.0
-    for syn in stats.synapses:
-        t = sec.get(syn.name, 0.0)
-        syn_time += t
-        kernel = labels.get(syn.name, "dense")
-        if syn.event_driven:  # spike input: synaptic ops = events x fan-out
-            dense = syn.ann_macs * batch * T
-            sops += syn.sops
-            rate = syn.sops / t if t else float("nan")
-            print(f"| {syn.name} | {syn.kind} | {kernel} | {syn.sops / dense:.3f} | {syn.sops:.3g} | {dense:.3g} | "
-                  f"{t * 1e3:.1f} | {rate / 1e9:.2f} Gop/s | {rate / ceil['gemm_macs_per_s']:.2f} | "
-                  f"{rate / ceil['adds_per_s']:.2f} | {rate / ceil['cached_adds_per_s']:.2f} |")
-        else:  # analog input (the first layer once for a constant input, or after average pooling)
-            rate = syn.macs / t if t else float("nan")
-            print(f"| {syn.name} | {syn.kind} | {kernel} | analog | — | {syn.macs:.3g} | {t * 1e3:.1f} | "
-                  f"{rate / 1e9:.2f} GMAC/s | {rate / ceil['gemm_macs_per_s']:.2f} | — | — |")
-    bound = sops / ceil["adds_per_s"]
-    cached = sops / ceil["cached_adds_per_s"]
-    rest = total - syn_time
-    fused = " (event+neuron: with the neuron and the Add fused into the conv)" if "event+neuron" in labels.values() else ""
-    print(f"\nwhole run {total * 1e3:.0f} ms: synaptic layers {syn_time * 1e3:.0f} ms{fused}, neurons and other ops "
-          f"{rest * 1e3:.0f} ms; sparse bound (all {sops:.3g} synaptic ops at the streaming add's rate) "
-          f"{bound * 1e3:.1f} ms: the run takes {total / bound:.2f}x the bound; at the cached add's rate "
-          f"{cached * 1e3:.1f} ms: {total / cached:.2f}x")
-    return {"net": net, "total": total, "bound": bound, "cached_bound": cached, "sops": sops}
-
-
-# -- how cost grows -------------------------------------------------------------------
 def sweep(runs: int = 3) -> None:
     """Time per sample-step of snnc's default Session on VGG-11 over T, batch and width; batch-1 latency."""
     def timed(model, calib, x, T) -> float:
@@ -607,9 +477,9 @@ def main() -> None:
     if rows:
         print_table(rows)
     if args.layers:
-        ceil = ceilings()
+        ceil = cpu_layers.ceilings()
         for net in args.nets.split(","):
-            layer_table(net, ceil)
+            cpu_layers.layer_table(net, *NETS[net], ceil)
     if args.sweep:
         sweep()
     print(f"total {time.perf_counter() - start:.0f} s; load average (1/5/15 min) at the start "

@@ -1,4 +1,4 @@
-"""benchmarks/cpu_runtime.py --layers names the kernel each layer really runs on."""
+"""benchmarks/cpu_runtime.py --layers (benchmarks/cpu_layers.py) names the kernel each layer really runs on."""
 
 import pytest
 import torch
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler fo
 
 
 def test_a_fused_layer_with_too_few_pixels_a_step_is_labelled_apart():
-    cpu_runtime = load_script("benchmarks/cpu_runtime.py")
+    cpu_layers = load_script("benchmarks/cpu_layers.py")
     torch.manual_seed(0)
     c = event_conv.TILE  # a full tile of output channels: the event kernel pays (event_conv.pays)
     model = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
@@ -23,6 +23,6 @@ def test_a_fused_layer_with_too_few_pixels_a_step_is_labelled_apart():
     small = 2  # 2 x 4 x 4 output pixels a step: below fused_min_pixels, the executor runs them apart
     big = event_conv.fused_min_pixels() // 16
     assert small * 16 < event_conv.fused_min_pixels() <= big * 16
-    assert cpu_runtime.kernel_labels(s, graph, small)[second] == "event, neuron apart"
-    labels = cpu_runtime.kernel_labels(s, graph, big)
+    assert cpu_layers.kernel_labels(s, graph, small)[second] == "event, neuron apart"
+    labels = cpu_layers.kernel_labels(s, graph, big)
     assert labels[second] == "event+neuron" and first not in labels  # the analog first layer runs dense
