@@ -144,7 +144,8 @@ def layer_table(net: str, make, T: int, ceil: dict[str, float], runs: int = 3) -
     bound = sops / ceil["adds_per_s"]
     cached = sops / ceil["cached_adds_per_s"]
     rest = total - syn_time
-    fused = " (event+neuron: with the neuron and the Add fused into the conv)" if "event+neuron" in labels.values() else ""
+    fused = (" (event+neuron: with the neuron and the Add fused into the conv)"
+             if "event+neuron" in labels.values() else "")
     print(f"\nwhole run {total * 1e3:.0f} ms: synaptic layers {syn_time * 1e3:.0f} ms{fused}, neurons and other ops "
           f"{rest * 1e3:.0f} ms; sparse bound (all {sops:.3g} synaptic ops at the streaming add's rate) "
           f"{bound * 1e3:.1f} ms: the run takes {total / bound:.2f}x the bound; at the cached add's rate "

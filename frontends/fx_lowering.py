@@ -32,6 +32,7 @@ from snnc.ir.graph import Graph
 from snnc.ir.ops import SourceLoc
 from snnc.ir.types import TensorType
 
+
 class FoldsLeadDims(UnsupportedOpError, UnsupportedAttributeError):  # each refusal it replaces was one of them
     """A flatten or reshape that folds the batch/time dims together or splits them ([T, N, *] <-> [T*N, *]).
     The fx lowering has no sizes for them; torch.export has symbolic ones, so snnc.trace captures a

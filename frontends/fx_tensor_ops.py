@@ -72,8 +72,8 @@ def _shape_arith(node: fx.Node, a: Any, b: Any, loc: SourceLoc) -> Any:
     """Python arithmetic on sizes (channels // groups); a batch/time size is refused (it would fold dims)."""
     if isinstance(a, _LeadDim) or isinstance(b, _LeadDim):
         raise FoldsLeadDims(f"arithmetic on the batch/time size ({_fname(node)}) in {loc.describe()} "
-                                 "is not supported", hint="reshapes that fold batch or time into other dims "
-                                                          "cannot be represented; keep x.size(0) (and T) as they are")
+                            "is not supported", hint="reshapes that fold batch or time into other dims "
+                                                     "cannot be represented; keep x.size(0) (and T) as they are")
     if not all(_is_number(v) for v in (a, b)):
         raise UnsupportedOpError(f"{_fname(node)} of {a!r} and {b!r} in {loc.describe()} is not supported")
     return _PY_OPS.get(node.target, node.target)(a, b)

@@ -18,7 +18,8 @@ from snnc.frontends import fx_tensor_ops  # noqa: F401 - and the tensor/layout o
 from snnc.frontends import fx_sequence_ops  # noqa: F401 - and the 1-D ops, softmax, LayerNorm, attention
 from snnc.frontends import snn
 from snnc.frontends import torch_capture
-from snnc.frontends.fx_lowering import MODULE_LOWERINGS, FoldsLeadDims, FxTraceError, _Ctx, _find, _fx_trace, lower_fx_graph, type_name
+from snnc.frontends.fx_lowering import (MODULE_LOWERINGS, FoldsLeadDims, FxTraceError, _Ctx, _find, _fx_trace,
+                                         lower_fx_graph, type_name)
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.ir.types import Layout, TensorType

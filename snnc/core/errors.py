@@ -32,7 +32,8 @@ def one_line(e: Exception) -> str:
     errors = getattr(e, "errors", None)
     if callable(errors) and type(e).__name__ == "ValidationError":
         try:
-            parts = [f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r:.40})" for err in errors()]
+            parts = [f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r:.40})"
+                     for err in errors()]
         except Exception:  # noqa: BLE001 - any other shape: the plain text below
             parts = []
         if parts:
