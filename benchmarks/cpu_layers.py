@@ -18,7 +18,8 @@ from snnc.ir.graph import Graph
 from snnc.runtime import Session, event_conv
 
 
-def _time(fn) -> float:
+def wall_time(fn) -> float:
+    """Seconds fn() takes (wall clock); cpu_runtime times its rounds with it too."""
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
@@ -30,11 +31,11 @@ def ceilings() -> dict[str, float]:
     arrays (32 Ki floats each), best of 5, measured now."""
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
     torch.mm(a, b)
-    gemm = min(_time(lambda: torch.mm(a, b)) for _ in range(5))
+    gemm = min(wall_time(lambda: torch.mm(a, b)) for _ in range(5))
     n = 32 << 20
     u, v, w = torch.rand(n), torch.rand(n), torch.empty(n)
     torch.add(u, v, out=w)
-    add = min(_time(lambda: torch.add(u, v, out=w)) for _ in range(5))
+    add = min(wall_time(lambda: torch.add(u, v, out=w)) for _ in range(5))
     m, reps = 32 << 10, 200  # 3 x 128 KiB: in L2
     u, v, w = torch.rand(m), torch.rand(m), torch.empty(m)
 
@@ -42,7 +43,7 @@ def ceilings() -> dict[str, float]:
         for _ in range(reps):
             torch.add(u, v, out=w)
     cached_adds()
-    cached = min(_time(cached_adds) for _ in range(5))
+    cached = min(wall_time(cached_adds) for _ in range(5))
     return {"gemm_macs_per_s": 2048 ** 3 / gemm, "add_bytes_per_s": 12 * n / add, "adds_per_s": n / add,
             "cached_adds_per_s": m * reps / cached}
 

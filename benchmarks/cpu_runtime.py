@@ -292,7 +292,7 @@ def _time_probe(spec: str) -> None:
     methods, x, T = build_methods(net, method)
     fn = methods[method]
     fn(x, T)  # warm up at the timed shape, as bench() does
-    print(json.dumps({"seconds": [_time(lambda: fn(x, T)) for _ in range(int(runs))]}))
+    print(json.dumps({"seconds": [cpu_layers.wall_time(lambda: fn(x, T)) for _ in range(int(runs))]}))
 
 
 def _memory_probe(spec: str) -> None:
@@ -399,18 +399,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _time(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def sweep(runs: int = 3) -> None:
     """Time per sample-step of snnc's default Session on VGG-11 over T, batch and width; batch-1 latency."""
     def timed(model, calib, x, T) -> float:
         s = Session(snnc.convert(model, calib, "99.9%", show_progress=False), progress=False)
         s.run(x, min(T, 4))
-        return statistics.median(_time(lambda: s.run(x, T)) for _ in range(runs))
+        return statistics.median(cpu_layers.wall_time(lambda: s.run(x, T)) for _ in range(runs))
 
     print("\n### VGG-11 (CIFAR-10 shape): time per sample-step (ms)\n")
     model, calib, x = make_vgg11(batch=512)
@@ -436,7 +430,7 @@ def sweep(runs: int = 3) -> None:
     lat = []
     for _ in range(3):
         s.reset()
-        lat.append(statistics.median(_time(lambda: s.step(x1)) for _ in range(16)))
+        lat.append(statistics.median(cpu_layers.wall_time(lambda: s.step(x1)) for _ in range(16)))
     print(f"\nbatch-1 streaming latency (Session.step, median of 16 steps): {statistics.median(lat) * 1e3:.2f} ms/step")
 
 
