@@ -16,6 +16,7 @@ when CUDA is available).
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 
@@ -52,7 +53,17 @@ def init_from_env() -> bool:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
+        # A group left alive at exit lets its transport threads meet the interpreter's teardown
+        # ("terminate called without an active exception" from a rank that did its work): the
+        # group snnc started, snnc ends, while the interpreter is still whole.
+        atexit.register(_destroy_own_group)
     return dist.get_world_size() > 1
+
+
+def _destroy_own_group() -> None:
+    dist = _dist()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _device() -> torch.device:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,26 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert got["biases"].keys() == want["biases"].keys()
     for k in want["biases"]:
         assert got["biases"][k] == pytest.approx(want["biases"][k], rel=1e-4, abs=1e-5)
+
+
+CHECK_EXIT = """
+import atexit, os, sys
+import torch.distributed as dist
+from snnc.passes import distributed
+# atexit runs its handlers last-registered first: this one runs after any that snnc registers below
+atexit.register(lambda: print(f"rank {os.environ['RANK']} group alive at exit: {dist.is_initialized()}", flush=True))
+assert distributed.init_from_env() and dist.get_world_size() == 2
+"""
+
+
+def test_the_group_snnc_starts_under_torchrun_is_destroyed_before_the_interpreter_ends(tmp_path):
+    """A process group left alive at exit meets the interpreter's teardown in its transport threads
+    (seen as "terminate called without an active exception" from a rank that did its work)."""
+    script = tmp_path / "check_exit.py"
+    script.write_text(CHECK_EXIT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(script)], capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    said = sorted(re.findall(r"rank (\d) group alive at exit: (\w+)", r.stdout))  # the ranks share stdout
+    assert said == [("0", "False"), ("1", "False")], r.stdout + r.stderr[-2000:]
