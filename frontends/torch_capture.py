@@ -253,7 +253,9 @@ def _allowed_leads(ep, consts, layout: Layout, per_step: bool) -> dict[tuple, tu
 
 def _warn_folded_outputs(ctx: _Ctx, node: fx.Node, user_outputs: list[int], allowed: dict, name: str) -> None:
     """An output left as [T*N, *] holds the values of the graph's [T, N, *] output in the same order."""
-    folded = [exprs for exprs, (text, _) in allowed.items() if text == "[T*N, *]"]
+    # [T*N, *]: the one-expression lead that keeps time, beside a two-expression [T, N] lead
+    multi_step = any(len(e) == 2 for e in allowed)
+    folded = [e for e, (_, has_time) in allowed.items() if multi_step and len(e) == 1 and has_time]
     results = list(node.args[0])
     for i, r in enumerate(results[j] for j in user_outputs):
         if folded and isinstance(r, fx.Node) and isinstance(ctx.values.get(r), str) and _lead_of(ctx, r) == folded[0]:
