@@ -91,7 +91,7 @@ def kernel_labels(s: Session, graph: Graph, batch: int) -> dict[str, str]:
         if n.then is not None:
             conv = n.members[0]
             pixels = batch * math.prod(graph.types[conv].shape[-2:])
-            labels[conv] = "event, neuron apart" if pixels < event_conv.fused_min_pixels() else "event+neuron"
+            labels[conv] = "event+neuron" if event_conv.runs_fused(pixels) else "event, neuron apart"
         elif n.spike_amplitude is not None:
             labels[n.name] = "event"
     return labels

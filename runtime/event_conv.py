@@ -104,6 +104,12 @@ def fused_min_pixels() -> int:
     stream the weights for a group or two, and one thread would get them all (VGG-11's 2x2 layer, 128
     pixels a step: 9.4 ms fused, 3.0 ms apart)."""
     return max(1, torch.get_num_threads()) * FUSED_PIXEL_GROUP
+
+
+def runs_fused(pixels_per_step: int) -> bool:
+    """Whether a planned conv + neuron with this many output pixels a step (batch x height x width) runs as
+    one kernel; else the executor runs the conv, the Add and the neuron apart (the same bits)."""
+    return pixels_per_step >= fused_min_pixels()
 TILE = 64  # output channels accumulated in registers at once (8 ymm registers)
 MAX_TILE = 128  # ... with AVX-512 (8 zmm registers), where the library was built for it (snnc_event_max_tile)
 

@@ -258,7 +258,7 @@ class Executor:
                 res = None if r_static else self._events.get(node.inputs[1])
                 if res is None:
                     res = self._format((r.unsqueeze(0).expand(c, *r.shape) if r_static else r).flatten(0, 1))
-            if n * ho * wo < event_conv.fused_min_pixels():  # too few pixels a step: apart (the same bits)
+            if not event_conv.runs_fused(n * ho * wo):  # too few pixels a step: apart (the same bits)
                 y = event_conv.conv2d(x.flatten(0, 1), packed, channels_last=True, levels=node.spike_levels,
                                       signed=node.spike_signed, events=self._events.get(node.inputs[0]))
                 if res is not None:
