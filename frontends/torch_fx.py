@@ -8,6 +8,7 @@ SpikingJelly) by snnc.frontends.snn.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch.nn as nn
@@ -54,6 +55,7 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
     if not isinstance(model, nn.Module):
         raise FrontendError(f"expected a torch.nn.Module, got {type(model).__name__}")
     snn.register_available()
+    _warn_training_mode(model)
     mode = step_mode if step_mode is not None else snn.model_step_mode(model)
     if mode not in (None, "s", "m"):
         raise FrontendError(f"step_mode {step_mode!r} is invalid: expected 's' or 'm'")
@@ -98,6 +100,18 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
     for i, r in enumerate(results):
         ctx.emit(ops.Output(name=graph.fresh_name("out" if len(results) == 1 else f"out{i}"), inputs=(r,)))
     return verify(graph)
+
+
+def _warn_training_mode(model: nn.Module) -> None:
+    """snnc captures what model.eval() computes; say so where training mode would compute otherwise."""
+    differ = [path or type(m).__name__ for path, m in model.named_modules() if m.training and (
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        or isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)]
+    if differ:
+        shown = ", ".join(f"'{p}'" for p in differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
+        warnings.warn(f"{type_name(type(model))} is in training mode, where {shown} compute otherwise: snnc "
+                      "captures what model.eval() computes (BatchNorm on its running statistics, no Dropout); "
+                      "call model.eval() first to silence this", stacklevel=3)
 
 
 class _Root(nn.Module):

@@ -1,3 +1,6 @@
+import copy
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -39,6 +42,23 @@ def test_residual_concat_functional_forms_match_torch():
     assert kinds.count("add") == 1 and kinds.count("concat") == 1 and "identity" not in kinds
     x = torch.rand(5, 1, 8, 8)
     torch.testing.assert_close(run_graph(g, x), model(x), rtol=0, atol=0)
+
+
+def test_a_model_in_training_mode_is_captured_as_in_eval_mode_with_a_warning():
+    """BatchNorm and Dropout compute otherwise in training mode: the graph is model.eval()'s, and says so."""
+    model = randomize_bn(Residual()).train()
+    with pytest.warns(UserWarning, match=r"Residual is in training mode, where 'stem.1', 'block.1', 'drop' compute "
+                                         r"otherwise: snnc captures what model.eval\(\) computes") as seen:
+        g = trace(model, (1, 8, 8))
+    assert len([w for w in seen if "training mode" in str(w.message)]) == 1
+    assert model.training and model.stem[1].training  # the model's own mode is left as it was
+    x = torch.rand(5, 1, 8, 8)
+    got = run_graph(g, x)
+    assert not torch.allclose(got, copy.deepcopy(model)(x))  # what training mode computes differs...
+    torch.testing.assert_close(got, model.eval()(x), rtol=0, atol=0)  # ...and the graph is eval mode's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trace(model, (1, 8, 8))  # in eval mode: nothing to say
 
 
 def test_every_node_remembers_its_source_module():
