@@ -12,7 +12,7 @@ import torch
 import torch.fx as fx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.fx_ops import merged_run, same_padding
+from snnc.frontends.fx_ops import merged_run, same_padding, warn_active_dropout
 from snnc.frontends.export_lowering import _Const, _Ctx, _op_name, _packet, _Sym, _Tuple, lowers
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
@@ -327,14 +327,25 @@ def _mm(ctx, node, a, loc) -> str:
                                                 node, loc)))
 
 
-@lowers(aten.dropout, aten.dropout_, aten.clone, aten.alias, aten.detach, aten.contiguous, aten.lift_fresh_copy)
+@lowers(aten.clone, aten.alias, aten.detach, aten.contiguous, aten.lift_fresh_copy)
 def _identity(ctx, node, a, loc) -> str:
+    return ctx.tensor(a.get("input", a.get("self")), "input", node, loc)
+
+
+def _eval_dropout(a, loc) -> None:
+    """Dropout is the identity in snnc; one that ran in training mode is said to change."""
+    if a.get("train") and a.get("p") != 0:
+        warn_active_dropout(loc.describe(), a.get("p"), "export the model in eval mode (model.eval()), with "
+                            "training=self.training in any F.dropout call")
+
+
+@lowers(aten.dropout, aten.dropout_)
+def _dropout(ctx, node, a, loc) -> str:
+    _eval_dropout(a, loc)
     return ctx.tensor(a.get("input", a.get("self")), "input", node, loc)
 
 
 @lowers(aten.native_dropout)
 def _native_dropout(ctx, node, a, loc) -> _Tuple:
-    if a.get("train"):
-        raise UnsupportedAttributeError(f"dropout in training mode in {loc.describe()}",
-                                        hint="export the model in eval mode: model.eval()")
+    _eval_dropout(a, loc)
     return _Tuple((ctx.tensor(a["input"], "input", node, loc), None), "native_dropout")

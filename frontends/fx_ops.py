@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import math
 import operator
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,8 +298,19 @@ def _f_adaptive(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
     return _adaptive(ctx, ctx.value(node.args[0], node, loc), _arg(node, 1, "output_size"), node.name, loc)
 
 
+def warn_active_dropout(where: str, p: float | None, hint: str) -> None:
+    """A dropout that drops values at random where the model runs (training mode) becomes the identity."""
+    rate = "" if p is None else f" (p={p:g})"
+    warnings.warn(f"dropout{rate} in {where} runs in training mode: it drops values at random in torch; snnc "
+                  f"keeps every value, as eval mode does; {hint}", stacklevel=2)
+
+
 @lowers_function(F.dropout)
 def _f_dropout(ctx: _Ctx, node: fx.Node, loc: SourceLoc) -> str:
+    p, training = _arg(node, 1, "p", 0.5), _arg(node, 2, "training", True)
+    if training is True and not (isinstance(p, (int, float)) and p == 0):
+        warn_active_dropout(loc.describe(), p if isinstance(p, (int, float)) else None,
+                            "F.dropout's training defaults to True: pass training=self.training")
     return ctx.value(node.args[0], node, loc)
 
 

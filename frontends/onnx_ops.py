@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from snnc.core.errors import UnsupportedAttributeError, UnsupportedOpError
-from snnc.frontends.fx_ops import merged_run, same_padding
+from snnc.frontends.fx_ops import merged_run, same_padding, warn_active_dropout
 from snnc.frontends.onnx_lowering import _Const, _Ctx, _Refused, _ShapeVec, handles
 from snnc.ir import ops
 from snnc.ir.ops import SourceLoc
@@ -204,6 +204,10 @@ def _identity(ctx: _Ctx, node, ins, attrs, loc) -> list:
 @handles("Dropout")
 def _dropout(ctx: _Ctx, node, ins, attrs, loc) -> list:
     training = ins[2] if len(ins) > 2 else None
-    if isinstance(training, _Const) and bool(training.array):
-        raise UnsupportedAttributeError(f"{ctx.where(node)} runs in training mode")
+    if training is not None and not (isinstance(training, _Const) and not bool(training.array)):
+        ratio = ins[1] if len(ins) > 1 else None
+        p = float(ratio.array) if isinstance(ratio, _Const) else None
+        if p != 0:
+            warn_active_dropout(ctx.where(node), p, "export the model in eval mode (model.eval())"
+                                if isinstance(training, _Const) else "its training_mode is an input of the graph")
     return [ctx.tensor(ins[0], node)] + [_Refused(f"the mask output of {ctx.where(node)}")] * (len(node.output) - 1)

@@ -41,6 +41,8 @@ NEURON_TYPES: list[type] = []
 CAPTURE_OPAQUE: list[type] = []
 CAPTURE_PER_STEP: list[type] = []
 CAPTURE_REFUSED: list[type] = []
+# Modules that drop values at random in training mode and are the identity in eval mode.
+DROPOUT_TYPES: list[type] = [nn.modules.dropout._DropoutNd]
 
 
 def register_available() -> None:
@@ -245,6 +247,7 @@ def _register_library(neuron_base: type, memory_module: type, dropout: type, con
     NEURON_TYPES.append(neuron_base)
     STATEFUL_TYPES.extend([neuron_base, memory_module])
     CAPTURE_OPAQUE.extend([memory_module, dropout])
+    DROPOUT_TYPES.append(dropout)
     CAPTURE_PER_STEP.extend([containers.MultiStepContainer, containers.StepModeContainer])
     CAPTURE_REFUSED.extend([containers.TLastMultiStepContainer, containers.TLastSeqToANNContainer])
     PER_STEP_CONTAINERS.extend([containers.MultiStepContainer, containers.SeqToANNContainer])

@@ -106,7 +106,7 @@ def _warn_training_mode(model: nn.Module) -> None:
     """snnc captures what model.eval() computes; say so where training mode would compute otherwise."""
     differ = [path or type(m).__name__ for path, m in model.named_modules() if m.training and (
         isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-        or isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)]
+        or isinstance(m, tuple(snn.DROPOUT_TYPES)) and getattr(m, "p", 1) > 0)]
     if differ:
         shown = ", ".join(f"'{p}'" for p in differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
         warnings.warn(f"{type_name(type(model))} is in training mode, where {shown} compute otherwise: snnc "
