@@ -45,6 +45,30 @@ CAPTURE_REFUSED: list[type] = []
 DROPOUT_TYPES: list[type] = [nn.modules.dropout._DropoutNd]
 
 
+# Neuron modules of other SNN libraries, by a base class (module, name), which snnc does not trace: each
+# library exports its models to NIR, which snnc reads (docs/nir.md).
+FOREIGN_NEURONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("snntorch._neurons.neurons", "SpikingNeuron"): ("snnTorch", "snntorch.export_nir.export_to_nir(model, sample)"),
+    **{("norse.torch.module.snn", base): ("Norse", "norse.torch.to_nir(model, sample)")
+       for base in ("SNNCell", "SNN", "SNNRecurrentCell", "SNNRecurrent")},
+    ("sinabs.layers.stateful_layer", "StatefulLayer"): ("sinabs", "sinabs.to_nir(model, sample)"),
+}
+
+
+def refuse_foreign_neurons(model: nn.Module) -> None:
+    """One line naming the first neuron module of snnTorch, Norse or sinabs, and the NIR route instead."""
+    for path, m in model.named_modules():
+        for base in type(m).__mro__:
+            known = FOREIGN_NEURONS.get((base.__module__, base.__qualname__))
+            if known is not None:
+                library, export = known
+                raise UnsupportedOpError(
+                    f"'{path or type(m).__name__}' ({type_name(type(m))}) is a {library} neuron, which snnc does "
+                    "not trace (its state and time loop live in the library's own Python code)",
+                    hint=f"export the model to NIR with {export}, then compile or load the .nir file "
+                         "(docs/nir.md)")
+
+
 def register_available() -> None:
     """Register the lowerings of snnc.nn, and of SpikingJelly if the user has imported it."""
     if "snnc.nn" not in _REGISTERED:

@@ -55,6 +55,7 @@ def trace(model: nn.Module, input_shape: Sequence[int] | Sequence[Sequence[int]]
     if not isinstance(model, nn.Module):
         raise FrontendError(f"expected a torch.nn.Module, got {type(model).__name__}")
     snn.register_available()
+    snn.refuse_foreign_neurons(model)
     _warn_training_mode(model)
     mode = step_mode if step_mode is not None else snn.model_step_mode(model)
     if mode not in (None, "s", "m"):
