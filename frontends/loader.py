@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import pickle
 import re
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +34,8 @@ KINDS = {
     "onnx": ".onnx: an ONNX model (protobuf)",
     "pt2": ".pt2: a torch.export archive (zip with archive_format)",
     "artifact": "an snnc artifact folder (manifest.json)",
-    "python": "'package.module:attribute' (an nn.Module or a factory) with --input-shape and optional --weights",
+    "python": "'package.module:attribute' or 'path/to/file.py:attribute' (an nn.Module or a factory) with "
+              "--input-shape and optional --weights",
 }
 KNOWN_KINDS = "; ".join(KINDS.values())
 _SUFFIXES = {".snnir": "snnir", ".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".onnx": "onnx", ".pt2": "pt2", ".net": "netx",
@@ -100,7 +103,7 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
 
     `source` is a Graph, an nn.Module (traced; needs `input_shape`), a
     torch.export ExportedProgram, an onnx.ModelProto, a nir.NIRGraph, a path
-    to a model file or artifact folder, or a 'package.module:attribute' spec.
+    to a model file or artifact folder, or a 'package.module:attribute' (or 'path/to/file.py:attribute') spec.
     `options` go to the frontend: `layout`/`step_mode` for tracing, `dt`,
     `fire`, `use_metadata` for NIR. `trust_pickle=True` lets a torch.save file of
     a whole model be unpickled (which can run arbitrary code: only for files you made).
@@ -139,7 +142,7 @@ def load(source: Any, *, input_shape: Sequence[int] | Sequence[Sequence[int]] | 
                 return _from_trusted_pickle(path, input_shape, name, options)
             return _from_file(path, name, options)
         spec = str(source)
-        if ":" in spec and not spec.startswith(("/", ".")):
+        if ":" in spec and (not spec.startswith(("/", ".")) or spec.rpartition(":")[0].endswith(".py")):
             return _from_python(spec, input_shape, weights, name, options)
         raise FrontendError(f"no such file: {spec}", hint=f"snnc reads {KNOWN_KINDS}")
     raise FrontendError(f"cannot read a model from a {type(source).__name__}", hint=f"snnc reads {KNOWN_KINDS}")
@@ -261,14 +264,37 @@ def _refuse_torch_pickle(path: Path) -> None:
                              "or torch.onnx.export (.onnx)")
 
 
-def _from_python(spec: str, input_shape, weights, name, options: dict) -> Graph:
-    mod_name, _, attr = spec.partition(":")
+def _import_file(path: Path):
+    """The Python file `path` as a module, its folder first on sys.path (as `python path` has it), so that
+    it imports its sibling modules; registered in sys.modules under its stem unless that name is taken."""
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else f"snnc_user_{abs(hash(folder))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     try:
-        module = importlib.import_module(mod_name)
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _from_python(spec: str, input_shape, weights, name, options: dict) -> Graph:
+    target, _, attr = spec.rpartition(":") if spec.rpartition(":")[0].endswith(".py") else spec.partition(":")
+    try:
+        if target.endswith(".py"):
+            if not Path(target).is_file():
+                raise FrontendError(f"no such file: {target} (in the model spec {spec})")
+            module = _import_file(Path(target))
+        else:
+            module = importlib.import_module(target)
         obj = module
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, SyntaxError) as e:
         raise FrontendError(f"cannot import {spec}: {e}") from None
     model = obj if isinstance(obj, torch.nn.Module) else obj() if callable(obj) else None
     if not isinstance(model, torch.nn.Module):

@@ -357,7 +357,7 @@ def bench(artifact: Path = typer.Argument(..., help="Artifact folder (or .snnir 
 
 
 @app.command()
-def inspect(path: Path = typer.Argument(..., help="A model file, an artifact folder, or package.module:attribute."),
+def inspect(path: Path = typer.Argument(..., help="A model file, an artifact folder, or package.module:attribute (or file.py:attribute)."),
             table: bool = typer.Option(True, "--table/--no-table", help="Also print the per-op table."),
             input_shape: InputShapeOption = None,
             weights: WeightsOption = None,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from snnc.core.errors import InputError
+from snnc.core.errors import InputError, VerifyError
 
 
 def parse_input_shape(spec: str) -> tuple[str | None, tuple[int, ...]]:
@@ -70,7 +70,13 @@ def load_graph(model: str, input_shape: Optional[str], weights: Optional[str], t
     from snnc.frontends.loader import load_model
 
     name, shape = parse_input_shape(input_shape) if input_shape else (None, None)
-    graph = load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle, dt=dt)
+    try:
+        graph = load_model(model, input_shape=shape, weights=weights, trust_pickle=trust_pickle, dt=dt)
+    except VerifyError as e:  # a shape the model's first layers do not take: say how the option was read
+        if shape is not None:
+            e.with_hint(f"--input-shape is batch first: {input_shape!r} gives the model samples of shape "
+                        f"{list(shape)}")
+        raise
     if input_shape is not None:
         inputs = {op.name: tuple(op.type.features) for op in graph.inputs}
         if name is None and len(inputs) == 1:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact folder, or package.module:attribute."
+MODEL_HELP = "Model file (.snnir, .pt2, .onnx, .nir, NetX .net), an artifact folder, or package.module:attribute (or file.py:attribute)."
 
 # The flags by which the commands take the options that errors deep inside snnc may name in a hint
 # (snnc.core.spelling); a target option without a flag of its own is spelled -O key=value.

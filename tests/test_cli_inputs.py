@@ -334,6 +334,20 @@ def test_input_shape_hint_agrees_with_help_and_following_it_works(files):
     assert "input_shape=(1, 8, 8)" in e.value.hint and "--input-shape" not in str(e.value)
 
 
+def test_a_python_file_spec_and_how_input_shape_was_read(files):
+    t = files
+    r = cli("inspect", f"{t / 'cli_inputs_model.py'}:Net", "--input-shape", "x:[1,1,8,8]", "--no-table")
+    assert r.code == 0 and r.out.startswith("graph Net(%x: f32[N,1,8,8] NX)"), r.err
+    one_error(cli("inspect", f"{t / 'nope.py'}:Net", "--input-shape", "x:[1,1,8,8]"), FRONTEND, "no such file",
+              "nope.py")
+    one_error(cli("inspect", f"{t / 'cli_inputs_model.py'}:Nope", "--input-shape", "x:[1,1,8,8]"), FRONTEND,
+              "has no attribute 'Nope'")
+    r = cli("inspect", "cli_inputs_model:Net", "--input-shape", "1,8,8")  # meant 1x8x8 samples; reads batch 1
+    assert r.code != 0 and "Traceback" not in r.err and "conv2d needs input features [C, H, W]" in r.err
+    assert r.err.rstrip().endswith("hint: --input-shape is batch first: '1,8,8' gives the model samples of "
+                                   "shape [8, 8]"), r.err
+
+
 def test_inspect_and_report_take_weights_and_input_shape(files):
     t = files
     r = cli("inspect", "cli_inputs_model:Net", "--input-shape", "x:[1,1,8,8]", "--weights", t / "weights.pt")

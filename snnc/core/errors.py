@@ -18,6 +18,13 @@ class SnncError(Exception):
         self.hint = hint
         super().__init__(message if hint is None else f"{message}\nhint: {hint}")
 
+    def with_hint(self, hint: str) -> "SnncError":
+        """Give the error `hint` where it has none; returns self to re-raise."""
+        if self.hint is None:
+            self.hint = hint
+            self.args = (f"{self.message}\nhint: {hint}",)
+        return self
+
     def at_source(self, source: str | None) -> "SnncError":
         """Append where in the user's code this happened ('file.py:12'), once; returns self to re-raise."""
         if source and not getattr(self, "source", None):
