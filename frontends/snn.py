@@ -26,7 +26,7 @@ from snnc.nn import container
 from snnc.nn.base import MemoryModule
 from snnc.nn.errors import NoNeuronParamsError
 from snnc.nn.layer import Dropout
-from snnc.nn.neuron import BaseNode, ParametricLIFNode
+from snnc.nn.neuron import BaseNode, ParametricLIFNode, SignedIFNode
 
 _REGISTERED: set[str] = set()
 # Containers whose children run once per time step (the children see [N, *] or [T*N, *]).
@@ -155,7 +155,21 @@ def _register_snnc_nn() -> None:
             _plif_warning(loc, p.tau)
         return _emit_neuron(ctx, m, node, loc, p)
 
+    @lowers_module(SignedIFNode)
+    def _signed_if(ctx: _Ctx, m: nn.Module, node: fx.Node, loc: SourceLoc) -> str:
+        _check_step_mode(ctx, m, loc)
+        x = ctx.value(node.args[0], node, loc)
+        if ctx.stateful_call(m, node, loc, x) is not None:  # the IR's signed_if starts from v_init only
+            raise UnsupportedOpError(f"{loc.describe()} is called again on a new sequence, continuing its state; "
+                                     "the IR's signed_if starts every sequence from v_init",
+                                     hint="give each call its own SignedIFNode")
+        name = ctx.emit(ops.SignedIF(name=ctx.fresh(node.name), inputs=(x,), loc=loc,
+                                     v_threshold=m.v_threshold, v_init=m.v_init))
+        ctx.name_call(m, name)
+        return name
+
     _register_library(BaseNode, MemoryModule, Dropout, container)
+    NEURON_TYPES.append(SignedIFNode)
 
 
 # ---------------------------------------------------------------- SpikingJelly

@@ -30,7 +30,8 @@ from snnc.nn.base import MemoryModule
 from snnc.nn import triton_backend
 from snnc.nn.errors import BackendError, ConfigError, NoNeuronParamsError
 
-__all__ = ["BaseNode", "IFNode", "LIFNode", "ParametricLIFNode", "register_backend", "registered_backends"]
+__all__ = ["BaseNode", "IFNode", "LIFNode", "ParametricLIFNode", "SignedIFNode", "register_backend",
+           "registered_backends"]
 
 MultiStepImpl = Callable[["BaseNode", Tensor], Tensor]
 
@@ -320,6 +321,53 @@ class ParametricLIFNode(BaseNode):
     def neuronal_charge(self, x: Tensor) -> None:
         self.v = dynamics.charge(_leaky_params(self), self.v, x, decay=self.w.sigmoid())
 
+
+
+class SignedIFNode(MemoryModule):
+    """Signed integrate-and-fire: spikes of +1 and -1 (the neuron `snnc.convert(..., signed=True)` makes).
+
+        H[t] = V[t-1] + X[t]
+        S[t] = +1 if H[t] >= V_th;  -1 if H[t] < 0 and count[t-1] > 0;  else 0
+        V[t] = H[t] - V_th S[t]          count[t] = count[t-1] + S[t]
+
+    A -1 spike takes back an earlier spike once later input has cancelled it, so after t steps the
+    spikes sum to the ReLU of the summed input (in units of V_th) whatever order it came in
+    (`snnc.core.dynamics.signed_if_step`). Not a BaseNode: it has no reset mode and its output is
+    signed. Traced, it becomes the IR's `signed_if`, which the cpu, triton and lynxi targets run.
+
+    Args:
+        v_threshold: V_th (> 0).
+        v_init: V before the first step (the conversion starts at V_th / 2).
+        surrogate_function: the gradient of each of the two comparisons (forward: the exact steps);
+            a fresh `surrogate.Sigmoid()` when None.
+    """
+
+    def __init__(self, v_threshold: float = 1.0, v_init: float = 0.0,
+                 surrogate_function: Callable[[Tensor], Tensor] | None = None, step_mode: str = "s") -> None:
+        super().__init__(step_mode)
+        owner = type(self).__name__
+        self.v_threshold = _as_float(owner, "v_threshold", v_threshold)
+        if not self.v_threshold > 0:
+            raise ConfigError(f"{owner}: v_threshold must be > 0, got {self.v_threshold!r}")
+        self.v_init = _as_float(owner, "v_init", v_init)
+        self.surrogate_function = surrogate.Sigmoid() if surrogate_function is None else surrogate_function
+        self.register_memory("v", self.v_init)
+        self.register_memory("count", 0.0)
+
+    def extra_repr(self) -> str:
+        return f"v_threshold={self.v_threshold}, v_init={self.v_init}, step_mode={self.step_mode}"
+
+    def single_step_forward(self, x: Tensor) -> Tensor:
+        v, count = self.materialize_memory("v", x), self.materialize_memory("count", x)
+        exact, _, self.count = dynamics.signed_if_step(v.detach(), count, x.detach(), self.v_threshold)
+        h = v + x
+        smooth = self.surrogate_function(h - self.v_threshold) - self.surrogate_function(-h) * (count > 0)
+        spike = exact + (smooth - smooth.detach())  # the exact steps forward, the surrogate's slope backward
+        self.v = h - spike * self.v_threshold
+        return spike
+
+    def multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        return torch.stack([self.single_step_forward(x) for x in x_seq])
 
 
 def _triton_supports(node: BaseNode) -> bool:
