@@ -7,6 +7,7 @@
     python benchmarks/conversion_zoo.py --analog all --arch efficientnet_b0,regnet_y_400mf,mobilenet_v3_small
     python benchmarks/conversion_zoo.py --weights trained        # trained on digits (cached), 64 digits test images
     python benchmarks/conversion_zoo.py --weights trained --signed --snnc-modes 99.99%,max   # signed IF neurons
+    python benchmarks/conversion_zoo.py --weights random-uncalibrated   # BatchNorm at its initial statistics
 
 Each architecture of tests/zoo/ann.py (written in this repository: torchvision's CPU
 wheels do not import on our torch) is built with seeded random weights and BatchNorm
@@ -32,6 +33,10 @@ conversion are calibrated on digits training images and the test images are held
 images; each architecture's training and its ANN test accuracy are listed under the table.
 Its markdown section is a separate one, so the random-weight table stays.
 
+`--weights random-uncalibrated` keeps the random weights but leaves every BatchNorm at its
+initial statistics (mean 0, variance 1), as a freshly built torchvision model has them and as
+issue 19's first table was measured; its section is a separate one too.
+
 The architectures come from tests/zoo/ann.py, shared with the tests
 (tests/zoo/test_ann_zoo.py) so that both see the same networks; the script puts the
 repository root on sys.path to import it, as the tests do through pytest's rootdir.
@@ -50,7 +55,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # SpikingJelly's calibration progress bars
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +72,9 @@ SNNC_MODES = {"snnc 99.9%": "99.9%", "snnc max": "max"}
 SJ_MODES = {"SJ Max": "Max", "SJ 99.9%": "99.9%", "SJ 0.5": 0.5}
 HEADING = "## ANN zoo conversion fidelity (`benchmarks/conversion_zoo.py`)"
 HEADING_TRAINED = "## ANN zoo conversion fidelity on trained weights (`benchmarks/conversion_zoo.py --weights trained`)"
-DEFAULT_IMAGES = {"random": 32, "trained": 64}
+HEADING_UNCALIBRATED = ("## ANN zoo conversion fidelity with BatchNorm at its initial statistics "
+                        "(`benchmarks/conversion_zoo.py --weights random-uncalibrated`)")
+DEFAULT_IMAGES = {"random": 32, "random-uncalibrated": 32, "trained": 64}
 
 Row = "list[tuple[float, float]] | str"  # a (cosine, agreement) per T, or why there is none
 
@@ -78,10 +84,16 @@ def scores(outputs: torch.Tensor, logits: torch.Tensor, ts: tuple[int, ...]) -> 
     csum = outputs.double().cumsum(0)
     res = []
     for T in ts:
-        rate = (csum[T - 1] / T).float()
-        cos = float(F.cosine_similarity(rate, logits, dim=-1).mean())
+        rate = csum[T - 1] / T
+        cos = float(cosine(rate, logits.double()).mean())
         res.append((cos, float((rate.argmax(-1) == logits.argmax(-1)).float().mean())))
     return res
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of each row pair, whatever their scale (F.cosine_similarity floors each norm at 1e-8: the
+    logits of a network whose signal vanished with depth, ~1e-10, would read as orthogonal)."""
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(torch.finfo(a.dtype).tiny)
 
 
 def snnc_options(args, ts: tuple[int, ...]) -> dict:
@@ -211,7 +223,7 @@ def write_markdown(path: Path, section: list[str]) -> None:
 
 def heading(args) -> str:
     """The heading of this run's RESULTS.md section (by weights and neuron kind)."""
-    text = HEADING_TRAINED if args.weights == "trained" else HEADING
+    text = {"trained": HEADING_TRAINED, "random-uncalibrated": HEADING_UNCALIBRATED}.get(args.weights, HEADING)
     return text.replace("`)", " --signed`): signed IF neurons") if getattr(args, "signed", False) else text
 
 
@@ -237,7 +249,10 @@ def section(args, argv, results, ts, start: float, load0: float, done: bool) -> 
             f"{args.calib} of them, {args.images} held-out digits test images"
             if trained else
             f"random weights (seed 0), BatchNorm statistics and conversion calibrated on {args.calib} smooth "
-            f"random images, {args.images} test images")
+            f"random images, {args.images} test images"
+            if args.weights == "random" else
+            f"random weights (seed 0), every BatchNorm at its initial statistics (mean 0, variance 1), the "
+            f"conversion calibrated on {args.calib} smooth random images, {args.images} test images")
     return [heading(args), "",
             f"Machine: {cpu_model()}, {os.cpu_count()} cores, shared (load average {load0:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, torch {torch.__version__} "
@@ -261,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", help=f"comma list (default: all): {', '.join(ARCHITECTURES)}")
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0: the real networks)")
     ap.add_argument("--blocks", type=int, default=None, help="at most this many blocks per stage (default: all)")
-    ap.add_argument("--weights", choices=("random", "trained"), default="random",
+    ap.add_argument("--weights", choices=("random", "trained", "random-uncalibrated"), default="random",
                     help="random (seeded) weights, or each architecture trained briefly on the digits data set "
-                         "(cached under ~/.cache/snnc/zoo_trained/; benchmarks/zoo_trained.py)")
+                         "(cached under ~/.cache/snnc/zoo_trained/; benchmarks/zoo_trained.py), or random "
+                         "weights with every BatchNorm left at its initial statistics")
     ap.add_argument("--train-steps", type=int, default=None,
                     help="--weights trained: Adam steps for every architecture (default: zoo_trained.STEPS, "
                          f"else {zoo_trained.DEFAULT_STEPS})")
@@ -331,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             t0 = time.perf_counter()
         else:
-            model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
+            bn_images = 0 if args.weights == "random-uncalibrated" else args.calib  # 0: the initial statistics
+            model = build(name, width=args.width, blocks=args.blocks, calib_images=bn_images)
         with torch.no_grad():
             logits = model(x)
         rows: dict[str, Row] = {}

@@ -67,3 +67,27 @@ def test_markdown_refuses_to_drop_the_rows_of_architectures_the_run_skips(tmp_pa
     assert "vgg11_bn" in capsys.readouterr().err and md.read_text() == before
     assert zoo.architectures_in_section(md, zoo.HEADING) == ["resnet18", "vgg11_bn"]
     assert zoo.architectures_in_section(md, zoo.HEADING_TRAINED) == []  # another section: nothing to drop
+
+
+def test_the_cosine_does_not_depend_on_the_scale_of_the_logits():
+    """A network whose signal vanished with depth has logits ~1e-10; they still have a direction."""
+    import torch
+
+    zoo = _zoo()
+    logits = torch.tensor([[3.0, -1.0, 2.0], [0.5, 0.5, -2.0]], dtype=torch.float64)
+    for scale in (1.0, 1e-10, 1e-30):
+        seq = (logits * scale).expand(4, 2, 3)  # T=4 steps of the exact rate
+        (cos, agree), = zoo.scores(seq, (logits * scale).float(), (4,))
+        assert abs(cos - 1) < 1e-6 and agree == 1.0, scale
+    flipped = torch.stack([logits[0], -logits[1]])  # the second image points the other way
+    (cos, _), = zoo.scores(flipped.expand(2, 2, 3) * 1e-10, (logits * 1e-10).float(), (2,))
+    assert abs(cos) < 1e-6  # mean of +1 and -1
+
+
+def test_uncalibrated_batchnorm_has_a_section_of_its_own():
+    import argparse
+
+    zoo = _zoo()
+    heads = {w: zoo.heading(argparse.Namespace(weights=w, signed=False))
+             for w in ("random", "trained", "random-uncalibrated")}
+    assert len(set(heads.values())) == 3 and "--weights random-uncalibrated" in heads["random-uncalibrated"]
