@@ -47,7 +47,7 @@ def refuse_unconvertible(graph: Graph) -> None:
                                  "Clip(0, a)); retrain with one of those or ReLU")
 
 
-_MIN_POS = 1e-9  # positive values below this are counted with the zeros
+MIN_POSITIVE = 1e-9  # positive values below this are counted with the zeros
 _MAX_POS = 1e9
 
 
@@ -66,11 +66,11 @@ class ChannelSketch:
         self.channels = channels
         self.gamma = (1 + accuracy) / (1 - accuracy)
         self._log_gamma = math.log(self.gamma)
-        self._offset = math.floor(math.log(_MIN_POS) / self._log_gamma)
+        self._offset = math.floor(math.log(MIN_POSITIVE) / self._log_gamma)
         nb = math.ceil(math.log(_MAX_POS) / self._log_gamma) - self._offset + 1
         # the mergeable state: summed (counts, zeros, n) or maxed (max) across shards
         self._counts = torch.zeros(channels, nb, dtype=torch.int64)
-        self._zeros = torch.zeros(channels, dtype=torch.int64)  # values <= _MIN_POS
+        self._zeros = torch.zeros(channels, dtype=torch.int64)  # values <= MIN_POSITIVE
         self._n = torch.zeros(channels, dtype=torch.int64)
         self._max = torch.full((channels,), -math.inf, dtype=torch.float64)
 
@@ -92,7 +92,7 @@ class ChannelSketch:
             return
         self._n += x.shape[1]
         self._max = torch.maximum(self._max, x.amax(1).double())
-        pos = x > _MIN_POS
+        pos = x > MIN_POSITIVE
         self._zeros += (~pos).sum(1)
         if bool(pos.any()):
             vals = x[pos].clamp(max=_MAX_POS).double()

@@ -35,7 +35,7 @@ from snnc.ir.ops import SoftReset
 from snnc.ir.types import Layout
 from snnc.ir.verify import verify
 from snnc.passes.analog import refuse_analog
-from snnc.passes.calibrate import ActivationStats, calibrate, converts_to_if, refuse_unconvertible
+from snnc.passes.calibrate import MIN_POSITIVE, ActivationStats, calibrate, converts_to_if, refuse_unconvertible
 from snnc.passes.context import ConversionContext, calibrated, require
 from snnc.passes.distributed import calibrate_distributed
 from snnc.passes.maxpool import warn_max_over_spikes
@@ -87,6 +87,14 @@ def normalize(graph: Graph, stats: ActivationStats, mode: NormMode, *, channelwi
                             hint="calibrate the same graph first" + (" with channelwise=True" if channelwise else ""))
         lam = mode.scale(sketch, time_steps, v_init).double()
         dead = ~((lam > 0) & torch.isfinite(lam))
+        peak = sketch.channel_quantile(1.0).double()  # the exact maxima
+        quiet = dead & (peak > 0) & torch.isfinite(peak)  # it fired, but the mode's share of values is ~0
+        if bool(quiet.any()):
+            what, instead = (("its activations", f"their maximum ({float(peak[0]):.3g})") if lam.numel() == 1 else
+                             (f"{int(quiet.sum())} of its {lam.numel()} channels", "each one's maximum"))
+            warnings.warn(f"{op.where()}: the '{mode}' scale of {what} is 0 (that share of the calibration values "
+                          f"is 0 or below {MIN_POSITIVE:g}); using {instead} instead", stacklevel=2)
+            lam, dead = torch.where(quiet, peak, lam), dead & ~quiet
         if bool(dead.all()):
             warnings.warn(f"{op.where()}: calibrated activation scale is {float(lam[0])} (a dead layer: it never "
                           "fired on the calibration data); using 1.0", stacklevel=2)

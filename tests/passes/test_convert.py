@@ -61,6 +61,33 @@ def test_dead_layer_warns_and_names_node():
         snnc.convert(model, torch.rand(10, 3), "max")
 
 
+@pytest.mark.parametrize("tiny", [False, True])
+def test_a_layer_quiet_at_the_percentile_uses_its_maximum_not_a_made_up_scale(tiny):
+    """More than 0.1% of the values positive is what a 99.9% scale needs; a layer active on fewer (or whose
+    values all lie below the sketch's resolution, 1e-9, as in a deep network whose signal vanished) fired
+    all the same: its scale is its maximum, said in a warning, so the SNN carries its signal."""
+    torch.manual_seed(0)
+    unit = 1e-10 if tiny else 1.0
+    model = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(unit)
+        model[0].bias.fill_(-0.9995 * unit)  # positive only for inputs above 0.9995: 1 in 2000 values, or tiny
+        model[2].weight.fill_(1 / unit)
+        model[2].bias.zero_()
+    x = torch.linspace(0, 1, 4001).unsqueeze(1)  # two inputs above 0.9995
+    mode = "99%" if tiny else "99.9%"  # tiny: every positive value is below 1e-9, so any percentile is 0
+    with pytest.warns(UserWarning, match=rf"the '{mode}' scale of its activations is 0 .*using their maximum") as seen:
+        g = snnc.convert(model, x, mode, show_progress=False)
+    assert not any("dead layer" in str(w.message) for w in seen)
+    (lam,) = g.meta["conversion"]["scales"].values()
+    assert lam == pytest.approx(0.0005 * unit, rel=1e-3)  # the largest value, at x = 1
+    top = x[-1:]
+    with torch.no_grad():
+        want = model(top)
+    got = Session(g).run(top, 64).mean(0)
+    assert float(want) > 0.0004 and float(got) == pytest.approx(float(want), rel=0.05)
+
+
 def test_percentile_scale_not_above_max(small_cnn):
     x = torch.rand(128, 1, 8, 8)
     gmax = snnc.convert(small_cnn, x, "max").meta["conversion"]["scales"]
