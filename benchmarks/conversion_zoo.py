@@ -65,6 +65,7 @@ from snnc.core.errors import SnncError  # noqa: E402
 from snnc.passes.analog import AnalogReport  # noqa: E402
 from snnc.runtime import Session  # noqa: E402
 from benchmarks import zoo_trained  # noqa: E402
+from benchmarks.zoo_sensitivity import cosine  # noqa: E402
 from tests.zoo.ann import ARCHITECTURES, build, images  # noqa: E402
 
 T_VALUES = (4, 8, 16, 32, 64, 256)
@@ -88,12 +89,6 @@ def scores(outputs: torch.Tensor, logits: torch.Tensor, ts: tuple[int, ...]) -> 
         cos = float(cosine(rate, logits.double()).mean())
         res.append((cos, float((rate.argmax(-1) == logits.argmax(-1)).float().mean())))
     return res
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine of each row pair, whatever their scale (F.cosine_similarity floors each norm at 1e-8: the
-    logits of a network whose signal vanished with depth, ~1e-10, would read as orthogonal)."""
-    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(torch.finfo(a.dtype).tiny)
 
 
 def snnc_options(args, ts: tuple[int, ...]) -> dict:

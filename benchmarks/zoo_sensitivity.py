@@ -3,6 +3,7 @@
     python benchmarks/zoo_sensitivity.py                       # the 12 convertible architectures, real widths
     python benchmarks/zoo_sensitivity.py --arch resnet18 --images 8 --T 16 256
     python benchmarks/zoo_sensitivity.py --weights trained     # the digits-trained weights of conversion_zoo.py
+    python benchmarks/zoo_sensitivity.py --weights random-uncalibrated   # BatchNorm at its initial statistics
 
 A converted layer with scale lambda and T steps can only say what its ANN activation a
 is to within lambda / T: an IF neuron with v_init = 0.5 and a constant input rounds
@@ -17,6 +18,11 @@ the rate code's rounding, a ceiling for a converted SNN (which also has the IF n
 timing errors). Random weights and BatchNorm statistics as in conversion_zoo.py, or with
 `--weights trained` its digits-trained networks (benchmarks/zoo_trained.py, the same cache), its
 digits calibration images and its held-out digits test images.
+
+The last column, "input-dependent share", is how much of the logits changes with the input:
+||l - mean over images(l)|| / ||l|| over the test images. Where it is small, the logits are
+mostly one constant vector (the biases), and any output that reproduces that vector has a
+cosine near 1 to them whatever it does with the input.
 """
 
 from __future__ import annotations
@@ -109,8 +115,20 @@ def perturbed(model, x, lams: list[float], T: float | None, seed: int = 0) -> to
         return model(x)
 
 
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of each row pair, whatever their scale (F.cosine_similarity floors each norm at 1e-8: the
+    logits of a network whose signal vanished with depth, ~1e-10, would read as orthogonal)."""
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(torch.finfo(a.dtype).tiny)
+
+
 def cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(F.cosine_similarity(a, b, dim=-1).mean())
+    """The mean cosine over images (rows), in float64."""
+    return float(cosine(a.double(), b.double()).mean())
+
+
+def input_dependent_share(logits: torch.Tensor) -> float:
+    """||l - mean over images(l)|| / ||l|| for logits [images, classes]: 0 when they ignore the input."""
+    return float((logits - logits.mean(0)).norm() / logits.norm())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--blocks", type=int, default=None)
     ap.add_argument("--images", type=int, default=None, help="test images (default: 32, or 64 with --weights trained)")
-    ap.add_argument("--weights", choices=("random", "trained"), default="random",
-                    help="random weights, or conversion_zoo.py's digits-trained ones (benchmarks/zoo_trained.py)")
+    ap.add_argument("--weights", choices=("random", "trained", "random-uncalibrated"), default="random",
+                    help="random weights, or conversion_zoo.py's digits-trained ones (benchmarks/zoo_trained.py), "
+                         "or random weights with every BatchNorm at its initial statistics")
     ap.add_argument("--train-steps", type=int, default=None, help="--weights trained: as in conversion_zoo.py")
     ap.add_argument("--train-batch", type=int, default=zoo_trained.DEFAULT_BATCH)
     ap.add_argument("--calib", type=int, default=256)
@@ -140,20 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         calib, x = images(args.calib, seed=101), images(args.images, seed=202)  # conversion_zoo.py's images
     print(f"torch threads: {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    print("| architecture | ReLU calls | " + " | ".join(f"T={T}" for T in args.T) + " | 99.9% clip alone |")
-    print("|---|---:|" + "---:|" * (len(args.T) + 1))
+    print("| architecture | ReLU calls | " + " | ".join(f"T={T}" for T in args.T)
+          + " | 99.9% clip alone | input-dependent share |")
+    print("|---|---:|" + "---:|" * (len(args.T) + 2))
     for name in names:
         if digits is not None:
             r = zoo_trained.recipe(name, args.train_steps, args.train_batch, width=args.width, blocks=args.blocks)
             model = zoo_trained.load_or_train(r, digits).model
         else:
-            model = build(name, width=args.width, blocks=args.blocks, calib_images=args.calib)
+            bn_images = 0 if args.weights == "random-uncalibrated" else args.calib  # 0: the initial statistics
+            model = build(name, width=args.width, blocks=args.blocks, calib_images=bn_images)
         with torch.no_grad():
             ref = model(x)
         lmax = scales(model, calib, 1.0, args.channelwise)
         cells = [f"{cos(perturbed(model, x, lmax, T), ref):.4f}" for T in args.T]
         clip = cos(perturbed(model, x, scales(model, calib, 0.999), None), ref)
-        print(f"| {name} | {len(lmax)} | " + " | ".join(cells) + f" | {clip:.4f} |", flush=True)
+        print(f"| {name} | {len(lmax)} | " + " | ".join(cells) + f" | {clip:.4f} | {input_dependent_share(ref):.2g} |",
+              flush=True)
     return 0
 
 
