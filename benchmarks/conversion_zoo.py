@@ -45,8 +45,10 @@ repository root on sys.path to import it, as the tests do through pytest's rootd
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime
+import io
 import os
 import platform
 import re
@@ -130,7 +132,8 @@ def spikingjelly_row(model, calib, x, logits, mode, ts) -> Row:
 
     loader = [(calib[i:i + 64], torch.zeros(0)) for i in range(0, calib.shape[0], 64)]
     try:
-        snn = Converter(recipe=RateCodingRecipe(loader, mode=mode)).convert(copy.deepcopy(model))
+        with contextlib.redirect_stderr(io.StringIO()):  # its calibration's tqdm bars (they ignore TQDM_DISABLE)
+            snn = Converter(recipe=RateCodingRecipe(loader, mode=mode)).convert(copy.deepcopy(model))
         snn.eval()
         functional.reset_net(snn)
         with torch.no_grad():
