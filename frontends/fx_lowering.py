@@ -15,6 +15,9 @@ whose ops index feature dims only, gets the right ones.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import operator
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -279,16 +282,76 @@ def lower_fx_graph(ctx: _Ctx, fx_graph: fx.Graph, modules: dict[str, nn.Module],
             fx_graph = folded.graph
             _warn_folded(folded, type_name(type(modules[""])) if "" in modules else "the model")
     args = iter(inputs)
+    order = {n: i for i, n in enumerate(fx_graph.nodes)}
     for node in fx_graph.nodes:
         try:
             done = _lower_node(ctx, node, modules, args, prefix, folded)
             if node.op.startswith("call_"):
                 _track_time_reduced(ctx, node, modules)
+                _follow_in_place(ctx, node, modules, order)
         except SnncError as e:
             raise e.at_source(source_lines.from_stack_trace(node.stack_trace)) from None
         if done is not None:
             return done
     raise FrontendError(f"traced graph of '{prefix}' has no output")
+
+
+# Ops whose result shares its input's memory: an in-place op on the result changes the input too.
+_VIEWS = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "transpose", "permute", "t", "expand",
+          "narrow", "select", "chunk", "split", "unbind", "getitem", "contiguous", "view_as", "reshape_as", "movedim"}
+
+
+def _mutated(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
+    """The fx node whose tensor `node` changes in place (an inplace=True module or function, a method or
+    function whose name ends in '_'), or None."""
+    first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if first is None:
+        return None
+    if node.op == "call_module":
+        return first if getattr(modules.get(str(node.target)), "inplace", False) is True else None
+    name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if name.endswith("_") and not name.startswith("_"):
+        return first
+    if node.op == "call_function" and node.target in _AUGMENTED:  # fx records `a += b` as a + b
+        return first if _augmented_assignment(node.stack_trace) is _AUGMENTED[node.target] else None
+    if node.op == "call_function":
+        try:
+            bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+        except (TypeError, ValueError):  # a builtin without a signature
+            return None
+        return first if bound.arguments.get("inplace") is True else None
+    return None
+
+
+_AUGMENTED = {operator.add: ast.Add, operator.sub: ast.Sub, operator.mul: ast.Mult, operator.truediv: ast.Div}
+
+
+def _augmented_assignment(stack_trace: str | None) -> type | None:
+    """The operator class of the statement `x op= y` the node was traced from, or None (another statement)."""
+    text = source_lines.statement_at(stack_trace)
+    try:
+        tree = ast.parse(text) if text else None
+    except SyntaxError:  # a line of a longer statement
+        return None
+    stmt = tree.body[0] if tree is not None and len(tree.body) == 1 else None
+    return type(stmt.op) if isinstance(stmt, ast.AugAssign) else None
+
+
+def _follow_in_place(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module], order: dict[fx.Node, int]) -> None:
+    """After an in-place op, later readers of the tensor it changed read the changed value (fx records
+    `y = relu_(x); x + y` as two uses of the old x; eager torch adds the new one twice)."""
+    target = _mutated(node, modules)
+    if target is None or not isinstance(ctx.values.get(node), str) or not isinstance(ctx.values.get(target), str):
+        return
+    base = target.args[0] if target.args and isinstance(target.args[0], fx.Node) else None
+    view = str(target.target) if target.op == "call_method" else getattr(target.target, "__name__", "")
+    if base is not None and view in _VIEWS and any(order.get(u, -1) > order[node] for u in base.users):
+        loc = ctx.graph[ctx.values[node]].loc
+        raise UnsupportedOpError(
+            f"{loc.describe() if loc else repr(node.name)} changes '{target.name}' in place, which shares its memory "
+            f"with '{base.name}' ({view}), read again later; snnc's graph has no aliasing",
+            hint="use the out-of-place form (inplace=False, or the method without '_')")
+    ctx.values[target] = ctx.values[node]
 
 
 def _track_time_reduced(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module]) -> None:

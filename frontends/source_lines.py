@@ -9,6 +9,7 @@ innermost frame outside torch and snnc's own frontends is the user's line
 from __future__ import annotations
 
 import inspect
+import linecache
 import os
 import re
 import traceback
@@ -38,6 +39,15 @@ def from_stack_trace(stack_trace: str | None) -> str | None:
         return None
     path, line = frames[-1]
     return f"{_short(path)}:{line}"
+
+
+def statement_at(stack_trace: str | None) -> str | None:
+    """The source text of the innermost user frame's line of a recorded stack trace, stripped, or None."""
+    frames = [(f, int(n)) for f, n in _FRAME.findall(stack_trace or "") if _user(f)]
+    if not frames:
+        return None
+    text = linecache.getline(*frames[-1]).strip()
+    return text or None
 
 
 def of_function(fn) -> str | None:

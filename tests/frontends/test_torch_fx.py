@@ -137,3 +137,50 @@ def test_unsupported_function_and_attribute_errors():
 def test_wrong_number_of_input_shapes():
     with pytest.raises(FrontendError, match="1 input"):
         trace(nn.Linear(3, 3), [(3,), (3,)])
+
+
+class _InPlace(nn.Module):
+    """Each form changes a tensor in place that is read again afterwards (eager torch reads the new value)."""
+
+    def __init__(self, form: str):
+        super().__init__()
+        self.form, self.fc, self.relu = form, nn.Linear(4, 4), nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if self.form == "module":
+            z = self.relu(y)
+            return y + z
+        if self.form == "function":
+            z = F.relu(y, inplace=True)
+            return y * 2 + z
+        if self.form == "method":
+            y.clamp_(min=0)
+            return y
+        if self.form == "augmented":
+            kept = y
+            y += 1
+            return kept + y
+        if self.form == "input":
+            x.add_(1)
+            return y + x
+        v = y.flatten(1)  # a view of y, changed in place, then y read again: refused
+        v.clamp_(min=0)
+        return y * 3
+
+
+@pytest.mark.parametrize("form", ["module", "function", "method", "augmented", "input"])
+def test_later_readers_of_a_tensor_changed_in_place_read_the_new_value(form):
+    torch.manual_seed(0)
+    model = _InPlace(form).eval()
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        want = model(x.clone())
+    g = trace(model, (4,))  # (reading the old value instead changes every output here: checked before the fix)
+    torch.testing.assert_close(run_graph(g, x.clone()), want, rtol=0, atol=1e-6)
+
+
+def test_an_in_place_change_through_a_view_that_is_read_again_is_refused():
+    with pytest.raises(UnsupportedOpError, match=r"changes 'flatten' in place, which shares its memory with "
+                                                 r"'fc' \(flatten\), read again later"):
+        trace(_InPlace("view").eval(), (4,))
