@@ -312,15 +312,15 @@ def _mutated(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
     name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
     if name.endswith("_") and not name.startswith("_"):
         return first
-    if node.op == "call_function" and node.target in _AUGMENTED:  # fx records `a += b` as a + b
+    if node.op != "call_function":
+        return None
+    if node.target in _AUGMENTED:  # fx records `a += b` as a + b
         return first if _augmented_assignment(node.stack_trace) is _AUGMENTED[node.target] else None
-    if node.op == "call_function":
-        try:
-            bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
-        except (TypeError, ValueError):  # a builtin without a signature
-            return None
-        return first if bound.arguments.get("inplace") is True else None
-    return None
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+    except (TypeError, ValueError):  # a builtin without a signature
+        return None
+    return first if bound.arguments.get("inplace") is True else None
 
 
 _AUGMENTED = {operator.add: ast.Add, operator.sub: ast.Sub, operator.mul: ast.Mult, operator.truediv: ast.Div}

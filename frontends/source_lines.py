@@ -32,22 +32,22 @@ def _short(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+def _user_frame(stack_trace: str | None) -> tuple[str, int] | None:
+    """(path, line) of the innermost user frame of a recorded stack trace, or None."""
+    frames = [(f, int(n)) for f, n in _FRAME.findall(stack_trace or "") if _user(f)]
+    return frames[-1] if frames else None
+
+
 def from_stack_trace(stack_trace: str | None) -> str | None:
     """'file:line' of the innermost user frame of a recorded stack trace, or None."""
-    frames = [(f, int(n)) for f, n in _FRAME.findall(stack_trace or "") if _user(f)]
-    if not frames:
-        return None
-    path, line = frames[-1]
-    return f"{_short(path)}:{line}"
+    frame = _user_frame(stack_trace)
+    return None if frame is None else f"{_short(frame[0])}:{frame[1]}"
 
 
 def statement_at(stack_trace: str | None) -> str | None:
     """The source text of the innermost user frame's line of a recorded stack trace, stripped, or None."""
-    frames = [(f, int(n)) for f, n in _FRAME.findall(stack_trace or "") if _user(f)]
-    if not frames:
-        return None
-    text = linecache.getline(*frames[-1]).strip()
-    return text or None
+    frame = _user_frame(stack_trace)
+    return (linecache.getline(*frame).strip() or None) if frame is not None else None
 
 
 def of_function(fn) -> str | None:

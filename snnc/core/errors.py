@@ -16,13 +16,16 @@ class SnncError(Exception):
     def __init__(self, message: str, *, hint: str | None = None):
         self.message = message
         self.hint = hint
-        super().__init__(message if hint is None else f"{message}\nhint: {hint}")
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\nhint: {self.hint}"
 
     def with_hint(self, hint: str) -> "SnncError":
         """Give the error `hint` where it has none; returns self to re-raise."""
         if self.hint is None:
             self.hint = hint
-            self.args = (f"{self.message}\nhint: {hint}",)
+            self.args = (self._text(),)
         return self
 
     def at_source(self, source: str | None) -> "SnncError":
@@ -30,7 +33,7 @@ class SnncError(Exception):
         if source and not getattr(self, "source", None):
             self.source = source
             self.message = f"{self.message} [{source}]"
-            self.args = (self.message if self.hint is None else f"{self.message}\nhint: {self.hint}",)
+            self.args = (self._text(),)
         return self
 
 

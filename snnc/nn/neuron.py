@@ -366,9 +366,6 @@ class SignedIFNode(MemoryModule):
         self.v = h - spike * self.v_threshold
         return spike
 
-    def multi_step_forward(self, x_seq: Tensor) -> Tensor:
-        return torch.stack([self.single_step_forward(x) for x in x_seq])
-
 
 def _triton_supports(node: BaseNode) -> bool:
     try:
