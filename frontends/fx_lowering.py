@@ -116,6 +116,8 @@ class _Ctx:
     # mean (x.mean(0) of a [T, N, *] value) and what is computed from it
     time_reduced: set[str] = field(default_factory=set)
     unfolded_loop: str | None = None  # why the model's own time loop was not folded (time_loop.py)
+    # a container call whose children change its input in place -> the input's new value (lower_children)
+    changed_inputs: dict[fx.Node, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.per_step:  # a single-step model: its forward is the body of the one time loop
@@ -340,18 +342,23 @@ def _augmented_assignment(stack_trace: str | None) -> type | None:
 def _follow_in_place(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module], order: dict[fx.Node, int]) -> None:
     """After an in-place op, later readers of the tensor it changed read the changed value (fx records
     `y = relu_(x); x + y` as two uses of the old x; eager torch adds the new one twice)."""
-    target = _mutated(node, modules)
-    if target is None or not isinstance(ctx.values.get(node), str) or not isinstance(ctx.values.get(target), str):
+    target, new = _mutated(node, modules), ctx.values.get(node)
+    if node in ctx.changed_inputs:  # a container's children changed its input
+        target, new = node.args[0], ctx.changed_inputs[node]
+    if target is None or not isinstance(new, str) or not isinstance(ctx.values.get(target), str):
         return
     base = target.args[0] if target.args and isinstance(target.args[0], fx.Node) else None
     view = str(target.target) if target.op == "call_method" else getattr(target.target, "__name__", "")
-    if base is not None and view in _VIEWS and any(order.get(u, -1) > order[node] for u in base.users):
+    later = [u for u in (base, target) if u is not None and any(order.get(r, -1) > order[node] for r in u.users)]
+    # a view's base read later would need aliasing; a container reshapes its input first, which copies a
+    # view that is not contiguous, so whether torch changes it at all depends on its memory layout
+    if view in _VIEWS and (base in later or node in ctx.changed_inputs and later):
         loc = ctx.graph[ctx.values[node]].loc
         raise UnsupportedOpError(
             f"{loc.describe() if loc else repr(node.name)} changes '{target.name}' in place, which shares its memory "
             f"with '{base.name}' ({view}), read again later; snnc's graph has no aliasing",
             hint="use the out-of-place form (inplace=False, or the method without '_')")
-    ctx.values[target] = ctx.values[node]
+    ctx.values[target] = new
 
 
 def _track_time_reduced(ctx: _Ctx, node: fx.Node, modules: dict[str, nn.Module]) -> None:
@@ -455,6 +462,9 @@ def lower_children(ctx: _Ctx, container: nn.Module, node: fx.Node, loc: SourceLo
         (out,) = lower_fx_graph(ctx, fx_graph, dict(seq.named_modules()), [x], loc.module_path)
     finally:
         ctx.per_step, ctx.prefix, ctx.step_loop = saved
+    first = next(n for n in fx_graph.nodes if n.op == "placeholder")
+    if ctx.values.get(first, x) != x:  # a child changed the input in place (nn.ReLU(inplace=True) first, say):
+        ctx.changed_inputs[node] = ctx.values[first]  # eager torch's caller reads the new value (_follow_in_place)
     return out
 
 
