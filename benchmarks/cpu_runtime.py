@@ -383,8 +383,16 @@ def print_table(rows: list[dict]) -> None:
           "fresh process; spikingjelly (own process) = the same SpikingJelly model timed in a fresh process "
           "that never imports snnc (benchmarks/sj_fresh.py), as its users run it; snnc (own process) = snnc's "
           "default timed alone in a fresh process, as its users run it (both own-process rows: the fair pair).")
+    snnc_runs = {r["net"]: r["all"] for r in rows if r["method"] == "snnc"}
     for r in rows:
-        print(f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}")
+        line = f"  {r['net']:7s} {r['method']:13s} runs (s): {' '.join(f'{t:.3f}' for t in r['all'])}"
+        mine = snnc_runs.get(r["net"])
+        if r["method"] != "snnc" and "own process" not in r["method"] and mine and len(mine) == len(r["all"]):
+            # rounds interleave the methods: a round's ratio is free of drift slower than a round
+            ratios = sorted(t / s for t, s in zip(r["all"], mine))
+            line += (f"; snnc speed-up per round {ratios[0]:.2f}x..{ratios[-1]:.2f}x "
+                     f"(median {statistics.median(ratios):.2f}x)")
+        print(line)
 
 
 def cpu_model() -> str:

@@ -204,6 +204,7 @@ def measure_speed(m: dict, runs: int) -> str:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = [r for net in SPEED_NETS for r in bench.bench(net, runs, memory=False)]
+    bench.print_table(rows)  # the whole run, each round's times included, for benchmarks/RESULTS.md
     try:
         from importlib.metadata import version
 
