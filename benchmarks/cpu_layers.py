@@ -83,7 +83,8 @@ class NodeTimer:
 
 def kernel_labels(s: Session, graph: Graph, batch: int) -> dict[str, str]:
     """The kernel each synaptic layer of `graph` runs on in Session `s` for this batch size: "event+neuron"
-    (event conv, Add and neuron in one kernel), "event, neuron apart" (planned so, but a step has too few
+    (event conv, Add and neuron in one kernel), "event+pool+neuron" (with the running max pool between
+    them), "event, neuron apart" (planned so, but a step has too few
     output pixels: executor._conv_neuron runs them one after another), "event"; the others run dense."""
     plan = s._interp.plan(frozenset(i.name for i in graph.inputs), frozenset(o.name for o in graph.outputs))
     labels = {}
@@ -91,7 +92,8 @@ def kernel_labels(s: Session, graph: Graph, batch: int) -> dict[str, str]:
         if n.then is not None:
             conv = n.members[0]
             pixels = batch * math.prod(graph.types[conv].shape[-2:])
-            labels[conv] = "event+neuron" if event_conv.runs_fused(pixels) else "event, neuron apart"
+            one = "event+pool+neuron" if n.then.pool is not None else "event+neuron"
+            labels[conv] = one if event_conv.runs_fused(pixels) else "event, neuron apart"
         elif n.spike_amplitude is not None:
             labels[n.name] = "event"
     return labels
@@ -145,8 +147,8 @@ def layer_table(net: str, make, T: int, ceil: dict[str, float], runs: int = 3) -
     bound = sops / ceil["adds_per_s"]
     cached = sops / ceil["cached_adds_per_s"]
     rest = total - syn_time
-    fused = (" (event+neuron: with the neuron and the Add fused into the conv)"
-             if "event+neuron" in labels.values() else "")
+    fused = (" (event+neuron: with the neuron and the Add, or the max pool, fused into the conv)"
+             if any(v.startswith("event+") for v in labels.values()) else "")
     print(f"\nwhole run {total * 1e3:.0f} ms: synaptic layers {syn_time * 1e3:.0f} ms{fused}, neurons and other ops "
           f"{rest * 1e3:.0f} ms; sparse bound (all {sops:.3g} synaptic ops at the streaming add's rate) "
           f"{bound * 1e3:.1f} ms: the run takes {total / bound:.2f}x the bound; at the cached add's rate "

@@ -219,6 +219,10 @@ struct ev_neuron {
   uint16_t *lev, *lbnd;
   int64_t* loff;
   int* bad;
+  /* With pacc: a running 2x2/stride-2 max pool (RunningMaxPool2d) between the conv and the neuron; pacc
+     holds its sums per conv output element (channels_last [N, Cout, Ho, Wo]), prev a group's window
+     maxima before this step; v, out and the lists are of the pooled pixels (ev_pool_step). */
+  float *pacc, *prev;
 };
 
 /* One ev_neuron_row per neuron variant: step() of native.c's kernels, inlined with constant codes. */
@@ -308,6 +312,61 @@ static inline __attribute__((always_inline)) void ev_run(
     for (int v = 0; v < TW / 16; v++) *(ev_v16*)(a + p * TW + 16 * v) = acc[p][v];
 }
 #endif
+
+/* The fused neuron's output row y (ncols floats) at output pixel q (of Cout channels, dense): o = post * spike into
+   out (or only into a row in L1 when listing without a stored output); with lev, listed right away (one tile). */
+static inline __attribute__((always_inline)) void ev_fire(const float* restrict y, float* restrict o,
+                                                          float* restrict vrow, int64_t ncols, int64_t q,
+                                                          int64_t* restrict lbase, const ev_neuron* nr)
+{
+  if (!nr->lev) {
+    nr->row(y, o, vrow, ncols, nr);
+    return;
+  }
+  float row[EV_MAX_TILE] __attribute__((aligned(64)));
+  float* restrict so = o ? o : row;
+  nr->row(y, so, vrow, ncols, nr);
+  nr->loff[q] = *lbase;
+  const int64_t k = ev_block_spikes(so, 1, 0, ncols, nr->post, nr->lev + *lbase, 0, nr->bad);
+  nr->lbnd[2 * q] = 0;
+  nr->lbnd[2 * q + 1] = (uint16_t)k;
+  *lbase += k;
+}
+
+/* The conv's outputs of this tile for pixels g0..g0+np (pairs of whole rows of one step; buf, before the bias)
+   with the running max pool of nr: A = A + y per output element (y = acc + bias), then per 2x2 window
+   cur = max4(A of its 4 pixels), d = cur - prev, prev = cur (the same float32 operations as
+   snnc_running_max_pool2d_f32), and d is the neuron's input at the pooled pixel. */
+static inline __attribute__((always_inline)) void ev_pool_step(
+    const int TW, float* restrict buf, int64_t np, int64_t g0, const float* restrict bias, int64_t col0,
+    int64_t ncols, int64_t Cout, int64_t Ho, int64_t Wo, float* restrict out, const ev_neuron* nr)
+{
+  const int64_t sp = nr->step_pixels, j0 = g0 % sp, t = g0 / sp;
+  const int64_t Hp = Ho / 2, Wp = Wo / 2;
+  for (int64_t i = 0; i < np; i++) {
+    float* restrict a = buf + i * TW;
+    float* restrict r = nr->pacc + (j0 + i) * Cout + col0;
+    if (bias) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + bias[col0 + c];
+    for (int64_t c = 0; c < ncols; c++) r[c] = r[c] + a[c];
+  }
+  const int64_t jp0 = j0 / 4;  /* the group starts a pair of rows: its first window's pooled pixel */
+  int64_t lbase = (t * (sp / 4) + jp0) * ncols;  /* with nr->lev: where the next pooled pixel's list goes */
+  for (int64_t w = 0; w < np / 4; w++) {
+    const int64_t jp = jp0 + w, n = jp / (Hp * Wp), yp = jp % (Hp * Wp) / Wp, xp = jp % Wp;
+    const float* restrict r00 = nr->pacc + ((n * Ho + 2 * yp) * Wo + 2 * xp) * Cout + col0;
+    const float* restrict r10 = r00 + Wo * Cout;
+    float* restrict pv = nr->prev + w * Cout + col0;
+    float d[EV_MAX_TILE] __attribute__((aligned(64)));
+    for (int64_t c = 0; c < ncols; c++) {
+      const float cur = max4(r00[c], r00[Cout + c], r10[c], r10[Cout + c]);
+      d[c] = cur - pv[c];
+      pv[c] = cur;
+    }
+    const int64_t q = t * (sp / 4) + jp;
+    float* restrict o = nr->scratch ? nr->scratch + w * Cout + col0 : out ? out + q * Cout + col0 : NULL;
+    ev_fire(d, o, nr->v + jp * Cout + col0, ncols, q, &lbase, nr);
+  }
+}
 
 /* One column tile of TW floats (TW = 8..EV_MAX_TILE, a multiple of 8) for output pixels p0..p1; pixel q's events
    start at ev[off[q]]. */
@@ -465,6 +524,10 @@ static inline __attribute__((always_inline)) void ev_tile(
           }
         }
       }
+    if (nr && nr->pacc) {
+      ev_pool_step(TW, buf, np, g0, bias, col0, ncols, ostr[3], Ho, Wo, out, nr);
+      continue;
+    }
     int64_t vp = nr ? g0 % nr->step_pixels : 0;  /* the pixel's row of potentials (a group is in one step) */
     int64_t lbase = g0 * ncols;  /* with nr->lev: where the next pixel's list goes (ncols = Cout then) */
     for (int64_t i = 0; i < np; i++) {
@@ -475,21 +538,8 @@ static inline __attribute__((always_inline)) void ev_tile(
         if (bias) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + bias[col0 + c];
         if (nr->res) for (int64_t c = 0; c < ncols; c++) a[c] = a[c] + nr->res[at + c];
         if (nr->rev) ev_add_listed(a, ncols, col0, nr, g0 + i);
-        float* vrow = nr->v + (vp++) * ostr[3] + col0;
-        if (nr->lev) {  /* one tile, listed now: the spikes go to out, or only to a row in L1 */
-          float row[EV_MAX_TILE] __attribute__((aligned(64)));
-          float* restrict so = out ? out + at : row;
-          nr->row(a, so, vrow, ncols, nr);
-          const int64_t q = g0 + i;
-          nr->loff[q] = lbase;
-          const int64_t k = ev_block_spikes(so, 1, 0, ncols, nr->post, nr->lev + lbase, 0, nr->bad);
-          nr->lbnd[2 * q] = 0;
-          nr->lbnd[2 * q + 1] = (uint16_t)k;
-          lbase += k;
-          continue;
-        }
-        float* restrict o = nr->scratch ? nr->scratch + i * ostr[3] + col0 : out + at;
-        nr->row(a, o, vrow, ncols, nr);
+        float* restrict o = nr->scratch ? nr->scratch + i * ostr[3] + col0 : out ? out + at : NULL;
+        ev_fire(a, o, nr->v + (vp++) * ostr[3] + col0, ncols, g0 + i, &lbase, nr);
         continue;
       }
       float* restrict o = out + oo[i] + col0 * oc;
@@ -576,7 +626,10 @@ int snnc_event_conv2d_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, in
    lbnd, loff while they are in cache (-3: a value neither 0 nor post, which cannot happen). With out
    NULL (lev needed, else -4) the spikes go to a group's scratch only: their lists are the result.
    The residual is res (dense) or, with rev, the lists rev, rbnd, roff (channel blocks of rcb) of spikes
-   of amplitude ramp: element c of pixel p is ramp where listed, else 0 * ramp (the dense value's bits). */
+   of amplitude ramp: element c of pixel p is ramp where listed, else 0 * ramp (the dense value's bits).
+   With pacc (channels_last [N, Cout, Ho, Wo], updated in place; no residual): a running 2x2/stride-2 max pool
+   between the conv and the neuron (ev_pool_step): v, out and the lists are then of the pooled pixels (ostr
+   the pooled output's), and every group j0.. of P pixels must start and end at pairs of whole rows. */
 int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_t C, int64_t CB, int64_t H,
                                  int64_t W, const float* wp, const float* bias, int64_t Cout, const int64_t* geo,
                                  float* out, const int64_t* ostr, int64_t Ho, int64_t Wo, int64_t j0, int64_t j1,
@@ -584,7 +637,7 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
                                  const float* res, const uint16_t* rev, const uint16_t* rbnd, const int64_t* roff,
                                  int64_t rcb, float ramp, float* v, int charge, int reset, int compare,
                                  float pre, float post, float th, float vr, float tau,
-                                 int64_t lcb, uint16_t* lev, uint16_t* lbnd, int64_t* loff)
+                                 int64_t lcb, uint16_t* lev, uint16_t* lbnd, int64_t* loff, float* pacc)
 {
   if (twmax > EV_MAX_TILE) twmax = EV_MAX_TILE;
   ev_neuron_row row = NULL;
@@ -597,24 +650,36 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
   const int inline_list = lev && ev_tile_width(Cout, twmax) >= Cout && lcb >= Cout;
   int bad = 0;
   float* scratch = out || inline_list ? NULL : (float*)malloc((size_t)P * Cout * sizeof(float));
+  float* prev = pacc ? (float*)malloc((size_t)P * Cout * sizeof(float)) : NULL;  /* (P / 4 windows) */
   const ev_neuron nr = {res, rev, rbnd, roff, rev ? (Cout + rcb - 1) / rcb : 0, ramp, scratch, v, step_pixels, row,
-                        pre, post, th, vr, tau, inline_list ? lev : NULL, lbnd, loff, &bad};
+                        pre, post, th, vr, tau, inline_list ? lev : NULL, lbnd, loff, &bad, pacc, prev};
   float* buf = (float*)malloc((size_t)P * EV_MAX_TILE * sizeof(float));
   int64_t* pin = (int64_t*)malloc((size_t)P * 5 * sizeof(int64_t));
-  if (!buf || !pin || (!out && !inline_list && !scratch)) { free(buf); free(pin); free(scratch); return -1; }
+  if (!buf || !pin || (!out && !inline_list && !scratch) || (pacc && !prev)) {
+    free(buf); free(pin); free(scratch); free(prev);
+    return -1;
+  }
+  const int64_t side = pacc ? 2 : 1, pool = side * side;  /* a pooled pixel's window */
   for (int64_t j = j0; j < j1; j += P) {
     const int64_t jn = j1 - j < P ? j1 - j : P;
+    for (int64_t w = 0; pacc && w < jn / 4; w++) {  /* the group's window maxima before its first step */
+      const int64_t jp = j / 4 + w, n = jp / (Ho * Wo / 4), yp = jp % (Ho * Wo / 4) / (Wo / 2), xp = jp % (Wo / 2);
+      const float* restrict r00 = pacc + ((n * Ho + 2 * yp) * Wo + 2 * xp) * Cout, * restrict r10 = r00 + Wo * Cout;
+      for (int64_t c = 0; c < Cout; c++) prev[w * Cout + c] = max4(r00[c], r00[Cout + c], r10[c], r10[Cout + c]);
+    }
     for (int64_t t = 0; t < steps; t++) {
       const int64_t q0 = t * step_pixels + j;
       ev_tiles(ev, bnd, C, CB, H, W, wp, bias, Cout, geo, out, ostr, Ho, Wo, q0, q0 + jn, P, twmax, off, buf, pin,
                &nr);
       if (lev && !inline_list)  /* the next conv's events, listed while these pixels' spikes are in cache */
-        bad |= ev_list(EV_SPIKES, scratch ? scratch : out, scratch ? q0 : -1, ostr[0], ostr[1], ostr[2], ostr[3],
-                       Ho, Wo, Cout, lcb, post, 1, q0, q0 + jn, lev, lbnd, loff) != 0;
+        bad |= ev_list(EV_SPIKES, scratch ? scratch : out, scratch ? q0 / pool : -1, ostr[0], ostr[1], ostr[2],
+                       ostr[3], Ho / side, Wo / side, Cout, lcb, post, 1,
+                       q0 / pool, (q0 + jn) / pool, lev, lbnd, loff) != 0;
     }
   }
   free(buf);
   free(pin);
   free(scratch);
+  free(prev);
   return bad ? -3 : 0;
 }

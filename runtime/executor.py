@@ -235,14 +235,17 @@ class Executor:
         return packed
 
     def _conv_neuron(self, node: Node, ins: list[tuple[Tensor, bool]], c: int, state: dict[str, Tensor]) -> Tensor:
-        """An event conv, the Add after it (node.then.residual: the node's second input) and the neuron
-        reading it, in one kernel (plan._fuse_conv_neurons): returns the neuron's output [c, N, *]."""
+        """An event conv, the Add after it (node.then.residual: the node's second input) or the running max
+        pool (node.then.pool, whose sums are its state), and the neuron reading it, in one kernel
+        (plan._fuse_conv_neurons): returns the neuron's output [c, N, *]."""
         then, x = node.then, ins[0][0]
         n = x.shape[1]
         try:
             packed = self._packed_conv(node)
             ho, wo = packed.out_hw(x.shape[-2], x.shape[-1])
-            step_shape = (n, packed.out_channels, ho, wo)
+            sums = self._pool_sums(then.pool, (n, packed.out_channels, ho, wo), state) if then.pool else None
+            side = 2 if then.pool else 1  # the neuron's pixels: the pooled ones
+            step_shape = (n, packed.out_channels, ho // side, wo // side)
             v = initial_state(then.neuron, state)
             if v is None:
                 v = torch.empty(step_shape, memory_format=torch.channels_last).fill_(float(then.call.v_init))
@@ -263,13 +266,19 @@ class Executor:
                                       signed=node.spike_signed, events=self._events.get(node.inputs[0]))
                 if res is not None:
                     y = y + (event_conv.dense(res, tuple(y.shape)) if isinstance(res, event_conv.Events) else res)
-                out, v, _ = neurons.run(then.call, y.unflatten(0, (c, n)), c, v, static=False)
+                y = y.unflatten(0, (c, n))
+                if then.pool:
+                    y, state[then.pool.name] = STATEFUL_KERNELS[type(then.pool)](then.pool, y, sums, self.params)
+                out, v, _ = neurons.run(then.call, y, c, v, static=False)
                 state[then.neuron.name] = v
                 return out
             y, made = event_conv.conv2d_neuron(x.flatten(0, 1), packed, c, neurons.event_neuron(then.call), v,
                                                residual=res, levels=node.spike_levels, signed=node.spike_signed,
                                                events=self._events.get(node.inputs[0]),
-                                               list_output=node.list_output, dense_output=node.dense_output)
+                                               list_output=node.list_output, dense_output=node.dense_output,
+                                               pool_sums=sums)
+            if then.pool:
+                state[then.pool.name] = sums
         except SnncError:
             raise
         except Exception as e:  # noqa: BLE001 - add the node to the message
@@ -279,8 +288,20 @@ class Executor:
         if made is not None:
             self._events[node.name] = made
         if y is None:  # only listed (plan: every reader takes the lists); NaN, should anything read it densely
-            return _unstored(torch.Size((c, n, packed.out_channels, ho, wo)))
+            return _unstored(torch.Size((c, *step_shape)))
         return y.unflatten(0, (c, n))
+
+    @staticmethod
+    def _pool_sums(op: ops.RunningMaxPool2d, shape: tuple[int, ...], state: dict[str, Tensor]) -> Tensor:
+        """A fused RunningMaxPool2d's sums so far (its state; zeros at the start), channels_last float32, a copy
+        (the kernel updates it in place)."""
+        s = state.get(op.name)
+        if s is None:
+            return torch.zeros(shape).contiguous(memory_format=torch.channels_last)
+        if tuple(s.shape) != shape:
+            raise InputError(f"{op.where()}: state has shape {list(s.shape)} but the input step is {list(shape)}",
+                             hint="call reset() when the batch size changes")
+        return s.to(torch.float32).contiguous(memory_format=torch.channels_last).clone()
 
     def _event_conv(self, node: Node, x: Tensor, c: int) -> Tensor:
         """A Conv2d on spike inputs [c, N, C, H, W] (0 or node.spike_amplitude, or k times it for k up to

@@ -256,15 +256,6 @@ void snnc_max_pool2d_f32(const float* restrict x, float* restrict out, int64_t p
  * place; prev [P, Ho, Wo] (or [N, Ho, Wo, C]) is scratch. H and W are even (Ho = H / 2, Wo = W / 2).
  * channels_last = 0: P = N * C planes of H x W; x step t starts at t * xs floats, y step t at t * ys.
  * channels_last = 1: P = N images of H x W x C (channels innermost), the range is over images. */
-static inline __attribute__((always_inline)) float max4(float a, float b, float c, float d)
-{
-  float m = a;
-  if (b > m || b != b) m = b;
-  if (c > m || c != c) m = c;
-  if (d > m || d != d) m = d;
-  return m;
-}
-
 void snnc_running_max_pool2d_f32(int channels_last, const float* restrict x, int64_t xs, float* restrict y, int64_t ys,
                                  float* restrict acc, float* restrict prev, int64_t c, int64_t p0, int64_t p1,
                                  int64_t H, int64_t W, int64_t C)

@@ -1,5 +1,6 @@
 /* step(): one neuron for one step, shared by the neuron kernels (native.c) and the event conv's fused
-   neuron (event_conv.c). Needs the codes of snnc_native.h. */
+   neuron (event_conv.c); max4(): a 2x2 window's max, shared by the running max pool (native.c) and the
+   event conv's fused one. Needs the codes of snnc_native.h. */
 #ifndef SNNC_NEURON_STEP_H
 #define SNNC_NEURON_STEP_H
 #include "snnc_native.h"
@@ -20,6 +21,16 @@ static inline __attribute__((always_inline)) float step(
   else if (reset == SNNC_RESET_SOFT) *vp = h - s * th;
   else *vp = h;  /* SNNC_RESET_NONE */
   return s;
+}
+
+/* The largest of a, b, c, d in this order, NaN winning (as torch's max_pool2d). */
+static inline __attribute__((always_inline)) float max4(float a, float b, float c, float d)
+{
+  float m = a;
+  if (b > m || b != b) m = b;
+  if (c > m || c != c) m = c;
+  if (d > m || d != d) m = d;
+  return m;
 }
 
 #endif

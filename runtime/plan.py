@@ -25,11 +25,11 @@ k a / 4 (`spike_levels`: listed as k events); anything else (a per-channel
 scale, an add) makes it analog. Linear layers on such inputs run on the same
 kernel, as 1x1 convs of 1x1 images.
 
-In channels_last plans, an event conv whose only reader is a neuron (directly, or
-through an Add with another time-varying value, as in a residual block) becomes one
-node with it (`ConvNeuron`, event_conv.conv2d_neuron): the neuron steps each output
-pixel as the conv finishes it, so neither the conv's output nor the sum goes to
-memory. It computes the same bits; a probe, an output or statistics on the values in
+In channels_last plans, an event conv whose only reader is a neuron (directly,
+through an Add with another time-varying value, as in a residual block, or through a
+2x2 RunningMaxPool2d, as in a converted VGG) becomes one node with it (`ConvNeuron`,
+event_conv.conv2d_neuron): the neuron steps each output pixel (or pooled window) as
+the conv finishes it, so neither the conv's output nor the sum goes to memory. It computes the same bits; a probe, an output or statistics on the values in
 between keep them apart. Its spikes are listed for the event convs reading them
 (`list_output`); where all readers take those lists (event convs, and fused neurons
 adding it as a residual, which rebuild each row from the lists), the spikes are not
@@ -78,6 +78,7 @@ class ConvNeuron:
     neuron: ops.NeuronOp
     call: NeuronCall
     residual: bool
+    pool: ops.RunningMaxPool2d | None = None  # between the conv and the neuron (2x2, stride 2; no residual)
 
 
 @dataclass
@@ -307,7 +308,7 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
                   and event_kernel.supported(graph.params[n.op.weight][:, :, None, None], 1, rows)):
                 n.spike_amplitude, n.spike_levels, n.spike_signed = unit, lv, sg  # a 1x1 conv on a 1x1 image
     if event_conv and fuse and fuse_pool and channels_last:
-        nodes = _fuse_conv_neurons(nodes, keep, no_pool)
+        nodes = _fuse_conv_neurons(nodes, keep, no_pool, types)
     last_use: dict[str, str] = {}
     for n in nodes:
         for i in n.inputs:
@@ -321,10 +322,23 @@ def build(graph: Graph, static_inputs: frozenset[str], *, keep: frozenset[str], 
     return Plan(graph, static_inputs, nodes, keep, last_use, channels_last, last_list_use)
 
 
-def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozenset[str]) -> list[Node]:
-    """Fold each event conv whose only reader is a neuron, directly or through an Add with another
-    time-varying value, into one node (`ConvNeuron`; event_conv.conv2d_neuron): the conv's output and
-    the sum then never go to memory, and the neuron's input is not read back. The neuron must run on
+def _running_pool(m: Node, conv: Node, types) -> bool:
+    """Whether node m is a RunningMaxPool2d that conv2d_neuron can run between event conv `conv` and a neuron."""
+    op = m.op
+    if not isinstance(op, ops.RunningMaxPool2d) or m.static or m.neuron is not None:
+        return False
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    _, ho, wo = types[conv.name].features
+    return (pair(op.kernel_size) == (2, 2) and pair(op.stride or op.kernel_size) == (2, 2) and pair(op.padding) == (0, 0)
+            and pair(op.dilation) == (1, 1) and isinstance(ho, int) and isinstance(wo, int)
+            and event_kernel.pool_fits(ho, wo))
+
+
+def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozenset[str], types) -> list[Node]:
+    """Fold each event conv whose only reader is a neuron, directly, through an Add with another
+    time-varying value, or through a 2x2 RunningMaxPool2d (VGG's conv -> max pool -> IF after conversion),
+    into one node (`ConvNeuron`; event_conv.conv2d_neuron): the conv's output, the sum and the pooled
+    values then never go to memory, and the neuron's input is not read back. The neuron must run on
     the native kernel without pooling (`_run_native`'s plain case) and nothing may need the values in
     between (an output, a probe, a recorded potential)."""
     users: dict[str, list[Node]] = {}
@@ -340,8 +354,13 @@ def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozens
         after = users.get(n.name, [])
         if len(after) != 1:
             continue
-        add, m, res = None, after[0], None
-        if isinstance(m.op, ops.Add) and m.neuron is None and not m.static and m.name not in keep \
+        add, m, res, pool = None, after[0], None, None
+        if m.name not in keep and _running_pool(m, n, types):
+            nxt = users.get(m.name, [])
+            if len(nxt) != 1:
+                continue
+            pool, m = m, nxt[0]
+        elif isinstance(m.op, ops.Add) and m.neuron is None and not m.static and m.name not in keep \
                 and len(set(m.inputs)) == 2:
             res = m.inputs[1] if m.inputs[0] == n.name else m.inputs[0]
             nxt = users.get(m.name, [])
@@ -351,12 +370,13 @@ def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozens
         call = m.neuron
         if (call is None or m.name in fused or res in gone or m.static or m.op.name in no_pool or call.pool is not None or call.general
                 or call.params.output is not NeuronOutput.SPIKES or not isinstance(call.v_init, (int, float))
-                or m.inputs != ((add or n).name,)):
+                or m.inputs != ((add or pool or n).name,)):
             continue
-        members = n.members + (add.members if add else ()) + m.members
+        between = add or pool
+        members = n.members + (between.members if between else ()) + m.members
         fused[m.name] = replace(n, name=m.name, inputs=(n.inputs[0], *((res,) if add else ())), members=members,
-                                then=ConvNeuron(m.op, call, add is not None))
-        gone.update((n.name, *((add.name,) if add else ())))
+                                then=ConvNeuron(m.op, call, add is not None, pool.op if pool else None))
+        gone.update((n.name, *((between.name,) if between else ())))
     out = [fused.get(n.name, n) for n in nodes if n.name not in gone]
     # a fused node lists its spikes for the event convs reading them (one level, unsigned, as they are)
     readers = {n.inputs[0] for n in out if n.spike_amplitude is not None and n.spike_levels == 1

@@ -79,6 +79,36 @@ def test_fused_kernel_is_bit_identical_to_conv_then_add_then_neuron(charge, rese
         assert torch.equal(made.ev[int(made.off[q]):][:k], listed.ev[int(listed.off[q]):][:k])
 
 
+# (C_out, H = W, N, list, store): one tile; a 128 and a 64-float tile, listed from a scratch row; two threads'
+# ranges of whole row pairs (16 x 16, 2 images: 512 pixels a step), lists only; two channel blocks of the lists
+@pytest.mark.parametrize("cout,h,n,list_output,dense_output", [(24, 8, 2, False, True), (200, 8, 3, True, True),
+                                                                (64, 16, 2, True, False), (300, 4, 5, True, False)])
+def test_fused_kernel_runs_a_running_max_pool_with_the_bits_of_the_pool_kernel(cout, h, n, list_output, dense_output):
+    steps, cin, amp = 3, 11, 0.8125
+    x = _spikes((steps * n, cin, h, h), 0.3, amp, seed=cout)
+    g = torch.Generator().manual_seed(5)
+    packed = event_conv.pack(torch.randn(cout, cin, 3, 3, generator=g) * 0.4, torch.randn(cout, generator=g) * 0.2,
+                             amp, (1, 1), (1, 1), (1, 1))
+    y = event_conv.conv2d(x, packed, channels_last=True)
+    sums0 = torch.randn((n, cout, h, h), generator=g).contiguous(memory_format=CL)  # a window before this one
+    pooled, sums_want = native.running_max_pool2d_f32(y.unflatten(0, (steps, n)), sums0.clone())
+    call = planning._call(_neuron_op(Charge.IF, ResetMode.SOFT, FireCompare.GE), pre=1.375, post=0.625)
+    v0 = (torch.rand((n, cout, h // 2, h // 2), generator=g) * 0.5).contiguous(memory_format=CL)
+    want, v_want, _ = neurons.run(call, pooled, steps, v0.clone(), static=False)
+    assert bool((want != 0).any()) and bool((want == 0).any())
+    v, sums = v0.clone(), sums0.clone()
+    got, made = event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, pool_sums=sums,
+                                         list_output=list_output, dense_output=dense_output)
+    assert torch.equal(v, v_want) and torch.equal(sums, sums_want)
+    assert (got is None) != dense_output and (got is None or torch.equal(got.unflatten(0, (steps, n)), want))
+    if list_output:  # the pooled spikes, listed as the next conv would list them
+        nxt = event_conv.pack(torch.ones(1, cout, 1, 1), None, 0.625, (1, 1), (0, 0), (1, 1))
+        _, listed = event_conv._list_events(want.flatten(0, 1).contiguous(memory_format=CL), nxt, 1, False)
+        assert torch.equal(made.bnd, listed.bnd)
+    with pytest.raises(ValueError, match="do not fit a 2x2 pool"):
+        event_conv.conv2d_neuron(x, packed, steps, neurons.event_neuron(call), v, pool_sums=sums[:, :, :-1])
+
+
 def test_fused_kernel_lists_its_spikes_as_the_next_conv_would():
     steps, n, amp = 3, 2, 0.5
     call = planning._call(_neuron_op(Charge.IF, ResetMode.SOFT, FireCompare.GE), pre=2.0, post=0.375)
@@ -206,10 +236,59 @@ def test_resnet_blocks_fuse_and_give_the_unfused_bits(resnet_graph, monkeypatch,
     assert stored.bytes_per_step(3, 4) > bare.bytes_per_step(3, 4)  # the memory estimate counts the kept lists
     assert set(plan.last_list_use) >= {n.name for n in fused if n.list_output}
 
-    monkeypatch.setattr(planning, "_fuse_conv_neurons", lambda nodes, keep, no_pool: nodes)
+    monkeypatch.setattr(planning, "_fuse_conv_neurons", lambda nodes, *_: nodes)
     unfused = Session(resnet_graph, progress=False)
     assert _fused(unfused, x) == []
     assert torch.equal(unfused.run(x, T), full)
+
+
+class VGGLet(nn.Module):
+    """conv -> BN -> ReLU -> max pool, as VGG writes it: after conversion conv -> RunningMaxPool2d -> IF."""
+
+    def __init__(self):
+        super().__init__()
+        cbr = lambda i, o: [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]  # noqa: E731
+        self.features = nn.Sequential(*cbr(3, 64), *cbr(64, 64), nn.MaxPool2d(2), *cbr(64, 136), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(136 * 2 * 2, 5))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.mark.parametrize("kernel", ["one", "apart"])
+def test_a_running_max_pool_between_conv_and_neuron_fuses_with_the_unfused_bits(monkeypatch, kernel):
+    """conv -> RunningMaxPool2d (2x2) -> neuron runs as one kernel (event_conv.conv2d_neuron's pool_sums), or
+    apart where a step has few pixels: the same bits as the unfused plan, in runs, chunks and steps; the
+    pool's sums are its state."""
+    from tests.conftest import randomize_bn
+
+    torch.manual_seed(5)
+    graph = snnc.convert(randomize_bn(VGGLet()), torch.rand(32, 3, 8, 8), "99.9%", show_progress=False)
+    monkeypatch.setattr(event_conv, "fused_min_pixels", lambda: 1 if kernel == "one" else 10**9)
+    calls = []
+    one = event_conv.conv2d_neuron
+    monkeypatch.setattr(event_conv, "conv2d_neuron", lambda *a, **k: calls.append(k.get("pool_sums")) or one(*a, **k))
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    T = 9
+    s = Session(graph, progress=False)
+    fused = _fused(s, x)
+    assert [type(n.then.pool) for n in fused] == [ops.RunningMaxPool2d] * 2  # 136 channels: a 128 and an 8 tile
+    assert fused[0].list_output and not fused[0].dense_output  # the next conv takes its pooled spikes' lists
+    full = s.run(x, T)
+    assert bool((full != 0).any()) and len(set(full.flatten().tolist())) > 10
+    assert len(calls) == (2 if kernel == "one" else 0) and all(c is not None for c in calls)
+    for chunk in (1, 4):
+        assert torch.equal(s.run(x, T, chunk=chunk), full)
+    s.reset()  # chunks and steps carry the pool's sums (and the neurons' potentials) as state
+    assert torch.equal(torch.stack([s.step(x) for _ in range(T)]), full)
+    pools = [op.name for op in graph if isinstance(op, ops.RunningMaxPool2d)]
+    monkeypatch.setattr(planning, "_fuse_conv_neurons", lambda nodes, *_: nodes)
+    unfused = Session(graph, progress=False)
+    assert _fused(unfused, x) == []
+    assert torch.equal(unfused.run(x, T), full)
+    # a probe on the pool keeps that layer apart
+    assert torch.equal(Session(graph, progress=False).execute(x, T, probes=pools[:1]).outputs[graph.outputs[0].name],
+                       full)
 
 
 def test_a_probe_or_statistics_between_conv_and_neuron_keep_it_apart(resnet_graph):
