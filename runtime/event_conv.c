@@ -333,6 +333,14 @@ static inline __attribute__((always_inline)) void ev_fire(const float* restrict 
   *lbase += k;
 }
 
+/* The running sums of the top-left pixel of the 2x2 window of pooled pixel jp (of one step; channel 0). */
+static inline __attribute__((always_inline)) float* ev_window(float* pacc, int64_t jp, int64_t Ho, int64_t Wo,
+                                                               int64_t Cout)
+{
+  const int64_t Hp = Ho / 2, Wp = Wo / 2, n = jp / (Hp * Wp), yp = jp % (Hp * Wp) / Wp, xp = jp % Wp;
+  return pacc + ((n * Ho + 2 * yp) * Wo + 2 * xp) * Cout;
+}
+
 /* The conv's outputs of this tile for pixels g0..g0+np (pairs of whole rows of one step; buf, before the bias)
    with the running max pool of nr: A = A + y per output element (y = acc + bias), then per 2x2 window
    cur = max4(A of its 4 pixels), d = cur - prev, prev = cur (the same float32 operations as
@@ -342,7 +350,6 @@ static inline __attribute__((always_inline)) void ev_pool_step(
     int64_t ncols, int64_t Cout, int64_t Ho, int64_t Wo, float* restrict out, const ev_neuron* nr)
 {
   const int64_t sp = nr->step_pixels, j0 = g0 % sp, t = g0 / sp;
-  const int64_t Hp = Ho / 2, Wp = Wo / 2;
   for (int64_t i = 0; i < np; i++) {
     float* restrict a = buf + i * TW;
     float* restrict r = nr->pacc + (j0 + i) * Cout + col0;
@@ -352,9 +359,8 @@ static inline __attribute__((always_inline)) void ev_pool_step(
   const int64_t jp0 = j0 / 4;  /* the group starts a pair of rows: its first window's pooled pixel */
   int64_t lbase = (t * (sp / 4) + jp0) * ncols;  /* with nr->lev: where the next pooled pixel's list goes */
   for (int64_t w = 0; w < np / 4; w++) {
-    const int64_t jp = jp0 + w, n = jp / (Hp * Wp), yp = jp % (Hp * Wp) / Wp, xp = jp % Wp;
-    const float* restrict r00 = nr->pacc + ((n * Ho + 2 * yp) * Wo + 2 * xp) * Cout + col0;
-    const float* restrict r10 = r00 + Wo * Cout;
+    const int64_t jp = jp0 + w;
+    const float* restrict r00 = ev_window(nr->pacc, jp, Ho, Wo, Cout) + col0, * restrict r10 = r00 + Wo * Cout;
     float* restrict pv = nr->prev + w * Cout + col0;
     float d[EV_MAX_TILE] __attribute__((aligned(64)));
     for (int64_t c = 0; c < ncols; c++) {
@@ -663,8 +669,7 @@ int snnc_event_conv2d_neuron_f32(const uint16_t* ev, const uint16_t* bnd, int64_
   for (int64_t j = j0; j < j1; j += P) {
     const int64_t jn = j1 - j < P ? j1 - j : P;
     for (int64_t w = 0; pacc && w < jn / 4; w++) {  /* the group's window maxima before its first step */
-      const int64_t jp = j / 4 + w, n = jp / (Ho * Wo / 4), yp = jp % (Ho * Wo / 4) / (Wo / 2), xp = jp % (Wo / 2);
-      const float* restrict r00 = pacc + ((n * Ho + 2 * yp) * Wo + 2 * xp) * Cout, * restrict r10 = r00 + Wo * Cout;
+      const float* restrict r00 = ev_window(pacc, j / 4 + w, Ho, Wo, Cout), * restrict r10 = r00 + Wo * Cout;
       for (int64_t c = 0; c < Cout; c++) prev[w * Cout + c] = max4(r00[c], r00[Cout + c], r10[c], r10[Cout + c]);
     }
     for (int64_t t = 0; t < steps; t++) {

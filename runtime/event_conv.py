@@ -370,20 +370,19 @@ def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: 
                 or not pool_sums.is_contiguous(memory_format=torch.channels_last) or pool_sums.dtype != torch.float32:
             raise ValueError(f"conv2d_neuron: pool sums {list(pool_sums.shape)} do not fit a 2x2 pool of "
                              f"{[n, packed.out_channels, ho, wo]} (or a residual is given)")
-        sums_ptr, ho, wo = pool_sums.data_ptr(), ho // 2, wo // 2
-    else:
-        sums_ptr = 0
-    shape = (b, packed.out_channels, ho, wo)
+    side = 1 if pool_sums is None else 2
+    oh, ow = ho // side, wo // side  # the neuron's pixels (the pooled ones with pool_sums)
+    shape = (b, packed.out_channels, oh, ow)
     if not dense_output and not list_output:
         raise ValueError("conv2d_neuron: without dense_output the spikes must be listed (list_output)")
     out = torch.empty(shape if dense_output else (0,), dtype=torch.float32, memory_format=torch.channels_last
                       if dense_output else torch.contiguous_format)
     cl = torch.channels_last
-    if b != n * steps or v.shape != (n, packed.out_channels, ho, wo) or not v.is_contiguous(memory_format=cl) \
+    if b != n * steps or v.shape != (n, packed.out_channels, oh, ow) or not v.is_contiguous(memory_format=cl) \
             or v.dtype != torch.float32:
         raise ValueError(f"conv2d_neuron: potential {list(v.shape)} does not fit {steps} steps of {list(shape)}")
     res_events = residual if isinstance(residual, Events) else None
-    if res_events is not None and (res_events.rows != packed.out_channels or res_events.off.numel() != b * ho * wo
+    if res_events is not None and (res_events.rows != packed.out_channels or res_events.off.numel() != b * oh * ow
                                    or res_events.amplitude is None):
         raise ValueError(f"conv2d_neuron: the residual's events ({res_events.rows} channels, "
                          f"{res_events.off.numel()} pixels) are not one-level spikes of the output's shape {list(shape)}")
@@ -395,12 +394,10 @@ def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: 
     lib, lists = _given_or_listed(x, packed, levels, signed, events)
     kh, kw = packed.kernel_size
     geo = torch.tensor([kh, kw, *packed.stride, *packed.padding, *packed.dilation], dtype=torch.int64)
-    ostr = torch.tensor((packed.out_channels * ho * wo, 1, wo * packed.out_channels, packed.out_channels),
+    ostr = torch.tensor((packed.out_channels * oh * ow, 1, ow * packed.out_channels, packed.out_channels),
                         dtype=torch.int64)  # channels_last, dense
-    made = _empty_events(b * ho * wo, packed.out_channels, neuron.post) if list_output else None
+    made = _empty_events(b * oh * ow, packed.out_channels, neuron.post) if list_output else None
     listing = (made.cb, made.ev.data_ptr(), made.bnd.data_ptr(), made.off.data_ptr()) if made else (0, 0, 0, 0)
-    side = 2 if sums_ptr else 1
-    ho, wo = ho * side, wo * side  # the conv's own output from here on
     per_step = n * ho * wo
     workers = max(1, torch.get_num_threads())
     work = b * ho * wo * kh * kw * lists.rows * packed.out_channels
@@ -414,7 +411,8 @@ def conv2d_neuron(x: Tensor, packed: PackedConv, steps: int, neuron: Neuron, v: 
     results = _parallel(lib.snnc_event_conv2d_neuron_f32, [
         (*lists.args(h, w), packed.weight.data_ptr(), bias, packed.out_channels, geo.data_ptr(),
          out.data_ptr() if dense_output else 0, ostr.data_ptr(), ho, wo, j0, j1, group, packed.tile,
-         lists.off.data_ptr(), steps, per_step, res, *rev, v.data_ptr(), *nr, *listing, sums_ptr)
+         lists.off.data_ptr(), steps, per_step, res, *rev, v.data_ptr(), *nr, *listing,
+         0 if pool_sums is None else pool_sums.data_ptr())
         for j0, j1 in ranges])
     if any(r == -2 for r in results):
         raise ValueError(f"conv2d_neuron: unknown neuron codes {neuron.codes}")
