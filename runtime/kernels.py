@@ -307,10 +307,9 @@ def avg_pool1d(op: ops.AvgPool1d, ins, params) -> Tensor:
 
 def _native_running_max_ok(op: ops.RunningMaxPool2d, x: Tensor) -> bool:
     """The C loop takes the common case: a 2x2/stride-2 window without padding on even float32 CPU planes."""
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     return (x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 5 and x.shape[-1] % 2 == 0
-            and x.shape[-2] % 2 == 0 and pair(op.kernel_size) == (2, 2) and pair(op.stride or op.kernel_size) == (2, 2)
-            and pair(op.padding) == (0, 0) and pair(op.dilation) == (1, 1) and native.available())
+            and x.shape[-2] % 2 == 0 and native.window_2x2(op.kernel_size, op.stride, op.padding, op.dilation)
+            and native.available())
 
 
 @stateful_kernel(ops.RunningMaxPool2d)

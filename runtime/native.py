@@ -360,6 +360,14 @@ def signed_if_f32(x: torch.Tensor, x_step_stride: int, out: torch.Tensor, v: tor
         f.result()
 
 
+def window_2x2(kernel_size, stride, padding, dilation) -> bool:
+    """Whether a pooling's fields (ints or pairs; stride None: the kernel size) are the 2x2, stride-2 window
+    without padding that the running max pool kernels take (here, and fused in event_conv.c)."""
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    return (pair(kernel_size) == (2, 2) and pair(stride or kernel_size) == (2, 2) and pair(padding) == (0, 0)
+            and pair(dilation) == (1, 1))
+
+
 def running_max_pool2d_f32(x: torch.Tensor, acc: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """RunningMaxPool2d with a 2x2/stride-2 window on c steps of float32 x [c, N, C, H, W] (H, W even) and the
     sums so far acc [N, C, H, W] (None: zeros) -> (y [c, N, C, H/2, W/2], the new sums), bit-identical to the

@@ -29,8 +29,9 @@ In channels_last plans, an event conv whose only reader is a neuron (directly,
 through an Add with another time-varying value, as in a residual block, or through a
 2x2 RunningMaxPool2d, as in a converted VGG) becomes one node with it (`ConvNeuron`,
 event_conv.conv2d_neuron): the neuron steps each output pixel (or pooled window) as
-the conv finishes it, so neither the conv's output nor the sum goes to memory. It computes the same bits; a probe, an output or statistics on the values in
-between keep them apart. Its spikes are listed for the event convs reading them
+the conv finishes it, so neither the conv's output nor the sum goes to memory. It
+computes the same bits; a probe, an output or statistics on the values in between
+keep them apart. Its spikes are listed for the event convs reading them
 (`list_output`); where all readers take those lists (event convs, and fused neurons
 adding it as a residual, which rebuild each row from the lists), the spikes are not
 stored at all (`dense_output` False: ResNet-18's blocks write no spike tensors).
@@ -46,7 +47,7 @@ import torch
 from snnc.ir import ops
 from snnc.ir.graph import Graph
 from snnc.runtime import event_conv as event_kernel
-from snnc.runtime.native import TILE_MAX
+from snnc.runtime.native import TILE_MAX, window_2x2
 from snnc.core.dynamics import NeuronOutput
 from snnc.runtime.neurons import NeuronCall
 
@@ -327,11 +328,9 @@ def _running_pool(m: Node, conv: Node, types) -> bool:
     op = m.op
     if not isinstance(op, ops.RunningMaxPool2d) or m.static or m.neuron is not None:
         return False
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     _, ho, wo = types[conv.name].features
-    return (pair(op.kernel_size) == (2, 2) and pair(op.stride or op.kernel_size) == (2, 2) and pair(op.padding) == (0, 0)
-            and pair(op.dilation) == (1, 1) and isinstance(ho, int) and isinstance(wo, int)
-            and event_kernel.pool_fits(ho, wo))
+    return (window_2x2(op.kernel_size, op.stride, op.padding, op.dilation) and isinstance(ho, int)
+            and isinstance(wo, int) and event_kernel.pool_fits(ho, wo))
 
 
 def _fuse_conv_neurons(nodes: list[Node], keep: frozenset[str], no_pool: frozenset[str], types) -> list[Node]:
